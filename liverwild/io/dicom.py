@@ -1,0 +1,138 @@
+"""DICOM series: discovery, ordering by position, and gap checks.
+
+Slices are ordered by their position along the slice normal (ImagePositionPatient projected on the
+cross product of the ImageOrientationPatient row and column vectors), never by file name. A folder that
+holds several series is an error naming them unless a series UID is chosen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ImageReadError
+
+GAP_FACTOR = 1.5        # a step this many times the median step is a missing slice
+
+
+def list_series(folder) -> dict:
+    """Series instance UID → file names in that folder (not sorted). Empty when there is no DICOM."""
+    folder = str(folder)
+    series = {}
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ():
+        series[uid] = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+    return series
+
+
+def is_dicom_folder(folder) -> bool:
+    return Path(folder).is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+
+
+def _slice_header(file_name: str):
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file_name)
+    reader.ReadImageInformation()
+    try:
+        position = [float(v) for v in reader.GetMetaData("0020|0032").split("\\")]
+        orientation = [float(v) for v in reader.GetMetaData("0020|0037").split("\\")]
+    except RuntimeError as exc:
+        raise ImageReadError(file_name, "DICOM slice without ImagePositionPatient/"
+                                        "ImageOrientationPatient") from exc
+    return np.asarray(position), np.asarray(orientation)
+
+
+def sorted_series_files(folder, series_uid: str | None = None) -> list:
+    """The files of one series, ordered by position along the slice normal (inferior → superior
+    for axial series). Raises :class:`ImageReadError` for no series, several series, mixed
+    orientations, duplicate positions or gaps."""
+    series = list_series(folder)
+    if not series:
+        raise ImageReadError(folder, "no DICOM series found in this folder")
+    if series_uid is None:
+        if len(series) > 1:
+            listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
+            raise ImageReadError(folder, f"holds {len(series)} DICOM series ({listing}); "
+                                         "choose one with series_uid / --series-uid")
+        series_uid = next(iter(series))
+    if series_uid not in series:
+        raise ImageReadError(folder, f"no series with UID {series_uid}")
+    files = series[series_uid]
+    headers = [_slice_header(f) for f in files]
+    orientation = headers[0][1]
+    if any(not np.allclose(h[1], orientation, atol=1e-3) for h in headers):
+        raise ImageReadError(folder, "slices of one series have different orientations")
+    normal = np.cross(orientation[:3], orientation[3:])
+    distance = np.array([h[0] @ normal for h in headers])
+    order = np.argsort(distance, kind="stable")
+    files = [files[i] for i in order]
+    distance = distance[order]
+    if len(files) > 1:
+        steps = np.diff(distance)
+        if np.any(steps < 1e-3):
+            k = int(np.argmin(steps))
+            raise ImageReadError(folder, f"two slices share the position {distance[k]:.3f} mm "
+                                         f"({Path(files[k]).name}, {Path(files[k + 1]).name})")
+        median = float(np.median(steps))
+        if np.any(steps > GAP_FACTOR * median):
+            k = int(np.argmax(steps))
+            raise ImageReadError(folder, f"gap in the series: {steps[k]:.2f} mm between "
+                                         f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
+                                         f"where {median:.2f} mm is the usual slice step")
+    return files
+
+
+def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:
+    """Read one DICOM series folder as a 3D SimpleITK image with the scanner's geometry."""
+    files = sorted_series_files(folder, series_uid)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(folder, f"DICOM series cannot be read: {_first_line(exc)}") from exc
+
+
+def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, series_uid=None,
+                       modality: str = "CT") -> list:
+    """Write an int16 ``(z, y, x)`` array as a DICOM series (one file per slice) with ``geometry``.
+
+    For tests, examples and exports. ``file_names`` (one per slice, in array order) lets a caller
+    scramble names to prove that readers order by position. Returns the written paths.
+    """
+    from .geometry import Geometry  # local: keeps the module import light
+    assert isinstance(geometry, Geometry)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(np.asarray(array).astype(np.int16))
+    geometry.apply_to(image)
+    series_uid = series_uid or "1.2.826.0.1.3680043.2.1125." + str(abs(hash(str(folder))) % 10**12)
+    d = geometry.direction_matrix
+    orientation = "\\".join(f"{v:.6f}" for v in (*d[:, 0], *d[:, 1]))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(image.GetDepth()):
+        piece = image[:, :, k]
+        position = geometry.index_to_physical((0, 0, k))
+        tags = {
+            "0008|0060": modality, "0020|000e": series_uid, "0020|000d": series_uid + ".1",
+            "0008|0018": f"{series_uid}.{k + 1}", "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in position), "0020|0037": orientation,
+            "0018|0050": f"{geometry.spacing[2]:.6f}", "0028|1050": "40", "0028|1051": "400",
+            "0028|1052": "0", "0028|1053": "1",
+        }
+        for key, value in tags.items():
+            piece.SetMetaData(key, value)
+        name = file_names[k] if file_names is not None else f"slice_{k:04d}.dcm"
+        path = folder / name
+        writer.SetFileName(str(path))
+        writer.Execute(piece)
+        paths.append(path)
+    return paths
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # ITK messages start with a file/line location; the description is usually the last line.
+    return lines[-1] if lines else type(exc).__name__

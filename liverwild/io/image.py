@@ -1,0 +1,214 @@
+"""Read scans and write masks with their geometry (SimpleITK underneath).
+
+Supported inputs: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``,
+``.mhd``) and DICOM series folders. Every problem is raised as :class:`~liverwild.errors.ImageReadError`
+whose message is one line naming the file and the problem.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ImageReadError
+from .dicom import _first_line, is_dicom_folder, read_dicom_series
+from .geometry import Geometry
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+@dataclass
+class Volume:
+    """A 3D scan: ``array`` is NumPy ``(z, y, x)``; ``geometry`` places it in patient space."""
+    array: np.ndarray
+    geometry: Geometry
+    path: str = ""
+
+
+def image_suffix(path) -> str:
+    """The recognised suffix of ``path`` ('' when unsupported)."""
+    name = str(path).lower()
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
+
+
+def is_supported(path) -> bool:
+    path = Path(path)
+    return (path.is_file() and bool(image_suffix(path))) or is_dicom_folder(path)
+
+
+def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
+    """Read ``path`` (file or DICOM folder) into a 3D scalar SimpleITK image, validating it."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "does not exist")
+    if path.is_dir():
+        image = read_dicom_series(path, series_uid)
+    else:
+        if not image_suffix(path):
+            raise ImageReadError(path, "unsupported file type (expected " + ", ".join(IMAGE_SUFFIXES)
+                                       + " or a DICOM series folder)")
+        if path.stat().st_size == 0:
+            raise ImageReadError(path, "is empty (0 bytes)")
+        if image_suffix(path) in (".nii", ".nii.gz"):
+            check_nifti_complete(path)          # ITK zero-fills truncated NIfTI data silently
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                                   "a scalar (grey-value) volume is needed")
+    if image.GetDimension() != 3:
+        raise ImageReadError(path, f"is {image.GetDimension()}D (size {image.GetSize()}); "
+                                   "liverwild needs a 3D volume")
+    return image
+
+
+def check_nifti_complete(path) -> None:
+    """Raise :class:`ImageReadError` when a NIfTI-1/2 file holds less voxel data than its header says.
+
+    Uncompressed files are checked by size; gzipped ones by the gzip trailer (uncompressed size mod
+    2³²), falling back to a full decompression only when the trailer disagrees.
+    """
+    path = Path(path)
+    gz = path.name.lower().endswith(".gz")
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(540)
+    except (OSError, EOFError) as exc:
+        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({exc})") from exc
+    info = _nifti_header_info(header)
+    if info is None:
+        return                                   # not a NIfTI header: let ITK report it
+    expected = info["expected_bytes"]
+    if not gz:
+        actual = path.stat().st_size
+    else:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            trailer = struct.unpack("<I", f.read(4))[0]
+        if trailer == expected % 2**32:
+            return
+        actual = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    actual += len(chunk)
+        except (OSError, EOFError):
+            pass                                 # a truncated stream: 'actual' is what could be read
+    if actual < expected:
+        raise ImageReadError(path, f"truncated: {actual} bytes of {expected} expected from its header")
+
+
+def nifti_nonfinite_count(path) -> int:
+    """Number of NaN/inf voxels in a floating-point NIfTI file (0 for integer data).
+
+    ITK's NIfTI reader turns NaN into 0, so the raw data are scanned directly.
+    """
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        info = _nifti_header_info(f.read(540))
+        if info is None or info["datatype"] not in (16, 64):
+            return 0
+        f.seek(info["offset"])
+        dtype = np.dtype(info["endian"] + ("f4" if info["datatype"] == 16 else "f8"))
+        count = 0
+        while chunk := f.read(dtype.itemsize * (1 << 20)):
+            count += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk, dtype))))
+        return count
+
+
+def _nifti_header_info(header: bytes):
+    """Voxel-data offset, datatype code, byte order and total expected size, or None if not NIfTI."""
+    if len(header) >= 348 and struct.unpack("<i", header[:4])[0] in (348, 540):
+        endian = "<"
+    elif len(header) >= 348 and struct.unpack(">i", header[:4])[0] in (348, 540):
+        endian = ">"
+    else:
+        return None
+    sizeof_header = struct.unpack(endian + "i", header[:4])[0]
+    if sizeof_header == 348:                                         # NIfTI-1
+        dims = struct.unpack(endian + "8h", header[40:56])
+        bitpix = struct.unpack(endian + "h", header[72:74])[0]
+        offset = struct.unpack(endian + "f", header[108:112])[0]
+    else:                                                            # NIfTI-2
+        dims = struct.unpack(endian + "8q", header[16:80])
+        bitpix = struct.unpack(endian + "h", header[14:16])[0]
+        offset = struct.unpack(endian + "q", header[168:176])[0]
+    datatype = struct.unpack(endian + "h", header[70:72] if sizeof_header == 348 else header[12:14])[0]
+    n = int(np.prod([max(1, d) for d in dims[1: 1 + max(0, min(int(dims[0]), 7))]]))
+    return {"offset": int(offset), "datatype": int(datatype), "endian": endian,
+            "expected_bytes": int(offset) + n * bitpix // 8}
+
+
+def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan: bool = False) -> Volume:
+    """Read a scan as ``Volume`` with a ``(z, y, x)`` array of ``dtype`` and its geometry.
+
+    Non-finite voxels (NaN, ±inf) are an error unless ``allow_nan``.
+    """
+    image = read_sitk(path, series_uid)
+    try:
+        array = sitk.GetArrayFromImage(image)
+    except RuntimeError as exc:  # lazily read pixel data can still fail
+        raise ImageReadError(path, f"pixel data cannot be read ({_first_line(exc)})") from exc
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if not allow_nan and array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if not bad and Path(path).is_file() and image_suffix(path) in (".nii", ".nii.gz"):
+            bad = nifti_nonfinite_count(path)
+        if bad:
+            raise ImageReadError(path, f"contains {bad} NaN or infinite voxels")
+    return Volume(array, Geometry.from_sitk(image), str(path))
+
+
+def read_label(path) -> Volume:
+    """Read a label map as integers; non-integer values are an error naming the file."""
+    volume = read_image(path, dtype=None)
+    array = volume.array
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise ImageReadError(path, "label map holds non-integer values")
+        array = array.astype(np.int16)
+    volume.array = array
+    return volume
+
+
+def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compress: bool = True) -> Path:
+    """Write a ``(z, y, x)`` array with ``geometry`` to ``path`` atomically (temporary file, then rename).
+
+    The format follows the suffix of ``path``. Returns the final path.
+    """
+    path = Path(path)
+    suffix = image_suffix(path)
+    if not suffix:
+        raise ValueError(f"{path}: unsupported output suffix (use one of {', '.join(IMAGE_SUFFIXES)})")
+    array = np.asarray(array)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    if tuple(array.shape) != geometry.shape:
+        raise ValueError(f"{path}: array shape {array.shape} does not match geometry shape {geometry.shape}")
+    image = geometry.apply_to(sitk.GetImageFromArray(array))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-len(suffix)]}.", suffix=".tmp" + suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=compress)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_mask(mask: np.ndarray, reference: Geometry, path) -> Path:
+    """Write a binary/label ``(z, y, x)`` mask as uint8 with exactly the ``reference`` geometry."""
+    return write_volume(mask, reference, path, dtype=np.uint8)

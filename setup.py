@@ -1,0 +1,39 @@
+"""liverwild: liver segmentation in the wild via contrastive distillation."""
+from setuptools import find_packages, setup
+
+COMMANDS = {
+    "lw_plan_and_preprocess": "liverwild.cli.plan_and_preprocess:main",
+    "lw_train": "liverwild.cli.train:main",
+    "lw_predict": "liverwild.cli.predict:main",
+    "lw_evaluate": "liverwild.cli.evaluate:main",
+    "lw_convert": "liverwild.cli.convert:main",
+    "lw_phantoms": "liverwild.cli.phantoms:main",
+    "lw_demo": "liverwild.cli.demo:main",
+}
+
+setup(
+    name="liverwild",
+    version="0.1.0",
+    description="Liver segmentation in CT and MR in the wild (contrastive distillation, Fogarollo et al. 2023)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["liverwild", "liverwild.*", "planning", "planning.*",
+                                    "preprocessing", "preprocessing.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "timm>=0.9",
+        "SimpleITK>=2.2",
+        "batchgenerators>=0.25",
+        "numpy>=1.23",
+        "scikit-image>=0.20",
+        "pandas>=1.5",
+        "scipy>=1.9",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={"test": ["pytest>=7", "pydicom>=2.3"]},
+    entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
+)

@@ -1,0 +1,221 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from liverwild.errors import ImageReadError
+from liverwild.io import (Geometry, Reorientation, read_image, read_label, sorted_series_files, stored_geometry,
+                          write_dicom_series, write_mask, write_volume)
+
+from conftest import SIGNED_PERMUTATIONS, asymmetric_volume, geometry_for
+
+RAS_DIRECTION = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+
+
+def nifti_sform(path):
+    """The sform rows of a NIfTI-1 file, read straight from the header (RAS convention)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        header = f.read(348)
+    rows = [struct.unpack("<4f", header[o:o + 16]) for o in (280, 296, 312)]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), RAS_DIRECTION, (1, 0, 0, 0, -1, 0, 0, 0, -1)])
+def test_round_trip_keeps_array_and_geometry(tmp_path, suffix, direction):
+    array = asymmetric_volume()
+    geometry = geometry_for(array.shape, direction=direction)
+    path = write_volume(array, geometry, tmp_path / f"scan{suffix}")
+    volume = read_image(path, dtype=None)
+    assert np.array_equal(volume.array, array)
+    assert volume.geometry.differences(geometry) == []
+
+
+def test_ras_stored_nifti_header_and_reading(tmp_path):
+    """A NIfTI whose affine is a positive (RAS) diagonal reads as LPS direction diag(-1, -1, 1)."""
+    array = asymmetric_volume()
+    geometry = geometry_for(array.shape, spacing=(0.8, 0.6, 3.0), origin=(100.0, 80.0, -20.0),
+                            direction=RAS_DIRECTION)
+    path = write_volume(array, geometry, tmp_path / "ras.nii.gz")
+    sform = nifti_sform(path)
+    assert np.allclose(np.diag(sform[:, :3]), [0.8, 0.6, 3.0])              # positive RAS diagonal
+    assert np.allclose(sform[:, 3], [-100.0, -80.0, -20.0])                   # RAS origin = LPS with x, y negated
+    volume = read_image(path)
+    assert volume.geometry.orientation_code() == "RAS"
+    # a marked voxel lands at the same physical point as computed from the file's own affine
+    k, j, i = 2, 5, 3
+    ras = sform[:, :3] @ np.array([i, j, k]) + sform[:, 3]
+    lps = volume.geometry.index_to_physical((i, j, k))
+    assert np.allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-4)
+
+
+def test_write_mask_copies_reference_geometry_exactly(tmp_path):
+    array = asymmetric_volume((5, 6, 8))
+    geometry = geometry_for(array.shape, spacing=(0.703125, 0.703125, 5.0), direction=RAS_DIRECTION)
+    reference = read_image(write_volume(array, geometry, tmp_path / "ref.nii.gz"))
+    mask = (array > 0).astype(bool)
+    out = write_mask(mask, reference.geometry, tmp_path / "mask.nii.gz")
+    written = read_image(out, dtype=None)
+    assert written.array.dtype == np.uint8
+    assert np.array_equal(written.array, mask.astype(np.uint8))
+    assert written.geometry == reference.geometry            # exact, not only within tolerance
+    assert not list(tmp_path.glob(".*tmp*"))                  # no temporary file left behind
+
+
+def test_write_refuses_shape_mismatch(tmp_path):
+    with pytest.raises(ValueError, match="does not match"):
+        write_mask(np.zeros((2, 3, 4)), geometry_for((3, 3, 4)), tmp_path / "m.nii.gz")
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (1, 0, 0, 0, 1, 0, 0, 0, -1), RAS_DIRECTION])
+def test_dicom_series_is_ordered_by_position_not_name(tmp_path, direction):
+    array = asymmetric_volume((6, 8, 10))
+    geometry = geometry_for(array.shape, spacing=(0.8, 0.8, 2.0), direction=direction)
+    rng = np.random.default_rng(1)
+    names = [f"IM{n:03d}.dcm" for n in rng.permutation(6)]     # file names say nothing about order
+    write_dicom_series(array, geometry, tmp_path / "series", file_names=names)
+    volume = read_image(tmp_path / "series", dtype=None)
+    # the volume is read in the slice order of the normal; for a reversed z axis the reader stores
+    # slices inferior→superior, so compare in the canonical layout
+    expected = Reorientation.from_geometry(geometry).to_canonical(array)
+    got = Reorientation.from_geometry(volume.geometry).to_canonical(volume.array)
+    assert np.array_equal(got, expected)
+    assert np.allclose(Reorientation.from_geometry(volume.geometry).canonical_geometry(volume.geometry).origin,
+                       Reorientation.from_geometry(geometry).canonical_geometry(geometry).origin, atol=1e-3)
+
+
+def test_dicom_gap_is_an_error_naming_the_slices(tmp_path):
+    array = asymmetric_volume((6, 8, 10))
+    paths = write_dicom_series(array, geometry_for(array.shape), tmp_path / "gap")
+    paths[3].unlink()
+    with pytest.raises(ImageReadError, match="gap in the series"):
+        read_image(tmp_path / "gap")
+
+
+def test_several_series_in_one_folder(tmp_path):
+    array = asymmetric_volume((4, 8, 10))
+    g = geometry_for(array.shape)
+    write_dicom_series(array, g, tmp_path / "two", file_names=[f"a{k}.dcm" for k in range(4)], series_uid="1.2.3.1")
+    write_dicom_series(array + 1, g, tmp_path / "two", file_names=[f"b{k}.dcm" for k in range(4)], series_uid="1.2.3.2")
+    with pytest.raises(ImageReadError) as info:
+        read_image(tmp_path / "two")
+    assert "1.2.3.1" in str(info.value) and "1.2.3.2" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+    chosen = read_image(tmp_path / "two", dtype=None, series_uid="1.2.3.2")
+    assert np.array_equal(chosen.array, array + 1)
+    assert len(sorted_series_files(tmp_path / "two", "1.2.3.1")) == 4
+
+
+@pytest.mark.parametrize("direction", SIGNED_PERMUTATIONS)
+def test_reorientation_is_exactly_invertible_and_matches_dicomorient(direction):
+    array = asymmetric_volume((5, 6, 7))
+    geometry = geometry_for(array.shape, spacing=(0.5, 1.25, 3.0), direction=direction)
+    r = Reorientation.from_geometry(geometry)
+    canonical = r.to_canonical(array)
+    assert np.array_equal(r.from_canonical(canonical), array)
+    image = geometry.apply_to(sitk.GetImageFromArray(array))
+    oriented = sitk.DICOMOrient(image, "LPS")
+    assert np.array_equal(sitk.GetArrayFromImage(oriented), canonical)
+    cg = r.canonical_geometry(geometry)
+    assert cg.differences(Geometry.from_sitk(oriented)) == []
+    # the same voxel sits at the same physical position in both layouts
+    k, j, i = np.argwhere(array == array.max())[0]
+    ck, cj, ci = np.argwhere(canonical == array.max())[0]
+    assert np.allclose(geometry.index_to_physical((i, j, k)), cg.index_to_physical((ci, cj, ck)))
+
+
+@pytest.mark.parametrize("direction", SIGNED_PERMUTATIONS[::5])
+def test_stored_geometry_inverts_canonical_geometry(direction):
+    canonical = geometry_for((5, 6, 7), spacing=(0.5, 1.25, 3.0))
+    stored = stored_geometry(canonical, direction)
+    r = Reorientation.from_geometry(stored)
+    assert r.canonical_geometry(stored).differences(canonical) == []
+
+
+def test_oblique_direction_uses_closest_axes():
+    angle = np.deg2rad(20)
+    c, s = np.cos(angle), np.sin(angle)
+    g = geometry_for((4, 5, 6), direction=(c, -s, 0, s, c, 0, 0, 0, 1))
+    r = Reorientation.from_geometry(g)
+    assert r.is_identity
+
+
+# ---- bad input: one line naming the file -------------------------------------------------------
+
+def _assert_one_line_error(path, match):
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert str(path) in message and len(message.splitlines()) == 1
+    assert match in message, message
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "garbage.nii.gz"
+    path.write_bytes(np.random.default_rng(0).bytes(2000))
+    _assert_one_line_error(path, "cannot be read")
+
+
+@pytest.mark.parametrize("suffix, match", [(".nii.gz", "truncated"), (".nii", "truncated"),
+                                           (".nrrd", "cannot be read"), (".mha", "cannot be read")])
+def test_truncated_file(tmp_path, suffix, match):
+    full = write_volume(asymmetric_volume((20, 30, 30)), geometry_for((20, 30, 30)), tmp_path / f"full{suffix}")
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    _assert_one_line_error(cut, match)
+
+
+def test_two_dimensional_image(tmp_path):
+    path = tmp_path / "flat.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 9), np.int16)), str(path))
+    _assert_one_line_error(path, "is 2D")
+
+
+def test_four_dimensional_image(tmp_path):
+    path = tmp_path / "time.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 8, 9), np.int16), isVector=False), str(path))
+    _assert_one_line_error(path, "is 4D")
+
+
+def test_colour_image(tmp_path):
+    path = tmp_path / "rgb.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 8, 9, 3), np.uint8), isVector=True), str(path))
+    _assert_one_line_error(path, "components per voxel")
+
+
+def test_non_image_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    _assert_one_line_error(path, "unsupported file type")
+
+
+def test_empty_file_and_missing_file(tmp_path):
+    empty = tmp_path / "empty.nii.gz"
+    empty.touch()
+    _assert_one_line_error(empty, "empty")
+    _assert_one_line_error(tmp_path / "missing.nii.gz", "does not exist")
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_nan_voxels(tmp_path, suffix):
+    """NaNs are reported, also in NIfTI where ITK itself silently reads them as 0."""
+    array = np.zeros((3, 4, 5), np.float32)
+    array[1, 2, 3] = np.nan
+    array[0, 0, 0] = np.inf
+    path = write_volume(array, geometry_for(array.shape), tmp_path / f"nan{suffix}")
+    _assert_one_line_error(path, "2 NaN or infinite voxels")
+    read_image(path, allow_nan=True)
+
+
+def test_empty_folder_is_not_a_dicom_series(tmp_path):
+    (tmp_path / "empty_dir").mkdir()
+    _assert_one_line_error(tmp_path / "empty_dir", "no DICOM series")
+
+
+def test_label_with_fractions_is_rejected(tmp_path):
+    path = write_volume(np.full((2, 3, 4), 0.5, np.float32), geometry_for((2, 3, 4)), tmp_path / "l.nii.gz")
+    with pytest.raises(ImageReadError, match="non-integer"):
+        read_label(path)
