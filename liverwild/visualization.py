@@ -1,12 +1,11 @@
 """Pictures for people: slices with mask outlines (matplotlib, Agg backend, no display needed)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .io import Reorientation, Volume
 
 
@@ -39,16 +38,9 @@ def canonical_views(volume: Volume, mask: np.ndarray | None = None, index=None):
 
 
 def save_figure_atomic(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=fig.dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def overlay_grid(rows, path, title: str | None = None, panel_size: float = 2.6) -> Path:

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from ..phantoms import DOMAINS, write_phantoms
+from ..phantoms import DOMAINS, save_preview, write_phantoms
 from .common import run
 
 
@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--overwrite", action="store_true", help="regenerate cases that already exist")
     p.add_argument("--list", action="store_true", help="list the domains and exit")
+    p.add_argument("--preview", metavar="PNG", default=None,
+                   help="also save a picture with one case per domain (axial/coronal/sagittal)")
     return p
 
 
@@ -32,6 +34,9 @@ def main(argv=None) -> int:
     if args.list:
         for name, d in DOMAINS.items():
             print(f"{name:20s} {d.modality}  {d.description}")
+        return 0
+    if args.preview and not args.output:
+        print(f"wrote {save_preview(args.preview, args.domains, args.seed, scale=args.scale)}")
         return 0
     if not args.output:
         print("error: no output folder: pass -o DIR or set LW_raw", file=sys.stderr)
@@ -42,6 +47,8 @@ def main(argv=None) -> int:
                                  args.workers, args.overwrite)
         for folder in folders:
             print(f"wrote {folder}")
+        if args.preview:
+            print(f"wrote {save_preview(args.preview, args.domains, args.seed, scale=args.scale)}")
     return run(work)
 
 

@@ -16,11 +16,10 @@ read as well: the modality then comes from ``channel_names["0"]`` and the cases 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import write_json_atomic
 from ..errors import ConfigurationError, LiverwildError
 
 MODALITIES = ("CT", "MR")
@@ -99,22 +98,6 @@ def load_dataset_json(folder) -> DatasetInfo:
 def write_dataset_json(folder, info: DatasetInfo) -> Path:
     """Write ``dataset.json`` atomically."""
     return write_json_atomic(Path(folder) / "dataset.json", info.to_json())
-
-
-def write_json_atomic(path, content) -> Path:
-    """Write ``content`` as indented JSON to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def case_files(folder, info: DatasetInfo, case: str, split: str = "Tr") -> tuple:

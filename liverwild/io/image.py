@@ -9,13 +9,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import atomic_path
 from ..errors import ImageReadError
 from .dicom import _first_line, is_dicom_folder, read_dicom_series
 from .geometry import Geometry
@@ -197,15 +197,8 @@ def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compre
     if tuple(array.shape) != geometry.shape:
         raise ValueError(f"{path}: array shape {array.shape} does not match geometry shape {geometry.shape}")
     image = geometry.apply_to(sitk.GetImageFromArray(array))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:-len(suffix)]}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, useCompression=compress)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
     return path
 
 

@@ -5,8 +5,8 @@ scanner/protocol would (:mod:`.domains`, :mod:`.render`), so that leave-one-doma
 can run offline. ``write_phantoms(DIR)`` writes one raw dataset per domain under ``DIR``.
 """
 from .domains import DOMAINS, Domain, register_domain
-from .generate import generate_case, write_domain, write_phantoms
+from .generate import generate_case, save_preview, write_domain, write_phantoms
 from .tissues import LIVER_TISSUES, Tissue
 
-__all__ = ["DOMAINS", "Domain", "register_domain", "generate_case", "write_domain", "write_phantoms",
+__all__ = ["DOMAINS", "Domain", "register_domain", "generate_case", "save_preview", "write_domain", "write_phantoms",
            "Tissue", "LIVER_TISSUES"]

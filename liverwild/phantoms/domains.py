@@ -26,7 +26,7 @@ CT_NATIVE = {**_CT_COMMON, "LIVER": (58, 6), "LIVER_VESSEL": (42, 4), "LESION": 
 CT_PORTAL = {**_CT_COMMON, "LIVER": (112, 8), "LIVER_VESSEL": (175, 10), "LESION": (58, 10), "SPLEEN": (122, 8),
              "KIDNEY_CORTEX": (175, 10), "KIDNEY_MEDULLA": (140, 10), "AORTA": (165, 8), "VEIN": (160, 8),
              "HEART": (150, 10), "BOWEL": (60, 15), "STOMACH": (45, 10)}
-CT_ARTERIAL = {**_CT_COMMON, "LIVER": (78, 10), "LIVER_VESSEL": (105, 10), "LESION": (120, 25), "SPLEEN": (135, 30),
+CT_ARTERIAL = {**_CT_COMMON, "LIVER": (60, 10), "LIVER_VESSEL": (105, 10), "LESION": (120, 25), "SPLEEN": (135, 30),
                "KIDNEY_CORTEX": (230, 20), "KIDNEY_MEDULLA": (80, 10), "AORTA": (320, 15), "VEIN": (75, 8),
                "HEART": (260, 20), "BOWEL": (50, 12)}
 MR_T2 = {
@@ -96,7 +96,7 @@ register_domain(Domain(
     "PhantomArterialCT", "CT", "arterial CT, small field of view, slices stored superior→inferior, "
     "streak artefacts, circular reconstruction field, shifted HU calibration",
     CT_ARTERIAL, fov_mm=330, matrix=160, slice_mm=3.0, z_range=(-190, 25), direction=RAI,
-    psf_mm=(0.7, 0.8), noise=16.0, noise_corr=0.7, gain=(1.02, 1.08), offset=(15, 35),
+    psf_mm=(0.7, 0.8), noise=16.0, noise_corr=0.7, gain=(1.02, 1.08), offset=(10, 25),
     streaks=70.0, streak_fraction=0.35, circular_fov_value=-2048))
 register_domain(Domain(
     "PhantomT2MR", "MR", "T2-weighted fat-suppressed MR (CHAOS T2-SPIR-like), 7 mm slices, bias field, "

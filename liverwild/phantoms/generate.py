@@ -121,3 +121,15 @@ def write_phantoms(out_root, domains=None, n_cases: int | None = None, seed: int
         raise KeyError(f"unknown phantom domain(s) {unknown}; known: {', '.join(DOMAINS)}")
     return [write_domain(DOMAINS[n], out_root, n_cases, seed, scale, n_slices, workers, overwrite, progress)
             for n in names]
+
+
+def save_preview(path, domains=None, seed: int = 0, case: int = 0, scale: float = 1.0):
+    """PNG with axial, coronal and sagittal views of one case per domain, liver outlined in red."""
+    from ..visualization import canonical_views, overlay_grid
+    rows = []
+    for name in domains or DOMAINS:
+        domain = DOMAINS[name].scaled(scale)
+        image, label, _ = generate_case(domain, seed, case)
+        rows.append((f"{name} ({image.geometry.orientation_code()})", domain.modality,
+                     canonical_views(image, label.array)))
+    return overlay_grid(rows, path, title="liverwild phantom domains (canonical LPS display; red: liver label)")

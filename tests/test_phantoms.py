@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from liverwild.datasets import load_dataset_json, verify_dataset
+from liverwild.io import Reorientation, read_image
+from liverwild.phantoms import DOMAINS, Tissue, generate_case, write_phantoms
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Two cases per domain, half the default in-plane matrix (fast)."""
+    out = {}
+    for name, domain in DOMAINS.items():
+        out[name] = [generate_case(domain.scaled(0.5), seed=7, case=c) for c in range(2)]
+    return out
+
+
+def test_deterministic_from_seed():
+    a = generate_case("PhantomNativeCT", seed=3, case=1)
+    b = generate_case("PhantomNativeCT", seed=3, case=1)
+    c = generate_case("PhantomNativeCT", seed=4, case=1)
+    assert np.array_equal(a[0].array, b[0].array) and np.array_equal(a[1].array, b[1].array)
+    assert not np.array_equal(a[1].array, c[1].array)
+
+
+def test_anatomy_varies_between_cases(cases):
+    volumes = [lb.array.sum() * np.prod(lb.geometry.spacing) for _, lb, _ in cases["PhantomPortalCT"]]
+    assert abs(volumes[0] - volumes[1]) / max(volumes) > 0.02
+
+
+def _physical_centroid_and_extent(label):
+    idx = np.argwhere(label.array > 0)[:, ::-1]                   # (i, j, k)
+    points = label.geometry.index_to_physical(idx)
+    return points.mean(0), points.max(0) - points.min(0)
+
+
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_liver_position_and_extent(cases, name):
+    for image, label, tissues in cases[name]:
+        centroid, extent = _physical_centroid_and_extent(label)
+        # LPS: the patient's right is −x, superior +z; z = 0 is the right diaphragm dome
+        assert centroid[0] < -20, "liver must lie in the patient's right abdomen"
+        assert -130 < centroid[2] < -20, "liver must lie in the upper abdomen, below the dome"
+        assert 100 < extent[0] < 260 and 80 < extent[1] < 220 and 90 < extent[2] < 230
+        volume_l = (label.array > 0).sum() * np.prod(label.geometry.spacing) / 1e6
+        assert 0.7 < volume_l < 3.5
+        # lung bases at the top slices when the domain covers them
+        canonical = tissues
+        top = canonical[-1]
+        assert (top == Tissue.LUNG).sum() > 0
+
+
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_label_is_aligned_with_image(cases, name):
+    """Liver-like voxels (smoothed intensity near the liver's median) overlap the mask best unshifted."""
+    image, label, _ = cases[name][0]
+    r = Reorientation.from_geometry(image.geometry)
+    img = ndimage.gaussian_filter(r.to_canonical(image.array).astype(np.float32), 1.0)
+    mask = r.to_canonical(label.array) > 0
+    core = ndimage.binary_erosion(mask, iterations=2)
+    centre = np.median(img[core])
+    spread = np.subtract(*np.percentile(img[core], [90, 10]))
+    liver_like = np.abs(img - centre) < spread
+
+    def dice(dz, dy, dx):
+        shifted = np.roll(mask, (dz, dy, dx), axis=(0, 1, 2))
+        return 2 * (shifted & liver_like).sum() / (shifted.sum() + liver_like.sum())
+    at_zero = dice(0, 0, 0)
+    for shift in [(0, 0, 3), (0, 0, -3), (0, 3, 0), (0, -3, 0), (2, 0, 0), (-2, 0, 0)]:
+        assert dice(*shift) < at_zero, shift
+
+
+def test_domains_differ_in_intensity_noise_geometry(cases):
+    stats = {}
+    for name, items in cases.items():
+        image, label, _ = items[0]
+        mask = ndimage.binary_erosion(label.array > 0, iterations=2)
+        liver = image.array[mask].astype(float)
+        stats[name] = {"median": np.median(liver), "spread": np.subtract(*np.percentile(liver, [75, 25])),
+                       "orientation": image.geometry.orientation_code(), "spacing": image.geometry.spacing}
+    ct = [n for n in stats if DOMAINS[n].modality == "CT"]
+    medians = sorted(stats[n]["median"] for n in ct)
+    assert min(np.diff(medians)) > 15, f"CT liver HU should differ between phases: {medians}"
+    spreads = sorted(stats[n]["spread"] for n in ct)
+    assert spreads[-1] > 1.8 * spreads[0], f"noise levels should differ: {spreads}"
+    assert len({s["orientation"] for s in stats.values()}) >= 3
+    assert len({s["spacing"][2] for s in stats.values()}) == len(stats)
+    assert stats["PhantomT2MR"]["median"] > 0 and DOMAINS["PhantomT2MR"].modality == "MR"
+
+
+def test_mr_domain_has_bias_field_and_arbitrary_units():
+    gains = []
+    for case in range(3):
+        image, label, tissues = generate_case(DOMAINS["PhantomT2MR"].scaled(0.5), seed=1, case=case)
+        r = Reorientation.from_geometry(image.geometry)
+        img, t = r.to_canonical(image.array).astype(float), tissues
+        gains.append(np.median(img[t == Tissue.MUSCLE]))
+        # a bias field makes the same tissue brighter in some places than in others
+        smooth = ndimage.median_filter(img, size=3)
+        muscle = ndimage.binary_erosion(t == Tissue.MUSCLE, iterations=1)
+        values = smooth[muscle]
+        assert np.percentile(values, 90) / np.percentile(values, 10) > 1.3
+    assert max(gains) / min(gains) > 1.3, "per-case gain (arbitrary units) should vary"
+
+
+def test_arterial_domain_has_streaks_and_circular_fov():
+    image, _, _ = generate_case("PhantomArterialCT", seed=0, case=0)
+    assert image.array.min() == -2048 and image.array[:, 0, 0].max() == -2048
+
+
+def test_written_domains_are_valid_raw_datasets(tmp_path):
+    folders = write_phantoms(tmp_path, n_cases=2, scale=0.4, progress=False)
+    assert {f.name for f in folders} == set(DOMAINS)
+    for folder in folders:
+        info = load_dataset_json(folder)
+        assert info.modality == DOMAINS[folder.name].modality and info.labels["liver"] == 1
+        assert len(info.cases) == 2
+        report = verify_dataset(folder)
+        assert report.ok, [str(p) for p in report.problems]
+        image = read_image(next((folder / "imagesTr").glob("*.nii.gz")))
+        expected = info.extra["phantom"]["orientation"]
+        assert image.geometry.orientation_code() == expected
+    # re-running keeps existing cases (no regeneration)
+    stamp = next((folders[0] / "imagesTr").glob("*.nii.gz")).stat().st_mtime_ns
+    write_phantoms(tmp_path, n_cases=2, scale=0.4, progress=False)
+    assert next((folders[0] / "imagesTr").glob("*.nii.gz")).stat().st_mtime_ns == stamp
