@@ -1,18 +1,59 @@
-"""lw_plan_and_preprocess: fingerprint, plan and preprocess raw datasets (not available yet in this version)."""
+"""lw_plan_and_preprocess: fingerprint, plan and cache slices + backbone features, nnU-Net style."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .common import not_available
+from .common import add_folder_options, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="lw_plan_and_preprocess", description="fingerprint, plan and preprocess raw datasets — not available yet in this version.")
+    p = argparse.ArgumentParser(
+        prog="lw_plan_and_preprocess",
+        description="Measure raw datasets (dataset_fingerprint.json), plan their preprocessing (plans.json), "
+                    "cache normalised 224×224 slices, augmented views and frozen backbone features, and write "
+                    "leave-one-dataset-out folds (splits.json).")
+    p.add_argument("-d", "--datasets", nargs="+", required=True, metavar="NAME", help="raw dataset names or nnU-Net ids")
+    add_folder_options(p, "raw", "preprocessed")
+    p.add_argument("--backbone", default=None, help="timm model name (default vit_small_patch16_224.dino)")
+    p.add_argument("--backbone-weights", default=None, metavar="FILE",
+                   help="DINO .pth or timm .safetensors file, or 'timm-cache'")
+    p.add_argument("--random-backbone", action="store_true",
+                   help="use a randomly initialised backbone (tests and demos only; recorded in every artefact)")
+    p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="processes for the CPU stages (reading, normalising, augmenting); 0 = in the main process")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--val-per-source", type=int, default=5, help="held-out validation cases per source dataset")
+    p.add_argument("--seed", type=int, default=0)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--plan-only", action="store_true", help="stop after fingerprint and plans")
+    mode.add_argument("--preprocess-only", action="store_true", help="use the existing (possibly edited) plans.json")
+    p.add_argument("--replan", action="store_true", help="discard existing plans.json and plan afresh")
+    p.add_argument("--no-progress", action="store_true")
+    return p
 
 
 def main(argv=None) -> int:
-    return not_available("lw_plan_and_preprocess", "planned; see the issue tracker", build_parser(), argv)
+    args = build_parser().parse_args(argv)
+    from preprocessing.pipeline import plan_and_preprocess
+
+    def work():
+        reports = plan_and_preprocess(
+            args.datasets, args.raw, args.preprocessed, args.backbone, args.backbone_weights, args.random_backbone,
+            args.views, args.device, args.workers, args.batch_size, args.plan_only, args.preprocess_only,
+            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress)
+        failed = {r.dataset: r.failed for r in reports if r.failed}
+        if failed:
+            n = sum(len(v) for v in failed.values())
+            print(f"{n} case(s) failed and were skipped: " + "; ".join(
+                f"{d}: {', '.join(sorted(c))}" for d, c in failed.items()), file=sys.stderr)
+            return 1
+        return 0
+    return run(work)
 
 
 if __name__ == "__main__":

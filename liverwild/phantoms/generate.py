@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..datasets.format import CHANNEL, DatasetInfo, write_dataset_json
+from ..parallel import bounded_imap
 from ..io import Geometry, Reorientation, Volume, stored_geometry, write_volume
 from .anatomy import Abdomen, Grid
 from .domains import DOMAINS, Domain
@@ -92,15 +92,9 @@ def write_domain(domain: Domain | str, out_root, n_cases: int | None = None, see
     jobs = [(domain, folder, seed, case, n_slices, overwrite) for case in range(n_cases)]
     names = []
     bar = tqdm(total=n_cases, desc=domain.name, unit="case", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for name, _ in pool.map(_write_case, jobs):
-                names.append(name)
-                bar.update()
-    else:
-        for job in jobs:
-            names.append(_write_case(job)[0])
-            bar.update()
+    for name, _ in bounded_imap(_write_case, jobs, workers):
+        names.append(name)
+        bar.update()
     bar.close()
     info = DatasetInfo(name=domain.name, modality=domain.modality, cases=sorted(names),
                        source=SOURCE, licence=LICENCE, description=domain.description,

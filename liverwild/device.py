@@ -1,0 +1,44 @@
+"""One code path for cpu, cuda and mps: device choice, mixed precision, CPU threads."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from .errors import ConfigurationError
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """'auto' → cuda, then mps, then cpu. An unavailable explicit choice is an error."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError("--device cuda was asked for but no CUDA GPU is available (use --device cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigurationError("--device mps was asked for but MPS is not available (use --device cpu)")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ConfigurationError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision on GPU (bfloat16 where supported, else float16); a no-op on CPU."""
+    if not enabled or device.type == "cpu":
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.float16)
+
+
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Use ``threads`` intra-op threads (default: $LW_THREADS or all cores). Returns the number set."""
+    threads = threads or int(os.environ.get("LW_THREADS", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,103 @@
+"""The plan: every decision preprocessing and training take from a dataset, as editable JSON.
+
+``$LW_preprocessed/<Name>/plans.json`` holds one :class:`Plans`. Ambiguous choices of the paper are
+entries here with the team's defaults (see ``../shared/method.md``), never buried constants. The
+*data identifier* is derived from everything that changes the cached arrays (slice size,
+normalisation, backbone and its weights, feature dtype, augmentation and view count), so edited
+plans write a new cache instead of mixing with the old one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from liverwild.atomic import write_json_atomic
+from liverwild.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD
+from liverwild.errors import LiverwildError
+
+PLANS_VERSION = 1
+
+
+def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
+    """Table A1 of the paper's supplement; ``views_per_slice`` augmented copies of every slice."""
+    return {
+        "views_per_slice": views_per_slice,
+        "seed": seed,
+        "elastic": {"p": 0.9, "sigma_px": 3.5, "control_points": 8},
+        "noise": {"p": 0.6, "sigma": 0.15},
+        "blur": {"p": 0.6, "sigma_px": 0.7},
+        # Table A1 is garbled here ('log [0.1, 0.9]', 'σ 0.15'); read as log-gamma ~ ±2σ → γ ∈ [0.74, 1.35]
+        "gamma": {"p": 0.6, "range": [0.74, 1.35], "retain_stats": True},
+        # 'dropout augmentation p 0.2': pixel dropout; the dropped fraction is not given
+        "dropout": {"p": 0.2, "fraction": 0.05},
+    }
+
+
+def default_normalization(modality: str, fingerprint_aggregate: dict | None = None) -> dict:
+    """CT: window [0, 500] HU. MR: intensities divided by the scan's body median, then window
+    [0, r] with r the dataset's median p99.5/p50 ratio (the paper's '[0, 1.5]' has no stated unit).
+    Both then clip at the scan's 2nd/98th percentiles, rescale to [0, 1] and z-score per scan."""
+    common = {"clip_percentiles": [2.0, 98.0], "rescale": True, "zscore": True}
+    if modality == "CT":
+        return {"window": [0.0, 500.0], "relative_to_body_median": False, **common}
+    ratio = 1.5
+    if fingerprint_aggregate and fingerprint_aggregate.get("n_cases"):
+        ratio = round(float(fingerprint_aggregate["median_ratio_p99.5_to_p50_body"]), 3)
+    return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
+
+
+@dataclass
+class Plans:
+    dataset: str
+    modality: str
+    normalization: dict
+    slice_size: list = field(default_factory=lambda: [224, 224])
+    backbone: dict = field(default_factory=lambda: {
+        "name": DEFAULT_BACKBONE, "weights": None, "weights_tag": None,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    feature_dtype: str = "float16"
+    augmentation: dict = field(default_factory=default_augmentation)
+    evaluation_resolution: list = field(default_factory=lambda: [128, 128])
+    plans_version: int = PLANS_VERSION
+    notes: str = ("Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
+                  "affects the cache gives a new data_identifier.")
+
+    @property
+    def views(self) -> int:
+        return int(self.augmentation.get("views_per_slice", 0))
+
+    def data_identifier(self) -> str:
+        """``lwdata_<backbone>_<weights>_<K>v_<hash>``; the hash covers everything cached."""
+        relevant = {"slice_size": self.slice_size, "normalization": self.normalization,
+                    "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "mean", "std")},
+                    "feature_dtype": self.feature_dtype, "augmentation": self.augmentation,
+                    "version": self.plans_version}
+        digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+        name = self.backbone["name"].replace("/", "-")
+        return f"lwdata_{name}_{self.backbone.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["data_identifier"] = self.data_identifier()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Plans":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def save_plans(plans: Plans, path) -> Path:
+    return write_json_atomic(path, plans.to_json())
+
+
+def load_plans(path) -> Plans:
+    path = Path(path)
+    if not path.is_file():
+        raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {path.parent.name}")
+    try:
+        return Plans.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc

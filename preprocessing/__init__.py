@@ -1,0 +1,7 @@
+"""Preprocessing: normalised 224×224 slices, augmented views, frozen-backbone features, splits."""
+from .cache import CachedCase, list_cases
+from .pipeline import FeatureExtractor, plan_and_preprocess, preprocess_dataset, prepare_slices
+from .splits import get_fold, load_splits
+
+__all__ = ["CachedCase", "list_cases", "FeatureExtractor", "plan_and_preprocess", "preprocess_dataset",
+           "prepare_slices", "get_fold", "load_splits"]

@@ -1,0 +1,278 @@
+"""lw_plan_and_preprocess as functions: fingerprint → plans → cached slices, views and features → splits.
+
+CPU stages (read, reorient, normalise, resize, augment) run per case in worker processes; the frozen
+backbone runs in the main process on batches of slices (GPU with mixed precision when available), so
+the two overlap. Each finished case is written atomically; re-runs skip cases whose inputs and plan
+are unchanged.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, weights_tag
+from liverwild.datasets import case_files, find_dataset, load_dataset_json
+from liverwild.device import autocast, configure_cpu_threads, resolve_device
+from liverwild.errors import ConfigurationError, LiverwildError
+from liverwild.io import Reorientation, read_image, read_label
+from liverwild.parallel import bounded_imap
+from liverwild.paths import preprocessed_folder, raw_folder
+from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
+from planning.planner import plan_dataset
+from planning.plans import Plans, load_plans, save_plans
+
+from .augmentation import augment_stack
+from .cache import input_signature, is_complete, list_cases, remove_stale_temporaries, write_case
+from .normalization import normalize_scan
+from .slices import resize_label_stack, resize_stack
+from .splits import update_splits
+
+
+# ---- CPU stage ---------------------------------------------------------------------------------
+
+def view_seed(base: int, case: str, view: int) -> int:
+    return int(np.random.SeedSequence([base, view, *(ord(c) for c in case)]).generate_state(1)[0])
+
+
+def prepare_slices(image, geometry, plans: Plans, body_median=None):
+    """Scan array in stored layout → normalised canonical ``(Z, h, w)`` float32 stack + stats."""
+    reorient = Reorientation.from_geometry(geometry)
+    canonical = np.ascontiguousarray(reorient.to_canonical(image))
+    if plans.normalization.get("relative_to_body_median") and body_median is None:
+        body_median = float(np.median(canonical[body_mask(canonical, plans.modality)]))
+    normalised, stats = normalize_scan(canonical, plans.normalization, body_median)
+    return resize_stack(normalised, plans.slice_size), stats, reorient
+
+
+def prepare_case(job):
+    """Read, normalise, resize and augment one case. Returns (case, arrays, properties, error)."""
+    case, image_path, label_path, plans_json, single_thread = job
+    if single_thread:
+        torch.set_num_threads(1)
+    plans = Plans.from_json(plans_json)
+    try:
+        image = read_image(image_path)
+        label = read_label(label_path)
+        diffs = label.geometry.differences(image.geometry)
+        if diffs:
+            raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
+        start = time.perf_counter()
+        slices, stats, reorient = prepare_slices(image.array, image.geometry, plans)
+        labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
+        views_s, views_l = [slices], [labels]
+        for v in range(1, plans.views + 1):
+            s, m = augment_stack(slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v))
+            views_s.append(s)
+            views_l.append(m)
+        arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l)}
+        liver = np.flatnonzero(labels.any(axis=(1, 2)))
+        properties = {
+            "case": case, "image": str(image_path), "label": str(label_path),
+            "signature": input_signature(image_path, label_path), "data_identifier": plans.data_identifier(),
+            "modality": plans.modality, "n_slices": int(slices.shape[0]), "views": plans.views,
+            "liver_slices": [int(liver[0]), int(liver[-1])] if liver.size else None,
+            "geometry": image.geometry.to_dict(),
+            "canonical_geometry": reorient.canonical_geometry(image.geometry).to_dict(),
+            "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
+            "normalization": stats, "backbone": dict(plans.backbone),
+            "cpu_seconds": round(time.perf_counter() - start, 3),
+        }
+        return case, arrays, properties, None
+    except LiverwildError as exc:
+        return case, None, None, str(exc)
+
+
+# ---- feature stage -----------------------------------------------------------------------------
+
+class FeatureExtractor:
+    """Batched frozen-backbone inference: float16 slices ``(N, h, w)`` → float16 maps ``(N, C, h', w')``."""
+
+    def __init__(self, backbone: FrozenBackbone, device="auto", batch_size: int = 32, amp: bool = True):
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.backbone = backbone.to(self.device)
+        self.batch_size, self.amp = batch_size, amp
+
+    @torch.inference_mode()
+    def __call__(self, slices: np.ndarray) -> np.ndarray:
+        n = slices.shape[0]
+        out = np.empty((n, self.backbone.feature_channels, *self.backbone.feature_size), np.float16)
+        for start in range(0, n, self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(slices[start:start + self.batch_size], dtype=np.float32))
+            x = x[:, None].to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp):
+                f = self.backbone(x)
+            out[start:start + len(x)] = f.float().cpu().numpy().astype(np.float16)
+        return out
+
+
+def build_backbone(plans: Plans) -> FrozenBackbone:
+    weights = plans.backbone.get("weights")
+    if weights is None:
+        raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone["name"]))
+    return FrozenBackbone(plans.backbone["name"], weights, plans.backbone.get("mean"), plans.backbone.get("std"),
+                          plans.slice_size[0])
+
+
+# ---- one dataset -------------------------------------------------------------------------------
+
+@dataclass
+class DatasetReport:
+    dataset: str
+    data_identifier: str = ""
+    processed: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+    slices: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.dataset}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
+                f"{len(self.failed)} failed ({self.slices} slices, {self.seconds:.1f} s) → {self.data_identifier}")
+
+
+def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extractor: FeatureExtractor | None = None,
+                       workers: int = 1, progress: bool = True, log=print) -> DatasetReport:
+    """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``."""
+    from tqdm import tqdm
+    start = time.perf_counter()
+    folder = Path(raw_dataset_folder)
+    info = load_dataset_json(folder)
+    data_id = plans.data_identifier()
+    out = Path(preprocessed_root) / info.name / data_id
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    save_plans(plans, out / "plans.json")
+    report = DatasetReport(info.name, data_id)
+    todo = []
+    for case in info.cases:
+        image_path, label_path = case_files(folder, info, case)
+        try:
+            signature = input_signature(image_path, label_path)
+        except FileNotFoundError as exc:
+            report.failed[case] = f"{exc.filename}: missing"
+            continue
+        if is_complete(out / case, signature, data_id):
+            report.skipped.append(case)
+        else:
+            todo.append((case, image_path, label_path, plans.to_json(), workers >= 1))
+    if todo and extractor is None:
+        extractor = FeatureExtractor(build_backbone(plans))
+    bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not progress or not todo)
+    for case, arrays, properties, error in bounded_imap(prepare_case, todo, workers, pool_from=1):
+        if error:
+            report.failed[case] = error
+            log(f"FAILED {error}")
+        else:
+            v, z = arrays["slices"].shape[:2]
+            t0 = time.perf_counter()
+            features = extractor(arrays["slices"].reshape(v * z, *arrays["slices"].shape[2:]))
+            arrays["features"] = features.reshape(v, z, *features.shape[1:])
+            properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
+            write_case(out / case, arrays, properties)
+            report.processed.append(case)
+            report.slices += z
+        bar.update()
+    bar.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# ---- the whole command -------------------------------------------------------------------------
+
+def resolve_weights(weights=None, random_backbone: bool = False):
+    if random_backbone and weights not in (None, "random"):
+        raise ConfigurationError("--random-backbone and --backbone-weights exclude each other")
+    if random_backbone:
+        return "random"
+    if weights is None or weights == "timm-cache":
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: backbone weights file does not exist")
+    return str(path.resolve())
+
+
+def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None, replan=False,
+               log=print) -> Plans:
+    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed."""
+    if plans_path.is_file() and not replan:
+        plans = load_plans(plans_path)
+        if backbone:
+            plans.backbone["name"] = backbone
+        if weights is not None:
+            plans.backbone["weights"] = weights
+            plans.backbone["weights_tag"] = weights_tag(weights)
+        if views is not None:
+            plans.augmentation["views_per_slice"] = int(views)
+        return plans
+    kwargs = {"weights": weights}
+    if backbone:
+        kwargs["backbone"] = backbone
+    if views is not None:
+        kwargs["views"] = int(views)
+    return plan_dataset(fingerprint, **kwargs)
+
+
+def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
+    """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``."""
+    datasets, contained = {}, {}
+    for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
+        plans = load_plans(plans_path)
+        cases = list_cases(plans_path.parent / plans.data_identifier())
+        if cases:
+            datasets[plans.dataset] = cases
+        if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
+            extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
+            contained[plans.dataset] = extra.get("contained_in", [])
+    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained)
+
+
+def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weights=None, random_backbone=False,
+                        views=None, device="auto", workers: int = 1, batch_size: int = 32, plan_only=False,
+                        preprocess_only=False, replan=False, val_per_source: int = 5, seed: int = 0,
+                        threads: int | None = None, progress: bool = True, log=print) -> list:
+    """Run the whole stage for the named raw datasets; returns one :class:`DatasetReport` each."""
+    raw_root = raw_folder(raw, must_exist=True)
+    pre_root = preprocessed_folder(preprocessed)
+    weights = resolve_weights(weights, random_backbone)
+    configure_cpu_threads(threads)
+    folders = [find_dataset(n, raw_root) for n in names]
+    plans_by_dataset = {}
+    for folder in folders:
+        target = pre_root / folder.name
+        if preprocess_only:
+            plans_by_dataset[folder.name] = load_plans(target / "plans.json")
+            continue
+        fingerprint = extract_fingerprint(folder, workers, progress)
+        save_fingerprint(fingerprint, target)
+        for case, reason in fingerprint["failed"].items():
+            log(f"FAILED {reason}")
+        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, log)
+        save_plans(plans, target / "plans.json")
+        plans_by_dataset[folder.name] = plans
+        log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")
+    if plan_only:
+        return []
+    reports, extractors = [], {}
+    dev = resolve_device(device)
+    for folder in folders:
+        plans = plans_by_dataset[folder.name]
+        if plans.backbone.get("weights") is None:
+            raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone["name"]))
+        key = (plans.backbone["name"], plans.backbone["weights"], tuple(plans.backbone["mean"]),
+               tuple(plans.backbone["std"]))
+        if key not in extractors:
+            extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
+        if plans.backbone["weights"] == "random":
+            log(f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
+                "features are for tests and demos only, and the cache is labelled 'random'.")
+        report = preprocess_dataset(folder, pre_root, plans, extractors[key], workers, progress, log)
+        log(report.summary())
+        reports.append(report)
+    splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
+    log(f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}")
+    return reports

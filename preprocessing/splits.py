@@ -1,0 +1,83 @@
+"""Named folds for domain generalisation, in ``$LW_preprocessed/splits.json``.
+
+Each leave-one-dataset-out fold ``loo_<Target>`` trains on every other dataset (the *sources*) and
+never touches the target. Per source, a seeded set of held-out cases (5 by default, at most half of
+the source) is used for validation (early stopping / learning-rate schedule), the rest for training::
+
+    {"version": 1, "seed": 0, "val_per_source": 5,
+     "folds": {"loo_PhantomT2MR": {"sources": [...], "target": "PhantomT2MR",
+                                    "train": {"PhantomNativeCT": [...], ...},
+                                    "val": {"PhantomNativeCT": [...], ...},
+                                    "test": {"PhantomT2MR": [...]}, "auto": true}}}
+
+Folds a user adds (or edits and marks ``"auto": false``) are kept when splits are regenerated. A
+dataset whose ``dataset.json`` says ``"contained_in": ["LiTS"]`` (IRCADb is part of LiTS) is not used
+as a target while a containing dataset is a source.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from liverwild.atomic import write_json_atomic
+from liverwild.errors import LiverwildError
+
+SPLITS_VERSION = 1
+
+
+def held_out(cases: list, n: int, seed: int, name: str) -> list:
+    """Seeded choice of ``min(n, len(cases) // 2)`` validation cases (at least one when possible)."""
+    k = min(n, len(cases) // 2) if len(cases) > 1 else 0
+    rng = np.random.default_rng([seed, *(ord(c) for c in name)])
+    return sorted(rng.choice(sorted(cases), size=k, replace=False).tolist()) if k else []
+
+
+def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None) -> dict:
+    """``datasets``: name → case list. Returns {fold name: fold} for leave-one-dataset-out."""
+    contained_in = contained_in or {}
+    names = sorted(datasets)
+    val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
+    folds = {}
+    for target in names:
+        sources = [n for n in names if n != target]
+        if not sources or any(s in contained_in.get(target, []) for s in sources):
+            continue
+        folds[f"loo_{target}"] = {
+            "sources": sources, "target": target,
+            "train": {s: [c for c in sorted(datasets[s]) if c not in val[s]] for s in sources},
+            "val": {s: val[s] for s in sources},
+            "test": {target: sorted(datasets[target])},
+            "auto": True,
+        }
+    return folds
+
+
+def update_splits(path, datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None) -> dict:
+    """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept."""
+    path = Path(path)
+    splits = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
+    kept = {k: v for k, v in splits.get("folds", {}).items() if not v.get("auto", False)}
+    auto = make_loo_folds(datasets, val_per_source, seed, contained_in)
+    splits.update({"version": SPLITS_VERSION, "seed": seed, "val_per_source": val_per_source,
+                   "folds": {**auto, **kept}})
+    write_json_atomic(path, splits)
+    return splits
+
+
+def load_splits(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d <datasets> first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise LiverwildError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def get_fold(path, name: str) -> dict:
+    folds = load_splits(path).get("folds", {})
+    if name not in folds:
+        raise LiverwildError(f"unknown fold {name!r} in {path}; available: {', '.join(sorted(folds)) or 'none'}")
+    return folds[name]

@@ -1,0 +1,278 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from liverwild.backbones import FrozenBackbone
+from liverwild.cli import plan_and_preprocess as cli
+from liverwild.errors import ConfigurationError
+from liverwild.io import read_image, write_volume
+from liverwild.phantoms import write_phantoms
+from planning.plans import load_plans
+from preprocessing import CachedCase, list_cases
+from preprocessing import cache as cache_module
+from preprocessing.normalization import normalize_scan
+from preprocessing.pipeline import plan_and_preprocess
+from preprocessing.splits import load_splits, make_loo_folds, update_splits
+
+BACKBONE = "vit_tiny_patch16_224"           # small and fast; the default ViT-S/16 is checked separately
+DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
+
+
+@pytest.fixture(scope="module")
+def raw_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    write_phantoms(root, DOMAINS, n_cases=3, scale=0.3, n_slices=8, progress=False)
+    return root
+
+
+def run(raw, pre, datasets=DOMAINS, **kw):
+    kw.setdefault("random_backbone", True)
+    kw.setdefault("backbone", BACKBONE)
+    kw.setdefault("views", 1)
+    kw.setdefault("workers", 0)
+    return plan_and_preprocess(datasets, raw=str(raw), preprocessed=str(pre), progress=False, log=lambda *a: None, **kw)
+
+
+@pytest.fixture(scope="module")
+def preprocessed(raw_root, tmp_path_factory):
+    pre = tmp_path_factory.mktemp("pre")
+    reports = run(raw_root, pre)
+    return pre, reports
+
+
+def cache_dir(pre, name):
+    plans = load_plans(pre / name / "plans.json")
+    return pre / name / plans.data_identifier()
+
+
+def test_artefacts_exist_and_are_plain_json(preprocessed):
+    pre, reports = preprocessed
+    assert [len(r.processed) for r in reports] == [3, 3, 3] and not any(r.failed for r in reports)
+    for name in DOMAINS:
+        fp = json.loads((pre / name / "dataset_fingerprint.json").read_text())
+        case = next(iter(fp["cases"].values()))
+        assert set(case["intensity_body"]) == {"p0.5", "p2", "p50", "p98", "p99.5", "mean", "std"}
+        assert case["n_slices"] == 8 and case["liver_slice_range"] is not None
+        assert fp["aggregate"]["n_cases"] == 3
+        plans = json.loads((pre / name / "plans.json").read_text())
+        assert plans["slice_size"] == [224, 224] and plans["backbone"]["weights"] == "random"
+        assert plans["augmentation"]["views_per_slice"] == 1 and plans["augmentation"]["elastic"]["sigma_px"] == 3.5
+        assert (cache_dir(pre, name) / "plans.json").is_file()
+
+
+def test_windowing_per_modality(preprocessed):
+    pre, _ = preprocessed
+    ct = load_plans(pre / "PhantomPortalCT" / "plans.json").normalization
+    mr = load_plans(pre / "PhantomT2MR" / "plans.json").normalization
+    assert ct["window"] == [0.0, 500.0] and not ct["relative_to_body_median"]
+    assert mr["relative_to_body_median"] and mr["window"][0] == 0.0 and mr["window"][1] > 1.0
+    fp = json.loads((pre / "PhantomT2MR" / "dataset_fingerprint.json").read_text())
+    assert mr["window"][1] == pytest.approx(fp["aggregate"]["median_ratio_p99.5_to_p50_body"], abs=1e-3)
+
+
+def test_normalize_scan_on_known_values():
+    hu = np.array([-1000, -100, 0, 100, 250, 400, 500, 1500, 3000] * 30, np.float32).reshape(10, 27, 1)
+    plan = {"window": [0.0, 500.0], "clip_percentiles": [0.0, 100.0], "rescale": True, "zscore": False}
+    out, stats = normalize_scan(hu, plan)
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert np.allclose(np.unique(out), [0, 0.2, 0.5, 0.8, 1.0])
+    out, _ = normalize_scan(hu, {**plan, "zscore": True})
+    assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
+    mr = hu.clip(1) * 3.0
+    out, stats = normalize_scan(mr, {"window": [0, 2], "relative_to_body_median": True, "clip_percentiles": [0, 100],
+                                     "rescale": True, "zscore": False}, body_median=300.0)
+    assert stats["body_median"] == 300.0 and out.max() == 1.0
+
+
+def test_cache_shapes_dtypes_and_normalisation(preprocessed):
+    pre, _ = preprocessed
+    for name in DOMAINS:
+        folder = cache_dir(pre, name)
+        cases = list_cases(folder)
+        assert len(cases) == 3
+        c = CachedCase(folder / cases[0])
+        assert c.slices.shape == (2, 8, 224, 224) and c.slices.dtype == np.float16
+        assert c.labels.shape == (2, 8, 224, 224) and c.labels.dtype == np.uint8
+        assert c.features.shape == (2, 8, 192, 14, 14) and c.features.dtype == np.float16
+        original = c.slices[0].astype(np.float32)
+        # z-scored at native resolution, then resized (interpolation lowers the s.d. a little)
+        assert abs(original.mean()) < 0.1 and 0.7 < original.std() < 1.1
+        assert c.labels[0].sum() > 0 and set(np.unique(c.labels)) <= {0, 1}
+        assert not np.array_equal(c.slices[0], c.slices[1]), "the augmented view must differ"
+        assert c.properties["backbone"]["weights"] == "random"
+
+
+def test_features_equal_backbone_on_cached_slice(raw_root, tmp_path):
+    """With a weights file, the cached features are exactly what the backbone gives for the cached slice."""
+    model = FrozenBackbone(BACKBONE, "random")
+    weights = tmp_path / "tiny.pth"
+    torch.save(model.model.state_dict(), weights)
+    pre = tmp_path / "pre"
+    run(raw_root, pre, ["PhantomT2MR"], random_backbone=False, weights=str(weights))
+    folder = cache_dir(pre, "PhantomT2MR")
+    case = CachedCase(folder / list_cases(folder)[0])
+    reference = FrozenBackbone(BACKBONE, str(weights))
+    for view in (0, 1):
+        x = torch.from_numpy(case.slices[view, 3:6].astype(np.float32))[:, None]
+        direct = reference(x).numpy()
+        cached = case.features[view, 3:6].astype(np.float32)
+        assert np.allclose(cached, direct, rtol=2e-3, atol=2e-3 * np.abs(direct).max())
+    assert case.properties["backbone"]["weights_tag"].startswith("file-")
+
+
+def test_rerun_does_no_work(raw_root, preprocessed):
+    pre, _ = preprocessed
+    folder = cache_dir(pre, "PhantomNativeCT")
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npy")}
+    reports = run(raw_root, pre, ["PhantomNativeCT"])
+    assert reports[0].processed == [] and len(reports[0].skipped) == 3
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.npy")} == stamps
+
+
+def test_interrupted_run_resumes(raw_root, tmp_path, monkeypatch):
+    pre = tmp_path / "pre"
+    real_write = cache_module.write_case
+    calls = {"n": 0}
+
+    def crash_on_second(case_dir, arrays, properties):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            # simulate a kill in the middle of writing: a half-written hidden folder stays behind
+            tmp = case_dir.parent / f".{case_dir.name}.tmp-99999"
+            tmp.mkdir(parents=True)
+            np.save(tmp / "slices.npy", arrays["slices"][:1])
+            raise KeyboardInterrupt
+        return real_write(case_dir, arrays, properties)
+    monkeypatch.setattr("preprocessing.pipeline.write_case", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(raw_root, pre, ["PhantomPortalCT"])
+    folder = cache_dir(pre, "PhantomPortalCT")
+    assert list_cases(folder) == ["phantomportalct_000"]
+    monkeypatch.setattr("preprocessing.pipeline.write_case", real_write)
+    # a case folder that lost an array is not trusted either
+    reports = run(raw_root, pre, ["PhantomPortalCT"])
+    assert reports[0].skipped == ["phantomportalct_000"]
+    assert sorted(reports[0].processed) == ["phantomportalct_001", "phantomportalct_002"]
+    assert not list(folder.glob(".*tmp*"))
+    (folder / "phantomportalct_001" / "features.npy").unlink()
+    reports = run(raw_root, pre, ["PhantomPortalCT"])
+    assert reports[0].processed == ["phantomportalct_001"]
+
+
+def test_changed_input_is_redone(raw_root, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_root / "PhantomT2MR", raw / "PhantomT2MR")
+    pre = tmp_path / "pre"
+    run(raw, pre, ["PhantomT2MR"])
+    image_path = raw / "PhantomT2MR" / "imagesTr" / "phantomt2mr_001_0000.nii.gz"
+    image = read_image(image_path, dtype=None)
+    write_volume(image.array + 1, image.geometry, image_path)
+    reports = run(raw, pre, ["PhantomT2MR"])
+    assert reports[0].processed == ["phantomt2mr_001"]
+
+
+def test_changed_views_or_backbone_gives_new_data_identifier(raw_root, tmp_path):
+    pre = tmp_path / "pre"
+    run(raw_root, pre, ["PhantomT2MR"], views=1)
+    first = load_plans(pre / "PhantomT2MR" / "plans.json").data_identifier()
+    run(raw_root, pre, ["PhantomT2MR"], views=2)
+    second = load_plans(pre / "PhantomT2MR" / "plans.json").data_identifier()
+    assert first != second and "_2v_" in second
+    assert (pre / "PhantomT2MR" / first).is_dir() and (pre / "PhantomT2MR" / second).is_dir()
+    assert CachedCase(pre / "PhantomT2MR" / second / "phantomt2mr_000").slices.shape[0] == 3
+
+
+def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
+    pre = tmp_path / "pre"
+    run(raw_root, pre, ["PhantomPortalCT"])
+    path = pre / "PhantomPortalCT" / "plans.json"
+    plans = json.loads(path.read_text())
+    plans["normalization"]["window"] = [0.0, 125.0]          # the single-DG CT threshold
+    path.write_text(json.dumps(plans))
+    run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True)
+    edited = load_plans(path)
+    assert edited.normalization["window"] == [0.0, 125.0]
+    case = CachedCase(pre / "PhantomPortalCT" / edited.data_identifier() / "phantomportalct_000")
+    assert case.properties["normalization"]["window"] == [0.0, 125.0]
+
+
+def test_bad_cases_are_reported_skipped_and_exit_nonzero(raw_root, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_root / "PhantomNativeCT", raw / "PhantomNativeCT")
+    bad_image = raw / "PhantomNativeCT" / "imagesTr" / "phantomnativect_000_0000.nii.gz"
+    bad_image.write_bytes(b"\x00" * 100)
+    label_path = raw / "PhantomNativeCT" / "labelsTr" / "phantomnativect_002.nii.gz"
+    label = read_image(label_path, dtype=None)
+    g = label.geometry
+    write_volume(label.array, type(g)(g.size, g.spacing, (g.origin[0] + 5, g.origin[1], g.origin[2]), g.direction),
+                 label_path)
+    code = cli.main(["-d", "PhantomNativeCT", "--raw", str(raw), "--preprocessed", str(tmp_path / "pre"),
+                     "--random-backbone", "--backbone", BACKBONE, "--views", "0", "--workers", "0", "--no-progress"])
+    err = capsys.readouterr()
+    assert code == 1
+    assert "phantomnativect_000" in err.err and "phantomnativect_002" in err.err
+    assert str(bad_image) in err.out and "geometry differs" in err.out
+    assert list_cases(cache_dir(tmp_path / "pre", "PhantomNativeCT")) == ["phantomnativect_001"]
+
+
+def test_missing_weights_say_what_to_do(raw_root, tmp_path):
+    with pytest.raises(ConfigurationError, match="--backbone-weights FILE") as info:
+        run(raw_root, tmp_path / "pre", ["PhantomT2MR"], random_backbone=False)
+    assert "--random-backbone" in str(info.value)
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        run(raw_root, tmp_path / "pre", ["PhantomT2MR"], random_backbone=False, weights=str(tmp_path / "no.pth"))
+
+
+def test_splits_are_leave_one_dataset_out(preprocessed):
+    pre, _ = preprocessed
+    splits = load_splits(pre / "splits.json")
+    assert set(splits["folds"]) == {f"loo_{d}" for d in DOMAINS}
+    fold = splits["folds"]["loo_PhantomT2MR"]
+    assert fold["target"] == "PhantomT2MR" and sorted(fold["sources"]) == ["PhantomNativeCT", "PhantomPortalCT"]
+    for source in fold["sources"]:
+        assert len(fold["val"][source]) == 1                     # min(5, 3 // 2)
+        assert not set(fold["val"][source]) & set(fold["train"][source])
+        assert len(fold["val"][source]) + len(fold["train"][source]) == 3
+    assert "PhantomT2MR" not in fold["train"] and "PhantomT2MR" not in fold["val"]
+
+
+def test_splits_keep_user_folds_and_respect_containment(tmp_path):
+    datasets = {"LiTS": [f"l{i}" for i in range(20)], "IRCADb": [f"i{i}" for i in range(20)],
+                "BTCV": [f"b{i}" for i in range(30)]}
+    folds = make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})
+    assert "loo_IRCADb" not in folds and "loo_LiTS" in folds
+    assert len(folds["loo_LiTS"]["val"]["BTCV"]) == 5
+    assert folds == make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})          # seeded
+    path = tmp_path / "splits.json"
+    update_splits(path, datasets)
+    splits = json.loads(path.read_text())
+    splits["folds"]["mine"] = {"sources": ["BTCV"], "target": "LiTS", "train": {}, "val": {}, "test": {}}
+    path.write_text(json.dumps(splits))
+    refreshed = update_splits(path, datasets)
+    assert "mine" in refreshed["folds"] and "loo_BTCV" in refreshed["folds"]
+
+
+def test_default_backbone_gives_384x14x14():
+    backbone = FrozenBackbone("vit_small_patch16_224.dino", "random")
+    assert backbone.feature_channels == 384 and backbone.feature_size == (14, 14)
+    out = backbone(torch.zeros(2, 1, 224, 224))
+    assert out.shape == (2, 384, 14, 14)
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
+    """DINO's training checkpoints hold {'teacher': {'backbone.*', 'head.*'}}; the loader accepts both
+    that and a plain state dict, strict=True. (The weights here are random: the format is tested.)"""
+    import timm
+    source = timm.create_model("vit_small_patch16_224.dino", pretrained=False, num_classes=0)
+    state = {f"backbone.{k}": v for k, v in source.state_dict().items()}
+    state["head.mlp.0.weight"] = torch.zeros(3, 3)
+    torch.save({"teacher": state, "epoch": 100}, tmp_path / "checkpoint.pth")
+    loaded = FrozenBackbone("vit_small_patch16_224.dino", str(tmp_path / "checkpoint.pth"))
+    assert torch.equal(loaded.model.pos_embed, source.pos_embed)
+    torch.save({k: v for k, v in list(source.state_dict().items())[:-1]}, tmp_path / "broken.pth")
+    with pytest.raises(ConfigurationError, match="do not fit"):
+        FrozenBackbone("vit_small_patch16_224.dino", str(tmp_path / "broken.pth"))
