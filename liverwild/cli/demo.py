@@ -12,10 +12,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lw_demo", description="Run liverwild end to end on synthetic multi-domain "
                                 "phantoms (no download, no GPU needed).")
     p.add_argument("-o", "--workdir", default="lw_demo", help="folder for everything the demo writes")
-    p.add_argument("--cases", type=int, default=6, help="cases per phantom domain")
+    p.add_argument("--cases", type=int, default=5, help="cases per phantom domain")
+    p.add_argument("--slices", type=int, default=16, help="slices per phantom case")
+    p.add_argument("--views", type=int, default=1, help="augmented views per slice")
+    p.add_argument("--backbone-weights", default=None, metavar="FILE",
+                   help="DINO .pth / timm .safetensors file (default: random weights, demonstration only)")
+    p.add_argument("--device", default="auto")
     p.add_argument("--scale", type=float, default=1.0, help="in-plane matrix scale of the phantoms")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
     return p
 
@@ -24,8 +29,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def work():
-        summary = run_demo(args.workdir, args.cases, args.scale, args.seed, args.quick, args.workers)
-        return 0 if summary["verified"] else 1
+        summary = run_demo(args.workdir, args.cases, args.scale, args.seed, args.quick, args.workers, args.slices,
+                           args.views, args.backbone_weights, args.device)
+        return 0 if summary["verified"] and summary["preprocessed_ok"] else 1
     return run(work)
 
 
