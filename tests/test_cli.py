@@ -7,7 +7,7 @@ from liverwild.cli import phantoms as phantoms_cli
 from liverwild.cli import common
 
 
-@pytest.mark.parametrize("module", ["train", "predict", "evaluate"])
+@pytest.mark.parametrize("module", ["predict", "evaluate"])
 def test_unimplemented_commands_say_so_and_fail(module, capsys):
     main = __import__(f"liverwild.cli.{module}", fromlist=["main"]).main
     assert main([]) == 2

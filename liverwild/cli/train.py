@@ -1,18 +1,46 @@
-"""lw_train: train one fold (not available yet in this version)."""
+"""lw_train: train one named fold of splits.json."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .common import not_available
+from .common import add_folder_options, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="lw_train", description="train one fold — not available yet in this version.")
+    from ..training import TRAINERS
+    p = argparse.ArgumentParser(prog="lw_train", description="Train one fold (e.g. loo_<Target>) from "
+                                "$LW_preprocessed/splits.json on cached backbone features.")
+    p.add_argument("fold", help="fold name in splits.json, e.g. loo_BTCV")
+    p.add_argument("-tr", "--trainer", default="ContrastiveDistillationTrainer", choices=sorted(TRAINERS))
+    p.add_argument("--epochs", type=int, default=None, help="default 150")
+    p.add_argument("--batch-size", type=int, default=None, help="default 8")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-4")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
+    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--continue", dest="continue_training", action="store_true",
+                   help="resume from checkpoint_latest.pth")
+    p.add_argument("--no-progress", action="store_true")
+    add_folder_options(p, "preprocessed", "results")
+    return p
 
 
 def main(argv=None) -> int:
-    return not_available("lw_train", "planned; see the issue tracker", build_parser(), argv)
+    args = build_parser().parse_args(argv)
+    from ..training import TrainerConfig, train_fold
+    changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                                 "steps_per_epoch": args.steps_per_epoch, "num_workers": args.num_workers,
+                                 "seed": args.seed}.items() if v is not None}
+
+    def work():
+        summary = train_fold(args.fold, args.trainer, args.preprocessed, args.results, args.device,
+                             args.continue_training, TrainerConfig().updated(**changes), not args.no_progress,
+                             args.threads)
+        print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
+    return run(work)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,101 @@
+"""Training throughput and peak memory of ContrastiveDistillationTrainer's step (prints, asserts nothing).
+
+Builds an in-memory cache of random features with the real shapes (ViT-S/16: 384×14×14, 224² slices,
+1 + K views), then times ``train_step`` on batches from the real SliceDataset/DataLoader path, and
+validation. Usage: ``python benchmarks/bench_training.py [--device cuda] [--batch-size 8] [--channels 384]``.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liverwild.device import configure_cpu_threads, resolve_device
+from liverwild.training import ContrastiveDistillationTrainer, TrainerConfig
+from preprocessing.cache import write_case
+
+
+def fake_cache(root: Path, cases: int, slices: int, views: int, channels: int, fsize: int):
+    rng = np.random.default_rng(0)
+    for c in range(cases):
+        labels = np.zeros((1 + views, slices, 224, 224), np.uint8)
+        labels[:, :, 60:160, 40:150] = 1
+        arrays = {"slices": rng.standard_normal((1 + views, slices, 224, 224)).astype(np.float16), "labels": labels,
+                  "features": rng.standard_normal((1 + views, slices, channels, fsize, fsize)).astype(np.float16)}
+        write_case(root / f"case{c:02d}", arrays, {"case": f"case{c:02d}"})
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--channels", type=int, default=384)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--num-workers", type=int, default=0)
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    threads = configure_cpu_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "DS" / "lwdata_fake"
+        fake_cache(root, cases=4, slices=40, views=2, channels=args.channels, fsize=14)
+        for name in ("DS", "DS2"):
+            (Path(tmp) / name).mkdir(exist_ok=True)
+        plans = {"dataset": "DS", "modality": "CT", "normalization": {}, "backbone": {"name": "fake", "weights_tag": "random"},
+                 "augmentation": {"views_per_slice": 2}}
+        import json
+        from planning.plans import Plans
+        pl = Plans.from_json(plans)
+        for name in ("DS",):
+            (Path(tmp) / name / "plans.json").write_text(json.dumps({**pl.to_json(), "data_identifier": "lwdata_fake"}))
+        fold = {"sources": ["DS"], "target": "X", "train": {"DS": ["case00", "case01", "case02"]},
+                "val": {"DS": ["case03"]}}
+        config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
+        trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device, log=lambda *a: None)
+        trainer.plans["DS"]["data_identifier"] = "lwdata_fake"
+        trainer.initialize()
+        batches = iter(trainer.loader(0))
+        load_time = step_time = 0.0
+        n = 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for i in range(args.steps + 3):
+            t0 = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(trainer.loader(i))
+                batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            t1 = time.perf_counter()
+            trainer.train_step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            if i >= 3:                                     # warm-up excluded
+                load_time += t1 - t0
+                step_time += t2 - t1
+                n += 1
+        slices = n * args.batch_size
+        rate = slices / (load_time + step_time)
+        t0 = time.perf_counter()
+        trainer.validate()
+        val_rate = 40 / (time.perf_counter() - t0)
+        print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
+              f"batch {args.batch_size}, features {args.channels}×14×14")
+        print(f"training: {rate:8.1f} slices/s  (data {1000 * load_time / n:.1f} ms + step {1000 * step_time / n:.1f} ms "
+              f"per batch)")
+        print(f"validation: {val_rate:8.1f} slices/s")
+        epoch = 10000 / rate + 10000 * 0.05 / val_rate     # 5 % of slices held out for validation
+        print(f"one epoch over 10 000 slices: {epoch:8.1f} s; 150 epochs: {150 * epoch / 3600:.2f} h")
+        if device.type == "cuda":
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        print(f"peak process memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

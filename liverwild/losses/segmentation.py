@@ -1,0 +1,80 @@
+"""Supervised and regularising segmentation losses on logits ``(B, 1, H, W)`` and binary targets.
+
+- focal (α = 0.5, γ = 3): ``−α_t (1 − p_t)^γ log p_t``, mean over pixels;
+- Tversky (α, β = 0.5, 0.5 by default — the paper gives none): ``1 − TP / (TP + α FP + β FN)``;
+- −log IoU (soft IoU over the whole batch);
+- entropy of the prediction ``−p log p − (1−p) log(1−p)``, mean over pixels (unsupervised regulariser).
+
+Soft counts use a smoothing term ``smooth`` (1 pixel), so empty target and empty prediction give a
+loss of 0 instead of NaN.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def focal_loss(logits, target, alpha: float = 0.5, gamma: float = 3.0):
+    target = target.float()
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    return (alpha_t * (1 - p_t) ** gamma * bce).mean()
+
+
+def _soft_counts(logits, target):
+    p = torch.sigmoid(logits.float())
+    t = target.float()
+    return (p * t).sum(), (p * (1 - t)).sum(), ((1 - p) * t).sum()
+
+
+def tversky_loss(logits, target, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0):
+    tp, fp, fn = _soft_counts(logits, target)
+    return 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+
+
+def log_iou_loss(logits, target, smooth: float = 1.0):
+    tp, fp, fn = _soft_counts(logits, target)
+    return -torch.log((tp + smooth) / (tp + fp + fn + smooth))
+
+
+def entropy_loss(logits):
+    logits = logits.float()
+    p = torch.sigmoid(logits)
+    # −p log p − (1−p) log(1−p), written with log-sigmoids for stability
+    return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).mean()
+
+
+class FocalLoss(nn.Module):
+    def __init__(self, alpha: float = 0.5, gamma: float = 3.0):
+        super().__init__()
+        self.alpha, self.gamma = alpha, gamma
+
+    def forward(self, logits, target):
+        return focal_loss(logits, target, self.alpha, self.gamma)
+
+
+class TverskyLoss(nn.Module):
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0):
+        super().__init__()
+        self.alpha, self.beta, self.smooth = alpha, beta, smooth
+
+    def forward(self, logits, target):
+        return tversky_loss(logits, target, self.alpha, self.beta, self.smooth)
+
+
+class LogIoULoss(nn.Module):
+    def __init__(self, smooth: float = 1.0):
+        super().__init__()
+        self.smooth = smooth
+
+    def forward(self, logits, target):
+        return log_iou_loss(logits, target, self.smooth)
+
+
+class EntropyLoss(nn.Module):
+    def forward(self, logits, target=None):
+        return entropy_loss(logits)

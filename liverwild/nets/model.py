@@ -1,0 +1,51 @@
+"""The trainable model (head + decoder) and the inference pipeline (frozen backbone + model)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .decoder import UpsamplingDecoder
+from .head import DistillationHead
+
+
+def count_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class ContrastiveDistillationNet(nn.Module):
+    """Head C and decoder D. ``forward(features, slices)`` → ``(logits, code)``.
+
+    ``features``: cached backbone maps ``(B, C, h, w)``; ``slices``: the normalised input slices
+    ``(B, 1, 224, 224)`` for the skip connection. ``logits`` ``(B, 1, 224, 224)``; ``code`` ``(B, 70, h, w)``.
+    """
+
+    def __init__(self, in_channels: int = 384, code_channels: int = 70, head_dropout: float = 0.1,
+                 decoder_channels=(70, 40, 20, 10, 5), decoder_dropout: float = 0.3, out_size: int = 224):
+        super().__init__()
+        self.config = {"in_channels": in_channels, "code_channels": code_channels, "head_dropout": head_dropout,
+                       "decoder_channels": list(decoder_channels), "decoder_dropout": decoder_dropout,
+                       "out_size": out_size}
+        self.head = DistillationHead(in_channels, code_channels, head_dropout)
+        self.decoder = UpsamplingDecoder(code_channels, decoder_channels, out_size, decoder_dropout)
+
+    def forward(self, features: torch.Tensor, slices: torch.Tensor):
+        code = self.head(features)
+        return self.decoder(code, slices), code
+
+
+class SegmentationPipeline(nn.Module):
+    """Inference from raw normalised slices: frozen backbone → head → decoder → probabilities.
+
+    Gives the same result as the trained model on cached features of the same slice (up to the float16
+    rounding of the cache).
+    """
+
+    def __init__(self, backbone: nn.Module, net: ContrastiveDistillationNet):
+        super().__init__()
+        self.backbone, self.net = backbone, net
+
+    @torch.no_grad()
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(slices)
+        logits, _ = self.net(features.float(), slices)
+        return torch.sigmoid(logits.float())

@@ -1,0 +1,273 @@
+"""The base trainer: a fixed training loop with small, overridable hooks.
+
+Hooks (override one in a subclass to make a variant): ``build_network``, ``build_losses``,
+``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``train_step``, ``validate``.
+Everything else — data, seeding, mixed precision, logging, checkpoints, resumption — lives here once.
+
+Output folder ``$LW_results/<fold>/<trainer>__<plans id>/``: ``config.json`` (resolved configuration,
+fold, datasets, plans), ``checkpoint_latest.pth`` (every epoch), ``checkpoint_best.pth`` (best
+validation Dice), ``checkpoint_final.pth``, ``log.json`` / ``log.csv`` (one row per epoch) and
+``progress.png``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from ..atomic import atomic_path, write_json_atomic
+from ..device import autocast, resolve_device
+from ..errors import LiverwildError
+from .config import TrainerConfig
+from .data import SliceDataset, load_cases
+from .logging import plot_progress, write_log
+
+
+def plans_identifier(plans: dict) -> str:
+    """What must agree across the sources of a fold: backbone, its weights and the view count."""
+    b = plans["backbone"]
+    return f"lwPlans_{b['name'].replace('/', '-')}_{b.get('weights_tag')}_{plans['augmentation']['views_per_slice']}v"
+
+
+class Trainer:
+    """Trains one fold from ``splits.json`` on cached features. Subclasses set ``overrides`` (config
+    changes) or override one hook."""
+
+    overrides: dict = {}
+
+    def __init__(self, fold_name: str, fold: dict, preprocessed_root, results_root, config: TrainerConfig | None = None,
+                 device="auto", log=print):
+        self.fold_name, self.fold = fold_name, fold
+        self.preprocessed_root, self.results_root = Path(preprocessed_root), Path(results_root)
+        self.config = (config or TrainerConfig()).updated(**self.overrides) if self.overrides else (config or TrainerConfig())
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.log = log
+        self.plans = self._load_plans()
+        self.plans_id = plans_identifier(next(iter(self.plans.values())))
+        self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
+        self.history, self.best_dice, self.start_epoch = [], -1.0, 0
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+    # ---- set-up ----------------------------------------------------------------------------------
+
+    def _load_plans(self) -> dict:
+        from planning.plans import load_plans
+        plans = {}
+        for source in self.fold["sources"]:
+            path = self.preprocessed_root / source / "plans.json"
+            if not path.is_file():
+                raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {source}")
+            plans[source] = load_plans(path).to_json()
+        ids = {s: plans_identifier(p) for s, p in plans.items()}
+        if len(set(ids.values())) > 1:
+            raise LiverwildError("the fold's sources were preprocessed with different backbones, weights or view "
+                                 f"counts ({', '.join(f'{s}: {i}' for s, i in ids.items())}); re-run "
+                                 "lw_plan_and_preprocess -d " + " ".join(plans) + " with the same --backbone, "
+                                 "--backbone-weights and --views")
+        return plans
+
+    def select_training_cases(self, source: str, cases: list) -> list:
+        """The training cases of one source (the Table 4 ablation caps their number)."""
+        cap = self.config.max_scans_per_source
+        return cases[:cap] if cap else cases
+
+    def build_datasets(self):
+        train, val = [], {}
+        for source in self.fold["sources"]:
+            data_id = self.plans[source]["data_identifier"]
+            names = self.select_training_cases(source, list(self.fold["train"].get(source, [])))
+            train += load_cases(self.preprocessed_root, source, data_id, names)
+            val[source] = load_cases(self.preprocessed_root, source, data_id, list(self.fold["val"].get(source, [])))
+        if not train:
+            raise LiverwildError(f"fold {self.fold_name} has no training cases")
+        self.train_set = SliceDataset(train, self.config.sampling, self.config.seed, self.config.use_augmented_views)
+        self.val_cases = val
+        self.feature_channels = int(train[0].features.shape[2])
+
+    def build_network(self) -> torch.nn.Module:
+        from ..nets import ContrastiveDistillationNet
+        c = self.config
+        return ContrastiveDistillationNet(self.feature_channels, c.code_channels, c.head_dropout, c.decoder_channels,
+                                          c.decoder_dropout, int(self.train_set.cases[0].slices.shape[-1]))
+
+    def build_losses(self) -> dict:
+        from .. import losses as L
+        c = self.config
+        return {"distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
+                "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma), "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta),
+                "log_iou": L.LogIoULoss(), "entropy": L.EntropyLoss()}
+
+    def build_optimizer(self, network):
+        return torch.optim.RAdam(network.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def build_scheduler(self, optimizer):
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=self.config.plateau_factor,
+                                                          patience=self.config.plateau_patience)
+
+    def initialize(self):
+        torch.manual_seed(self.config.seed)
+        self.build_datasets()
+        self.network = self.build_network().to(self.device)
+        self.losses = self.build_losses()
+        self.optimizer = self.build_optimizer(self.network)
+        self.scheduler = self.build_scheduler(self.optimizer)
+        use_scaler = self.device.type == "cuda" and self.config.amp and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # ---- one step / one validation -------------------------------------------------------------
+
+    def train_step(self, batch: dict) -> dict:
+        weights = self.config.loss_weights
+        feats, slices, labels = batch["features"], batch["slice"], batch["label"]
+        with autocast(self.device, self.config.amp):
+            logits, code = self.network(feats, slices)
+            terms = {}
+            if weights.get("distillation", 0):
+                positive_code = self.network.head(batch["positive"])
+                negatives = batch["negatives"]
+                negative_pairs = [(negatives[:, j], self.network.head(negatives[:, j])) for j in range(negatives.shape[1])]
+                terms["distillation"], sims = self.losses["distillation"](
+                    feats, code, [(batch["positive"], positive_code)], negative_pairs)
+            else:
+                sims = {}
+            for key in ("focal", "tversky", "log_iou"):
+                if weights.get(key, 0):
+                    terms[key] = self.losses[key](logits, labels)
+            if weights.get("entropy", 0):
+                terms["entropy"] = self.losses["entropy"](logits)
+            total = sum(weights[k] * v for k, v in terms.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        out = {"loss": float(total.detach())}
+        out.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
+        out.update({k: float(v) for k, v in sims.items() if k.startswith("sim_")})
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean 3D Dice over the held-out source cases (slices at cache resolution, view 0)."""
+        self.network.eval()
+        dices = {}
+        for source, cases in self.val_cases.items():
+            for case in cases:
+                inter = pred_sum = ref_sum = 0.0
+                for start in range(0, case.n_slices, self.config.val_batch_size):
+                    stop = min(start + self.config.val_batch_size, case.n_slices)
+                    feats = torch.from_numpy(np.asarray(case.features[0, start:stop], np.float32)).to(self.device)
+                    slices = torch.from_numpy(np.asarray(case.slices[0, start:stop], np.float32))[:, None].to(self.device)
+                    with autocast(self.device, self.config.amp):
+                        logits, _ = self.network(feats, slices)
+                    pred = (logits.float() > 0).cpu().numpy()[:, 0]
+                    ref = np.asarray(case.labels[0, start:stop]) > 0
+                    inter += float((pred & ref).sum())
+                    pred_sum += float(pred.sum())
+                    ref_sum += float(ref.sum())
+                dices[f"{source}/{case.name}"] = 1.0 if pred_sum + ref_sum == 0 else 2 * inter / (pred_sum + ref_sum)
+        self.network.train()
+        return {"val_dice": float(np.mean(list(dices.values()))) if dices else float("nan"), "val_cases": dices}
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def loader(self, epoch: int) -> DataLoader:
+        self.train_set.epoch = epoch
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        n = self.config.steps_per_epoch * self.config.batch_size if self.config.steps_per_epoch else None
+        sampler = RandomSampler(self.train_set, replacement=n is not None and n > len(self.train_set),
+                                num_samples=n, generator=generator)
+        return DataLoader(self.train_set, self.config.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def run_epoch(self, epoch: int) -> dict:
+        from tqdm import tqdm
+        torch.manual_seed(self.config.seed * 100003 + epoch)        # dropout etc.: same per epoch on resume
+        self.network.train()
+        sums, count, start = {}, 0, time.perf_counter()
+        for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            stats = self.train_step(batch)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+        train_seconds = time.perf_counter() - start
+        row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({k: v / max(count, 1) for k, v in sums.items()})
+        val = self.validate()
+        self.scheduler.step(val["val_dice"])
+        row.update({"val_dice": val["val_dice"], "train_seconds": round(train_seconds, 3),
+                    "epoch_seconds": round(time.perf_counter() - start, 3), "train_slices": count * self.config.batch_size})
+        return row
+
+    def fit(self, continue_training: bool = False, progress: bool = True) -> dict:
+        self.progress = progress
+        self.initialize()
+        self.output.mkdir(parents=True, exist_ok=True)
+        if continue_training:
+            latest = self.output / "checkpoint_latest.pth"
+            if not latest.is_file():
+                raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
+            self.load_checkpoint(latest)
+            self.log(f"continuing {self.output} after epoch {self.start_epoch - 1}")
+        elif (self.output / "checkpoint_latest.pth").is_file():
+            raise LiverwildError(f"{self.output} already holds a training run: pass --continue to resume it, "
+                                 "or remove the folder to start again")
+        self.write_config()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            row = self.run_epoch(epoch)
+            self.history.append(row)
+            improved = row["val_dice"] > self.best_dice
+            if improved:
+                self.best_dice = row["val_dice"]
+            self.start_epoch = epoch + 1
+            self.save_checkpoint("checkpoint_latest.pth")
+            if improved:
+                self.save_checkpoint("checkpoint_best.pth")
+            write_log(self.history, self.output)
+            plot_progress(self.history, self.output / "progress.png")
+            self.log(f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
+                     f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s")
+        self.save_checkpoint("checkpoint_final.pth")
+        return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
+
+    # ---- artefacts -------------------------------------------------------------------------------
+
+    def write_config(self):
+        write_json_atomic(self.output / "config.json", {
+            "trainer": self.name(), "fold_name": self.fold_name, "fold": self.fold, "config": self.config.to_json(),
+            "network": self.network.config, "trainable_parameters": sum(p.numel() for p in self.network.parameters()
+                                                                          if p.requires_grad),
+            "plans_identifier": self.plans_id, "plans": self.plans, "device": str(self.device),
+            "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
+        })
+
+    def checkpoint_state(self) -> dict:
+        return {"trainer": self.name(), "network": self.network.state_dict(), "network_config": self.network.config,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "epochs_done": self.start_epoch, "best_dice": self.best_dice,
+                "history": self.history, "config": self.config.to_json(), "plans": self.plans,
+                "fold_name": self.fold_name}
+
+    def save_checkpoint(self, name: str):
+        with atomic_path(self.output / name, ".pth") as tmp:
+            torch.save(self.checkpoint_state(), tmp)
+
+    def load_checkpoint(self, path):
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.best_dice, self.history = state["epochs_done"], state["best_dice"], state["history"]
+
+
+def read_config(output_folder) -> dict:
+    return json.loads((Path(output_folder) / "config.json").read_text())

@@ -1,0 +1,82 @@
+"""The paper's trainer and its ablation variants (Tables 3–4), each a subclass that changes one thing.
+
+Trainers are registered by class name; ``lw_train FOLD -tr NAME`` picks one.
+"""
+from __future__ import annotations
+
+from .base import Trainer
+
+TRAINERS: dict = {}
+
+
+def register_trainer(cls):
+    TRAINERS[cls.__name__] = cls
+    return cls
+
+
+def get_trainer(name: str):
+    if name not in TRAINERS:
+        from ..errors import LiverwildError
+        raise LiverwildError(f"unknown trainer {name!r}; available: {', '.join(sorted(TRAINERS))}")
+    return TRAINERS[name]
+
+
+@register_trainer
+class ContrastiveDistillationTrainer(Trainer):
+    """The paper's recipe: RAdam (lr 1e-4, weight decay 1e-5), batch 8, reduce-on-plateau on validation
+    Dice (patience 10), 150 epochs, contrastive distillation + focal + Tversky + −log IoU + entropy."""
+
+
+# Table 4: each loss term removed
+@register_trainer
+class NoDistillationTrainer(ContrastiveDistillationTrainer):
+    overrides = {"loss_weights": {"distillation": 0.0}}
+
+
+@register_trainer
+class NoFocalTrainer(ContrastiveDistillationTrainer):
+    overrides = {"loss_weights": {"focal": 0.0}}
+
+
+@register_trainer
+class NoTverskyTrainer(ContrastiveDistillationTrainer):
+    overrides = {"loss_weights": {"tversky": 0.0}}
+
+
+@register_trainer
+class NoLogIoUTrainer(ContrastiveDistillationTrainer):
+    overrides = {"loss_weights": {"log_iou": 0.0}}
+
+
+@register_trainer
+class NoEntropyTrainer(ContrastiveDistillationTrainer):
+    overrides = {"loss_weights": {"entropy": 0.0}}
+
+
+# Table 3: sampling strategies
+@register_trainer
+class Positives2ApartTrainer(ContrastiveDistillationTrainer):
+    """Positives i±2 instead of i±1."""
+    overrides = {"sampling": "neighbours2"}
+
+
+@register_trainer
+class TwoNegativesTrainer(ContrastiveDistillationTrainer):
+    """Negatives i+|I|/2 and i+|I|/2+1."""
+    overrides = {"sampling": "two_negatives"}
+
+
+# Table 4: training-set size
+@register_trainer
+class Scans5PerSourceTrainer(ContrastiveDistillationTrainer):
+    overrides = {"max_scans_per_source": 5}
+
+
+@register_trainer
+class Scans10PerSourceTrainer(ContrastiveDistillationTrainer):
+    overrides = {"max_scans_per_source": 10}
+
+
+@register_trainer
+class Scans15PerSourceTrainer(ContrastiveDistillationTrainer):
+    overrides = {"max_scans_per_source": 15}

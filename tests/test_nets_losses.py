@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from liverwild.backbones import FrozenBackbone
+from liverwild.losses import (ContrastiveDistillationLoss, contrastive_correlation_loss, contrastive_partners,
+                              entropy_loss, focal_loss, log_iou_loss, tensor_correlation, tversky_loss)
+from liverwild.nets import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
+
+
+# ---- networks ------------------------------------------------------------------------------------
+
+def test_parameter_count_matches_the_paper():
+    net = ContrastiveDistillationNet(in_channels=384)
+    assert 2.3e5 < count_trainable(net) < 2.7e5           # paper: about 2.5·10⁵
+
+
+@pytest.mark.parametrize("feature_size", [14, 28])        # ViT-*/16 and ViT-*/8
+def test_decoder_reaches_224_for_any_patch_size(feature_size):
+    net = ContrastiveDistillationNet(in_channels=32)
+    logits, code = net(torch.randn(2, 32, feature_size, feature_size), torch.randn(2, 1, 224, 224))
+    assert logits.shape == (2, 1, 224, 224) and code.shape == (2, 70, feature_size, feature_size)
+    assert net.decoder.stage_sizes(feature_size)[-1] == 224 and len(net.decoder.stage_sizes(feature_size)) == 5
+
+
+def test_raw_slice_path_equals_cached_feature_path():
+    torch.manual_seed(0)
+    backbone = FrozenBackbone("vit_tiny_patch16_224", "random")
+    net = ContrastiveDistillationNet(in_channels=backbone.feature_channels).eval()
+    slices = torch.randn(3, 1, 224, 224)
+    from_raw = SegmentationPipeline(backbone, net)(slices)
+    cached = torch.from_numpy(backbone(slices).numpy().astype(np.float16).astype(np.float32))   # as in the cache
+    with torch.no_grad():
+        from_cache = torch.sigmoid(net(cached, slices)[0])
+    exact = torch.sigmoid(net(backbone(slices), slices)[0]).detach()
+    assert torch.allclose(from_raw, exact, atol=1e-6)
+    assert torch.allclose(from_raw, from_cache, atol=2e-3)
+
+
+# ---- segmentation losses on hand-computable inputs -------------------------------------------
+
+def test_focal_loss_values_and_gradient():
+    zero = torch.zeros(1, 1, 2, 2)
+    assert focal_loss(zero, zero).item() == pytest.approx(0.5 * 0.5 ** 3 * math.log(2))
+    big = torch.full((1, 1, 2, 2), 20.0)
+    assert focal_loss(big, torch.ones_like(big)).item() < 1e-12
+    logits = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    focal_loss(logits, torch.ones_like(logits)).backward()
+    assert (logits.grad < 0).all()                         # pushes towards foreground
+
+
+def test_focal_down_weights_easy_pixels():
+    target = torch.ones(1, 1, 1, 2)
+    easy = focal_loss(torch.tensor([[[[3.0, 3.0]]]]), target)
+    hard = focal_loss(torch.tensor([[[[-3.0, -3.0]]]]), target)
+    bce_ratio = math.log1p(math.exp(3)) / math.log1p(math.exp(-3))
+    assert hard / easy > 10 * bce_ratio
+
+
+def test_tversky_and_log_iou_on_counts():
+    big = 50.0
+    # prediction: 2 pixels on, target: pixels 1..3 on → TP 1, FP 1, FN 2
+    logits = torch.tensor([[[[big, big, -big, -big]]]])
+    target = torch.tensor([[[[0.0, 1.0, 1.0, 1.0]]]])
+    assert tversky_loss(logits, target, 0.5, 0.5, smooth=0).item() == pytest.approx(1 - 1 / (1 + 0.5 + 1))
+    assert tversky_loss(logits, target, 0.9, 0.1, smooth=0).item() == pytest.approx(1 - 1 / (1 + 0.9 + 0.2))
+    assert log_iou_loss(logits, target, smooth=0).item() == pytest.approx(-math.log(1 / 4))
+    assert log_iou_loss(torch.full((1, 1, 3, 3), big), torch.ones(1, 1, 3, 3)).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_entropy_bounds():
+    assert entropy_loss(torch.zeros(1, 1, 3, 3)).item() == pytest.approx(math.log(2))
+    assert entropy_loss(torch.full((1, 1, 3, 3), -30.0)).item() < 1e-10
+
+
+def test_empty_masks_give_finite_zero_losses():
+    empty = torch.zeros(2, 1, 8, 8)
+    confident_empty = torch.full((2, 1, 8, 8), -40.0)
+    for fn in (tversky_loss, log_iou_loss, focal_loss):
+        value = fn(confident_empty, empty)
+        assert torch.isfinite(value) and value.item() == pytest.approx(0, abs=1e-6)
+    logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    (tversky_loss(logits, empty) + log_iou_loss(logits, empty)).backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad > 0).all()      # pushes towards background
+
+
+# ---- contrastive correlation -------------------------------------------------------------------
+
+def test_tensor_correlation_is_cosine():
+    a = torch.randn(2, 5, 3, 4)
+    corr = tensor_correlation(a, a)
+    assert corr.shape == (2, 3, 4, 3, 4)
+    diag = corr.reshape(2, 12, 12).diagonal(dim1=1, dim2=2)
+    assert torch.allclose(diag, torch.ones_like(diag), atol=1e-6)
+    assert torch.allclose(tensor_correlation(a, 3 * a), corr, atol=1e-6)             # scale invariant
+
+
+def test_contrastive_loss_on_a_hand_example():
+    # two positions with orthogonal features: fd = I, centred → ±0.5; code equal to features → cd = I
+    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])                                  # (1, 2, 1, 2)
+    for b in (0.0, 0.55):
+        loss, sim = contrastive_correlation_loss(f, f, f, f, b)
+        assert loss.item() == pytest.approx(-(1 - 2 * b) / 4)
+        assert sim.item() == pytest.approx(0.5)
+
+
+def test_contrastive_gradient_reaches_code_only_and_respects_shift():
+    f = torch.randn(2, 16, 4, 4, requires_grad=True)
+    code = torch.randn(2, 8, 4, 4, requires_grad=True)
+    loss, _ = contrastive_correlation_loss(f, f, code, code, 0.55)
+    loss.backward()
+    assert f.grad is None and code.grad is not None and torch.isfinite(code.grad).all()
+    # a large shift makes every positive code correlation costly: gradient descent lowers similarity
+    code2 = torch.randn(1, 8, 4, 4).abs().requires_grad_(True)           # all-positive codes: similar
+    before = tensor_correlation(code2, code2).mean().item()
+    opt = torch.optim.SGD([code2], lr=1.0)
+    for _ in range(20):
+        opt.zero_grad()
+        contrastive_correlation_loss(f[:1].detach(), f[:1].detach(), code2, code2, 5.0)[0].backward()
+        opt.step()
+    assert tensor_correlation(code2, code2).mean().item() < before
+
+
+def test_distillation_loss_terms_and_similarities():
+    loss_fn = ContrastiveDistillationLoss()
+    f, c = torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4)
+    total, parts = loss_fn(f, c, [(torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4))],
+                           [(torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4))] * 2)
+    assert set(parts) == {"cd_self", "cd_pos", "cd_neg", "sim_self", "sim_pos", "sim_neg"}
+    assert total.item() == pytest.approx(float(parts["cd_self"] + parts["cd_pos"] + parts["cd_neg"]), rel=1e-5)
+
+
+# ---- slice sampling ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("i, n, strategy, positives, negatives", [
+    (5, 10, "neighbours", [4, 6], [0]),
+    (0, 10, "neighbours", [1], [5]),
+    (9, 10, "neighbours", [8], [4]),
+    (3, 7, "neighbours", [2, 4], [6]),
+    (5, 10, "neighbours2", [3, 7], [0]),
+    (1, 10, "neighbours2", [3], [6]),
+    (5, 10, "two_negatives", [4, 6], [0, 1]),
+    (9, 10, "two_negatives", [8], [4, 5]),
+    (0, 1, "neighbours", [0], [0]),                 # single-slice scan
+    (1, 2, "neighbours2", [1], [0]),                # no ±2 neighbour: itself
+])
+def test_contrastive_partners(i, n, strategy, positives, negatives):
+    assert contrastive_partners(i, n, strategy) == (positives, negatives)
+
+
+def test_contrastive_partners_rejects_bad_input():
+    with pytest.raises(KeyError):
+        contrastive_partners(0, 3, "nope")
+    with pytest.raises(IndexError):
+        contrastive_partners(3, 3)

@@ -1,0 +1,174 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from liverwild.cli import train as train_cli
+from liverwild.errors import LiverwildError
+from liverwild.phantoms import write_phantoms
+from liverwild.training import TRAINERS, TrainerConfig, get_trainer, train_fold
+from liverwild.training.base import Trainer
+from preprocessing.pipeline import plan_and_preprocess
+from preprocessing.splits import load_splits
+
+DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
+FOLD = "loo_PhantomT2MR"
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_phantoms(root / "raw", DOMAINS, n_cases=5, scale=0.4, n_slices=12, progress=False)
+    plan_and_preprocess(DOMAINS, raw=str(root / "raw"), preprocessed=str(root / "pre"), random_backbone=True,
+                        backbone="vit_tiny_patch16_224", views=1, workers=0, progress=False, log=lambda *a: None)
+    return root / "pre"
+
+
+def small(**changes):
+    """Test-sized configuration (the paper's is 150 epochs at lr 1e-4)."""
+    base = dict(epochs=8, lr=1e-2, val_batch_size=16, seed=0)
+    base.update(changes)
+    return TrainerConfig().updated(**base)
+
+
+def test_training_learns_and_writes_artefacts(preprocessed, tmp_path):
+    summary = train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path), device="cpu",
+                         config=small(), progress=False, log=lambda *a: None)
+    out = tmp_path / FOLD / summary["output"].split("/")[-1]
+    log = pd.read_csv(out / "log.csv")
+    assert len(log) == 8
+    for column in ("loss", "loss_distillation", "loss_focal", "loss_tversky", "loss_log_iou", "loss_entropy",
+                   "val_dice", "lr", "sim_self", "sim_pos", "sim_neg", "epoch_seconds"):
+        assert column in log.columns, column
+    assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean(), "training loss must decrease"
+    assert summary["best_val_dice"] > 0.6, "validation Dice must rise well above chance (≈0.2)"
+    assert log["val_dice"].iloc[-1] > log["val_dice"].iloc[0]
+    for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth", "progress.png",
+                 "log.json", "config.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["fold"]["target"] == "PhantomT2MR" and config["backbone_weights"] == "random"
+    assert config["config"]["lr"] == 1e-2 and 5e4 < config["trainable_parameters"] < 3e5
+    assert "ContrastiveDistillationTrainer__lwPlans_vit_tiny_patch16_224_random_1v" == out.name
+
+
+def test_target_is_never_loaded(preprocessed, tmp_path):
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    trainer.build_datasets()
+    used = {str(c.folder) for c in trainer.train_set.cases} | {str(c.folder) for cs in trainer.val_cases.values() for c in cs}
+    assert used and not any("PhantomT2MR" in u for u in used)
+    assert not set(fold["val"]["PhantomNativeCT"]) & {c.name for c in trainer.train_set.cases if "native" in c.name}
+
+
+def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tmp_path, monkeypatch):
+    config = small(epochs=3, steps_per_epoch=2)
+    train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "a"), device="cpu", config=config,
+               progress=False, log=lambda *a: None)
+    original = Trainer.run_epoch
+
+    def killed_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+    monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
+                   progress=False, log=lambda *a: None)
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    with pytest.raises(LiverwildError, match="--continue"):
+        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
+                   progress=False, log=lambda *a: None)
+    train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
+               continue_training=True, progress=False, log=lambda *a: None)
+    name = next((tmp_path / "a" / FOLD).iterdir()).name
+    a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)
+    b = torch.load(tmp_path / "b" / FOLD / name / "checkpoint_final.pth", weights_only=False)
+    assert a["epochs_done"] == b["epochs_done"] == 3
+    for key, value in a["network"].items():
+        assert torch.equal(value, b["network"][key]), key
+    assert [r["val_dice"] for r in a["history"]] == [r["val_dice"] for r in b["history"]]
+
+
+@pytest.mark.parametrize("name, check", [
+    ("NoDistillationTrainer", lambda t: t.config.loss_weights["distillation"] == 0),
+    ("NoFocalTrainer", lambda t: t.config.loss_weights["focal"] == 0),
+    ("NoTverskyTrainer", lambda t: t.config.loss_weights["tversky"] == 0),
+    ("NoLogIoUTrainer", lambda t: t.config.loss_weights["log_iou"] == 0),
+    ("NoEntropyTrainer", lambda t: t.config.loss_weights["entropy"] == 0),
+    ("Positives2ApartTrainer", lambda t: t.config.sampling == "neighbours2"),
+    ("TwoNegativesTrainer", lambda t: t.config.sampling == "two_negatives"),
+    ("Scans5PerSourceTrainer", lambda t: t.config.max_scans_per_source == 5),
+])
+def test_variants_change_one_thing(preprocessed, tmp_path, name, check):
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = TRAINERS[name](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    assert check(trainer)
+    base = TrainerConfig().to_json()
+    changed = {k for k, v in trainer.config.to_json().items() if v != small().to_json()[k]}
+    assert len(changed) == 1 and changed <= set(base)
+
+
+def test_variant_trains_a_step_without_its_term(preprocessed, tmp_path):
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = TRAINERS["TwoNegativesTrainer"](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    trainer.initialize()
+    batch = next(iter(trainer.loader(0)))
+    assert batch["negatives"].shape[1] == 2
+    stats = trainer.train_step(batch)
+    assert "loss_distillation" in stats
+    trainer = TRAINERS["NoDistillationTrainer"](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    trainer.initialize()
+    assert "loss_distillation" not in trainer.train_step(next(iter(trainer.loader(0))))
+
+
+def test_scan_cap_limits_training_cases(preprocessed, tmp_path):
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = TRAINERS["ContrastiveDistillationTrainer"](FOLD, fold, preprocessed, tmp_path, small(max_scans_per_source=1), "cpu")
+    trainer.build_datasets()
+    assert len(trainer.train_set.cases) == 2                      # one per source
+
+
+def test_dataset_items_are_deterministic_and_from_the_same_scan(preprocessed, tmp_path):
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = TRAINERS["ContrastiveDistillationTrainer"](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    trainer.build_datasets()
+    ds = trainer.train_set
+    a, b = ds[5], ds[5]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    draws = []
+    for epoch in range(6):                      # other epochs draw other views/partners
+        ds.epoch = epoch
+        draws.append(tuple(float(ds[5][k].sum()) for k in ("slice", "positive")))
+    assert len(set(draws)) > 1
+    case = ds.cases[ds.index[5][0]]
+    si = ds.index[5][1]
+    candidates = [torch.from_numpy(case.features[v, i].astype("float32")) for v in range(case.n_views)
+                  for i in (si - 1, si + 1) if 0 <= i < case.n_slices]
+    assert any(torch.equal(a["positive"], c) for c in candidates)
+
+
+def test_errors_name_the_command(preprocessed, tmp_path, capsys):
+    assert train_cli.main(["nope", "--preprocessed", str(preprocessed), "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown fold 'nope'" in err and FOLD in err
+    with pytest.raises(LiverwildError, match="unknown fold 'nope'"):
+        train_fold("nope", preprocessed=str(preprocessed), results=str(tmp_path))
+    splits = load_splits(preprocessed / "splits.json")
+    fold = dict(splits["folds"][FOLD])
+    fold["train"] = {"PhantomNativeCT": ["phantomnativect_404"]}
+    with pytest.raises(LiverwildError, match="run lw_plan_and_preprocess -d PhantomNativeCT"):
+        Trainer(FOLD, fold, preprocessed, tmp_path, small(), "cpu").build_datasets()
+
+
+def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
+    import shutil
+    pre = tmp_path / "pre"
+    shutil.copytree(preprocessed, pre)
+    plans = json.loads((pre / "PhantomPortalCT" / "plans.json").read_text())
+    plans["augmentation"]["views_per_slice"] = 3
+    (pre / "PhantomPortalCT" / "plans.json").write_text(json.dumps(plans))
+    fold = load_splits(pre / "splits.json")["folds"][FOLD]
+    with pytest.raises(LiverwildError, match="different backbones, weights or view counts"):
+        Trainer(FOLD, fold, pre, tmp_path, small(), "cpu")
