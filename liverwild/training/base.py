@@ -183,9 +183,13 @@ class Trainer:
         n = self.config.steps_per_epoch * self.config.batch_size if self.config.steps_per_epoch else None
         sampler = RandomSampler(self.train_set, replacement=n is not None and n > len(self.train_set),
                                 num_samples=n, generator=generator)
+        workers = self.config.num_workers
+        if workers is None:
+            import os
+            workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
         return DataLoader(self.train_set, self.config.batch_size, sampler=sampler, drop_last=True,
-                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
+                          prefetch_factor=4 if workers else None)
 
     def run_epoch(self, epoch: int) -> dict:
         from tqdm import tqdm

@@ -31,7 +31,7 @@ class TrainerConfig:
     use_augmented_views: bool = True
     steps_per_epoch: int | None = None      # None: one pass over the training slices
     val_batch_size: int = 32
-    num_workers: int = 0
+    num_workers: int | None = None        # None: 0 on CPU, up to 8 loader processes on GPU
     amp: bool = True                        # mixed precision on GPU (no effect on CPU)
     seed: int = 0
 
