@@ -12,7 +12,8 @@ Weights never come from the network. ``weights`` is one of:
   ``module.``/``backbone.`` prefixes and projection ``head.`` keys are removed) or a timm
   ``.safetensors``/``.pth`` file — loaded with ``strict=True``;
 - ``"timm-cache"`` — timm's own pretrained weights, only if already in the local cache;
-- ``"random"`` — random initialisation, for tests and the demo only; recorded as such downstream.
+- ``"random"`` — random initialisation, for tests and the demo only; recorded as such downstream. It is
+  seeded (``RANDOM_WEIGHTS_SEED``), so prediction rebuilds the very backbone the cache was made with.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch import nn
 from .errors import ConfigurationError
 
 DEFAULT_BACKBONE = "vit_small_patch16_224.dino"
+RANDOM_WEIGHTS_SEED = 0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -110,7 +112,9 @@ class FrozenBackbone(nn.Module):
             raise ConfigurationError(MISSING_WEIGHTS.format(name=name))
         self.name, self.weights = name, str(weights)
         try:
-            self.model = timm.create_model(name, pretrained=False, num_classes=0)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)    # 'random' weights are reproducible everywhere
+                self.model = timm.create_model(name, pretrained=False, num_classes=0)
         except RuntimeError as exc:
             raise ConfigurationError(f"backbone {name!r} is unknown to timm: {exc}") from exc
         source = weights

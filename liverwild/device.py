@@ -11,6 +11,8 @@ from .errors import ConfigurationError
 
 def resolve_device(name: str | None = "auto") -> torch.device:
     """'auto' → cuda, then mps, then cpu. An unavailable explicit choice is an error."""
+    if isinstance(name, torch.device):
+        return name
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():

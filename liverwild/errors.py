@@ -17,6 +17,3 @@ class ImageReadError(LiverwildError):
 class ConfigurationError(LiverwildError):
     """A missing folder, variable or option; the message says what to set."""
 
-
-class NotAvailableYet(LiverwildError):
-    """A command whose work is not implemented in this version."""

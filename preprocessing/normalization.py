@@ -12,9 +12,14 @@ import numpy as np
 EPS = 1e-6
 
 
-def normalize_scan(image: np.ndarray, normalization: dict, body_median: float | None = None) -> tuple:
-    """Return ``(normalised float32 array, stats dict)``; the stats let a user reproduce the mapping."""
-    x = image.astype(np.float32, copy=True)
+def normalize_scan(image: np.ndarray, normalization: dict, body_median: float | None = None,
+                   inplace: bool = False) -> tuple:
+    """Return ``(normalised float32 array, stats dict)``; the stats let a user reproduce the mapping.
+
+    ``inplace=True`` (float32 input only) overwrites ``image`` instead of allocating a copy: prediction
+    uses it to keep a 512×512×800 scan within a few GB.
+    """
+    x = image if inplace and image.dtype == np.float32 else image.astype(np.float32, copy=True)
     stats = {}
     if normalization.get("relative_to_body_median"):
         if body_median is None or not np.isfinite(body_median) or body_median <= 0:

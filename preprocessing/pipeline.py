@@ -38,13 +38,16 @@ def view_seed(base: int, case: str, view: int) -> int:
     return int(np.random.SeedSequence([base, view, *(ord(c) for c in case)]).generate_state(1)[0])
 
 
-def prepare_slices(image, geometry, plans: Plans, body_median=None):
-    """Scan array in stored layout → normalised canonical ``(Z, h, w)`` float32 stack + stats."""
+def prepare_slices(image, geometry, plans: Plans, body_median=None, inplace: bool = False):
+    """Scan array in stored layout → normalised canonical ``(Z, h, w)`` float32 stack + stats.
+
+    ``inplace`` lets the normalisation overwrite ``image`` (float32) instead of copying it.
+    """
     reorient = Reorientation.from_geometry(geometry)
-    canonical = np.ascontiguousarray(reorient.to_canonical(image))
+    canonical = reorient.to_canonical(image)                  # a view: no copy
     if plans.normalization.get("relative_to_body_median") and body_median is None:
         body_median = float(np.median(canonical[body_mask(canonical, plans.modality)]))
-    normalised, stats = normalize_scan(canonical, plans.normalization, body_median)
+    normalised, stats = normalize_scan(canonical, plans.normalization, body_median, inplace)
     return resize_stack(normalised, plans.slice_size), stats, reorient
 
 
@@ -61,7 +64,7 @@ def prepare_case(job):
         if diffs:
             raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
         start = time.perf_counter()
-        slices, stats, reorient = prepare_slices(image.array, image.geometry, plans)
+        slices, stats, reorient = prepare_slices(image.array, image.geometry, plans, inplace=True)
         labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
         views_s, views_l = [slices], [labels]
         for v in range(1, plans.views + 1):

@@ -7,11 +7,12 @@ from liverwild.cli import phantoms as phantoms_cli
 from liverwild.cli import common
 
 
-@pytest.mark.parametrize("module", ["predict", "evaluate"])
-def test_unimplemented_commands_say_so_and_fail(module, capsys):
-    main = __import__(f"liverwild.cli.{module}", fromlist=["main"]).main
-    assert main([]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_converter_without_raw_folder_names_the_variable(capsys, tmp_path, monkeypatch):
+    from liverwild.cli import convert
+    monkeypatch.delenv("LW_raw", raising=False)
+    assert convert.main(["btcv", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "LW_raw" in err and "--raw" in err
 
 
 def test_lw_phantoms_writes_domains(tmp_path, capsys):
@@ -39,7 +40,10 @@ def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     result = subprocess.run(["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "verify: PhantomT2MR: OK" in result.stdout
+    assert "PhantomT2MR: OK" in result.stdout and "[6/6] evaluate" in result.stdout
+    assert "RANDOM weights" in result.stdout and "not patients" in result.stdout
+    report = __import__("json").loads((tmp_path / "demo" / "demo_report.json").read_text())
+    assert report["summary"]["n_cases"] == 3 and 0 <= report["summary"]["dice"]["mean"] <= 1
     help_text = subprocess.run([sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True,
                                text=True).stdout
     assert "verify" in help_text

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import LiverwildError, NotAvailableYet
+from ..errors import LiverwildError
 
 
 def add_folder_options(parser: argparse.ArgumentParser, *kinds: str) -> None:
@@ -20,9 +20,6 @@ def run(function, *args, **kwargs) -> int:
     """Call ``function``; turn a :class:`LiverwildError` into a one-line message and exit code 1."""
     try:
         result = function(*args, **kwargs)
-    except NotAvailableYet as exc:
-        print(f"not available yet: {exc}", file=sys.stderr)
-        return 2
     except LiverwildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -30,11 +27,3 @@ def run(function, *args, **kwargs) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0 if result is None or result is True else (result if isinstance(result, int) else 0)
-
-
-def not_available(command: str, issue: str, parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse arguments (so --help works) and say plainly that the command is not implemented yet."""
-    parser.parse_args(argv)
-    print(f"{command}: not available yet in liverwild {__import__('liverwild').__version__} "
-          f"({issue}). Nothing was done.", file=sys.stderr)
-    return 2

@@ -8,7 +8,15 @@ from ..datasets import find_dataset, verify_dataset
 from ..paths import raw_folder
 from .common import add_folder_options, run
 
-CONVERTERS = ("btcv", "chaos-ct", "chaos-mr", "ircadb", "lits", "msd-liver", "amos", "act1k", "nnunet")
+HELP = {"btcv": "BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6",
+        "chaos-ct": "CHAOS CT: Train_Sets/CT/<id>/{DICOM_anon,Ground}, liver PNG = 255",
+        "chaos-mr": "CHAOS MR: Train_Sets/MR/<id>/T2SPIR (or T1DUAL) /{DICOM_anon,Ground}, liver PNG = 63",
+        "ircadb": "3D-IRCADb-01: 3Dircadb1.<n>/PATIENT_DICOM(.zip), MASKS_DICOM(.zip)/liver",
+        "lits": "LiTS: volume-<n>.nii + segmentation-<n>.nii, liver 1 + tumour 2",
+        "msd-liver": "MSD Task03_Liver: imagesTr/liver_<n>.nii.gz + labelsTr, liver 1 + tumour 2",
+        "amos": "AMOS22: imagesTr/amos_<id>.nii.gz + labelsTr, liver = 6; CT (< 500) and MR (≥ 500) datasets",
+        "act1k": "AbdomenCT-1K: Case_<n>_0000.nii.gz + Case_<n>.nii.gz, liver = 1",
+        "nnunet": "any nnU-Net raw dataset (choose --liver-label)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,10 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s) under $LW_raw, or folder paths")
     v.add_argument("--workers", type=int, default=2)
     add_folder_options(v, "raw")
-    for kind in CONVERTERS:
-        c = sub.add_parser(kind, help=f"convert {kind} (not available yet)")
-        c.add_argument("source", metavar="SRC")
-        c.add_argument("-n", "--name", default=None)
+    for kind, text in HELP.items():
+        c = sub.add_parser(kind, help=text, description=text)
+        c.add_argument("source", metavar="SRC", help="the dataset as unpacked from its download")
+        c.add_argument("-n", "--name", default=None, help="output dataset name (default: a standard one)")
+        c.add_argument("--workers", type=int, default=2, help="cases converted in parallel")
+        c.add_argument("--overwrite", action="store_true", help="redo cases that are already converted")
+        c.add_argument("--no-progress", action="store_true")
+        if kind == "chaos-mr":
+            c.add_argument("--sequence", default="T2SPIR", choices=["T2SPIR", "T1DUAL_in", "T1DUAL_out"])
+        if kind == "nnunet":
+            c.add_argument("--liver-label", type=int, nargs="+", required=True, help="label value(s) that are liver")
+        if kind == "amos":
+            c.add_argument("--only", choices=["CT", "MR"], default=None, help="write only one modality's dataset")
         add_folder_options(c, "raw")
     return p
 
@@ -46,8 +63,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.kind == "verify":
         return run(verify, args.names, args.raw, args.workers)
-    print(f"lw_convert {args.kind}: not available yet; nothing was done.", file=sys.stderr)
-    return 2
+
+    def work():
+        from ..datasets.conversion import convert
+        reports = convert(args.kind, args.source, raw_folder(args.raw), args.name, args.workers, args.overwrite,
+                          getattr(args, "sequence", "T2SPIR"), getattr(args, "liver_label", (1,)),
+                          (args.only,) if getattr(args, "only", None) else ("CT", "MR"), not args.no_progress)
+        for report in reports:
+            for problem in report.verification.problems:
+                print(problem)
+            print(report.summary())
+            print(report.verification.summary())
+        return 0 if all(r.ok for r in reports) else 1
+    return run(work)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from .common import run
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lw_demo", description="Run liverwild end to end on synthetic multi-domain "
-                                "phantoms (no download, no GPU needed).")
+                                "phantoms (no download, no GPU needed): generate, verify, plan and preprocess, train a "
+                                "leave-one-domain-out fold, predict the unseen domain, evaluate.")
     p.add_argument("-o", "--workdir", default="lw_demo", help="folder for everything the demo writes")
     p.add_argument("--cases", type=int, default=5, help="cases per phantom domain")
     p.add_argument("--slices", type=int, default=16, help="slices per phantom case")
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default=None, metavar="FILE",
                    help="DINO .pth / timm .safetensors file (default: random weights, demonstration only)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs (demo setting)")
+    p.add_argument("--target", default="PhantomT2MR", help="the unseen domain (leave-one-domain-out)")
     p.add_argument("--scale", type=float, default=1.0, help="in-plane matrix scale of the phantoms")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
@@ -30,8 +33,8 @@ def main(argv=None) -> int:
 
     def work():
         summary = run_demo(args.workdir, args.cases, args.scale, args.seed, args.quick, args.workers, args.slices,
-                           args.views, args.backbone_weights, args.device)
-        return 0 if summary["verified"] and summary["preprocessed_ok"] else 1
+                           args.views, args.backbone_weights, args.device, args.epochs, target=args.target)
+        return 0 if summary["verified"] and summary["preprocessed_ok"] and not summary["failed"] else 1
     return run(work)
 
 

@@ -1,18 +1,44 @@
-"""lw_predict: segment scans (not available yet in this version)."""
+"""lw_predict: segment every scan in a file or folder; masks keep the input geometry."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .common import not_available
+from .common import add_folder_options, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="lw_predict", description="segment scans — not available yet in this version.")
+    p = argparse.ArgumentParser(prog="lw_predict", description="Segment the liver in NIfTI/NRRD/MHA files and DICOM "
+                                "series folders; writes <case>.nii.gz (uint8 0/1) in each input's geometry.")
+    p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
+    p.add_argument("-o", "--output", required=True, help="output folder (must differ from the input folder)")
+    p.add_argument("-m", "--model", required=True, help="trained model folder, or a fold name under $LW_results")
+    p.add_argument("--trainer", default=None, help="with a fold name: which trainer's model")
+    p.add_argument("--checkpoint", default="best", help="best, final, latest or a file name")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default 16 on CPU, 128 on GPU)")
+    p.add_argument("--modality", default="auto", choices=["auto", "CT", "MR"])
+    p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
+    p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")
+    p.add_argument("--overlays", action="store_true", help="QC picture per scan in OUT/overlays/")
+    p.add_argument("--no-postprocess", action="store_true", help="skip largest component + hole filling")
+    p.add_argument("--no-progress", action="store_true")
+    add_folder_options(p, "results")
+    return p
 
 
 def main(argv=None) -> int:
-    return not_available("lw_predict", "planned; see the issue tracker", build_parser(), argv)
+    args = build_parser().parse_args(argv)
+    from ..inference import predict
+
+    def work():
+        report = predict(args.input, args.output, args.model, args.results, args.trainer, args.checkpoint,
+                         args.device, args.batch_size, not args.no_postprocess, args.save_probabilities,
+                         args.overlays, args.modality, args.backbone_weights, not args.no_progress)
+        print(f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} "
+              f"(report: prediction_report.json)")
+        return 1 if report["n_failed"] else 0
+    return run(work)
 
 
 if __name__ == "__main__":

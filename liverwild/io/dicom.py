@@ -13,20 +13,31 @@ import SimpleITK as sitk
 
 from ..errors import ImageReadError
 
-GAP_FACTOR = 1.5        # a step this many times the median step is a missing slice
+GAP_FACTOR = 1.5        # a step this many times the smallest step is a missing slice
+
+
+def _series_ids(folder: str) -> tuple:
+    """GDCM's series UIDs in ``folder`` without ITK's console warning for folders without DICOM."""
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ())
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def list_series(folder) -> dict:
     """Series instance UID → file names in that folder (not sorted). Empty when there is no DICOM."""
     folder = str(folder)
     series = {}
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ():
+    for uid in _series_ids(folder):
         series[uid] = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
     return series
 
 
 def is_dicom_folder(folder) -> bool:
-    return Path(folder).is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    folder = Path(folder)
+    return folder.is_dir() and any(p.is_file() for p in folder.iterdir()) and bool(_series_ids(str(folder)))
 
 
 def _slice_header(file_name: str):
@@ -57,11 +68,20 @@ def sorted_series_files(folder, series_uid: str | None = None) -> list:
         series_uid = next(iter(series))
     if series_uid not in series:
         raise ImageReadError(folder, f"no series with UID {series_uid}")
-    files = series[series_uid]
+    return sort_by_position(series[series_uid], folder)
+
+
+def sort_by_position(files, where=None) -> list:
+    """Order DICOM slice files by position along the slice normal; raise for mixed orientations,
+    duplicate positions or gaps (a step over 1.5× the smallest step). ``where`` names the series in errors."""
+    files = [str(f) for f in files]
+    where = where or (Path(files[0]).parent if files else "")
+    if not files:
+        raise ImageReadError(where, "no DICOM slices")
     headers = [_slice_header(f) for f in files]
     orientation = headers[0][1]
     if any(not np.allclose(h[1], orientation, atol=1e-3) for h in headers):
-        raise ImageReadError(folder, "slices of one series have different orientations")
+        raise ImageReadError(where, "slices of one series have different orientations")
     normal = np.cross(orientation[:3], orientation[3:])
     distance = np.array([h[0] @ normal for h in headers])
     order = np.argsort(distance, kind="stable")
@@ -71,30 +91,43 @@ def sorted_series_files(folder, series_uid: str | None = None) -> list:
         steps = np.diff(distance)
         if np.any(steps < 1e-3):
             k = int(np.argmin(steps))
-            raise ImageReadError(folder, f"two slices share the position {distance[k]:.3f} mm "
-                                         f"({Path(files[k]).name}, {Path(files[k + 1]).name})")
-        median = float(np.median(steps))
-        if np.any(steps > GAP_FACTOR * median):
+            raise ImageReadError(where, f"two slices share the position {distance[k]:.3f} mm "
+                                        f"({Path(files[k]).name}, {Path(files[k + 1]).name})")
+        regular = float(steps.min())
+        if np.any(steps > GAP_FACTOR * regular):
             k = int(np.argmax(steps))
-            raise ImageReadError(folder, f"gap in the series: {steps[k]:.2f} mm between "
-                                         f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
-                                         f"where {median:.2f} mm is the usual slice step")
+            raise ImageReadError(where, f"gap in the series: {steps[k]:.2f} mm between "
+                                        f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
+                                        f"where {regular:.2f} mm is the slice step")
     return files
+
+
+def read_dicom_files(files, where=None) -> sitk.Image:
+    """Read DICOM slice files (any order) as one 3D image, sorted by position."""
+    ordered = sort_by_position(files, where)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(ordered)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(where or Path(ordered[0]).parent, f"DICOM series cannot be read: {_first_line(exc)}") from exc
+
+
+def dicom_tag(file_name, tag: str, default=None):
+    """One header value (e.g. '0018|0081' echo time) of a DICOM file, read without pixel data."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(file_name))
+    reader.ReadImageInformation()
+    return reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else default
 
 
 def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:
     """Read one DICOM series folder as a 3D SimpleITK image with the scanner's geometry."""
-    files = sorted_series_files(folder, series_uid)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise ImageReadError(folder, f"DICOM series cannot be read: {_first_line(exc)}") from exc
+    return read_dicom_files(sorted_series_files(folder, series_uid), folder)
 
 
 def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, series_uid=None,
-                       modality: str = "CT") -> list:
+                       modality: str = "CT", extra_tags: dict | None = None) -> list:
     """Write an int16 ``(z, y, x)`` array as a DICOM series (one file per slice) with ``geometry``.
 
     For tests, examples and exports. ``file_names`` (one per slice, in array order) lets a caller
@@ -111,6 +144,7 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
     orientation = "\\".join(f"{v:.6f}" for v in (*d[:, 0], *d[:, 1]))
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    writer.SetImageIO("GDCMImageIO")              # also for names without .dcm (IRCADb: image_0)
     paths = []
     for k in range(image.GetDepth()):
         piece = image[:, :, k]
@@ -122,7 +156,7 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
             "0018|0050": f"{geometry.spacing[2]:.6f}", "0028|1050": "40", "0028|1051": "400",
             "0028|1052": "0", "0028|1053": "1",
         }
-        for key, value in tags.items():
+        for key, value in {**tags, **(extra_tags or {})}.items():
             piece.SetMetaData(key, value)
         name = file_names[k] if file_names is not None else f"slice_{k:04d}.dcm"
         path = folder / name

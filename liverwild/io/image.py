@@ -155,19 +155,20 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
     Non-finite voxels (NaN, ±inf) are an error unless ``allow_nan``.
     """
     image = read_sitk(path, series_uid)
+    geometry = Geometry.from_sitk(image)
     try:
-        array = sitk.GetArrayFromImage(image)
+        view = sitk.GetArrayViewFromImage(image)          # no copy yet
     except RuntimeError as exc:  # lazily read pixel data can still fail
         raise ImageReadError(path, f"pixel data cannot be read ({_first_line(exc)})") from exc
-    if dtype is not None:
-        array = array.astype(dtype, copy=False)
+    array = view.astype(dtype if dtype is not None else view.dtype, copy=True)   # one copy, then free ITK's
+    del view, image
     if not allow_nan and array.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if not bad and Path(path).is_file() and image_suffix(path) in (".nii", ".nii.gz"):
             bad = nifti_nonfinite_count(path)
         if bad:
             raise ImageReadError(path, f"contains {bad} NaN or infinite voxels")
-    return Volume(array, Geometry.from_sitk(image), str(path))
+    return Volume(array, geometry, str(path))
 
 
 def read_label(path) -> Volume:

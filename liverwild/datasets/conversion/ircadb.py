@@ -1,0 +1,68 @@
+"""3D-IRCADb-01: ``3Dircadb1.<n>/PATIENT_DICOM`` and ``MASKS_DICOM/liver``, zipped or unzipped.
+
+The patient and the liver mask are both DICOM series (files ``image_<k>`` without extension), each
+ordered by ImagePositionPatient; the mask must have the patient's geometry; mask > 0 is liver. IRCADb
+is part of LiTS, so the dataset is marked ``"contained_in": ["LiTS"]`` (no LiTS-sourced fold targets it).
+"""
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ...errors import LiverwildError
+from ...io import Geometry, read_dicom_files
+from .base import CaseSource, Converter, LoadedCase
+
+
+def _files(folder: Path) -> list:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _folder(base: Path, name: str, tmp: Path) -> Path:
+    """``base/name`` as a folder, extracting ``base/name.zip`` into ``tmp`` when needed."""
+    if (base / name).is_dir():
+        return base / name
+    archive = base / f"{name}.zip"
+    if archive.is_file():
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp / name)
+        except zipfile.BadZipFile as exc:
+            raise LiverwildError(f"{archive}: not a readable zip file ({exc})") from exc
+        inner = tmp / name / name
+        return inner if inner.is_dir() else tmp / name
+    raise LiverwildError(f"{base}: neither {name}/ nor {name}.zip")
+
+
+class IRCADb(Converter):
+    kind, modality = "ircadb", "CT"
+    description = "3D-IRCADb-01 (IRCAD), liver mask > 0"
+    source_url = "https://www.ircad.fr/research/data-sets/liver-segmentation-3d-ircadb-01/"
+    licence = "IRCAD terms (research use; see the provider)"
+
+    def find_cases(self, src: Path) -> list:
+        return [CaseSource(f"ircadb_{int(p.name.split('.')[-1]):02d}", p) for p in sorted(src.rglob("3Dircadb1.*"))
+                if p.is_dir() and p.name.split(".")[-1].isdigit()]
+
+    def dataset_extra(self) -> dict:
+        return {"contained_in": ["LiTS"]}
+
+    def load(self, case: CaseSource) -> LoadedCase:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            patient = _folder(Path(case.image), "PATIENT_DICOM", tmp)
+            masks = _folder(Path(case.image), "MASKS_DICOM", tmp)
+            if not (masks / "liver").is_dir():
+                raise LiverwildError(f"{masks}: no liver/ mask series")
+            image = read_dicom_files(_files(patient), patient)
+            mask = read_dicom_files(_files(masks / "liver"), masks / "liver")
+            geometry = Geometry.from_sitk(image)
+            diffs = Geometry.from_sitk(mask).differences(geometry)
+            if diffs:
+                raise LiverwildError(f"{masks / 'liver'}: mask geometry differs from the patient series: "
+                                     + "; ".join(diffs))
+            return LoadedCase(sitk.GetArrayFromImage(mask) > 0, geometry, sitk.GetArrayFromImage(image))

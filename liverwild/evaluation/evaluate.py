@@ -1,0 +1,90 @@
+"""Evaluate prediction folders against reference folders, and compare two evaluations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path, write_json_atomic
+from ..errors import LiverwildError
+from ..io import image_suffix, read_label
+from .metrics import METRICS, all_metrics, summarize
+
+
+def case_name(path) -> str:
+    """'case_0000.nii.gz' → 'case'; 'case.nrrd' → 'case'."""
+    name = Path(path).name
+    name = name[: -len(image_suffix(name))] if image_suffix(name) else name
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def match_cases(pred_dir, ref_dir) -> tuple:
+    """({case: (pred path, ref path)}, missing predictions, predictions without reference)."""
+    preds = {case_name(p): p for p in sorted(Path(pred_dir).iterdir()) if image_suffix(p) and not p.name.startswith(".")
+             and not case_name(p).endswith("_prob")}
+    refs = {case_name(p): p for p in sorted(Path(ref_dir).iterdir()) if image_suffix(p) and not p.name.startswith(".")}
+    common = {c: (preds[c], refs[c]) for c in sorted(set(preds) & set(refs))}
+    return common, sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
+
+
+def evaluate_case(pred_path, ref_path, labels=(1,)) -> dict:
+    pred = read_label(pred_path)
+    ref = read_label(ref_path)
+    diffs = pred.geometry.differences(ref.geometry)
+    if diffs:
+        raise LiverwildError(f"{pred_path}: geometry differs from the reference {ref_path}: " + "; ".join(diffs))
+    spacing_zyx = tuple(reversed(ref.geometry.spacing))
+    return all_metrics(pred.array > 0, np.isin(ref.array, labels), spacing_zyx)
+
+
+def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print) -> tuple:
+    """Per-case metrics (DataFrame), summary dict and failures; writes ``output_csv`` and a summary JSON
+    beside it when given. A case whose geometry differs is an error for that case only."""
+    import pandas as pd
+    from tqdm import tqdm
+    pairs, missing, extra = match_cases(pred_dir, ref_dir)
+    if not pairs:
+        raise LiverwildError(f"no case of {pred_dir} has a reference in {ref_dir} (names are matched without "
+                             "the _0000 channel suffix and the file ending)")
+    rows, failures = [], {}
+    for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=len(pairs) < 3):
+        try:
+            rows.append({"case": case, **evaluate_case(p, r, labels)})
+        except LiverwildError as exc:
+            failures[case] = str(exc)
+            log(f"FAILED {exc}")
+    for case in missing:
+        failures[case] = f"{case}: no prediction in {pred_dir}"
+        log(f"FAILED {failures[case]}")
+    table = pd.DataFrame(rows, columns=["case", *METRICS, "volume_pred_ml", "volume_ref_ml"])
+    summary = {**summarize(rows), "prediction_folder": str(pred_dir), "reference_folder": str(ref_dir),
+               "labels": list(labels), "failed": failures, "predictions_without_reference": extra}
+    if output_csv:
+        with atomic_path(output_csv, ".csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        write_json_atomic(Path(output_csv).with_suffix(".summary.json"), summary)
+    return table, summary, failures
+
+
+def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
+    """Paired t-test per metric over the cases both CSVs share. Returns (rows, Markdown table)."""
+    import pandas as pd
+    from scipy import stats
+    a, b = pd.read_csv(csv_a), pd.read_csv(csv_b)
+    names = names or (Path(csv_a).stem, Path(csv_b).stem)
+    merged = a.merge(b, on="case", suffixes=("_a", "_b"))
+    if len(merged) < 2:
+        raise LiverwildError(f"{csv_a} and {csv_b} share {len(merged)} case(s); a paired test needs at least 2")
+    rows = []
+    for metric in METRICS:
+        x, y = merged[f"{metric}_a"].to_numpy(float), merged[f"{metric}_b"].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        p = float(stats.ttest_rel(x[ok], y[ok]).pvalue) if ok.sum() >= 2 and np.any(x[ok] != y[ok]) else 1.0
+        rows.append({"metric": metric, "n": int(ok.sum()), "mean_a": float(x[ok].mean()), "std_a": float(x[ok].std()),
+                     "mean_b": float(y[ok].mean()), "std_b": float(y[ok].std()), "p_value": p})
+    lines = [f"| metric | {names[0]} | {names[1]} | p (paired t-test) |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['metric']} | {r['mean_a']:.3f} ± {r['std_a']:.3f} | {r['mean_b']:.3f} ± {r['std_b']:.3f} "
+                     f"| {r['p_value']:.3g} |")
+    lines.append(f"\n{rows[0]['n']} paired cases; mean ± s.d. across scans.")
+    return rows, "\n".join(lines)

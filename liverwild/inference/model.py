@@ -1,0 +1,77 @@
+"""Load a trained model folder: network weights, the plans it was trained with, the backbone."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..backbones import FrozenBackbone, weights_tag
+from ..errors import ConfigurationError, LiverwildError
+from ..nets import ContrastiveDistillationNet
+
+CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "latest": "checkpoint_latest.pth"}
+
+
+def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
+    """A trained model folder, or a fold name under ``$LW_results`` (one trainer folder, or ``trainer``)."""
+    path = Path(model)
+    if (path / "config.json").is_file():
+        return path
+    from ..paths import results_folder
+    fold_dir = results_folder(results) / str(model)
+    if not fold_dir.is_dir():
+        raise LiverwildError(f"{model}: neither a model folder (with config.json) nor a fold under {fold_dir.parent}")
+    runs = sorted(p for p in fold_dir.iterdir() if (p / "config.json").is_file())
+    if trainer:
+        runs = [p for p in runs if p.name.startswith(trainer + "__")]
+    if len(runs) != 1:
+        names = ", ".join(p.name for p in runs) or "none"
+        raise LiverwildError(f"fold {model} holds {len(runs)} trained models ({names}); pass the model folder with -m "
+                             "or choose one with --trainer")
+    return runs[0]
+
+
+class TrainedModel:
+    """Everything prediction needs from a training output folder."""
+
+    def __init__(self, model_dir, checkpoint: str = "best", device=torch.device("cpu"), backbone_weights=None):
+        self.folder = Path(model_dir)
+        self.config = json.loads((self.folder / "config.json").read_text())
+        name = CHECKPOINTS.get(checkpoint, checkpoint)
+        path = self.folder / name
+        if not path.is_file():
+            raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.checkpoint = str(path)
+        self.net = ContrastiveDistillationNet(**{**state["network_config"],
+                                                 "decoder_channels": tuple(state["network_config"]["decoder_channels"])})
+        self.net.load_state_dict(state["network"])
+        self.net.eval().to(device)
+        self.plans = state["plans"]                     # per source dataset
+        first = next(iter(self.plans.values()))
+        self.backbone_spec = dict(first["backbone"])
+        self.slice_size = first["slice_size"]
+        weights = backbone_weights or self.backbone_spec.get("weights")
+        if weights not in ("random", "timm-cache"):
+            if weights is None or not Path(weights).is_file():
+                raise ConfigurationError(f"the backbone weights this model was trained with ({weights}) are not "
+                                         "available: pass --backbone-weights FILE")
+            if weights_tag(weights) != self.backbone_spec.get("weights_tag"):
+                raise ConfigurationError(f"{weights}: not the backbone weights this model was trained with "
+                                         f"(expected {self.backbone_spec.get('weights_tag')})")
+        self.backbone = FrozenBackbone(self.backbone_spec["name"], weights, self.backbone_spec.get("mean"),
+                                       self.backbone_spec.get("std"), self.slice_size[0]).to(device)
+        self.random_backbone = weights == "random"
+
+    def normalization_for(self, modality: str):
+        """The training plans' normalisation for ``modality``, or None if no source had it."""
+        for plans in self.plans.values():
+            if plans["modality"] == modality:
+                return plans["normalization"]
+        return None
+
+    def describe(self) -> dict:
+        return {"folder": str(self.folder), "checkpoint": self.checkpoint, "trainer": self.config.get("trainer"),
+                "fold": self.config.get("fold_name"), "backbone": self.backbone_spec,
+                "sources": list(self.plans), "random_backbone": self.random_backbone}

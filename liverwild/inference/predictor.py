@@ -1,0 +1,217 @@
+"""Segment scans with a trained model and write masks in the input geometry.
+
+Per scan: read → canonical axial slices normalised with the model's plans and resized to 224² →
+frozen backbone → head + decoder (batches of slices, mixed precision on GPU) → probabilities resized
+back to the canonical in-plane grid (bilinear, on probabilities) → threshold 0.5 → optional
+post-processing (largest 3D component, hole filling) → inverse reorientation → uint8 mask with exactly
+the input's size, spacing, origin and direction. Seconds per stage are recorded.
+"""
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..atomic import write_json_atomic
+from ..device import autocast, resolve_device
+from ..errors import LiverwildError
+from ..io import Volume, read_image, write_mask, write_volume
+from .discovery import find_scans
+from .model import TrainedModel
+from .postprocessing import postprocess
+
+STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postprocess", "write")
+
+
+def guess_modality(image: np.ndarray) -> str:
+    """'CT' when the 1st percentile is below −500 (air in HU), else 'MR'."""
+    sample = image[::4, ::4, ::4] if image.size > 1e6 else image
+    return "CT" if float(np.percentile(sample, 1)) < -500 else "MR"
+
+
+@dataclass
+class ScanResult:
+    name: str
+    input: str
+    output: str = ""
+    modality: str = ""
+    slices: int = 0
+    liver_ml: float = 0.0
+    seconds: dict = field(default_factory=dict)
+    error: str = ""
+
+
+class Predictor:
+    """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder."""
+
+    def __init__(self, model: TrainedModel, device, batch_size: int | None = None, postprocess: bool = True,
+                 amp: bool = True, modality: str = "auto"):
+        self.model, self.device = model, device
+        self.batch_size = batch_size or (128 if device.type == "cuda" else 16)
+        self.postprocess, self.amp, self.modality = postprocess, amp, modality
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
+        from planning.plans import default_normalization
+        plan = self.model.normalization_for(modality)
+        if plan is not None:
+            return plan
+        aggregate = None
+        if modality == "MR":                     # no MR source: derive the window from this scan
+            from planning.fingerprint import body_mask
+            values = image[body_mask(image, "MR")]
+            p50, p995 = np.percentile(values, [50, 99.5])
+            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
+        return default_normalization(modality, aggregate)
+
+    @torch.inference_mode()
+    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
+        """``(mask uint8 in stored layout, probabilities float32 or None, modality, seconds per stage)``.
+
+        ``release_input=True`` normalises ``volume.array`` in place and drops it afterwards (large scans
+        then need about one copy of the volume in memory); the caller must not use it again.
+        """
+        from planning.plans import Plans
+        from preprocessing.pipeline import prepare_slices
+        seconds = {}
+        t = time.perf_counter()
+        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        plans = Plans(dataset="input", modality=modality, normalization=self.normalization(volume.array, modality),
+                      slice_size=list(self.model.slice_size))
+        inplace = release_input and volume.array.dtype == np.float32
+        slices, _, reorient = prepare_slices(volume.array, volume.geometry, plans, inplace=inplace)
+        if release_input:
+            volume.array = None
+        canonical_shape = reorient.canonical_geometry(volume.geometry).shape
+        seconds["preprocess"] = time.perf_counter() - t
+        nz, ny, nx = canonical_shape
+        mask = np.empty(canonical_shape, np.uint8)
+        probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
+        seconds.update({"backbone": 0.0, "head_decoder": 0.0, "resample": 0.0})
+        for start in range(0, nz, self.batch_size):
+            stop = min(start + self.batch_size, nz)
+            t = time.perf_counter()
+            x = torch.from_numpy(slices[start:stop])[:, None].to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp):
+                features = self.model.backbone(x)
+            self._sync()
+            t1 = time.perf_counter()
+            with autocast(self.device, self.amp):
+                logits, _ = self.model.net(features, x)
+                p = torch.sigmoid(logits.float())
+            self._sync()
+            t2 = time.perf_counter()
+            if (ny, nx) != tuple(p.shape[-2:]):
+                p = F.interpolate(p, size=(ny, nx), mode="bilinear", align_corners=False)
+            p = p[:, 0].cpu().numpy()
+            mask[start:stop] = p >= 0.5
+            if probs is not None:
+                probs[start:stop] = p
+            t3 = time.perf_counter()
+            seconds["backbone"] += t1 - t
+            seconds["head_decoder"] += t2 - t1
+            seconds["resample"] += t3 - t2
+        t = time.perf_counter()
+        if self.postprocess:
+            mask = postprocess(mask)
+        seconds["postprocess"] = time.perf_counter() - t
+        stored = np.ascontiguousarray(reorient.from_canonical(mask))
+        stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
+        return stored, stored_probs, modality, seconds
+
+    def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
+        result = ScanResult(name, str(path))
+        t = time.perf_counter()
+        volume = read_image(path)
+        result.seconds["read"] = time.perf_counter() - t
+        mask, probs, result.modality, seconds = self.predict_volume(volume, save_probabilities,
+                                                                    release_input=not overlay)
+        n_slices = volume.geometry.shape[0]
+        result.seconds.update(seconds)
+        t = time.perf_counter()
+        out = Path(output_dir) / f"{name}.nii.gz"
+        write_mask(mask, volume.geometry, out)
+        if probs is not None:
+            write_volume(probs, volume.geometry, Path(output_dir) / f"{name}_prob.nii.gz", dtype=np.float32)
+        result.seconds["write"] = time.perf_counter() - t
+        if overlay:
+            from ..visualization import canonical_views, overlay_grid
+            overlay_grid([(name, result.modality, canonical_views(volume, mask))],
+                         Path(output_dir) / "overlays" / f"{name}.png", title=f"{name}: liver mask (red)")
+        result.output, result.slices = str(out), int(n_slices)
+        result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
+        result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in STAGES}
+        return result
+
+
+def versions() -> dict:
+    import SimpleITK
+    import timm
+    return {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "timm": timm.__version__, "SimpleITK": SimpleITK.Version.VersionString(), "numpy": np.__version__}
+
+
+def predict(inputs, output, model, results=None, trainer=None, checkpoint="best", device="auto",
+            batch_size=None, postprocess=True, save_probabilities=False, overlays=False, modality="auto",
+            backbone_weights=None, progress=True, log=print) -> dict:
+    """Segment every scan in ``inputs`` (file or folder) into ``output``; returns the run report.
+
+    Failures are reported per scan (one line naming the file) and do not stop the others.
+    """
+    from tqdm import tqdm
+
+    from .model import resolve_model_dir
+    inputs, output = Path(inputs), Path(output)
+    if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
+        raise LiverwildError(f"{output}: the output folder must differ from the input folder (inputs are never "
+                             "overwritten)")
+    scans, rejected = find_scans(inputs, exclude=output)
+    input_paths = {Path(p).resolve() for _, p in scans}
+    dev = resolve_device(device)
+    trained = TrainedModel(resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights)
+    if trained.random_backbone:
+        log("WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
+            "are not meant for real use.")
+    predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
+    output.mkdir(parents=True, exist_ok=True)
+    results_list = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
+    for _, r in zip(rejected, results_list):
+        log(f"FAILED {r.error}")
+    start = time.perf_counter()
+    for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
+        if (output / f"{name}.nii.gz").resolve() in input_paths:
+            results_list.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
+            log(f"FAILED {results_list[-1].error}")
+            continue
+        try:
+            results_list.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
+        except LiverwildError as exc:
+            results_list.append(ScanResult(name, str(path), error=str(exc)))
+            log(f"FAILED {exc}")
+        except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
+            message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            results_list.append(ScanResult(name, str(path), error=message))
+            log(f"FAILED {message}")
+            traceback.print_exc()
+    report = {
+        "inputs": str(inputs), "output": str(output), "model": trained.describe(), "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
+        "threshold": 0.5, "versions": versions(), "seconds_total": round(time.perf_counter() - start, 3),
+        "scans": [asdict(r) for r in results_list],
+        "n_ok": sum(not r.error for r in results_list), "n_failed": sum(bool(r.error) for r in results_list),
+    }
+    write_json_atomic(output / "prediction_report.json", report)
+    if not scans and not rejected:
+        raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
+    return report

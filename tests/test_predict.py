@@ -1,0 +1,159 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from liverwild.cli import predict as predict_cli
+from liverwild.evaluation import dice, evaluate_folders
+from liverwild.io import (Reorientation, read_image, read_label, stored_geometry, write_dicom_series, write_mask,
+                          write_volume)
+from liverwild.phantoms import DOMAINS, generate_case, write_phantoms
+from liverwild.training import TrainerConfig, train_fold
+from preprocessing.pipeline import plan_and_preprocess
+
+SOURCES = ["PhantomNativeCT", "PhantomPortalCT"]
+RAS = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pred")
+    write_phantoms(root / "raw", SOURCES + ["PhantomArterialCT"], n_cases=4, scale=0.4, n_slices=12, progress=False)
+    plan_and_preprocess(SOURCES + ["PhantomArterialCT"], raw=str(root / "raw"), preprocessed=str(root / "pre"),
+                        random_backbone=True, backbone="vit_tiny_patch16_224", views=1, workers=0, progress=False,
+                        log=lambda *a: None)
+    summary = train_fold("loo_PhantomArterialCT", preprocessed=str(root / "pre"), results=str(root / "res"),
+                         device="cpu", config=TrainerConfig().updated(epochs=5, lr=1e-2), progress=False,
+                         log=lambda *a: None)
+    return summary["output"]
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    """One unseen portal-venous case (in-domain for the model), in several formats and orientations."""
+    root = tmp_path_factory.mktemp("scans")
+    image, label, _ = generate_case(DOMAINS["PhantomPortalCT"].scaled(0.4), seed=99, case=0, n_slices=12)
+    r = Reorientation.from_geometry(image.geometry)
+    canonical_image, canonical_label = r.to_canonical(image.array), r.to_canonical(label.array)
+    canonical_geometry = r.canonical_geometry(image.geometry)
+    inputs = root / "inputs"
+    write_volume(canonical_image, canonical_geometry, inputs / "lps_0000.nii.gz")
+    ras = stored_geometry(canonical_geometry, RAS)
+    write_volume(Reorientation.from_geometry(ras).from_canonical(canonical_image), ras, inputs / "ras.nii.gz")
+    write_volume(canonical_image, canonical_geometry, inputs / "as_nrrd.nrrd")
+    flipped = stored_geometry(canonical_geometry, (1, 0, 0, 0, -1, 0, 0, 0, -1))
+    write_dicom_series(Reorientation.from_geometry(flipped).from_canonical(canonical_image), flipped,
+                       inputs / "dicom", file_names=[f"x{n}.dcm" for n in np.random.default_rng(0).permutation(12)])
+    refs = root / "refs"
+    for name, geometry in (("lps", canonical_geometry), ("ras", ras), ("as_nrrd", canonical_geometry),
+                           ("dicom", flipped)):
+        write_mask(Reorientation.from_geometry(geometry).from_canonical(canonical_label), geometry,
+                   refs / f"{name}.nii.gz")
+    return inputs, refs
+
+
+def checksums(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
+    inputs, refs = scan
+    before = checksums(inputs)
+    out = tmp_path / "out"
+    assert predict_cli.main(["-i", str(inputs), "-o", str(out), "-m", model_dir, "--device", "cpu",
+                             "--overlays", "--no-progress"]) == 0
+    assert checksums(inputs) == before, "inputs must never be touched"
+    canonical_masks = []
+    for name, source in (("lps", "lps_0000.nii.gz"), ("ras", "ras.nii.gz"), ("as_nrrd", "as_nrrd.nrrd"),
+                         ("dicom", "dicom")):
+        original = read_image(inputs / source)
+        mask = read_image(out / f"{name}.nii.gz", dtype=None)
+        assert mask.array.dtype == np.uint8 and set(np.unique(mask.array)) <= {0, 1}
+        assert mask.geometry.size == original.geometry.size
+        assert mask.geometry.differences(original.geometry, spacing_tol=1e-6, origin_tol=1e-4, direction_tol=1e-6) == []
+        canonical_masks.append(Reorientation.from_geometry(mask.geometry).to_canonical(mask.array))
+        assert (out / "overlays" / f"{name}.png").is_file()
+    for other in canonical_masks[1:]:
+        assert np.array_equal(canonical_masks[0], other), "the same scan stored differently must give the same mask"
+    # the model learnt something on its own domain
+    ref = read_label(refs / "lps.nii.gz").array > 0
+    assert dice(canonical_masks[0] > 0, ref) > 0.5
+    report = json.loads((out / "prediction_report.json").read_text())
+    assert report["n_ok"] == 4 and report["n_failed"] == 0 and report["model"]["random_backbone"]
+    assert set(report["scans"][0]["seconds"]) == {"read", "preprocess", "backbone", "head_decoder", "resample",
+                                                  "postprocess", "write"}
+    assert report["postprocessing"] == ["largest_component", "fill_holes"] and "torch" in report["versions"]
+    # evaluation numbers match the test's own computation
+    table, _, failures = evaluate_folders(out, refs, log=lambda *a: None)
+    assert not failures and len(table) == 4
+    for row in table.itertuples():
+        pred = read_label(out / f"{row.case}.nii.gz").array > 0
+        truth = read_label(refs / f"{row.case}.nii.gz").array > 0
+        assert row.dice == pytest.approx(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+
+
+def test_probabilities_and_postprocessing_switch(model_dir, scan, tmp_path):
+    inputs, _ = scan
+    out = tmp_path / "out"
+    assert predict_cli.main(["-i", str(inputs / "lps_0000.nii.gz"), "-o", str(out), "-m", model_dir, "--device", "cpu",
+                             "--save-probabilities", "--no-postprocess", "--no-progress"]) == 0
+    probs = read_image(out / "lps_prob.nii.gz")
+    mask = read_image(out / "lps.nii.gz", dtype=None)
+    assert probs.geometry == mask.geometry and 0 <= probs.array.min() and probs.array.max() <= 1
+    assert np.array_equal(probs.array >= 0.5, mask.array > 0)
+    assert json.loads((out / "prediction_report.json").read_text())["postprocessing"] == []
+
+
+def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_path, capsys):
+    import shutil
+
+    import SimpleITK as sitk
+    inputs, _ = scan
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(inputs / "lps_0000.nii.gz", mixed / "good_0000.nii.gz")
+    (mixed / "broken.nii.gz").write_bytes(b"\x1f\x8b garbage")
+    (mixed / "notes.txt").write_text("not an image")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 5), np.int16)), str(mixed / "flat.nii.gz"))
+    out = tmp_path / "out"
+    code = predict_cli.main(["-i", str(mixed), "-o", str(out), "-m", model_dir, "--device", "cpu", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert (out / "good.nii.gz").is_file()
+    for name, reason in (("broken.nii.gz", "cannot be read"), ("notes.txt", "unsupported file type"),
+                         ("flat.nii.gz", "is 2D")):
+        lines = [line for line in captured.out.splitlines() if name in line]
+        assert len(lines) == 1 and reason in lines[0], (name, captured.out)
+    assert "1 scan(s) segmented, 3 failed" in captured.out
+
+
+def test_output_folder_must_differ_from_input(model_dir, scan, capsys):
+    inputs, _ = scan
+    assert predict_cli.main(["-i", str(inputs), "-o", str(inputs), "-m", model_dir, "--no-progress"]) == 1
+    assert "must differ" in capsys.readouterr().err
+
+
+def test_model_by_fold_name_and_missing_model(model_dir, scan, tmp_path, capsys):
+    from pathlib import Path
+    inputs, _ = scan
+    results = Path(model_dir).parents[1]
+    out = tmp_path / "out"
+    assert predict_cli.main(["-i", str(inputs / "ras.nii.gz"), "-o", str(out), "-m", "loo_PhantomArterialCT",
+                             "--results", str(results), "--device", "cpu", "--no-progress"]) == 0
+    assert predict_cli.main(["-i", str(inputs), "-o", str(out), "-m", "loo_Nope", "--results", str(results)]) == 1
+    assert "loo_Nope" in capsys.readouterr().err
+
+
+def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_path):
+    from liverwild.inference import predict
+    report = predict(real_data_dir / "totalseg_ct" / "image.nii.gz", tmp_path / "ct", model_dir, device="cpu",
+                     progress=False, log=lambda *a: None)
+    assert report["n_ok"] == 1 and report["scans"][0]["modality"] == "CT"
+    report = predict(real_data_dir / "totalseg_mr" / "image.nii.gz", tmp_path / "mr", model_dir, device="cpu",
+                     progress=False, log=lambda *a: None)
+    assert report["scans"][0]["modality"] == "MR"
+    for sub, folder in (("ct", "totalseg_ct"), ("mr", "totalseg_mr")):
+        original = read_image(real_data_dir / folder / "image.nii.gz")
+        mask = read_image(tmp_path / sub / "image.nii.gz", dtype=None)
+        assert mask.geometry == original.geometry
