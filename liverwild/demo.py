@@ -50,7 +50,7 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
         f"({report['seconds']['phantoms']} s)")
     reports = stage("verify", lambda: [verify_dataset(f) for f in folders])
     report["verified"] = all(r.ok for r in reports)
-    log(f"[2/6] verify: " + "; ".join(r.summary() for r in reports))
+    log("[2/6] verify: " + "; ".join(r.summary() for r in reports))
     pp = stage("plan_and_preprocess", lambda: plan_and_preprocess(
         [f.name for f in folders], raw=str(raw), preprocessed=str(pre), weights=backbone_weights,
         random_backbone=backbone_weights is None, views=views, device=device, workers=workers, progress=False,

@@ -21,7 +21,7 @@ from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import Reorientation, read_image, read_label
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
-from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
+from planning.fingerprint import body_mask, extract_fingerprint, save_fingerprint
 from planning.planner import plan_dataset
 from planning.plans import Plans, load_plans, save_plans
 

@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from liverwild.cli import phantoms as phantoms_cli
 from liverwild.cli import common

@@ -12,7 +12,7 @@ from liverwild.cli import convert as convert_cli
 from liverwild.datasets import load_dataset_json
 from liverwild.datasets.conversion import convert
 from liverwild.errors import LiverwildError
-from liverwild.io import Geometry, Reorientation, read_image, read_label, write_dicom_series, write_volume
+from liverwild.io import Geometry, read_image, read_label, write_dicom_series, write_volume
 
 from conftest import asymmetric_volume
 

@@ -201,7 +201,6 @@ class Abdomen:
                         np.where(body2d & wall_outer, Tissue.MUSCLE, np.where(body2d, Tissue.FAT, Tissue.AIR)))
         t[:, table2d] = Tissue.TABLE
         cavity = body2d & wall_inner                               # (ny, nx)
-        full = (slice(0, nz), slice(0, ny), slice(0, nx))
         Z = grid.z[:, None, None].astype(np.float32)
 
         # muscles along the spine

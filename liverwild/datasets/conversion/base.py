@@ -22,7 +22,7 @@ import numpy as np
 
 from ...atomic import atomic_path
 from ...errors import ImageReadError, LiverwildError
-from ...io import Geometry, read_image, write_mask, write_volume
+from ...io import Geometry, write_mask, write_volume
 from ...parallel import bounded_imap
 from ..format import CHANNEL, DatasetInfo, write_dataset_json
 from ..verify import verify_dataset

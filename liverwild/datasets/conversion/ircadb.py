@@ -10,7 +10,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from ...errors import LiverwildError
