@@ -34,6 +34,18 @@ def test_round_trip_keeps_array_and_geometry(tmp_path, suffix, direction):
     assert volume.geometry.differences(geometry) == []
 
 
+def test_metaimage_with_detached_header_reads(tmp_path):
+    array = asymmetric_volume()
+    geometry = geometry_for(array.shape, direction=RAS_DIRECTION)
+    image = geometry.apply_to(sitk.GetImageFromArray(array))
+    sitk.WriteImage(image, str(tmp_path / "scan.mhd"))
+    assert (tmp_path / "scan.raw").is_file() or (tmp_path / "scan.zraw").is_file()
+    volume = read_image(tmp_path / "scan.mhd", dtype=None)
+    assert np.array_equal(volume.array, array) and volume.geometry.differences(geometry) == []
+    with pytest.raises(ValueError, match="detached-header"):
+        write_volume(array, geometry, tmp_path / "out.mhd")
+
+
 def test_ras_stored_nifti_header_and_reading(tmp_path):
     """A NIfTI whose affine is a positive (RAS) diagonal reads as LPS direction diag(-1, -1, 1)."""
     array = asymmetric_volume()

@@ -84,6 +84,8 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
     assert set(report["scans"][0]["seconds"]) == {"read", "preprocess", "backbone", "head_decoder", "resample",
                                                   "postprocess", "write"}
     assert report["postprocessing"] == ["largest_component", "fill_holes"] and "torch" in report["versions"]
+    assert set(report["plans"]) == {"PhantomNativeCT", "PhantomPortalCT"}
+    assert report["scans"][0]["modality"] == "CT" and report["scans"][0]["normalization"]["window"] == [0.0, 500.0]
     # evaluation numbers match the test's own computation
     table, _, failures = evaluate_folders(out, refs, log=lambda *a: None)
     assert not failures and len(table) == 4

@@ -42,6 +42,7 @@ class ScanResult:
     input: str
     output: str = ""
     modality: str = ""
+    normalization: dict = field(default_factory=dict)
     slices: int = 0
     liver_ml: float = 0.0
     seconds: dict = field(default_factory=dict)
@@ -76,7 +77,8 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
-        """``(mask uint8 in stored layout, probabilities float32 or None, modality, seconds per stage)``.
+        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization}, seconds
+        per stage)``.
 
         ``release_input=True`` normalises ``volume.array`` in place and drops it afterwards (large scans
         then need about one copy of the volume in memory); the caller must not use it again.
@@ -127,15 +129,15 @@ class Predictor:
         seconds["postprocess"] = time.perf_counter() - t
         stored = np.ascontiguousarray(reorient.from_canonical(mask))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        return stored, stored_probs, modality, seconds
+        return stored, stored_probs, {"modality": modality, "normalization": plans.normalization}, seconds
 
     def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
         result = ScanResult(name, str(path))
         t = time.perf_counter()
         volume = read_image(path)
         result.seconds["read"] = time.perf_counter() - t
-        mask, probs, result.modality, seconds = self.predict_volume(volume, save_probabilities,
-                                                                    release_input=not overlay)
+        mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not overlay)
+        result.modality, result.normalization = info["modality"], info["normalization"]
         n_slices = volume.geometry.shape[0]
         result.seconds.update(seconds)
         t = time.perf_counter()
@@ -204,7 +206,8 @@ def predict(inputs, output, model, results=None, trainer=None, checkpoint="best"
             log(f"FAILED {message}")
             traceback.print_exc()
     report = {
-        "inputs": str(inputs), "output": str(output), "model": trained.describe(), "device": str(dev),
+        "inputs": str(inputs), "output": str(output), "model": trained.describe(), "plans": trained.plans,
+        "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
         "threshold": 0.5, "versions": versions(), "seconds_total": round(time.perf_counter() - start, 3),

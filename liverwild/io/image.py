@@ -21,6 +21,7 @@ from .dicom import _first_line, is_dicom_folder, read_dicom_series
 from .geometry import Geometry
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")       # single-file formats: atomic rename works
 
 
 @dataclass
@@ -190,8 +191,9 @@ def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compre
     """
     path = Path(path)
     suffix = image_suffix(path)
-    if not suffix:
-        raise ValueError(f"{path}: unsupported output suffix (use one of {', '.join(IMAGE_SUFFIXES)})")
+    if suffix not in WRITE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported output suffix (use one of {', '.join(WRITE_SUFFIXES)}; "
+                         "detached-header formats cannot be written atomically)")
     array = np.asarray(array)
     if dtype is not None:
         array = array.astype(dtype, copy=False)
