@@ -115,22 +115,38 @@ def aggregate(cases: dict, modality: str) -> dict:
                 [c["intensity_body"]["p99.5"] / max(abs(c["intensity_body"]["p50"]), 1e-6) for c in good]))}
 
 
-def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = True) -> dict:
+def _signature(image_path, label_path):
+    try:
+        return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in (Path(image_path), Path(label_path))]
+    except FileNotFoundError:
+        return None
+
+
+def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = True, previous: dict | None = None) -> dict:
     """Fingerprint of every case in a raw dataset. Cases that fail are listed under ``failed``
-    with their one-line reason; the others are measured."""
+    with their one-line reason; the others are measured. Cases of a ``previous`` fingerprint whose
+    files are unchanged (same size and modification time) are reused, not read again."""
     from tqdm import tqdm
     folder = Path(raw_dataset_folder)
     info = load_dataset_json(folder)
-    jobs = [(*case_files(folder, info, case), info.modality) for case in info.cases]
-    cases, failed = {}, {}
-    bar = tqdm(total=len(jobs), desc=f"fingerprint {info.name}", unit="case", disable=not progress)
-    for case, (result, error) in zip(info.cases, bounded_imap(_case_job, jobs, workers)):
+    cases, failed, todo = {}, {}, []
+    old = (previous or {}).get("cases", {})
+    for case in info.cases:
+        image_path, label_path = case_files(folder, info, case)
+        signature = _signature(image_path, label_path)
+        if case in old and signature is not None and old[case].get("signature") == signature:
+            cases[case] = old[case]
+        else:
+            todo.append((case, (image_path, label_path, info.modality), signature))
+    bar = tqdm(total=len(todo), desc=f"fingerprint {info.name}", unit="case", disable=not progress or not todo)
+    for (case, _, signature), (result, error) in zip(todo, bounded_imap(_case_job, [j for _, j, _ in todo], workers)):
         if error:
             failed[case] = error
         else:
-            cases[case] = result
+            cases[case] = {**result, "signature": signature}
         bar.update()
     bar.close()
+    cases = {c: cases[c] for c in info.cases if c in cases}
     return {"dataset": info.name, "modality": info.modality, "raw_folder": str(folder),
             "aggregate": aggregate(cases, info.modality), "cases": cases, "failed": failed}
 

@@ -7,6 +7,7 @@ are unchanged.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,7 +251,9 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
         if preprocess_only:
             plans_by_dataset[folder.name] = load_plans(target / "plans.json")
             continue
-        fingerprint = extract_fingerprint(folder, workers, progress)
+        previous = (json.loads((target / "dataset_fingerprint.json").read_text())
+                    if (target / "dataset_fingerprint.json").is_file() else None)
+        fingerprint = extract_fingerprint(folder, workers, progress, previous)
         save_fingerprint(fingerprint, target)
         for case, reason in fingerprint["failed"].items():
             log(f"FAILED {reason}")

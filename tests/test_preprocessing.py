@@ -123,10 +123,15 @@ def test_features_equal_backbone_on_cached_slice(raw_root, tmp_path):
     assert case.properties["backbone"]["weights_tag"].startswith("file-")
 
 
-def test_rerun_does_no_work(raw_root, preprocessed):
+def test_rerun_does_no_work(raw_root, preprocessed, monkeypatch):
     pre, _ = preprocessed
     folder = cache_dir(pre, "PhantomNativeCT")
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npy")}
+    import planning.fingerprint as fingerprint
+
+    def must_not_read(*args):
+        raise AssertionError("an unchanged case was read again for the fingerprint")
+    monkeypatch.setattr(fingerprint, "_case_job", must_not_read)
     reports = run(raw_root, pre, ["PhantomNativeCT"])
     assert reports[0].processed == [] and len(reports[0].skipped) == 3
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.npy")} == stamps
