@@ -17,6 +17,7 @@ import torch
 
 from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.training import ContrastiveDistillationTrainer, TrainerConfig
+from planning.plans import Plans, save_plans
 from preprocessing.cache import write_case
 
 
@@ -41,22 +42,16 @@ def main():
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "DS" / "lwdata_fake"
-        fake_cache(root, cases=4, slices=40, views=2, channels=args.channels, fsize=14)
-        for name in ("DS", "DS2"):
-            (Path(tmp) / name).mkdir(exist_ok=True)
-        plans = {"dataset": "DS", "modality": "CT", "normalization": {}, "backbone": {"name": "fake", "weights_tag": "random"},
-                 "augmentation": {"views_per_slice": 2}}
-        import json
-        from planning.plans import Plans
-        pl = Plans.from_json(plans)
-        for name in ("DS",):
-            (Path(tmp) / name / "plans.json").write_text(json.dumps({**pl.to_json(), "data_identifier": "lwdata_fake"}))
+        plans = Plans(dataset="DS", modality="CT", normalization={})
+        plans.backbone.update(name="fake", weights_tag="random")
+        plans.augmentation["views_per_slice"] = 2
+        save_plans(plans, Path(tmp) / "DS" / "plans.json")
+        fake_cache(Path(tmp) / "DS" / plans.data_identifier(), cases=4, slices=40, views=2, channels=args.channels,
+                   fsize=14)
         fold = {"sources": ["DS"], "target": "X", "train": {"DS": ["case00", "case01", "case02"]},
                 "val": {"DS": ["case03"]}}
         config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
         trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device, log=lambda *a: None)
-        trainer.plans["DS"]["data_identifier"] = "lwdata_fake"
         trainer.initialize()
         batches = iter(trainer.loader(0))
         load_time = step_time = 0.0
