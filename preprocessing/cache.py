@@ -38,12 +38,6 @@ def input_signature(*paths) -> list:
     return out
 
 
-def bytes_per_slice(feature_channels: int, feature_size, slice_size=(224, 224), views: int = 2) -> int:
-    h, w = slice_size
-    per_view = h * w * 2 + h * w + feature_channels * int(np.prod(feature_size)) * 2
-    return per_view * (1 + views)
-
-
 def is_complete(case_dir: Path, signature: list, data_identifier: str) -> bool:
     """True when ``case_dir`` holds every array and was made from the same inputs and plan."""
     props = case_dir / "properties.json"

@@ -7,7 +7,6 @@ are unchanged.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import Reorientation, read_image, read_label
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
-from planning.fingerprint import body_mask, extract_fingerprint, save_fingerprint
+from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
 from planning.planner import plan_dataset
 from planning.plans import Plans, load_plans, save_plans
 
@@ -200,8 +199,8 @@ def resolve_weights(weights=None, random_backbone: bool = False):
     return str(path.resolve())
 
 
-def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None, replan=False,
-               log=print) -> Plans:
+def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None,
+               replan=False) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed."""
     if plans_path.is_file() and not replan:
         plans = load_plans(plans_path)
@@ -251,13 +250,12 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
         if preprocess_only:
             plans_by_dataset[folder.name] = load_plans(target / "plans.json")
             continue
-        previous = (json.loads((target / "dataset_fingerprint.json").read_text())
-                    if (target / "dataset_fingerprint.json").is_file() else None)
+        previous = load_fingerprint(target) if (target / "dataset_fingerprint.json").is_file() else None
         fingerprint = extract_fingerprint(folder, workers, progress, previous)
         save_fingerprint(fingerprint, target)
         for case, reason in fingerprint["failed"].items():
             log(f"FAILED {reason}")
-        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, log)
+        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")

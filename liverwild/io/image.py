@@ -150,6 +150,29 @@ def _nifti_header_info(header: bytes):
             "expected_bytes": int(offset) + n * bitpix // 8}
 
 
+def read_geometry(path) -> Geometry:
+    """Geometry of a scan file from its header alone (no pixel data is read); same checks on type,
+    dimensionality, components and NIfTI completeness as :func:`read_sitk`."""
+    path = Path(path)
+    if not path.is_file() or not image_suffix(path):
+        return Geometry.from_sitk(read_sitk(path))          # DICOM folders and errors: the full path
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        check_nifti_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
+    if reader.GetDimension() != 3:
+        raise ImageReadError(path, f"is {reader.GetDimension()}D (size {reader.GetSize()}); liverwild needs a 3D volume")
+    if reader.GetNumberOfComponents() != 1:
+        raise ImageReadError(path, f"has {reader.GetNumberOfComponents()} components per voxel; "
+                                   "a scalar (grey-value) volume is needed")
+    return Geometry(tuple(int(v) for v in reader.GetSize()), tuple(float(v) for v in reader.GetSpacing()),
+                    tuple(float(v) for v in reader.GetOrigin()), tuple(float(v) for v in reader.GetDirection()))
+
+
 def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan: bool = False) -> Volume:
     """Read a scan as ``Volume`` with a ``(z, y, x)`` array of ``dtype`` and its geometry.
 

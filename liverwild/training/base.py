@@ -43,7 +43,8 @@ class Trainer:
                  device="auto", log=print):
         self.fold_name, self.fold = fold_name, fold
         self.preprocessed_root, self.results_root = Path(preprocessed_root), Path(results_root)
-        self.config = (config or TrainerConfig()).updated(**self.overrides) if self.overrides else (config or TrainerConfig())
+        base = config or TrainerConfig()
+        self.config = base.updated(**self.overrides) if self.overrides else base
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.log = log
         self.plans = self._load_plans()

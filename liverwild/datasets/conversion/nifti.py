@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import LiverwildError
-from ...io import read_image, read_label
+from ...io import read_geometry, read_image, read_label
 from .base import CaseSource, Converter, LoadedCase, label_in_image_geometry
 
 
@@ -31,12 +31,16 @@ class NiftiPairConverter(Converter):
     def load(self, case: CaseSource) -> LoadedCase:
         if case.label is None or not Path(case.label).is_file():
             raise LiverwildError(f"{case.label or case.image}: label of case {case.case} is missing")
-        image = read_image(case.image, dtype=None)
+        copied = str(case.image).lower().endswith((".nii", ".nii.gz"))   # copied as is: the header suffices
+        if copied:
+            geometry, image_array = read_geometry(case.image), None
+        else:
+            image = read_image(case.image, dtype=None)
+            geometry, image_array = image.geometry, image.array
         label = read_label(case.label)
-        array = label_in_image_geometry(label, image.geometry, case.label)
+        array = label_in_image_geometry(label, geometry, case.label)
         organs = array if self.keep_organs else None
-        image_array = None if str(case.image).lower().endswith((".nii", ".nii.gz")) else image.array
-        return LoadedCase(np.isin(array, self.liver_values), image.geometry, image_array, organs)
+        return LoadedCase(np.isin(array, self.liver_values), geometry, image_array, organs)
 
 
 class BTCV(NiftiPairConverter):
