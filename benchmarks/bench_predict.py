@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from liverwild.backbones import FrozenBackbone
+from liverwild.backbones import FrozenBackbone, teacher_config
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.inference.predictor import STAGES, predict
 from liverwild.io import write_volume
@@ -25,14 +25,15 @@ from liverwild.phantoms import DOMAINS, generate_case
 
 
 def fake_model(folder: Path, backbone: str):
-    """A model folder with an untrained network and ViT-S/16 plans (random weights)."""
+    """A model folder with an untrained network and plans for ``backbone`` (random weights)."""
     import json
+
+    from planning.plans import PLANS_VERSION
     net = ContrastiveDistillationNet(in_channels=FrozenBackbone(backbone, "random").feature_channels)
-    plans = {"dataset": "bench", "modality": "CT", "slice_size": [224, 224],
+    plans = {"dataset": "bench", "modality": "CT", "slice_size": [224, 224], "plans_version": PLANS_VERSION,
              "normalization": {"window": [0.0, 500.0], "relative_to_body_median": False, "clip_percentiles": [2.0, 98.0],
                                "rescale": True, "zscore": True},
-             "backbone": {"name": backbone, "weights": "random", "weights_tag": "random",
-                          "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+             "backbone": teacher_config(backbone, "random")}
     folder.mkdir(parents=True)
     torch.save({"network": net.state_dict(), "network_config": net.config, "plans": {"bench": plans}},
                folder / "checkpoint_best.pth")

@@ -43,7 +43,7 @@ def main():
     threads = configure_cpu_threads()
     with tempfile.TemporaryDirectory() as tmp:
         plans = Plans(dataset="DS", modality="CT", normalization={})
-        plans.backbone.update(name="fake", weights_tag="random")
+        plans.backbone.update(teacher="fake", name="fake", weights_tag="random")
         plans.augmentation["views_per_slice"] = 2
         save_plans(plans, Path(tmp) / "DS" / "plans.json")
         fake_cache(Path(tmp) / "DS" / plans.data_identifier(), cases=4, slices=40, views=2, channels=args.channels,

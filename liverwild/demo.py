@@ -13,6 +13,7 @@ from .datasets import verify_dataset
 from .phantoms import DOMAINS, write_phantoms
 
 TARGET = "PhantomT2MR"          # the unseen domain: CT sources → MR target, the hardest shift
+DEMO_TEACHER = "imagenet-effnet-lite0"   # real pretrained weights that install with pip
 
 
 def _folder_size_mb(folder: Path) -> float:
@@ -21,8 +22,13 @@ def _folder_size_mb(folder: Path) -> float:
 
 def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: bool = False, workers: int = 1,
              slices: int = 16, views: int = 1, backbone_weights=None, device: str = "auto", epochs: int = 12,
-             lr: float = 1e-2, target: str = TARGET, log=print) -> dict:
-    """Run the demo in ``workdir``; returns the report dict. ``quick`` shrinks everything (≈1 minute)."""
+             lr: float = 1e-2, target: str = TARGET, log=print, backbone: str = DEMO_TEACHER,
+             random_backbone: bool = False, tap: str | None = None) -> dict:
+    """Run the demo in ``workdir``; returns the report dict. ``quick`` shrinks everything (≈1 minute).
+
+    The teacher is ``backbone`` (default: ImageNet EfficientNet-Lite0, real weights installed by pip);
+    ``random_backbone`` replaces its weights with random ones (tests).
+    """
     from .evaluation import evaluate_folders
     from .inference import predict
     from .training import TrainerConfig, train_fold
@@ -31,12 +37,15 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
     raw, pre, res, out = workdir / "raw", workdir / "preprocessed", workdir / "results", workdir / "predictions"
     if quick:
         cases, scale, slices, epochs = min(cases, 3), min(scale, 0.5), min(slices, 8), min(epochs, 4)
-    report = {"workdir": str(workdir), "seconds": {}, "target": target,
-              "backbone_weights": str(backbone_weights) if backbone_weights else "random"}
+    from .backbones import describe_teacher, teacher_config
+    weights = "random" if random_backbone else backbone_weights
+    teacher = teacher_config(backbone, weights, tap)          # fails here, early, if the weights are missing
+    report = {"workdir": str(workdir), "seconds": {}, "target": target, "teacher": describe_teacher(teacher),
+              "backbone": {k: v for k, v in teacher.items() if k != "weights"}}
     log("liverwild demo — synthetic phantoms, not patients.")
-    if backbone_weights is None:
-        log("NOTE: no --backbone-weights given: the DINO backbone has RANDOM weights, so features and the model "
-            "trained on them are for demonstration only.")
+    log(f"teacher: {report['teacher']}")
+    if teacher["weights"] == "random":
+        log("NOTE: the teacher has RANDOM weights (--random-backbone): the model is for testing the pipeline only.")
 
     def stage(name, fn):
         start = time.perf_counter()
@@ -52,9 +61,8 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
     report["verified"] = all(r.ok for r in reports)
     log("[2/6] verify: " + "; ".join(r.summary() for r in reports))
     pp = stage("plan_and_preprocess", lambda: plan_and_preprocess(
-        [f.name for f in folders], raw=str(raw), preprocessed=str(pre), weights=backbone_weights,
-        random_backbone=backbone_weights is None, views=views, device=device, workers=workers, progress=False,
-        log=lambda *a: None))
+        [f.name for f in folders], raw=str(raw), preprocessed=str(pre), backbone=backbone, weights=weights,
+        tap=tap, views=views, device=device, workers=workers, replan=True, progress=False, log=lambda *a: None))
     report["preprocessed_ok"] = not any(r.failed for r in pp)
     log(f"[3/6] plan and preprocess: {sum(r.slices for r in pp)} slices × {1 + views} views, cache "
         f"{_folder_size_mb(pre):.0f} MB ({report['seconds']['plan_and_preprocess']} s)")
@@ -69,7 +77,7 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
     log(f"[5/6] predict the unseen domain {target}: {pred['n_ok']} scans → {out} ({report['seconds']['predict']} s)")
     table, summary, failures = stage("evaluate", lambda: evaluate_folders(out, raw / target / "labelsTr",
                                                                           output_csv=out / "results.csv",
-                                                                          log=lambda *a: None))
+                                                                          log=lambda *a: None, progress=False))
     log(f"[6/6] evaluate against the phantom labels ({report['seconds']['evaluate']} s):")
     log(f"      {'case':22s} {'Dice':>6s} {'ASSD mm':>8s} {'MSSD mm':>8s}")
     for row in table.itertuples():
@@ -84,6 +92,6 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
     total = sum(report["seconds"].values())
     log(f"Done in {total:.0f} s. Files: raw {raw}, preprocessed {pre}, model {trained['output']}, predictions {out}, "
         f"QC picture {report['qc_picture']}, report {workdir / 'demo_report.json'}.")
-    if backbone_weights is None:
-        log("Reminder: random backbone + phantoms — these numbers show the pipeline works, not clinical accuracy.")
+    log("Reminder: synthetic phantoms — these numbers show the pipeline works, not clinical accuracy"
+        + (" (and the teacher has random weights)." if teacher["weights"] == "random" else "."))
     return report

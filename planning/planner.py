@@ -1,19 +1,20 @@
 """Turn a fingerprint and the user's choices into :class:`~planning.plans.Plans`."""
 from __future__ import annotations
 
-from liverwild.backbones import DEFAULT_BACKBONE, weights_tag
+from liverwild.backbones import DEFAULT_TEACHER, teacher_config
 
 from .plans import Plans, default_augmentation, default_normalization
 
 
-def plan_dataset(fingerprint: dict, backbone: str = DEFAULT_BACKBONE, weights=None, views: int = 2,
-                 slice_size: int = 224, feature_dtype: str = "float16", seed: int = 0) -> Plans:
-    """Plans for one dataset. ``weights``: file path, 'timm-cache', 'random' or None (decided later)."""
-    plans = Plans(dataset=fingerprint["dataset"], modality=fingerprint["modality"],
-                  normalization=default_normalization(fingerprint["modality"], fingerprint.get("aggregate")),
-                  slice_size=[slice_size, slice_size], feature_dtype=feature_dtype,
-                  augmentation=default_augmentation(views, seed))
-    plans.backbone["name"] = backbone
-    plans.backbone["weights"] = str(weights) if weights is not None else None
-    plans.backbone["weights_tag"] = weights_tag(weights) if weights is not None else None
-    return plans
+def plan_dataset(fingerprint: dict, backbone: str = DEFAULT_TEACHER, weights=None, views: int = 2,
+                 slice_size: int = 224, feature_dtype: str = "float16", seed: int = 0, tap: str | None = None) -> Plans:
+    """Plans for one dataset.
+
+    ``backbone``: a teacher name (``liverwild.backbones.TEACHERS``) or a timm model name. ``weights``: file
+    path, ``'package:<pip name>'``, ``'timm-cache'``, ``'random'`` or None (the teacher's own pip package
+    if it has one, else decided later). ``tap``: feature tap text (``liverwild.backbones.registry``).
+    """
+    return Plans(dataset=fingerprint["dataset"], modality=fingerprint["modality"],
+                 normalization=default_normalization(fingerprint["modality"], fingerprint.get("aggregate")),
+                 slice_size=[slice_size, slice_size], backbone=teacher_config(backbone, weights, tap),
+                 feature_dtype=feature_dtype, augmentation=default_augmentation(views, seed))

@@ -3,8 +3,11 @@
 ``$LW_preprocessed/<Name>/plans.json`` holds one :class:`Plans`. Ambiguous choices of the paper are
 entries here with the team's defaults (see ``../shared/method.md``), never buried constants. The
 *data identifier* is derived from everything that changes the cached arrays (slice size,
-normalisation, backbone and its weights, feature dtype, augmentation and view count), so edited
-plans write a new cache instead of mixing with the old one.
+normalisation, teacher: architecture, weights, input scaling and feature tap; feature dtype,
+augmentation and view count), so edited plans write a new cache instead of mixing with the old one.
+
+Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
+mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
 """
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liverwild.atomic import write_json_atomic
-from liverwild.backbones import DEFAULT_BACKBONE, IMAGENET_MEAN, IMAGENET_STD
 from liverwild.errors import LiverwildError
 
-PLANS_VERSION = 1
+PLANS_VERSION = 2
+OUTDATED_PLANS = ("made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
+                  "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
+                  "Re-plan and re-cache: lw_plan_and_preprocess -d {dataset} --replan")
 
 
 def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
@@ -48,15 +53,17 @@ def default_normalization(modality: str, fingerprint_aggregate: dict | None = No
     return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
 
 
+class OutdatedPlansError(LiverwildError):
+    """Plans, a cache or a model made before the current plans version."""
+
+
 @dataclass
 class Plans:
     dataset: str
     modality: str
     normalization: dict
     slice_size: list = field(default_factory=lambda: [224, 224])
-    backbone: dict = field(default_factory=lambda: {
-        "name": DEFAULT_BACKBONE, "weights": None, "weights_tag": None,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)})
+    backbone: dict = field(default_factory=dict)        # liverwild.backbones.teacher_config(...)
     feature_dtype: str = "float16"
     augmentation: dict = field(default_factory=default_augmentation)
     evaluation_resolution: list = field(default_factory=lambda: [128, 128])
@@ -71,11 +78,11 @@ class Plans:
     def data_identifier(self) -> str:
         """``lwdata_<backbone>_<weights>_<K>v_<hash>``; the hash covers everything cached."""
         relevant = {"slice_size": self.slice_size, "normalization": self.normalization,
-                    "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "mean", "std")},
+                    "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "input", "tap")},
                     "feature_dtype": self.feature_dtype, "augmentation": self.augmentation,
                     "version": self.plans_version}
         digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
-        name = self.backbone["name"].replace("/", "-")
+        name = (self.backbone.get("teacher") or self.backbone.get("name") or "none").replace("/", "-")
         return f"lwdata_{name}_{self.backbone.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
 
     def to_json(self) -> dict:
@@ -98,6 +105,20 @@ def load_plans(path) -> Plans:
     if not path.is_file():
         raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {path.parent.name}")
     try:
-        return Plans.from_json(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        check_plans_version(data, path)
+        return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc
+
+
+def check_plans_version(data: dict, where) -> None:
+    """Refuse plans (and caches or models that embed them) written before the input-scaling fix."""
+    version = int(data.get("plans_version", 1))
+    if version < PLANS_VERSION:
+        raise OutdatedPlansError(f"{where}: " + OUTDATED_PLANS.format(version=version,
+                                                                     dataset=data.get("dataset", "NAME")))
+    if version > PLANS_VERSION:
+        raise LiverwildError(f"{where}: plans version {version} is newer than this liverwild understands "
+                             f"({PLANS_VERSION}); upgrade liverwild")
+

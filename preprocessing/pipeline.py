@@ -7,6 +7,7 @@ are unchanged.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, weights_tag
+from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, describe_teacher, teacher_config
 from liverwild.datasets import case_files, find_dataset, load_dataset_json
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.errors import ConfigurationError, LiverwildError
@@ -113,11 +114,9 @@ class FeatureExtractor:
 
 
 def build_backbone(plans: Plans) -> FrozenBackbone:
-    weights = plans.backbone.get("weights")
-    if weights is None:
-        raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone["name"]))
-    return FrozenBackbone(plans.backbone["name"], weights, plans.backbone.get("mean"), plans.backbone.get("std"),
-                          plans.slice_size[0])
+    if plans.backbone.get("weights") is None:
+        raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone.get("teacher") or plans.backbone["name"]))
+    return FrozenBackbone.from_config(plans.backbone, plans.slice_size[0])
 
 
 # ---- one dataset -------------------------------------------------------------------------------
@@ -191,7 +190,7 @@ def resolve_weights(weights=None, random_backbone: bool = False):
         raise ConfigurationError("--random-backbone and --backbone-weights exclude each other")
     if random_backbone:
         return "random"
-    if weights is None or weights == "timm-cache":
+    if weights in (None, "random", "timm-cache") or str(weights).startswith("package:"):
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -200,19 +199,26 @@ def resolve_weights(weights=None, random_backbone: bool = False):
 
 
 def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None,
-               replan=False) -> Plans:
-    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed."""
+               replan=False, tap=None) -> Plans:
+    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
+
+    A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
+    are given too; the same teacher keeps its recorded weights and tap unless overridden.
+    """
     if plans_path.is_file() and not replan:
         plans = load_plans(plans_path)
-        if backbone:
-            plans.backbone["name"] = backbone
-        if weights is not None:
-            plans.backbone["weights"] = weights
-            plans.backbone["weights_tag"] = weights_tag(weights)
+        current = plans.backbone
+        same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
+        if not same_teacher:
+            plans.backbone = teacher_config(backbone, weights, tap)
+        elif weights is not None or tap is not None:
+            plans.backbone = teacher_config(current.get("teacher") or current["name"],
+                                            weights if weights is not None else current.get("weights"),
+                                            tap or current.get("tap", {}).get("spec"))
         if views is not None:
             plans.augmentation["views_per_slice"] = int(views)
         return plans
-    kwargs = {"weights": weights}
+    kwargs = {"weights": weights, "tap": tap}
     if backbone:
         kwargs["backbone"] = backbone
     if views is not None:
@@ -237,7 +243,7 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
 def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weights=None, random_backbone=False,
                         views=None, device="auto", workers: int = 1, batch_size: int = 32, plan_only=False,
                         preprocess_only=False, replan=False, val_per_source: int = 5, seed: int = 0,
-                        threads: int | None = None, progress: bool = True, log=print) -> list:
+                        threads: int | None = None, progress: bool = True, log=print, tap=None) -> list:
     """Run the whole stage for the named raw datasets; returns one :class:`DatasetReport` each."""
     raw_root = raw_folder(raw, must_exist=True)
     pre_root = preprocessed_folder(preprocessed)
@@ -255,7 +261,7 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
         save_fingerprint(fingerprint, target)
         for case, reason in fingerprint["failed"].items():
             log(f"FAILED {reason}")
-        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan)
+        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")
@@ -265,15 +271,13 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
     dev = resolve_device(device)
     for folder in folders:
         plans = plans_by_dataset[folder.name]
-        if plans.backbone.get("weights") is None:
-            raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone["name"]))
-        key = (plans.backbone["name"], plans.backbone["weights"], tuple(plans.backbone["mean"]),
-               tuple(plans.backbone["std"]))
+        key = json.dumps(plans.backbone, sort_keys=True)
         if key not in extractors:
             extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
+        log(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
         if plans.backbone["weights"] == "random":
             log(f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
-                "features are for tests and demos only, and the cache is labelled 'random'.")
+                "features are for tests only, and the cache is labelled 'random'.")
         report = preprocess_dataset(folder, pre_root, plans, extractors[key], workers, progress, log)
         log(report.summary())
         reports.append(report)

@@ -54,6 +54,25 @@ def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, conta
     return folds
 
 
+def pooled_fold(datasets: dict, val_per_source: int = 5, seed: int = 0) -> dict:
+    """One fold that trains on every dataset and has no target: for a model meant only for data it
+    never saw (liverwild's default model). Validation cases are held out per dataset as in LOO folds."""
+    names = sorted(datasets)
+    val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
+    return {"sources": names, "target": None,
+            "train": {n: [c for c in sorted(datasets[n]) if c not in val[n]] for n in names},
+            "val": val, "test": {}, "auto": False}
+
+
+def add_fold(path, name: str, fold: dict) -> dict:
+    """Add or replace the user fold ``name`` in ``splits.json`` (kept when automatic folds are refreshed)."""
+    path = Path(path)
+    splits = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
+    splits.setdefault("folds", {})[name] = {**fold, "auto": False}
+    write_json_atomic(path, splits)
+    return splits
+
+
 def update_splits(path, datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None) -> dict:
     """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept."""
     path = Path(path)

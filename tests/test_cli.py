@@ -37,11 +37,13 @@ def test_errors_become_one_line_and_exit_code(capsys):
 
 def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     result = subprocess.run(["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "PhantomT2MR: OK" in result.stdout and "[6/6] evaluate" in result.stdout
-    assert "RANDOM weights" in result.stdout and "not patients" in result.stdout
+    assert "teacher: imagenet-effnet-lite0 (tf_efficientnet_lite0, tap blocks.4, file-" in result.stdout
+    assert "RANDOM" not in result.stdout and "not patients" in result.stdout
     report = __import__("json").loads((tmp_path / "demo" / "demo_report.json").read_text())
+    assert report["backbone"]["teacher"] == "imagenet-effnet-lite0" and report["backbone"]["weights_tag"] != "random"
     assert report["summary"]["n_cases"] == 3 and 0 <= report["summary"]["dice"]["mean"] <= 1
     help_text = subprocess.run([sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True,
                                text=True).stdout

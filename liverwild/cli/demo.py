@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..demo import run_demo
+from ..backbones import TEACHERS
+from ..demo import DEMO_TEACHER, run_demo
 from .common import run
 
 
@@ -16,8 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=5, help="cases per phantom domain")
     p.add_argument("--slices", type=int, default=16, help="slices per phantom case")
     p.add_argument("--views", type=int, default=1, help="augmented views per slice")
+    p.add_argument("--backbone", default=DEMO_TEACHER, metavar="NAME",
+                   help=f"teacher ({', '.join(TEACHERS)} or a timm name; default {DEMO_TEACHER}: real ImageNet "
+                        "weights installed with pip)")
     p.add_argument("--backbone-weights", default=None, metavar="FILE",
-                   help="DINO .pth / timm .safetensors file (default: random weights, demonstration only)")
+                   help="weights file for teachers that need one (DINO .pth / timm .safetensors)")
+    p.add_argument("--random-backbone", action="store_true", help="random teacher weights (tests only)")
+    p.add_argument("--feature-tap", default=None, metavar="TAP", help="feature tap (see lw_plan_and_preprocess)")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=12, help="training epochs (demo setting)")
     p.add_argument("--target", default="PhantomT2MR", help="the unseen domain (leave-one-domain-out)")
@@ -33,7 +39,8 @@ def main(argv=None) -> int:
 
     def work():
         summary = run_demo(args.workdir, args.cases, args.scale, args.seed, args.quick, args.workers, args.slices,
-                           args.views, args.backbone_weights, args.device, args.epochs, target=args.target)
+                           args.views, args.backbone_weights, args.device, args.epochs, target=args.target,
+                           backbone=args.backbone, random_backbone=args.random_backbone, tap=args.feature_tap)
         return 0 if summary["verified"] and summary["preprocessed_ok"] and not summary["failed"] else 1
     return run(work)
 

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from ..backbones.registry import DEFAULT_TEACHER, TEACHERS
 from .common import add_folder_options, run
 
 
@@ -16,9 +17,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "leave-one-dataset-out folds (splits.json).")
     p.add_argument("-d", "--datasets", nargs="+", required=True, metavar="NAME", help="raw dataset names or nnU-Net ids")
     add_folder_options(p, "raw", "preprocessed")
-    p.add_argument("--backbone", default=None, help="timm model name (default vit_small_patch16_224.dino)")
+    p.add_argument("--backbone", default=None, metavar="NAME",
+                   help="teacher: " + ", ".join(TEACHERS) + f", or any timm model name (default {DEFAULT_TEACHER})")
     p.add_argument("--backbone-weights", default=None, metavar="FILE",
-                   help="DINO .pth or timm .safetensors file, or 'timm-cache'")
+                   help="DINO .pth or timm .safetensors file, or 'timm-cache' (imagenet-effnet-lite0 needs none: its "
+                        "weights come with pip)")
+    p.add_argument("--feature-tap", default=None, metavar="TAP",
+                   help="which layer(s) give the feature map: default (ViT: last block; CNN: stride-16 stage), final, "
+                        "stride:N, last:K (ViT), or stage names such as blocks.2,blocks.4")
     p.add_argument("--random-backbone", action="store_true",
                    help="use a randomly initialised backbone (tests and demos only; recorded in every artefact)")
     p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
@@ -45,7 +51,7 @@ def main(argv=None) -> int:
         reports = plan_and_preprocess(
             args.datasets, args.raw, args.preprocessed, args.backbone, args.backbone_weights, args.random_backbone,
             args.views, args.device, args.workers, args.batch_size, args.plan_only, args.preprocess_only,
-            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress)
+            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress, tap=args.feature_tap)
         failed = {r.dataset: r.failed for r in reports if r.failed}
         if failed:
             n = sum(len(v) for v in failed.values())

@@ -12,7 +12,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "series folders; writes <case>.nii.gz (uint8 0/1) in each input's geometry.")
     p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (must differ from the input folder)")
-    p.add_argument("-m", "--model", required=True, help="trained model folder, or a fold name under $LW_results")
+    p.add_argument("-m", "--model", default="default",
+                   help="trained model folder, a fold name under $LW_results, or 'default' (the default: the model "
+                        "shipped with liverwild, trained on synthetic phantoms only — not a medical device)")
     p.add_argument("--trainer", default=None, help="with a fold name: which trainer's model")
     p.add_argument("--checkpoint", default="best", help="best, final, latest or a file name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

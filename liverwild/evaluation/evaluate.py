@@ -37,7 +37,7 @@ def evaluate_case(pred_path, ref_path, labels=(1,)) -> dict:
     return all_metrics(pred.array > 0, np.isin(ref.array, labels), spacing_zyx)
 
 
-def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print) -> tuple:
+def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True) -> tuple:
     """Per-case metrics (DataFrame), summary dict and failures; writes ``output_csv`` and a summary JSON
     beside it when given. A case whose geometry differs is an error for that case only."""
     import pandas as pd
@@ -47,7 +47,7 @@ def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print)
         raise LiverwildError(f"no case of {pred_dir} has a reference in {ref_dir} (names are matched without "
                              "the _0000 channel suffix and the file ending)")
     rows, failures = [], {}
-    for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=len(pairs) < 3):
+    for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=not progress or len(pairs) < 3):
         try:
             rows.append({"case": case, **evaluate_case(p, r, labels)})
         except LiverwildError as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbones import FrozenBackbone, weights_tag
+from ..backbones import FrozenBackbone, describe_teacher, with_weights
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import ContrastiveDistillationNet
 
@@ -14,7 +14,11 @@ CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "
 
 
 def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
-    """A trained model folder, or a fold name under ``$LW_results`` (one trainer folder, or ``trainer``)."""
+    """A trained model folder, a fold name under ``$LW_results`` (one trainer folder, or ``trainer``), or
+    ``None``/``'default'`` for the default model shipped with liverwild."""
+    if model in (None, "default") and not Path("default").is_dir():
+        from ..default_model import default_model_dir
+        return default_model_dir()
     path = Path(model)
     if (path / "config.json").is_file():
         return path
@@ -44,25 +48,44 @@ class TrainedModel:
             raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.checkpoint = str(path)
+        self.plans = state["plans"]                     # per source dataset
+        self._check_plans(path)
         self.net = ContrastiveDistillationNet(**{**state["network_config"],
                                                  "decoder_channels": tuple(state["network_config"]["decoder_channels"])})
         self.net.load_state_dict(state["network"])
         self.net.eval().to(device)
-        self.plans = state["plans"]                     # per source dataset
         first = next(iter(self.plans.values()))
         self.backbone_spec = dict(first["backbone"])
         self.slice_size = first["slice_size"]
-        weights = backbone_weights or self.backbone_spec.get("weights")
-        if weights not in ("random", "timm-cache"):
-            if weights is None or not Path(weights).is_file():
-                raise ConfigurationError(f"the backbone weights this model was trained with ({weights}) are not "
-                                         "available: pass --backbone-weights FILE")
-            if weights_tag(weights) != self.backbone_spec.get("weights_tag"):
-                raise ConfigurationError(f"{weights}: not the backbone weights this model was trained with "
-                                         f"(expected {self.backbone_spec.get('weights_tag')})")
-        self.backbone = FrozenBackbone(self.backbone_spec["name"], weights, self.backbone_spec.get("mean"),
-                                       self.backbone_spec.get("std"), self.slice_size[0]).to(device)
-        self.random_backbone = weights == "random"
+        self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights), self.slice_size[0]).to(device)
+        self.random_backbone = self.backbone_spec.get("weights") == "random"
+
+    def _check_plans(self, path):
+        from planning.plans import OutdatedPlansError, check_plans_version
+        for source, plans in self.plans.items():
+            try:
+                check_plans_version(plans, f"{path} (source {source})")
+            except OutdatedPlansError as exc:
+                raise ConfigurationError(f"{path}: this model was trained on features of plans version "
+                                         f"{plans.get('plans_version', 1)}, made with the wrong teacher input "
+                                         "scaling; it is not used. Re-run lw_plan_and_preprocess --replan on its "
+                                         "sources and retrain it with lw_train.") from exc
+
+    def _teacher_config(self, backbone_weights) -> dict:
+        """The teacher the model was trained with; ``backbone_weights`` replaces a moved weights file."""
+        recorded = self.backbone_spec.get("weights")
+        weights = str(backbone_weights) if backbone_weights else recorded
+        if weights in ("random", "timm-cache") or str(weights).startswith("package:"):
+            config = with_weights(self.backbone_spec, weights) if backbone_weights else self.backbone_spec
+        elif weights is None or not Path(weights).is_file():
+            raise ConfigurationError(f"the backbone weights this model was trained with ({weights}) are not "
+                                     "available: pass --backbone-weights FILE")
+        else:
+            config = with_weights(self.backbone_spec, weights)
+        if config.get("weights_tag") != self.backbone_spec.get("weights_tag"):
+            raise ConfigurationError(f"{weights}: not the backbone weights this model was trained with "
+                                     f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})")
+        return config
 
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality``, or None if no source had it."""
@@ -72,6 +95,10 @@ class TrainedModel:
         return None
 
     def describe(self) -> dict:
+        from ..default_model import DISCLAIMER
         return {"folder": str(self.folder), "checkpoint": self.checkpoint, "trainer": self.config.get("trainer"),
+                "default_model": bool(self.config.get("default_model")),
+                "note": DISCLAIMER if self.config.get("default_model") else "",
                 "fold": self.config.get("fold_name"), "backbone": self.backbone_spec,
+                "teacher": describe_teacher(self.backbone_spec),
                 "sources": list(self.plans), "random_backbone": self.random_backbone}

@@ -163,7 +163,7 @@ def versions() -> dict:
             "timm": timm.__version__, "SimpleITK": SimpleITK.Version.VersionString(), "numpy": np.__version__}
 
 
-def predict(inputs, output, model, results=None, trainer=None, checkpoint="best", device="auto",
+def predict(inputs, output, model="default", results=None, trainer=None, checkpoint="best", device="auto",
             batch_size=None, postprocess=True, save_probabilities=False, overlays=False, modality="auto",
             backbone_weights=None, progress=True, log=print) -> dict:
     """Segment every scan in ``inputs`` (file or folder) into ``output``; returns the run report.
@@ -181,6 +181,9 @@ def predict(inputs, output, model, results=None, trainer=None, checkpoint="best"
     input_paths = {Path(p).resolve() for _, p in scans}
     dev = resolve_device(device)
     trained = TrainedModel(resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights)
+    if trained.config.get("default_model"):
+        from ..default_model import DISCLAIMER
+        log(f"NOTE: {DISCLAIMER}")
     if trained.random_backbone:
         log("WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use.")

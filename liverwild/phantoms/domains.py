@@ -58,6 +58,8 @@ class Domain:
     streak_fraction: float = 0.0      # fraction of slices with streaks
     bias_field: float = 0.0           # MR multiplicative bias amplitude (e.g. 0.35 → ±35 %)
     circular_fov_value: float | None = None   # CT value outside the reconstruction circle
+    ghosting: float = 0.0             # motion ghost amplitude (fraction of the image), 0 = none
+    anatomy_scale: tuple = (1.0, 1.0, 1.0)    # (x, y, z) stretch of the patient (body habitus, organ size)
     dtype: str = "int16"
     cases: int = 10                   # default number of cases
     extra: dict = field(default_factory=dict)

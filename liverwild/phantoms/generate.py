@@ -48,6 +48,9 @@ def generate_case(domain: Domain | str, seed: int = 0, case: int = 0, n_slices: 
         domain = DOMAINS[domain]
     rng = np.random.default_rng(case_seed(seed, domain, case))
     grid, canonical = canonical_grid(domain, n_slices)
+    if tuple(domain.anatomy_scale) != (1.0, 1.0, 1.0):          # a larger patient = a finer grid in body units
+        ax, ay, az = domain.anatomy_scale
+        grid = Grid(grid.x / ax, grid.y / ay, grid.z / az)
     tissues = Abdomen(rng).paint(grid)
     image = render(tissues, domain, canonical.spacing, rng)
     liver = np.isin(tissues, LIVER_TISSUES).astype(np.uint8)

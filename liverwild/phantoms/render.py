@@ -43,6 +43,8 @@ def render(tissues: np.ndarray, domain: Domain, spacing, rng: np.random.Generato
     if domain.noise_corr > 0:
         noise = ndimage.gaussian_filter(noise, (0, domain.noise_corr, domain.noise_corr), truncate=3.0)
         noise /= noise.std() + 1e-6
+    if domain.ghosting > 0:
+        add_ghosts(image, domain.ghosting, rng)
     if domain.modality == "CT":
         image += domain.noise * noise
         if domain.streaks > 0:
@@ -74,3 +76,13 @@ def add_streaks(image: np.ndarray, domain: Domain, rng) -> None:
             d = (xx - cx) * np.sin(angle) - (yy - cy) * np.cos(angle)
             streak += (1 if n % 2 else -1) * np.exp(-0.5 * (d / 0.8) ** 2)
         image[k] += domain.streaks * streak
+
+
+def add_ghosts(image: np.ndarray, amplitude: float, rng) -> None:
+    """Motion ghosts (in place): faint copies of the image shifted along the phase-encoding axis."""
+    axis = int(rng.integers(1, 3))
+    n = image.shape[axis]
+    base = image.copy()
+    for k in (1, -1):
+        image += amplitude / 2 * np.roll(base, k * int(n * rng.uniform(0.15, 0.35)), axis=axis)
+    image -= amplitude * float(np.median(base))          # keep the background level

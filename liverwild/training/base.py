@@ -11,6 +11,7 @@ validation Dice), ``checkpoint_final.pth``, ``log.json`` / ``log.csv`` (one row 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from ..atomic import atomic_path, write_json_atomic
+from ..backbones import describe_teacher
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
 from .config import TrainerConfig
@@ -28,9 +30,13 @@ from .logging import plot_progress, write_log
 
 
 def plans_identifier(plans: dict) -> str:
-    """What must agree across the sources of a fold: backbone, its weights and the view count."""
+    """What must agree across the sources of a fold: teacher (architecture, weights, input scaling,
+    tap) and the view count. ``lwPlans_<teacher>_<weights>_<K>v_<hash of the teacher config>``."""
     b = plans["backbone"]
-    return f"lwPlans_{b['name'].replace('/', '-')}_{b.get('weights_tag')}_{plans['augmentation']['views_per_slice']}v"
+    teacher = {k: b.get(k) for k in ("name", "weights_tag", "input", "tap")}
+    digest = hashlib.sha256(json.dumps(teacher, sort_keys=True).encode()).hexdigest()[:6]
+    label = (b.get("teacher") or b["name"]).replace("/", "-")
+    return f"lwPlans_{label}_{b.get('weights_tag')}_{plans['augmentation']['views_per_slice']}v_{digest}"
 
 
 class Trainer:
@@ -68,10 +74,10 @@ class Trainer:
             plans[source] = load_plans(path).to_json()
         ids = {s: plans_identifier(p) for s, p in plans.items()}
         if len(set(ids.values())) > 1:
-            raise LiverwildError("the fold's sources were preprocessed with different backbones, weights or view "
-                                 f"counts ({', '.join(f'{s}: {i}' for s, i in ids.items())}); re-run "
+            raise LiverwildError("the fold's sources were preprocessed with different teachers (backbone, weights, "
+                                 f"feature tap) or view counts ({', '.join(f'{s}: {i}' for s, i in ids.items())}); re-run "
                                  "lw_plan_and_preprocess -d " + " ".join(plans) + " with the same --backbone, "
-                                 "--backbone-weights and --views")
+                                 "--backbone-weights, --feature-tap and --views")
         return plans
 
     def select_training_cases(self, source: str, cases: list) -> list:
@@ -252,6 +258,7 @@ class Trainer:
                                                                           if p.requires_grad),
             "plans_identifier": self.plans_id, "plans": self.plans, "device": str(self.device),
             "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
+            "teacher": describe_teacher(next(iter(self.plans.values()))["backbone"]),
         })
 
     def checkpoint_state(self) -> dict:

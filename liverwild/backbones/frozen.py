@@ -1,0 +1,125 @@
+"""The frozen teacher: z-scored slices ``(B, 1, H, W)`` → feature maps ``(B, C, h, w)``.
+
+Built from the ``backbone`` dict that plans record (:func:`~.registry.teacher_config`): the timm
+architecture, its weights (loaded with ``strict=True``), the input scaling (:mod:`.scaling`) and the
+feature tap. The model stays in ``eval()`` mode without gradients; layers after the deepest tap are
+pruned (timm's ``prune_intermediate_layers``), so a stride-16 tap costs only the layers it uses.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigurationError
+from .registry import MISSING_WEIGHTS, TAP_GRID_STRIDE, is_vit, teacher_config
+from .scaling import RULE, scale_and_shift, teacher_input
+from .weights import (RANDOM_WEIGHTS_SEED, adapt_state_dict, cached_timm_weights, load_state_dict_file,
+                      weights_file)
+
+
+def create_teacher_network(config: dict) -> nn.Module:
+    """The full timm model of a teacher config with its weights loaded (classifier kept when the
+    weights carry one). Raises :class:`ConfigurationError` naming the source when they do not fit."""
+    import timm
+    name, weights = config["name"], config.get("weights")
+    if weights is None:
+        raise ConfigurationError(MISSING_WEIGHTS.format(name=config.get("teacher") or name))
+    source = None
+    if weights == "timm-cache":
+        source = cached_timm_weights(name)
+        if source is None:
+            raise ConfigurationError(f"timm's cache holds no weights for {name}; " + MISSING_WEIGHTS.format(name=name))
+    elif weights != "random":
+        source = weights_file(weights)
+    state = None
+    if source is not None:
+        state = load_state_dict_file(source, unwrap=config.get("key_mapping") is None)
+    keeps_classifier = state is not None and config.get("key_mapping") is not None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)        # 'random' weights are reproducible everywhere
+            model = timm.create_model(name, pretrained=False, **({} if keeps_classifier else {"num_classes": 0}))
+    except RuntimeError as exc:
+        raise ConfigurationError(f"backbone {name!r} is unknown to timm: {exc}") from exc
+    if state is not None:
+        if not keeps_classifier:                          # a feature extractor needs no classifier weights
+            head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
+            state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        try:
+            model.load_state_dict(adapt_state_dict(state, model, config.get("key_mapping")), strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigurationError(f"{weights}: weights do not fit {name} ({first})") from exc
+    return model.eval().requires_grad_(False)
+
+
+class FrozenBackbone(nn.Module):
+    """A frozen teacher. ``FrozenBackbone("imagenet-effnet-lite0")``, ``FrozenBackbone("dino-vits16",
+    "dino_deitsmall16_pretrain.pth")``, ``FrozenBackbone("vit_tiny_patch16_224", "random")``, or
+    :meth:`from_config` with a plans ``backbone`` dict.
+
+    Input: z-scored slices ``(B, 1, H, W)`` (or 3-channel). Output: ``(B, feature_channels, *feature_size)``.
+    """
+
+    def __init__(self, name: str | None = None, weights: str | None = None, tap: str | None = None,
+                 image_size: int = 224, config: dict | None = None):
+        super().__init__()
+        self.config = dict(config) if config is not None else teacher_config(name, weights, tap)
+        rule = self.config.get("input", {}).get("rule")
+        if rule != RULE:
+            raise ConfigurationError(f"backbone input rule {rule!r} is not supported (expected {RULE!r}); this "
+                                     "configuration comes from an older liverwild: re-plan with --replan")
+        self.name, self.weights = self.config["name"], self.config.get("weights")
+        self.tap = self.config["tap"]
+        self.model = create_teacher_network(self.config)
+        self.vit = is_vit(self.model)
+        if self.tap["kind"] == "intermediates":
+            self.model.prune_intermediate_layers(self.tap["indices"], prune_norm=not self.tap["norm"], prune_head=True)
+        scale, shift = scale_and_shift(self.config["input"]["pixel_mean"], self.config["input"]["pixel_std"])
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+        self.image_size = image_size
+        self.grid = image_size // TAP_GRID_STRIDE
+        with torch.no_grad():
+            probe = self.forward(torch.zeros(1, 1, image_size, image_size))
+        self.feature_channels, self.feature_size = int(probe.shape[1]), tuple(probe.shape[2:])
+
+    @classmethod
+    def from_config(cls, config: dict, image_size: int = 224) -> FrozenBackbone:
+        return cls(image_size=image_size, config=config)
+
+    def train(self, mode: bool = True):
+        """Always stays in eval mode: the backbone is frozen."""
+        return super().train(False)
+
+    def _tokens_to_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens[:, getattr(self.model, "num_prefix_tokens", 1):, :]      # drop CLS/register tokens
+        n = tokens.shape[1]
+        h = w = int(round(n ** 0.5))
+        if h * w != n:
+            raise ValueError(f"cannot reshape {n} tokens into a square map")
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+
+    def _on_grid(self, maps: list) -> torch.Tensor:
+        if len(maps) == 1:
+            return maps[0]
+        size = (self.grid, self.grid)
+        resized = [m if tuple(m.shape[-2:]) == size else
+                   F.adaptive_avg_pool2d(m, size) if m.shape[-1] > self.grid else
+                   F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+        return torch.cat(resized, dim=1)
+
+    @torch.no_grad()
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        x = teacher_input(slices, self.scale, self.shift)
+        if self.tap["kind"] == "final":
+            features = self.model.forward_features(x)
+            return self._tokens_to_map(features) if features.ndim == 3 else features
+        maps = self.model.forward_intermediates(x, indices=self.tap["indices"], norm=self.tap["norm"],
+                                                stop_early=True, intermediates_only=True)
+        return self._on_grid(list(maps))
+
+    def describe(self) -> dict:
+        return {**{k: v for k, v in self.config.items() if k != "weights"},
+                "feature_channels": self.feature_channels, "feature_size": list(self.feature_size)}
