@@ -119,7 +119,7 @@ def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None
         "best_val_dice_on_phantoms": round(float(trained["best_val_dice"]), 4),
         "versions": {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "platform": platform.platform()},
-        "device": str(device), "build_seconds": None,
+        "device": str(device), "torch_threads": torch.get_num_threads(), "build_seconds": None,
     }
     provenance["build_seconds"] = round(time.perf_counter() - start, 1)
     export_model(trained["output"], output, provenance)

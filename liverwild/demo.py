@@ -5,6 +5,7 @@ the unseen domain → evaluate → a short report (``WORKDIR/demo_report.json`` 
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def run_demo(workdir, cases: int = 5, scale: float = 1.0, seed: int = 0, quick: 
     log(f"[3/6] plan and preprocess: {sum(r.slices for r in pp)} slices × {1 + views} views, cache "
         f"{_folder_size_mb(pre):.0f} MB ({report['seconds']['plan_and_preprocess']} s)")
     fold = f"loo_{target}"
+    for stale in (res / fold, out):             # the demo's folder is its own: a re-run starts these afresh
+        shutil.rmtree(stale, ignore_errors=True)
     config = TrainerConfig().updated(epochs=epochs, lr=lr, seed=seed)
     trained = stage("train", lambda: train_fold(fold, preprocessed=str(pre), results=str(res), device=device,
                                                 config=config, progress=False, log=lambda *a: None))

@@ -1,8 +1,9 @@
 """Dataset fingerprint: what the scans of one raw dataset look like.
 
 Written to ``$LW_preprocessed/<Name>/dataset_fingerprint.json``. Per case: array shape, spacing,
-orientation code, slice count, the canonical slice range holding liver, and intensity statistics inside
-the body (percentiles 0.5/2/50/98/99.5, mean, s.d.). Per dataset: the modality and aggregates
+orientation code, slice count, the canonical slice range holding liver, intensity statistics inside
+the body (percentiles 0.5/2/50/98/99.5, mean, s.d.) and a content digest (:mod:`.content`) that
+recognises the same scan in another dataset or file format. Per dataset: the modality and aggregates
 (median shape and spacing, medians of the per-case statistics). Intensities are HU for CT and arbitrary
 units for MR; the body is voxels above −300 HU (CT) or above an Otsu threshold (MR), largest component.
 """
@@ -19,6 +20,8 @@ from liverwild.datasets import case_files, load_dataset_json
 from liverwild.errors import LiverwildError
 from liverwild.io import Reorientation, read_image, read_label
 from liverwild.parallel import bounded_imap
+
+from .content import content_digest
 
 PERCENTILES = (0.5, 2.0, 50.0, 98.0, 99.5)
 CT_BODY_THRESHOLD = -300.0
@@ -83,6 +86,7 @@ def extract_case_fingerprint(image_path, label_path, modality: str) -> dict:
         "intensity_body": intensity_stats(image.array[body]),
         "intensity_liver": intensity_stats(image.array[liver]),
         "body_fraction": float(body.mean()),
+        "content_digest": content_digest(image.array, image.geometry),
     }
 
 
@@ -134,7 +138,8 @@ def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = T
     for case in info.cases:
         image_path, label_path = case_files(folder, info, case)
         signature = _signature(image_path, label_path)
-        if case in old and signature is not None and old[case].get("signature") == signature:
+        if (case in old and signature is not None and old[case].get("signature") == signature
+                and "content_digest" in old[case]):
             cases[case] = old[case]
         else:
             todo.append((case, (image_path, label_path, info.modality), signature))

@@ -40,21 +40,26 @@ def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
     }
 
 
-def default_normalization(modality: str, fingerprint_aggregate: dict | None = None) -> dict:
-    """CT: window [0, 500] HU. MR: intensities divided by the scan's body median, then window
-    [0, r] with r the dataset's median p99.5/p50 ratio (the paper's '[0, 1.5]' has no stated unit).
-    Both then clip at the scan's 2nd/98th percentiles, rescale to [0, 1] and z-score per scan."""
+NORMALIZATION_PRESETS = ("default", "single-dg")
+
+
+def default_normalization(modality: str, fingerprint_aggregate: dict | None = None, preset: str = "default") -> dict:
+    """CT: window [0, 500] HU (preset ``single-dg``: [0, 125] HU — the supplement's CT threshold at 125 HU
+    for the single-source CT→MR experiments, after Zhou et al. 2022). MR: intensities divided by the
+    scan's body median, then window [0, r] with r the dataset's median p99.5/p50 ratio (the paper's
+    '[0, 1.5]' has no stated unit). Both then clip at the scan's 2nd/98th percentiles, rescale to [0, 1]
+    and z-score per scan."""
+    if preset not in NORMALIZATION_PRESETS:
+        raise LiverwildError(f"unknown normalisation preset {preset!r}; use one of {', '.join(NORMALIZATION_PRESETS)}")
     common = {"clip_percentiles": [2.0, 98.0], "rescale": True, "zscore": True}
+    common.update({"preset": preset} if preset != "default" else {})
     if modality == "CT":
-        return {"window": [0.0, 500.0], "relative_to_body_median": False, **common}
+        return {"window": [0.0, 125.0 if preset == "single-dg" else 500.0], "relative_to_body_median": False,
+                **common}
     ratio = 1.5
     if fingerprint_aggregate and fingerprint_aggregate.get("n_cases"):
         ratio = round(float(fingerprint_aggregate["median_ratio_p99.5_to_p50_body"]), 3)
     return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
-
-
-class OutdatedPlansError(LiverwildError):
-    """Plans, a cache or a model made before the current plans version."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
 from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
 from planning.planner import plan_dataset
-from planning.plans import Plans, load_plans, save_plans
+from planning.plans import Plans, default_normalization, load_plans, save_plans
 
 from .augmentation import augment_stack
 from .cache import input_signature, is_complete, list_cases, remove_stale_temporaries, write_case
@@ -199,7 +199,7 @@ def resolve_weights(weights=None, random_backbone: bool = False):
 
 
 def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None,
-               replan=False, tap=None) -> Plans:
+               replan=False, tap=None, normalization: str | None = None) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
 
     A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
@@ -217,8 +217,10 @@ def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None,
                                             tap or current.get("tap", {}).get("spec"))
         if views is not None:
             plans.augmentation["views_per_slice"] = int(views)
+        if normalization is not None:
+            plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
         return plans
-    kwargs = {"weights": weights, "tap": tap}
+    kwargs = {"weights": weights, "tap": tap, "normalization": normalization or "default"}
     if backbone:
         kwargs["backbone"] = backbone
     if views is not None:
@@ -227,23 +229,29 @@ def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None,
 
 
 def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
-    """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``."""
-    datasets, contained = {}, {}
+    """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
+    free of target scans (content digests from the fingerprints, declared containment from dataset.json)."""
+    datasets, contained, digests = {}, {}, {}
     for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
         plans = load_plans(plans_path)
         cases = list_cases(plans_path.parent / plans.data_identifier())
         if cases:
             datasets[plans.dataset] = cases
+        if (plans_path.parent / "dataset_fingerprint.json").is_file():
+            fingerprint = load_fingerprint(plans_path.parent)
+            digests[plans.dataset] = {c: v["content_digest"] for c, v in fingerprint["cases"].items()
+                                      if "content_digest" in v}
         if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
             extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
             contained[plans.dataset] = extra.get("contained_in", [])
-    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained)
+    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained, digests)
 
 
 def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weights=None, random_backbone=False,
                         views=None, device="auto", workers: int = 1, batch_size: int = 32, plan_only=False,
                         preprocess_only=False, replan=False, val_per_source: int = 5, seed: int = 0,
-                        threads: int | None = None, progress: bool = True, log=print, tap=None) -> list:
+                        threads: int | None = None, progress: bool = True, log=print, tap=None,
+                        normalization: str | None = None) -> list:
     """Run the whole stage for the named raw datasets; returns one :class:`DatasetReport` each."""
     raw_root = raw_folder(raw, must_exist=True)
     pre_root = preprocessed_folder(preprocessed)
@@ -261,7 +269,7 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
         save_fingerprint(fingerprint, target)
         for case, reason in fingerprint["failed"].items():
             log(f"FAILED {reason}")
-        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap)
+        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap, normalization)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")

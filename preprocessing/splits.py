@@ -10,9 +10,18 @@ the source) is used for validation (early stopping / learning-rate schedule), th
                                     "val": {"PhantomNativeCT": [...], ...},
                                     "test": {"PhantomT2MR": [...]}, "auto": true}}}
 
-Folds a user adds (or edits and marks ``"auto": false``) are kept when splits are regenerated. A
-dataset whose ``dataset.json`` says ``"contained_in": ["LiTS"]`` (IRCADb is part of LiTS) is not used
-as a target while a containing dataset is a source.
+Folds a user adds (or edits and marks ``"auto": false``) are kept when splits are regenerated.
+
+**No leaks.** Two rules keep a fold's target out of its training and validation data:
+
+- *content*: every case has a content digest (``planning.content``, in ``dataset_fingerprint.json``);
+  a source case whose digest equals a target case's is removed from the fold, whatever its file
+  format or name;
+- *declared*: a dataset whose ``dataset.json`` says ``"contained_in": ["LiTS"]`` (some or all of its
+  scans are LiTS scans: IRCADb, MSD Task03, AbdomenCT-1K) is not a source of ``loo_LiTS``, and is not
+  a target while LiTS is a source.
+
+Every removal is listed in the fold's ``excluded`` entry with its reason.
 """
 from __future__ import annotations
 
@@ -34,21 +43,36 @@ def held_out(cases: list, n: int, seed: int, name: str) -> list:
     return sorted(rng.choice(sorted(cases), size=k, replace=False).tolist()) if k else []
 
 
-def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None) -> dict:
-    """``datasets``: name → case list. Returns {fold name: fold} for leave-one-dataset-out."""
-    contained_in = contained_in or {}
+def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None,
+                   digests: dict | None = None) -> dict:
+    """``datasets``: name → case list; ``contained_in``: name → declared containing datasets;
+    ``digests``: name → {case: content digest}. Returns {fold name: fold} for leave-one-dataset-out."""
+    from planning.content import duplicates
+    contained_in, digests = contained_in or {}, digests or {}
     names = sorted(datasets)
     val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
     folds = {}
     for target in names:
-        sources = [n for n in names if n != target]
-        if not sources or any(s in contained_in.get(target, []) for s in sources):
+        candidates = [n for n in names if n != target]
+        if not candidates or any(s in contained_in.get(target, []) for s in candidates):
             continue
+        excluded = {s: {"*": f"declared contained in {target} (dataset.json contained_in)"}
+                    for s in candidates if target in contained_in.get(s, [])}
+        sources = [s for s in candidates if s not in excluded]
+        if not sources:
+            continue
+        for s in sources:
+            same = duplicates(digests.get(target, {}), digests.get(s, {}))
+            if same:
+                excluded[s] = {c: f"same content as {target}/{t} (content digest {digests[s][c]})"
+                               for c, t in sorted(same.items())}
+        keep = {s: [c for c in sorted(datasets[s]) if c not in excluded.get(s, {})] for s in sources}
         folds[f"loo_{target}"] = {
             "sources": sources, "target": target,
-            "train": {s: [c for c in sorted(datasets[s]) if c not in val[s]] for s in sources},
-            "val": {s: val[s] for s in sources},
+            "train": {s: [c for c in keep[s] if c not in val[s]] for s in sources},
+            "val": {s: [c for c in val[s] if c in keep[s]] for s in sources},
             "test": {target: sorted(datasets[target])},
+            "excluded": excluded,
             "auto": True,
         }
     return folds
@@ -73,12 +97,13 @@ def add_fold(path, name: str, fold: dict) -> dict:
     return splits
 
 
-def update_splits(path, datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None) -> dict:
+def update_splits(path, datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None,
+                  digests: dict | None = None) -> dict:
     """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept."""
     path = Path(path)
     splits = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
     kept = {k: v for k, v in splits.get("folds", {}).items() if not v.get("auto", False)}
-    auto = make_loo_folds(datasets, val_per_source, seed, contained_in)
+    auto = make_loo_folds(datasets, val_per_source, seed, contained_in, digests)
     splits.update({"version": SPLITS_VERSION, "seed": seed, "val_per_source": val_per_source,
                    "folds": {**auto, **kept}})
     write_json_atomic(path, splits)

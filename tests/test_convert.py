@@ -100,6 +100,7 @@ def test_msd_ignores_resource_forks(tmp_path):
     (report,) = run("msd-liver", root, tmp_path / "raw")
     assert report.ok and report.converted == ["msdliver_003"]
     check_pair(tmp_path / "raw", "MSD_Liver", "msdliver_003", seg > 0)
+    assert load_dataset_json(tmp_path / "raw" / "MSD_Liver").extra["contained_in"] == ["LiTS"]
 
 
 def test_amos_splits_ct_and_mr(tmp_path):
@@ -122,6 +123,7 @@ def test_abdomenct1k_images_and_masks_in_separate_folders(tmp_path):
     (report,) = run("act1k", tmp_path / "ACT", tmp_path / "raw")
     assert report.ok
     check_pair(tmp_path / "raw", "AbdomenCT1K", "act1k_00011", organ_map(shape, 1) == 1)
+    assert load_dataset_json(tmp_path / "raw" / "AbdomenCT1K").extra["contained_in"] == ["LiTS", "MSD_Liver"]
 
 
 def test_nnunet_with_a_chosen_liver_label(tmp_path):
@@ -232,7 +234,7 @@ def test_ircadb_zipped_and_unzipped_with_gap_detection(tmp_path):
     assert "gap in the series" in report.failed["ircadb_03"]
     for n in (1, 2):
         check_pair(tmp_path / "raw", "IRCADb", f"ircadb_{n:02d}", organ_map(shape, 255) > 0, asymmetric_volume(shape, n))
-    assert load_dataset_json(tmp_path / "raw" / "IRCADb").extra["contained_in"] == ["LiTS"]
+    assert load_dataset_json(tmp_path / "raw" / "IRCADb").extra["contained_in"] == ["LiTS", "MSD_Liver"]
 
 
 def test_unknown_layout_and_cli_exit_codes(tmp_path, capsys):

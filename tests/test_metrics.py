@@ -109,7 +109,7 @@ def test_empty_mask_rules_have_no_nan():
     both = all_metrics(empty, empty, (1, 1, 1))
     assert both["dice"] == 1 and both["iou"] == 1 and both["ravd"] == 0 and both["assd_mm"] == 0
     missed = all_metrics(empty, full, (1, 2, 3))
-    assert missed["dice"] == 0 and missed["ravd"] == 1.0
+    assert missed["dice"] == 0 and missed["ravd"] == 100.0
     assert missed["mssd_mm"] == pytest.approx(np.sqrt(10 ** 2 + 20 ** 2 + 30 ** 2))
     spurious = all_metrics(full, empty, (1, 1, 1))
     assert spurious["ravd"] == float("inf") and not any(np.isnan(v) for v in spurious.values())
@@ -169,4 +169,53 @@ def test_paired_t_test_on_a_hand_example(tmp_path, capsys):
     assert rows[1]["p_value"] == 1.0                                    # identical columns
     assert "| dice | 0.875 ± 0.056 | 0.890 ± 0.056 |" in table
     assert evaluate_cli.main(["--compare", str(tmp_path / "A.csv"), str(tmp_path / "B.csv")]) == 0
-    assert "paired t-test" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "paired t-test" in out and "| dice | 0.875 ± 0.056 | 0.890 ± 0.056 | 0.0139 |" in out
+
+
+def test_ravd_is_in_percent():
+    a = cube((30, 30, 30), (5, 5, 5), 10)
+    b = np.zeros_like(a)
+    b[5:17, 5:15, 5:15] = True                                # 1200 vs 1000 voxels
+    assert ravd(b, a) == pytest.approx(20.0) and ravd(a, b) == pytest.approx(100 * 200 / 1200)
+
+
+def test_hd95_is_monai_not_medpy():
+    """A reference sphere and a prediction with a long spike: the directed P→R percentile sees the spike,
+    the pooled (medpy) percentile dilutes it with the many R→P distances near zero."""
+    ref = sphere((40, 40, 40), (20, 20, 20), 10)
+    pred = ref.copy()
+    pred[20, 20, 30:39] = True
+    pred[19:22, 19:22, 30:39] = True
+    d_pr, d_rp = (cKDTree(np.argwhere(m2)).query(np.argwhere(m1))[0] for m1, m2 in
+                  ((_border(pred), _border(ref)), (_border(ref), _border(pred))))
+    monai = max(np.percentile(d_pr, 95), np.percentile(d_rp, 95))
+    medpy = np.percentile(np.concatenate([d_pr, d_rp]), 95)
+    ours = surface_metrics(pred, ref, (1, 1, 1))["hd95_mm"]
+    assert ours == pytest.approx(monai) and ours > medpy + 0.5
+
+
+def _border(m):
+    from scipy import ndimage
+    return m & ~ndimage.binary_erosion(m, border_value=1)
+
+
+def test_paper_protocol_resamples_inplane(tmp_path):
+    """On a 256² grid a mask shifted by 2 voxels in x: natively 2 × 0.5 mm; at 128² the shift is one
+    1 mm voxel — the same millimetres, on the paper's grid — and the spacing is reported accordingly."""
+    from liverwild.evaluation.evaluate import evaluate_case, inplane_resampled
+    g = Geometry((256, 256, 12), (0.5, 0.5, 4.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    ref = np.zeros((12, 256, 256), np.uint8)
+    ref[2:10, 60:180, 60:180] = 1
+    pred = np.zeros_like(ref)
+    pred[2:10, 60:180, 62:182] = 1
+    write_mask(ref, g, tmp_path / "ref.nii.gz")
+    write_mask(pred, g, tmp_path / "pred.nii.gz")
+    native = evaluate_case(tmp_path / "pred.nii.gz", tmp_path / "ref.nii.gz")
+    paper = evaluate_case(tmp_path / "pred.nii.gz", tmp_path / "ref.nii.gz", protocol="multi-dg")
+    assert native["mssd_mm"] == pytest.approx(1.0) and paper["mssd_mm"] == pytest.approx(1.0)
+    assert native["dice"] == pytest.approx(118 / 120) and paper["dice"] == pytest.approx(59 / 60)
+    small, spacing = inplane_resampled(ref > 0, g, 192)
+    assert small.shape == (12, 192, 192) and spacing == pytest.approx((4.0, 256 * 0.5 / 192, 256 * 0.5 / 192))
+    with pytest.raises(Exception, match="unknown evaluation protocol"):
+        evaluate_case(tmp_path / "pred.nii.gz", tmp_path / "ref.nii.gz", protocol="nope")

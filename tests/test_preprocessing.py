@@ -7,7 +7,7 @@ import torch
 
 from liverwild.backbones import FrozenBackbone
 from liverwild.cli import plan_and_preprocess as cli
-from liverwild.errors import ConfigurationError
+from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import read_image, write_volume
 from liverwild.phantoms import write_phantoms
 from planning.plans import load_plans
@@ -249,6 +249,7 @@ def test_splits_keep_user_folds_and_respect_containment(tmp_path):
                 "BTCV": [f"b{i}" for i in range(30)]}
     folds = make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})
     assert "loo_IRCADb" not in folds and "loo_LiTS" in folds
+    assert folds["loo_LiTS"]["sources"] == ["BTCV"] and "IRCADb" in folds["loo_LiTS"]["excluded"]
     assert len(folds["loo_LiTS"]["val"]["BTCV"]) == 5
     assert folds == make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})          # seeded
     path = tmp_path / "splits.json"
@@ -281,3 +282,17 @@ def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
     torch.save({k: v for k, v in list(source.state_dict().items())[:-1]}, tmp_path / "broken.pth")
     with pytest.raises(ConfigurationError, match="do not fit"):
         FrozenBackbone("vit_small_patch16_224.dino", str(tmp_path / "broken.pth"))
+
+
+def test_single_dg_preset_thresholds_ct_at_125_hu(raw_root, tmp_path):
+    from planning.plans import default_normalization
+    assert default_normalization("CT")["window"] == [0.0, 500.0] and "preset" not in default_normalization("CT")
+    assert default_normalization("CT", preset="single-dg")["window"] == [0.0, 125.0]
+    assert default_normalization("MR", preset="single-dg")["relative_to_body_median"]
+    reports = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="single-dg")
+    plans = json.loads((tmp_path / "pre" / "PhantomNativeCT" / "plans.json").read_text())
+    assert plans["normalization"]["window"] == [0.0, 125.0] and plans["normalization"]["preset"] == "single-dg"
+    again = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="default")
+    assert again[0].data_identifier != reports[0].data_identifier
+    with pytest.raises(LiverwildError, match="unknown normalisation preset"):
+        default_normalization("CT", preset="bogus")

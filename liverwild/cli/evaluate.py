@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--references", help="folder of reference label maps")
     p.add_argument("--labels", type=int, nargs="+", default=[1],
                    help="reference label values counted as foreground (e.g. 1 2 for liver + tumour)")
+    p.add_argument("--protocol", default="native", choices=["native", "multi-dg", "single-dg"],
+                   help="native: the scan's own grid (default); multi-dg / single-dg: the paper's protocol, masks "
+                        "compared on axial slices resized to 128² / 192²")
     p.add_argument("-o", "--output", default=None, help="per-case CSV (default PRED/results.csv); summary JSON beside")
     p.add_argument("--compare", nargs=2, metavar=("A.csv", "B.csv"), help="paired t-test per metric, Markdown table")
     p.add_argument("--names", nargs=2, default=None, help="column names for --compare")
@@ -34,11 +37,15 @@ def main(argv=None) -> int:
             parser.error("-p and -r are required (or use --compare A.csv B.csv)")
         from pathlib import Path
         out = args.output or str(Path(args.predictions) / "results.csv")
-        table, summary, failures = evaluate_folders(args.predictions, args.references, tuple(args.labels), out)
+        table, summary, failures = evaluate_folders(args.predictions, args.references, tuple(args.labels), out,
+                                                   protocol=args.protocol)
         for metric in ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm"):
             s = summary[metric]
             if s["mean"] is not None:
-                print(f"{metric:8s} {s['mean']:.4f} ± {s['std']:.4f}  (median {s['median']:.4f}, n={summary['n_cases']})")
+                unit = "%" if metric == "ravd" else ""
+                print(f"{metric:8s} {s['mean']:.4f}{unit} ± {s['std']:.4f}{unit}  (median {s['median']:.4f}, "
+                      f"n={summary['n_cases']})")
+        print(f"protocol: {args.protocol}")
         print(f"per case: {out}; summary: {Path(out).with_suffix('.summary.json')}")
         return 1 if failures else 0
     return run(work)

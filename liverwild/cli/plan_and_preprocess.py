@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "stride:N, last:K (ViT), or stage names such as blocks.2,blocks.4")
     p.add_argument("--random-backbone", action="store_true",
                    help="use a randomly initialised backbone (tests and demos only; recorded in every artefact)")
+    p.add_argument("--normalization", default=None, choices=["default", "single-dg"],
+                   help="normalisation preset: default (CT window [0, 500] HU), or single-dg (CT thresholded at 125 HU, "
+                        "the paper's single-source CT→MR setting)")
     p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
@@ -51,7 +54,8 @@ def main(argv=None) -> int:
         reports = plan_and_preprocess(
             args.datasets, args.raw, args.preprocessed, args.backbone, args.backbone_weights, args.random_backbone,
             args.views, args.device, args.workers, args.batch_size, args.plan_only, args.preprocess_only,
-            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress, tap=args.feature_tap)
+            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress, tap=args.feature_tap,
+            normalization=args.normalization)
         failed = {r.dataset: r.failed for r in reports if r.failed}
         if failed:
             n = sum(len(v) for v in failed.values())

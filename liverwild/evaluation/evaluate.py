@@ -27,19 +27,52 @@ def match_cases(pred_dir, ref_dir) -> tuple:
     return common, sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
 
 
-def evaluate_case(pred_path, ref_path, labels=(1,)) -> dict:
+PROTOCOLS = {"native": None, "multi-dg": 128, "single-dg": 192}
+"""Evaluation protocols: ``native`` (the scan's own grid, the default), and the paper's: masks compared
+on canonical axial slices resized to 128 × 128 (multi-source DG) or 192 × 192 (single-source CT→MR)."""
+
+
+def inplane_resampled(mask: np.ndarray, geometry, size: int) -> tuple:
+    """Boolean mask → (canonical ``(z, size, size)`` mask, its ``(z, y, x)`` spacing in mm).
+
+    Axial slices are resized with nearest-neighbour sampling; the through-plane grid is kept.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..io import Reorientation
+    reorient = Reorientation.from_geometry(geometry)
+    canonical = np.ascontiguousarray(reorient.to_canonical(mask), dtype=np.uint8)
+    sx, sy, sz = reorient.canonical_geometry(geometry).spacing
+    nz, ny, nx = canonical.shape
+    t = torch.from_numpy(canonical)[:, None].float()
+    out = F.interpolate(t, size=(size, size), mode="nearest-exact")[:, 0].numpy() > 0.5
+    return out, (sz, sy * ny / size, sx * nx / size)
+
+
+def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") -> dict:
+    """Metrics of one case; ``protocol`` is a key of :data:`PROTOCOLS`."""
+    if protocol not in PROTOCOLS:
+        raise LiverwildError(f"unknown evaluation protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     pred = read_label(pred_path)
     ref = read_label(ref_path)
     diffs = pred.geometry.differences(ref.geometry)
     if diffs:
         raise LiverwildError(f"{pred_path}: geometry differs from the reference {ref_path}: " + "; ".join(diffs))
-    spacing_zyx = tuple(reversed(ref.geometry.spacing))
-    return all_metrics(pred.array > 0, np.isin(ref.array, labels), spacing_zyx)
+    p, r = pred.array > 0, np.isin(ref.array, labels)
+    size = PROTOCOLS[protocol]
+    if size is None:
+        return all_metrics(p, r, tuple(reversed(ref.geometry.spacing)))
+    p, spacing_zyx = inplane_resampled(p, ref.geometry, size)
+    r, _ = inplane_resampled(r, ref.geometry, size)
+    return all_metrics(p, r, spacing_zyx)
 
 
-def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True) -> tuple:
+def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True,
+                     protocol: str = "native") -> tuple:
     """Per-case metrics (DataFrame), summary dict and failures; writes ``output_csv`` and a summary JSON
-    beside it when given. A case whose geometry differs is an error for that case only."""
+    beside it when given. A case whose geometry differs is an error for that case only. ``protocol``:
+    ``native`` (default), ``multi-dg`` (128² in-plane, as the paper) or ``single-dg`` (192²)."""
     import pandas as pd
     from tqdm import tqdm
     pairs, missing, extra = match_cases(pred_dir, ref_dir)
@@ -49,7 +82,7 @@ def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print,
     rows, failures = [], {}
     for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=not progress or len(pairs) < 3):
         try:
-            rows.append({"case": case, **evaluate_case(p, r, labels)})
+            rows.append({"case": case, **evaluate_case(p, r, labels, protocol)})
         except LiverwildError as exc:
             failures[case] = str(exc)
             log(f"FAILED {exc}")
@@ -58,7 +91,9 @@ def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print,
         log(f"FAILED {failures[case]}")
     table = pd.DataFrame(rows, columns=["case", *METRICS, "volume_pred_ml", "volume_ref_ml"])
     summary = {**summarize(rows), "prediction_folder": str(pred_dir), "reference_folder": str(ref_dir),
-               "labels": list(labels), "failed": failures, "predictions_without_reference": extra}
+               "labels": list(labels), "protocol": protocol, "inplane_size": PROTOCOLS[protocol],
+               "units": {"ravd": "percent", "assd_mm": "mm", "mssd_mm": "mm", "hd95_mm": "mm (MONAI definition)"},
+               "failed": failures, "predictions_without_reference": extra}
     if output_csv:
         with atomic_path(output_csv, ".csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
@@ -86,5 +121,8 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
     for r in rows:
         lines.append(f"| {r['metric']} | {r['mean_a']:.3f} ± {r['std_a']:.3f} | {r['mean_b']:.3f} ± {r['std_b']:.3f} "
                      f"| {r['p_value']:.3g} |")
+        if r["metric"] == "mssd_mm":                        # the paper's tables give MSSD in cm
+            lines.append(f"| mssd_cm | {r['mean_a'] / 10:.3f} ± {r['std_a'] / 10:.3f} | {r['mean_b'] / 10:.3f} ± "
+                         f"{r['std_b'] / 10:.3f} | {r['p_value']:.3g} |")
     lines.append(f"\n{rows[0]['n']} paired cases; mean ± s.d. across scans.")
     return rows, "\n".join(lines)

@@ -2,20 +2,21 @@
 
 Definitions (as in the CHAOS challenge evaluation):
 
-- Dice = 2|P∩R| / (|P|+|R|); IoU = |P∩R| / |P∪R|; RAVD = |(|P| − |R|)| / |R| (relative absolute volume
-  difference, a fraction; ×100 for percent).
+- Dice = 2|P∩R| / (|P|+|R|); IoU = |P∩R| / |P∪R|; RAVD = 100 · |(|P| − |R|)| / |R| (relative absolute
+  volume difference in **percent**, as CHAOS reports it).
 - Surfaces: the border voxels of a mask, i.e. the mask minus its erosion with the 6-connected (face)
   structuring element; as in CHAOS, the erosion treats the outside of the volume as foreground, so a
   liver cut by the first or last slice has no border on that cut (it is not a surface of the organ).
   For every border voxel of one mask, the Euclidean distance (mm, using the voxel spacing) to the
   nearest border voxel of the other mask; both directions are pooled.
-- ASSD = mean of the pooled distances; MSSD = their maximum (the symmetric Hausdorff distance);
-  HD95 = max(95th percentile of P→R distances, 95th percentile of R→P distances) — the MONAI/medpy
-  definition, written down here because several exist.
+- ASSD = mean of the pooled distances; MSSD = their maximum (the symmetric Hausdorff distance, in mm;
+  the paper's tables give it in cm); HD95 = max(95th percentile of P→R distances, 95th percentile of
+  R→P distances) — MONAI's ``compute_hausdorff_distance(percentile=95)``. It is *not* medpy's ``hd95``,
+  which takes the 95th percentile of the pooled distances of both directions (never larger than ours).
 
 Empty masks (no NaN surprises): both empty → Dice 1, IoU 1, RAVD 0, distances 0. Exactly one empty →
-Dice 0, IoU 0, distances = the diagonal of the volume in mm (the worst possible value), RAVD = 1 when
-the prediction is empty and +inf when only the reference is. Spacing is per axis of the array
+Dice 0, IoU 0, distances = the diagonal of the volume in mm (the worst possible value), RAVD = 100 %
+when the prediction is empty and +inf when only the reference is. Spacing is per axis of the array
 ``(z, y, x)``; the direction matrix does not change distances (it is orthonormal).
 """
 from __future__ import annotations
@@ -39,10 +40,11 @@ def iou(pred, ref) -> float:
 
 
 def ravd(pred, ref) -> float:
+    """Relative absolute volume difference in percent."""
     vp, vr = int(np.asarray(pred, bool).sum()), int(np.asarray(ref, bool).sum())
     if vr == 0:
         return 0.0 if vp == 0 else float("inf")
-    return abs(vp - vr) / vr
+    return 100.0 * abs(vp - vr) / vr
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
@@ -127,7 +129,7 @@ class SegmentationMetrics:
         self.rows = []
 
 
-METRICS = ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")
+METRICS = ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")     # ravd in percent
 
 
 def summarize(rows: list) -> dict:

@@ -106,7 +106,10 @@ def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 64)
         raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
     fov = rng.uniform(300, 460)
     z_range = (float(rng.uniform(-300, -170)), float(rng.uniform(-40, 60)))
-    slice_mm = max(slice_mm, (z_range[1] - z_range[0]) / max_slices)
+    extent = slice_mm * max_slices
+    if z_range[1] - z_range[0] > extent:             # thin slices: a shorter stack that still holds liver
+        low = float(rng.uniform(max(z_range[0], -190 - 0.5 * extent), min(z_range[1] - extent, -0.5 * extent)))
+        z_range = (low, low + extent)
     body = rng.uniform(0.85, 1.15)
     kwargs = dict(
         fov_mm=float(fov), matrix=int(round(fov / spacing)), slice_mm=float(slice_mm), z_range=z_range,

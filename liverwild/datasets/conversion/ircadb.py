@@ -48,7 +48,7 @@ class IRCADb(Converter):
                 if p.is_dir() and p.name.split(".")[-1].isdigit()]
 
     def dataset_extra(self) -> dict:
-        return {"contained_in": ["LiTS"]}
+        return {"contained_in": ["LiTS", "MSD_Liver"]}         # IRCADb's 20 scans are LiTS 28–47
 
     def load(self, case: CaseSource) -> LoadedCase:
         with tempfile.TemporaryDirectory() as tmp:

@@ -98,6 +98,9 @@ class MSDLiver(NiftiPairConverter):
         return [CaseSource(f"msdliver_{_number(p.name):0>3}", p, root / "labelsTr" / p.name)
                 for p in _visible((root / "imagesTr").glob("liver_*.nii*"))]
 
+    def dataset_extra(self) -> dict:
+        return {"contained_in": ["LiTS"]}            # Task03's training scans are LiTS's
+
 
 class AMOS(NiftiPairConverter):
     """AMOS22: ids < 500 are CT, ≥ 500 MR; ``modality`` option picks which part this converter writes."""
@@ -140,6 +143,9 @@ class AbdomenCT1K(NiftiPairConverter):
             name = image.name.replace("_0000.nii.gz", ".nii.gz")
             cases.append(CaseSource(f"act1k_{_number(name)}", image, masks.get(name)))
         return cases
+
+    def dataset_extra(self) -> dict:
+        return {"contained_in": ["LiTS", "MSD_Liver"]}   # it reuses public scans, LiTS's among them
 
 
 class NNUNet(NiftiPairConverter):
