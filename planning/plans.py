@@ -62,6 +62,10 @@ def default_normalization(modality: str, fingerprint_aggregate: dict | None = No
     return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
 
 
+class OutdatedPlansError(LiverwildError):
+    """Plans, a cache or a model made before the current plans version."""
+
+
 @dataclass
 class Plans:
     dataset: str
