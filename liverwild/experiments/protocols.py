@@ -1,0 +1,86 @@
+"""Named experiment protocols: which (fold, trainer, seed) runs make up a table of the paper.
+
+- ``multi-dg`` — every leave-one-dataset-out fold of ``splits.json`` (Table 1): one column per target.
+- ``single-dg`` — one CT source → each MR dataset (Table 2, CT→MR): folds ``single_<CT>_to_<MR>``
+  are added to ``splits.json``.
+- ``ablations`` — the Table 3/4 trainer variants on one fold (``--fold``, default the first LOO fold).
+- ``seeds`` — the reference trainer on one fold with several seeds: the run-to-run spread every claim
+  is compared with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REFERENCE_TRAINER = "ContrastiveDistillationTrainer"
+ABLATION_TRAINERS = (REFERENCE_TRAINER, "NoDistillationTrainer", "NoFocalTrainer", "NoTverskyTrainer",
+                     "NoLogIoUTrainer", "NoEntropyTrainer", "Positives2ApartTrainer", "TwoNegativesTrainer",
+                     "Scans5PerSourceTrainer", "Scans10PerSourceTrainer", "Scans15PerSourceTrainer")
+
+
+@dataclass(frozen=True)
+class Run:
+    fold: str
+    trainer: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.fold}/{self.trainer}/seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    """The runs of one experiment, and the trainer the others are tested against."""
+
+    name: str
+    runs: list = field(default_factory=list)
+    reference: str = REFERENCE_TRAINER
+    rows: str = "trainer"                        # what the report's rows are: 'trainer' or 'seed'
+
+
+def single_dg_folds(splits: dict, modalities: dict, val_per_source: int = 5, seed: int = 0) -> dict:
+    """``single_<CT>_to_<MR>`` folds for every CT dataset with cases and every MR dataset."""
+    from preprocessing.splits import held_out
+    datasets = {}
+    for fold in splits.get("folds", {}).values():
+        for name, cases in {**fold.get("train", {}), **fold.get("test", {})}.items():
+            datasets.setdefault(name, set()).update(cases)
+        for name, cases in fold.get("val", {}).items():
+            datasets.setdefault(name, set()).update(cases)
+    cts = sorted(n for n in datasets if modalities.get(n) == "CT")
+    mrs = sorted(n for n in datasets if modalities.get(n) == "MR")
+    folds = {}
+    for ct in cts:
+        cases = sorted(datasets[ct])
+        val = held_out(cases, val_per_source, seed, ct)
+        for mr in mrs:
+            folds[f"single_{ct}_to_{mr}"] = {"sources": [ct], "target": mr,
+                                            "train": {ct: [c for c in cases if c not in val]}, "val": {ct: val},
+                                            "test": {mr: sorted(datasets[mr])}, "excluded": {}}
+    return folds
+
+
+def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold: str | None = None) -> Plan:
+    """The runs of protocol ``name`` over the folds in ``splits`` (single-dg folds must be added first)."""
+    from ..errors import LiverwildError
+    folds = splits.get("folds", {})
+    loo = sorted(f for f, v in folds.items() if v.get("auto") and f.startswith("loo_"))
+    seeds = list(seeds) if seeds else None
+    if name == "multi-dg":
+        chosen, trainers, seeds = loo, list(trainers or [REFERENCE_TRAINER]), seeds or [0]
+    elif name == "single-dg":
+        chosen, trainers, seeds = sorted(f for f in folds if f.startswith("single_")), list(trainers or [REFERENCE_TRAINER]), seeds or [0]
+    elif name == "ablations":
+        chosen, trainers, seeds = [fold or (loo[0] if loo else None)], list(trainers or ABLATION_TRAINERS), seeds or [0]
+    elif name == "seeds":
+        chosen, trainers, seeds = [fold or (loo[0] if loo else None)], list(trainers or [REFERENCE_TRAINER]), seeds or [0, 1, 2]
+    else:
+        raise LiverwildError(f"unknown protocol {name!r}; use multi-dg, single-dg, ablations or seeds")
+    chosen = [f for f in chosen if f]
+    missing = [f for f in chosen if f not in folds]
+    if missing or not chosen:
+        raise LiverwildError(f"protocol {name}: no usable fold ({', '.join(missing) or 'none found'} in splits.json); "
+                             "run lw_plan_and_preprocess on the datasets first")
+    runs = [Run(f, t, s) for f in chosen for t in trainers for s in seeds]
+    return Plan(name, runs, trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
+                "seed" if name == "seeds" else "trainer")

@@ -1,0 +1,101 @@
+"""lw_experiment: protocols end to end on tiny phantoms, resumption, and the report's statistics."""
+import json
+
+import pandas as pd
+import pytest
+
+from liverwild.cli import experiment as experiment_cli
+from liverwild.experiments.protocols import Plan, Run, make_plan
+from liverwild.experiments.report import dice_table
+from liverwild.phantoms import write_phantoms
+from preprocessing.pipeline import plan_and_preprocess
+
+DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    write_phantoms(root / "raw", DOMAINS, 3, 0, 0.3, 6, workers=1, progress=False)
+    write_phantoms(root / "raw", ["PhantomArterialCT"], 21, 0, 0.3, 6, workers=1, progress=False)
+    plan_and_preprocess(DOMAINS + ["PhantomArterialCT"], raw=str(root / "raw"), preprocessed=str(root / "pre"),
+                        random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0, progress=False,
+                        log=lambda *a: None)
+    return root
+
+
+def cli(folders, *args):
+    return experiment_cli.main([*args, "--quick", "--device", "cpu", "--raw", str(folders / "raw"), "--preprocessed",
+                                str(folders / "pre"), "--results", str(folders / "res")])
+
+
+def test_multi_dg_quick_runs_every_fold_and_resumes(folders):
+    assert cli(folders, "multi-dg") == 0
+    out = folders / "res" / "experiments" / "multi-dg"
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table.target.unique()) == sorted(DOMAINS + ["PhantomArterialCT"])
+    assert len(table) == 3 * 3 + 21 and table.dice.between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert "| trainer | PhantomArterialCT | PhantomNativeCT | PhantomPortalCT | PhantomT2MR |" in report
+    assert "QUICK run" in report and "MSSD (cm)" in report
+    run_json = out / "runs" / "loo_PhantomT2MR" / "ContrastiveDistillationTrainer" / "seed0" / "run.json"
+    before = run_json.stat().st_mtime_ns
+    assert json.loads(run_json.read_text())["target"] == "PhantomT2MR"
+    assert cli(folders, "multi-dg") == 0                                 # finished runs are reused
+    assert run_json.stat().st_mtime_ns == before
+
+
+def test_seeds_quick_reports_the_spread(folders):
+    assert cli(folders, "seeds", "--fold", "loo_PhantomT2MR") == 0
+    out = folders / "res" / "experiments" / "seeds"
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table.seed.unique()) == [0, 1, 2] and set(table.target) == {"PhantomT2MR"}
+    assert "| s.d. of the seed means |" in (out / "report.md").read_text()
+    models = [json.loads(p.read_text())["config"]["seed"] for p in (out / "models").rglob("config.json")]
+    assert sorted(models) == [0, 1, 2]
+
+
+def test_interrupted_training_resumes_inside_the_experiment(folders):
+    """A run whose training stopped after one epoch continues from checkpoint_latest.pth."""
+    from liverwild.training import TrainerConfig, train_fold
+    out = folders / "res" / "experiments" / "resume"
+    config = TrainerConfig().updated(epochs=1, steps_per_epoch=4, batch_size=4)
+    first = train_fold("loo_PhantomNativeCT", preprocessed=str(folders / "pre"), results=str(out / "models" / "seed0"),
+                       device="cpu", config=config, progress=False, log=lambda *a: None)
+    assert cli(folders, "multi-dg", "-o", str(out)) == 0
+    log = pd.read_csv(f"{first['output']}/log.csv")
+    assert list(log.epoch) == [0, 1]                                     # epoch 0 kept, epoch 1 added
+
+
+def test_scan_caps_of_10_and_15_per_source_train(folders):
+    from preprocessing.splits import load_splits
+    from liverwild.training import TrainerConfig, get_trainer
+    fold = load_splits(folders / "pre" / "splits.json")["folds"]["loo_PhantomT2MR"]
+    assert len(fold["train"]["PhantomArterialCT"]) == 16                 # 21 cases, 5 held out
+    for name, cap in (("Scans10PerSourceTrainer", 10), ("Scans15PerSourceTrainer", 15)):
+        trainer = get_trainer(name)("loo_PhantomT2MR", fold, folders / "pre", folders / "res" / "caps",
+                                    TrainerConfig().updated(epochs=1, steps_per_epoch=2, batch_size=4), "cpu",
+                                    log=lambda *a: None)
+        trainer.build_datasets()
+        per_source = pd.Series([c.folder.parent.parent.name for c in trainer.train_set.cases]).value_counts()
+        assert per_source["PhantomArterialCT"] == cap and per_source["PhantomNativeCT"] == 2
+        assert trainer.fit(progress=False)["epochs"] == 1
+
+
+def test_bold_only_where_significant():
+    rows = []
+    for case in range(8):
+        rows += [{"target": "T", "trainer": "Ref", "seed": 0, "case": f"c{case}", "dice": 0.80 + 0.01 * case},
+                 {"target": "T", "trainer": "Better", "seed": 0, "case": f"c{case}", "dice": 0.85 + 0.01 * case
+                  + 0.002 * (case % 2)},
+                 {"target": "U", "trainer": "Ref", "seed": 0, "case": f"c{case}", "dice": 0.80 + 0.01 * case},
+                 {"target": "U", "trainer": "Better", "seed": 0, "case": f"c{case}",
+                  "dice": 0.80 + 0.01 * case + (0.01 if case % 2 else -0.009)}]
+    table = pd.DataFrame(rows)
+    plan = Plan("multi-dg", [Run("loo_T", "Ref", 0)], reference="Ref")
+    lines = dice_table(table, plan)
+    better = next(line for line in lines if line.startswith("| Better"))
+    assert better.split("|")[2].strip().startswith("**0.886")           # T: +0.05 on every scan → bold
+    assert "**" not in better.split("|")[3]                              # U: a coin-flip difference → not bold
+    with pytest.raises(Exception, match="unknown protocol"):
+        make_plan("bogus", {"folds": {}})
