@@ -10,6 +10,7 @@ COMMANDS = {
     "lw_phantoms": "liverwild.cli.phantoms:main",
     "lw_demo": "liverwild.cli.demo:main",
     "lw_build_default_model": "liverwild.cli.build_default_model:main",
+    "lw_experiment": "liverwild.cli.experiment:main",
 }
 
 setup(
