@@ -173,3 +173,29 @@ def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
     fold = load_splits(pre / "splits.json")["folds"][FOLD]
     with pytest.raises(LiverwildError, match="different teachers"):
         Trainer(FOLD, fold, pre, tmp_path, small(), "cpu")
+
+
+def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path):
+    """Items are freshly augmented original slices (deterministic per epoch and item, new each epoch);
+    the teacher turns an un-augmented batch into exactly the cached view-0 features; a few steps train."""
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = get_trainer("OnlineAugmentationTrainer")(FOLD, fold, preprocessed, tmp_path,
+                                                        small(epochs=1, steps_per_epoch=3, batch_size=4), "cpu")
+    assert trainer.config.augmentation == "online"
+    trainer.build_datasets()
+    ds = trainer.train_set
+    a, b = ds[7], ds[7]
+    assert set(a) == {"slice", "label", "positive_slice", "negative_slices"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ds.epoch = 1
+    assert not torch.equal(ds[7]["slice"], a["slice"])                  # augmented afresh each epoch
+    case, si = ds.cases[ds.index[7][0]], ds.index[7][1]
+    plain = torch.from_numpy(case.slices[0, [si, si, si]].astype("float32"))[:, None]
+    trainer.network = None
+    batch = trainer.prepare_batch({"slice": plain[:1], "label": plain[:1], "positive_slice": plain[1:2],
+                                   "negative_slices": plain[2:][None]})
+    cached = torch.from_numpy(case.features[0, si].astype("float32"))
+    assert torch.allclose(batch["features"][0], cached, atol=2e-2)     # float16 cache vs float32
+    assert batch["negatives"].shape == (1, 1, *cached.shape)
+    result = trainer.fit(progress=False)
+    assert result["epochs"] == 1

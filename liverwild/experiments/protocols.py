@@ -5,7 +5,8 @@
   are added to ``splits.json``.
 - ``ablations`` — the Table 3/4 trainer variants on one fold (``--fold``, default the first LOO fold).
 - ``seeds`` — the reference trainer on one fold with several seeds: the run-to-run spread every claim
-  is compared with.
+  is compared with (with several ``--trainers``, e.g. cached vs online augmentation, rows are trainers
+  and the paired tests pair the same seed and scan).
 """
 from __future__ import annotations
 
@@ -83,4 +84,4 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold: str | No
                              "run lw_plan_and_preprocess on the datasets first")
     runs = [Run(f, t, s) for f in chosen for t in trainers for s in seeds]
     return Plan(name, runs, trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
-                "seed" if name == "seeds" else "trainer")
+                "seed" if name == "seeds" and len(trainers) == 1 else "trainer")

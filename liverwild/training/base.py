@@ -1,7 +1,8 @@
 """The base trainer: a fixed training loop with small, overridable hooks.
 
 Hooks (override one in a subclass to make a variant): ``build_network``, ``build_losses``,
-``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``train_step``, ``validate``.
+``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``prepare_batch``, ``train_step``,
+``validate``.
 Everything else — data, seeding, mixed precision, logging, checkpoints, resumption — lives here once.
 
 Output folder ``$LW_results/<fold>/<trainer>__<plans id>/``: ``config.json`` (resolved configuration,
@@ -94,7 +95,15 @@ class Trainer:
             val[source] = load_cases(self.preprocessed_root, source, data_id, list(self.fold["val"].get(source, [])))
         if not train:
             raise LiverwildError(f"fold {self.fold_name} has no training cases")
-        self.train_set = SliceDataset(train, self.config.sampling, self.config.seed, self.config.use_augmented_views)
+        if self.config.augmentation == "online":
+            from .data import OnlineAugmentedSliceDataset
+            plans = next(iter(self.plans.values()))
+            self.train_set = OnlineAugmentedSliceDataset(train, plans["augmentation"], self.config.sampling,
+                                                         self.config.seed)
+        elif self.config.augmentation == "cached":
+            self.train_set = SliceDataset(train, self.config.sampling, self.config.seed, self.config.use_augmented_views)
+        else:
+            raise LiverwildError(f"augmentation must be 'cached' or 'online', not {self.config.augmentation!r}")
         self.val_cases = val
         self.feature_channels = int(train[0].features.shape[2])
 
@@ -129,6 +138,24 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
     # ---- one step / one validation -------------------------------------------------------------
+
+    @torch.no_grad()
+    def prepare_batch(self, batch: dict) -> dict:
+        """Online augmentation: the frozen teacher turns the augmented slices into features (one batched
+        forward for anchors, positives and negatives). Cached batches pass unchanged."""
+        if "features" in batch:
+            return batch
+        if getattr(self, "teacher", None) is None:
+            from ..backbones import FrozenBackbone
+            plans = next(iter(self.plans.values()))
+            self.teacher = FrozenBackbone.from_config(plans["backbone"], plans["slice_size"][0]).to(self.device)
+        negatives = batch["negative_slices"]
+        b, n = negatives.shape[:2]
+        stack = torch.cat([batch["slice"], batch["positive_slice"], negatives.flatten(0, 1)])
+        with autocast(self.device, self.config.amp):
+            features = self.teacher(stack).float()
+        return {"features": features[:b], "slice": batch["slice"], "label": batch["label"],
+                "positive": features[b:2 * b], "negatives": features[2 * b:].unflatten(0, (b, n))}
 
     def train_step(self, batch: dict) -> dict:
         weights = self.config.loss_weights
@@ -204,7 +231,7 @@ class Trainer:
         self.network.train()
         sums, count, start = {}, 0, time.perf_counter()
         for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = self.prepare_batch({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             stats = self.train_step(batch)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v

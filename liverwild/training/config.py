@@ -29,6 +29,8 @@ class TrainerConfig:
     decoder_dropout: float = 0.3
     max_scans_per_source: int | None = None  # Table 4 ablation: 5 / 10 / 15 training scans per source
     use_augmented_views: bool = True
+    augmentation: str = "cached"            # cached: the K views made at preprocessing; online: augment on the fly
+                                            # and run the frozen teacher in the training loop (as the paper)
     steps_per_epoch: int | None = None      # None: one pass over the training slices
     val_batch_size: int = 32
     num_workers: int | None = None        # None: 0 on CPU, up to 8 loader processes on GPU

@@ -63,3 +63,30 @@ def load_cases(preprocessed_root, dataset: str, data_identifier: str, names: lis
                                  f"run lw_plan_and_preprocess -d {dataset}")
         cases.append(CachedCase(case_dir))
     return cases
+
+
+class OnlineAugmentedSliceDataset(SliceDataset):
+    """Like :class:`SliceDataset`, but augments on the fly, as the paper trains: every item takes the
+    original (view 0) normalised slices of the anchor and its partners, augments them afresh (Table A1
+    parameters from the plans, seeded by (seed, epoch, item)) and returns *slices*; the trainer runs the
+    frozen teacher on them. Items: ``slice``, ``label``, ``positive_slice`` ``(1, H, W)``,
+    ``negative_slices`` ``(n, 1, H, W)``."""
+
+    def __init__(self, cases: list, augmentation: dict, strategy: str = "neighbours", seed: int = 0):
+        super().__init__(cases, strategy, seed, use_views=False)
+        self.augmentation = augmentation
+
+    def __getitem__(self, k: int) -> dict:
+        from preprocessing.augmentation import augment_stack
+        ci, si = self.index[k]
+        case = self.cases[ci]
+        rng = np.random.default_rng([self.seed, self.epoch, k])
+        positives, negatives = contrastive_partners(si, case.n_slices, self.strategy)
+        pos = int(positives[rng.integers(len(positives))])
+        order = [si, pos, *(int(i) for i in negatives)]
+        slices = np.asarray(case.slices[0, order], dtype=np.float32)
+        labels = np.asarray(case.labels[0, order], dtype=np.uint8)
+        slices, labels = augment_stack(slices, labels, self.augmentation, int(rng.integers(2**31)))
+        t = torch.from_numpy(slices)[:, None]
+        return {"slice": t[0], "label": torch.from_numpy(labels[0].astype(np.float32))[None],
+                "positive_slice": t[1], "negative_slices": t[2:]}

@@ -80,3 +80,11 @@ class Scans10PerSourceTrainer(ContrastiveDistillationTrainer):
 @register_trainer
 class Scans15PerSourceTrainer(ContrastiveDistillationTrainer):
     overrides = {"max_scans_per_source": 15}
+
+
+# Augmentation as the paper trains
+@register_trainer
+class OnlineAugmentationTrainer(ContrastiveDistillationTrainer):
+    """Augments the normalised slices on the fly and runs the frozen teacher in the loop (as the paper),
+    instead of drawing one of the K views cached at preprocessing. Practical on a GPU, slow on CPU."""
+    overrides = {"augmentation": "online"}
