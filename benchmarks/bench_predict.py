@@ -53,7 +53,10 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--slices", type=int, default=126)
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--backbone", default="vit_small_patch16_224.dino")
+    p.add_argument("--backbone", default="vit_small_patch16_224.dino",
+                   help="teacher of the untrained benchmark model (ignored with --model)")
+    p.add_argument("--model", default=None,
+                   help="a trained model folder, or 'default' (the shipped default model), instead of an untrained one")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--no-bare", action="store_true", help="skip the bare backbone timing")
     args = p.parse_args()
@@ -66,16 +69,22 @@ def main():
                                                              args=(tmp / "in" / "scan.nii.gz", args.size, args.slices))
         child.start()
         child.join()
-        fake_model(tmp / "model", args.backbone)
+        if args.model:
+            from liverwild.inference.model import resolve_model_dir
+            model_dir = resolve_model_dir(args.model)
+        else:
+            model_dir = tmp / "model"
+            fake_model(model_dir, args.backbone)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
-        report = predict(tmp / "in", tmp / "out", tmp / "model", device=device, batch_size=args.batch_size,
+        report = predict(tmp / "in", tmp / "out", model_dir, device=device, batch_size=args.batch_size,
                          progress=False, log=lambda *a: None)
         total = time.perf_counter() - start
         scan = report["scans"][0]
         assert not scan["error"], scan["error"]
         print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}); "
-              f"scan {args.size}×{args.size}×{args.slices}; backbone {args.backbone}")
+              f"scan {args.size}×{args.size}×{args.slices}; model {args.model or 'untrained'}; "
+              f"teacher {report['model']['teacher']}")
         for stage in STAGES:
             print(f"  {stage:13s} {scan['seconds'][stage]:8.3f} s")
         model_time = scan["seconds"]["backbone"] + scan["seconds"]["head_decoder"]
@@ -93,7 +102,12 @@ def main():
         if device.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
         if not args.no_bare:
-            backbone = FrozenBackbone(args.backbone, "random").to(device)
+            if args.model:
+                from liverwild.inference.model import TrainedModel
+                spec = TrainedModel(model_dir).backbone_spec
+                backbone = FrozenBackbone.from_config(spec).to(device)
+            else:
+                backbone = FrozenBackbone(args.backbone, "random").to(device)
             batch = args.batch_size or (128 if device.type == "cuda" else 16)
             x = torch.randn(args.slices, 1, 224, 224)
             with torch.inference_mode(), autocast(device):

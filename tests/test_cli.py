@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 from liverwild.cli import phantoms as phantoms_cli
 from liverwild.cli import common
@@ -44,7 +46,21 @@ def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     assert "RANDOM" not in result.stdout and "not patients" in result.stdout
     report = __import__("json").loads((tmp_path / "demo" / "demo_report.json").read_text())
     assert report["backbone"]["teacher"] == "imagenet-effnet-lite0" and report["backbone"]["weights_tag"] != "random"
-    assert report["summary"]["n_cases"] == 3 and 0 <= report["summary"]["dice"]["mean"] <= 1
+    import pandas as pd
+
+    from liverwild.io import read_image
+    table = pd.read_csv(report["evaluation_csv"])
+    assert report["summary"]["n_cases"] == 3 == len(table)
+    assert report["summary"]["dice"]["mean"] == pytest.approx(table.dice.mean())
+    for row in table.itertuples():                               # what it prints is what it measured
+        assert f"{row.case:22s} {row.dice:6.3f}" in result.stdout
+        mask = read_image(tmp_path / "demo" / "predictions" / f"{row.case}.nii.gz", dtype=None)
+        image = read_image(tmp_path / "demo" / "raw" / "PhantomT2MR" / "imagesTr" / f"{row.case}_0000.nii.gz")
+        assert mask.geometry == image.geometry
+    again = subprocess.run(["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
+                           capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert again.returncode == 0, again.stderr                   # a re-run in the same folder just works
+    assert "PhantomT2MR: OK" in again.stdout
     help_text = subprocess.run([sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True,
                                text=True).stdout
     assert "verify" in help_text

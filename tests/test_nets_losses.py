@@ -112,24 +112,34 @@ def test_contrastive_gradient_reaches_code_only_and_respects_shift():
     loss, _ = contrastive_correlation_loss(f, f, code, code, 0.55)
     loss.backward()
     assert f.grad is None and code.grad is not None and torch.isfinite(code.grad).all()
-    # a large shift makes every positive code correlation costly: gradient descent lowers similarity
+    # with the paper's self shift (0.55 > every centred feature correlation of random features), every
+    # positive code correlation is costly: gradient descent lowers the code similarity
     code2 = torch.randn(1, 8, 4, 4).abs().requires_grad_(True)           # all-positive codes: similar
     before = tensor_correlation(code2, code2).mean().item()
     opt = torch.optim.SGD([code2], lr=1.0)
     for _ in range(20):
         opt.zero_grad()
-        contrastive_correlation_loss(f[:1].detach(), f[:1].detach(), code2, code2, 5.0)[0].backward()
+        contrastive_correlation_loss(f[:1].detach(), f[:1].detach(), code2, code2, 0.55)[0].backward()
         opt.step()
     assert tensor_correlation(code2, code2).mean().item() < before
 
 
-def test_distillation_loss_terms_and_similarities():
-    loss_fn = ContrastiveDistillationLoss()
-    f, c = torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4)
-    total, parts = loss_fn(f, c, [(torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4))],
-                           [(torch.randn(2, 16, 4, 4), torch.randn(2, 8, 4, 4))] * 2)
+def test_distillation_loss_with_the_papers_shifts_on_a_hand_example():
+    """Two positions with orthogonal features (centred correlation +0.5 on the diagonal, −0.5 off it) and
+    codes 60° apart (code correlation 1 on the diagonal, 0.5 off it):
+    L_cr(b) = −[2·(0.5 − b)·1 + 2·(−0.5 − b)·0.5] / 4 = (3b − 0.5) / 4 → 0.2875 (b_self 0.55),
+    0.25 (b₊ 0.5), 0.325 (b₋ 0.6); L_cd = 0.8625 with each pair kind given once."""
+    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])                                  # (1, 2, 1, 2)
+    code = torch.tensor([[[[1.0, 0.5]], [[0.0, 3 ** 0.5 / 2]]]])                      # unit vectors 60° apart
+    assert tensor_correlation(code, code)[0, 0, 0, 0, 1].item() == pytest.approx(0.5)
+    for b, expected in ((0.55, 0.2875), (0.5, 0.25), (0.6, 0.325)):
+        assert contrastive_correlation_loss(f, f, code, code, b)[0].item() == pytest.approx(expected, abs=1e-6)
+    total, parts = ContrastiveDistillationLoss(0.55, 0.5, 0.6)(f, code, [(f, code)], [(f, code)])
     assert set(parts) == {"cd_self", "cd_pos", "cd_neg", "sim_self", "sim_pos", "sim_neg"}
-    assert total.item() == pytest.approx(float(parts["cd_self"] + parts["cd_pos"] + parts["cd_neg"]), rel=1e-5)
+    assert total.item() == pytest.approx(0.8625, abs=1e-6)
+    assert parts["sim_self"].item() == pytest.approx(0.75)                             # mean of [[1, .5], [.5, 1]]
+    two_negatives = ContrastiveDistillationLoss(0.55, 0.5, 0.6)(f, code, [(f, code)], [(f, code)] * 2)[0]
+    assert two_negatives.item() == pytest.approx(0.8625, abs=1e-6)                   # averaged, not summed
 
 
 # ---- slice sampling ------------------------------------------------------------------------------
