@@ -55,6 +55,7 @@ def test_seeds_quick_reports_the_spread(folders):
     assert sorted(models) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_inside_the_experiment(folders):
     """A run whose training stopped after one epoch continues from checkpoint_latest.pth."""
     from liverwild.training import TrainerConfig, train_fold
