@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path, write_json_atomic
+from .checkpoints import load_checkpoint
 from .errors import ConfigurationError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
@@ -64,7 +65,7 @@ def export_model(run_folder, output, provenance: dict) -> Path:
     """Write a slim model folder (``checkpoint_best.pth`` with the network and plans only, ``config.json``,
     ``provenance.json`` with the checkpoint's SHA-256) from a training output folder."""
     run_folder, output = Path(run_folder), Path(output)
-    state = torch.load(run_folder / "checkpoint_best.pth", map_location="cpu", weights_only=False)
+    state = load_checkpoint(run_folder / "checkpoint_best.pth")
     slim = {"trainer": state["trainer"], "network": state["network"], "network_config": state["network_config"],
             "plans": state["plans"], "config": state["config"], "epochs_done": state["epochs_done"],
             "best_dice": state["best_dice"]}

@@ -57,8 +57,8 @@ def run_one(run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path,
     latest = probe.output / "checkpoint_latest.pth"
     done = 0
     if latest.is_file():
-        import torch
-        done = int(torch.load(latest, map_location="cpu", weights_only=False)["epochs_done"])
+        from ..checkpoints import load_checkpoint
+        done = int(load_checkpoint(latest)["epochs_done"])
     if done < seeded.epochs:                           # not started, interrupted, or shorter than asked for
         resume = done > 0
         train_fold(run.fold, run.trainer, preprocessed=str(preprocessed), results=str(models), device=device,

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..backbones import FrozenBackbone, describe_teacher, with_weights
+from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import ContrastiveDistillationNet
 
@@ -46,7 +47,7 @@ class TrainedModel:
         path = self.folder / name
         if not path.is_file():
             raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path)
         self.checkpoint = str(path)
         self.plans = state["plans"]                     # per source dataset
         self._check_plans(path)

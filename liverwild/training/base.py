@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones import describe_teacher
+from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
 from .config import TrainerConfig
@@ -300,7 +301,7 @@ class Trainer:
             torch.save(self.checkpoint_state(), tmp)
 
     def load_checkpoint(self, path):
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, map_location=self.device)
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
