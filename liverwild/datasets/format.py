@@ -16,6 +16,7 @@ read as well: the modality then comes from ``channel_names["0"]`` and the cases 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,11 @@ def case_files(folder, info: DatasetInfo, case: str, split: str = "Tr") -> tuple
     folder = Path(folder)
     image = folder / f"images{split}" / f"{case}{CHANNEL}{info.file_ending}"
     label = folder / "labelsTr" / f"{case}{info.file_ending}" if split == "Tr" else None
+    root = os.path.normpath(folder)
+    for path in (image, label):
+        if path is not None and not os.path.normpath(path).startswith(root + os.sep):
+            raise LiverwildError(f"{folder / 'dataset.json'}: case {case!r} refers to {path}, outside the dataset "
+                                 "folder")
     return image, label
 
 

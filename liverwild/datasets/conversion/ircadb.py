@@ -6,6 +6,7 @@ is part of LiTS, so the dataset is marked ``"contained_in": ["LiTS"]`` (no LiTS-
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,6 +22,24 @@ def _files(folder: Path) -> list:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+MAX_UNZIPPED_BYTES = 16 * 2**30           # one IRCADb series unzips to ~100 MB; more is not an IRCADb archive
+
+
+def check_archive(archive: Path, z: zipfile.ZipFile, target: Path) -> None:
+    """Refuse, before extracting anything, members that would land outside ``target`` (absolute paths,
+    ``..``) and archives whose declared uncompressed size is absurd (zip bombs)."""
+    root = os.path.normpath(target)
+    for member in z.infolist():
+        dest = os.path.normpath(os.path.join(root, member.filename))
+        if os.path.isabs(member.filename) or not (dest == root or dest.startswith(root + os.sep)):
+            raise LiverwildError(f"{archive}: member {member.filename!r} would be written outside the extraction "
+                                 "folder; refusing the archive")
+    total = sum(m.file_size for m in z.infolist())
+    if total > MAX_UNZIPPED_BYTES:
+        raise LiverwildError(f"{archive}: declares {total / 2**30:.1f} GiB uncompressed (limit "
+                             f"{MAX_UNZIPPED_BYTES / 2**30:.0f} GiB); refusing to extract it")
+
+
 def _folder(base: Path, name: str, tmp: Path) -> Path:
     """``base/name`` as a folder, extracting ``base/name.zip`` into ``tmp`` when needed."""
     if (base / name).is_dir():
@@ -29,6 +48,7 @@ def _folder(base: Path, name: str, tmp: Path) -> Path:
     if archive.is_file():
         try:
             with zipfile.ZipFile(archive) as z:
+                check_archive(archive, z, tmp / name)
                 z.extractall(tmp / name)
         except zipfile.BadZipFile as exc:
             raise LiverwildError(f"{archive}: not a readable zip file ({exc})") from exc
