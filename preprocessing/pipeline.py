@@ -7,6 +7,7 @@ are unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from liverwild.datasets import case_files, find_dataset, load_dataset_json
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import Reorientation, read_image, read_label
+from liverwild.locking import folder_lock
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
 from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
@@ -258,6 +260,17 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
     weights = resolve_weights(weights, random_backbone)
     configure_cpu_threads(threads)
     folders = [find_dataset(n, raw_root) for n in names]
+    with contextlib.ExitStack() as locks:                      # one writer per dataset folder
+        for name in sorted({f.name for f in folders}):
+            locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names), log))
+        return _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, device, workers,
+                                    batch_size, plan_only, preprocess_only, replan, val_per_source, seed, progress,
+                                    log, tap, normalization)
+
+
+def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, device, workers, batch_size,
+                         plan_only, preprocess_only, replan, val_per_source, seed, progress, log, tap,
+                         normalization) -> list:
     plans_by_dataset = {}
     for folder in folders:
         target = pre_root / folder.name

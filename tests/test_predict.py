@@ -9,6 +9,7 @@ from liverwild.evaluation import dice, evaluate_folders
 from liverwild.io import (Reorientation, read_image, read_label, stored_geometry, write_dicom_series, write_mask,
                           write_volume)
 from liverwild.phantoms import DOMAINS, generate_case, write_phantoms
+from liverwild.inference import predict
 from liverwild.training import TrainerConfig, train_fold
 from preprocessing.pipeline import plan_and_preprocess
 
@@ -159,3 +160,23 @@ def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_pa
         original = read_image(real_data_dir / folder / "image.nii.gz")
         mask = read_image(tmp_path / sub / "image.nii.gz", dtype=None)
         assert mask.geometry == original.geometry
+
+
+def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from liverwild.locking import LOCK_NAME, LockedError
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                 "command": "lw_predict -i a -o out", "since": "now"}))
+        with pytest.raises(LockedError, match="lw_predict -i a -o out"):
+            predict(scan[0], out, model_dir, device="cpu", progress=False, log=lambda *a: None)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]               # nothing written
+    finally:
+        holder.kill()
+        holder.wait()

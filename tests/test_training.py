@@ -199,3 +199,23 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
     assert batch["negatives"].shape == (1, 1, *cached.shape)
     result = trainer.fit(progress=False)
     assert result["epochs"] == 1
+
+
+def test_second_training_of_the_same_run_fails_at_once(preprocessed, tmp_path):
+    import subprocess
+    import sys
+
+    from liverwild.locking import LOCK_NAME, LockedError
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    trainer = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(epochs=1), "cpu")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        trainer.output.mkdir(parents=True)
+        (trainer.output / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": __import__("socket").gethostname(),
+                                                            "command": "lw_train", "since": "now"}))
+        with pytest.raises(LockedError, match=f"process {holder.pid}"):
+            trainer.fit(progress=False)
+        assert not (trainer.output / "checkpoint_latest.pth").exists()
+    finally:
+        holder.kill()
+        holder.wait()

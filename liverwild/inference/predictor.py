@@ -22,6 +22,7 @@ from .. import __version__
 from ..atomic import write_json_atomic
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
+from ..locking import folder_lock
 from ..io import Volume, read_image, write_mask, write_volume
 from .discovery import find_scans
 from .model import TrainedModel
@@ -189,35 +190,36 @@ def predict(inputs, output, model="default", results=None, trainer=None, checkpo
             "are not meant for real use.")
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
     output.mkdir(parents=True, exist_ok=True)
-    results_list = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
-    for _, r in zip(rejected, results_list):
-        log(f"FAILED {r.error}")
-    start = time.perf_counter()
-    for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
-        if (output / f"{name}.nii.gz").resolve() in input_paths:
-            results_list.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
-            log(f"FAILED {results_list[-1].error}")
-            continue
-        try:
-            results_list.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
-        except LiverwildError as exc:
-            results_list.append(ScanResult(name, str(path), error=str(exc)))
-            log(f"FAILED {exc}")
-        except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
-            message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            results_list.append(ScanResult(name, str(path), error=message))
-            log(f"FAILED {message}")
-            traceback.print_exc()
-    report = {
-        "inputs": str(inputs), "output": str(output), "model": trained.describe(), "plans": trained.plans,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
-        "threshold": 0.5, "versions": versions(), "seconds_total": round(time.perf_counter() - start, 3),
-        "scans": [asdict(r) for r in results_list],
-        "n_ok": sum(not r.error for r in results_list), "n_failed": sum(bool(r.error) for r in results_list),
-    }
-    write_json_atomic(output / "prediction_report.json", report)
+    with folder_lock(output, "lw_predict", log):              # one writer per output folder
+        results_list = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
+        for _, r in zip(rejected, results_list):
+            log(f"FAILED {r.error}")
+        start = time.perf_counter()
+        for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
+            if (output / f"{name}.nii.gz").resolve() in input_paths:
+                results_list.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
+                log(f"FAILED {results_list[-1].error}")
+                continue
+            try:
+                results_list.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
+            except LiverwildError as exc:
+                results_list.append(ScanResult(name, str(path), error=str(exc)))
+                log(f"FAILED {exc}")
+            except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
+                message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                results_list.append(ScanResult(name, str(path), error=message))
+                log(f"FAILED {message}")
+                traceback.print_exc()
+        report = {
+            "inputs": str(inputs), "output": str(output), "model": trained.describe(), "plans": trained.plans,
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
+            "threshold": 0.5, "versions": versions(), "seconds_total": round(time.perf_counter() - start, 3),
+            "scans": [asdict(r) for r in results_list],
+            "n_ok": sum(not r.error for r in results_list), "n_failed": sum(bool(r.error) for r in results_list),
+        }
+        write_json_atomic(output / "prediction_report.json", report)
     if not scans and not rejected:
         raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     return report

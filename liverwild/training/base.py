@@ -247,9 +247,15 @@ class Trainer:
         return row
 
     def fit(self, continue_training: bool = False, progress: bool = True) -> dict:
+        """Train (or resume) to ``config.epochs``; one process at a time per output folder."""
+        from ..locking import folder_lock
+        self.output.mkdir(parents=True, exist_ok=True)
+        with folder_lock(self.output, f"lw_train {self.fold_name} -tr {self.name()}", self.log):
+            return self._fit(continue_training, progress)
+
+    def _fit(self, continue_training: bool, progress: bool) -> dict:
         self.progress = progress
         self.initialize()
-        self.output.mkdir(parents=True, exist_ok=True)
         if continue_training:
             latest = self.output / "checkpoint_latest.pth"
             if not latest.is_file():

@@ -1,0 +1,87 @@
+"""One writer per folder: a lock file that names its holder, and takes over from dead ones.
+
+``with folder_lock(folder, "lw_train"):`` creates ``folder/.lw.lock`` atomically (``O_CREAT | O_EXCL``)
+holding the process id, host, command and start time as JSON. A second command on the same folder
+fails at once with a message naming the lock and the process holding it — never two writers
+interleaving. A lock whose process no longer runs (on this host) is stale: it is taken over, and the
+takeover is reported.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .errors import LiverwildError
+
+LOCK_NAME = ".lw.lock"
+
+
+class LockedError(LiverwildError):
+    """Another live process holds the folder's lock."""
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                  # exists, owned by someone else
+        return True
+    return True
+
+
+def _holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def acquire(folder, command: str | None = None, log=None) -> Path:
+    """Create ``folder/.lw.lock`` for this process; raises :class:`LockedError` if a live process holds it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv),
+          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            pid, host = holder.get("pid"), holder.get("host")
+            if isinstance(pid, int) and (host != me["host"] or process_alive(pid)):
+                raise LockedError(f"{path}: {folder} is in use by process {pid} on {host} ({holder.get('command')}, "
+                                  f"since {holder.get('since')}); wait for it to finish, or remove the lock file if "
+                                  "that process is gone") from None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()                                     # stale: its process is dead (or the file empty)
+            if log:
+                log(f"{path}: took over a stale lock of process {pid} (no longer running)")
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return path
+    raise LockedError(f"{path}: could not take the lock (another process keeps taking it)")
+
+
+def release(path: Path) -> None:
+    holder = _holder(path)
+    if holder.get("pid") == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def folder_lock(folder, command: str | None = None, log=None):
+    """Hold ``folder``'s lock for the block (see the module docstring)."""
+    path = acquire(folder, command, log)
+    try:
+        yield path
+    finally:
+        release(path)

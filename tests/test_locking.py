@@ -1,0 +1,71 @@
+"""One writer per folder: a live holder blocks at once with its name; a dead one is taken over."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from liverwild.locking import LOCK_NAME, LockedError, acquire, folder_lock, release
+
+
+@pytest.fixture
+def live_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def plant(folder, pid, command="lw_train loo_X"):
+    import socket
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "command": command,
+                                                "since": "2026-01-01 00:00:00"}))
+
+
+def test_live_holder_blocks_with_its_name(tmp_path, live_pid):
+    plant(tmp_path, live_pid)
+    with pytest.raises(LockedError) as info:
+        acquire(tmp_path, "lw_train loo_X")
+    message = str(info.value)
+    assert str(live_pid) in message and LOCK_NAME in message and "lw_train loo_X" in message
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == live_pid      # untouched
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    pid = dead_pid()
+    plant(tmp_path, pid)
+    said = []
+    with folder_lock(tmp_path, "lw_predict", said.append) as path:
+        import os
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert said and f"process {pid}" in said[0]
+    assert not (tmp_path / LOCK_NAME).exists()                                     # released
+
+
+def test_lock_is_released_on_error_and_only_by_its_owner(tmp_path, live_pid):
+    with pytest.raises(RuntimeError):
+        with folder_lock(tmp_path):
+            raise RuntimeError("boom")
+    assert not (tmp_path / LOCK_NAME).exists()
+    plant(tmp_path, live_pid)
+    release(tmp_path / LOCK_NAME)                                                  # not ours: kept
+    assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_second_plan_and_preprocess_on_the_same_dataset_fails_at_once(tmp_path, live_pid):
+    from liverwild.phantoms import write_phantoms
+    from preprocessing.pipeline import plan_and_preprocess
+    write_phantoms(tmp_path / "raw", ["PhantomT2MR"], 2, 0, 0.3, 4, workers=1, progress=False)
+    plant(tmp_path / "pre" / "PhantomT2MR", live_pid, "lw_plan_and_preprocess -d PhantomT2MR")
+    with pytest.raises(LockedError, match=f"process {live_pid}"):
+        plan_and_preprocess(["PhantomT2MR"], raw=str(tmp_path / "raw"), preprocessed=str(tmp_path / "pre"),
+                            random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0,
+                            progress=False, log=lambda *a: None)
+    assert not (tmp_path / "pre" / "PhantomT2MR" / "plans.json").exists()          # nothing written
