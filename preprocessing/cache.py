@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from liverwild.atomic import write_json_atomic
+from liverwild.errors import LiverwildError
 
 ARRAYS = ("slices", "labels", "features")
 
@@ -58,9 +59,13 @@ def write_case(case_dir: Path, arrays: dict, properties: dict) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", arrays[name])
-        write_json_atomic(tmp / "properties.json", properties)
+        try:
+            for name in ARRAYS:
+                np.save(tmp / f"{name}.npy", arrays[name])
+            write_json_atomic(tmp / "properties.json", properties)
+        except OSError as exc:
+            raise LiverwildError(f"{case_dir}: cannot be written — {exc} (disk full or file-size limit?); the case "
+                                 "was not kept, re-run once there is room") from exc
         if case_dir.exists():
             shutil.rmtree(case_dir)
         os.replace(tmp, case_dir)

@@ -180,3 +180,25 @@ def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, t
     finally:
         holder.kill()
         holder.wait()
+
+
+def _file_size_limit(limit):
+    """preexec_fn: writes beyond ``limit`` bytes fail with EFBIG (SIGXFSZ ignored), as on a full disk."""
+    def apply():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_full_disk_while_writing_masks_leaves_nothing_partial(model_dir, scan, tmp_path):
+    import subprocess
+    out = tmp_path / "out"
+    result = subprocess.run(["lw_predict", "-i", str(scan[0] / "lps_0000.nii.gz"), "-o", str(out), "-m", str(model_dir),
+                             "--device", "cpu", "--no-progress"], capture_output=True, text=True, encoding="utf-8",
+                            preexec_fn=_file_size_limit(250), timeout=300)
+    assert result.returncode == 1
+    assert "cannot be written" in result.stdout + result.stderr
+    leftovers = [p.name for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert not [n for n in leftovers if n.endswith(".nii.gz") or ".tmp" in n], leftovers

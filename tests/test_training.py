@@ -219,3 +219,24 @@ def test_second_training_of_the_same_run_fails_at_once(preprocessed, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _file_size_limit(limit):
+    def apply():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+def test_full_disk_while_writing_a_checkpoint_is_a_clear_error(preprocessed, tmp_path):
+    import subprocess
+    result = subprocess.run(["lw_train", FOLD, "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu",
+                             "--no-progress", "--preprocessed", str(preprocessed), "--results", str(tmp_path)],
+                            capture_output=True, text=True, encoding="utf-8", preexec_fn=_file_size_limit(20_000),
+                            timeout=600)
+    assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
+    written = [p for p in tmp_path.rglob("*.pth")]
+    assert written == [] and not list(tmp_path.rglob(".*tmp*"))

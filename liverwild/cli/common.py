@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from ..errors import LiverwildError
+
+FULL_DISK = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def add_folder_options(parser: argparse.ArgumentParser, *kinds: str) -> None:
@@ -26,4 +30,10 @@ def run(function, *args, **kwargs) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in FULL_DISK:
+            raise
+        print(f"error: {exc.filename or 'an output file'}: cannot be written — {os.strerror(exc.errno)} (disk full "
+              "or file-size limit); no partial file was kept, re-run once there is room", file=sys.stderr)
+        return 1
     return 0 if result is None or result is True else (result if isinstance(result, int) else 0)

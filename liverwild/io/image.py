@@ -225,7 +225,24 @@ def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compre
     image = geometry.apply_to(sitk.GetImageFromArray(array))
     with atomic_path(path, suffix) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=compress)
+        verify_written(tmp, path, image)
     return path
+
+
+def verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
+    """ITK can finish a write without error although the disk was full: check the file before it is
+    renamed into place (NIfTI: voxel bytes against the header; other formats: read back)."""
+    problem = None
+    try:
+        if image_suffix(tmp) in (".nii", ".nii.gz"):
+            check_nifti_complete(tmp)
+        elif sitk.ReadImage(str(tmp)).GetSize() != image.GetSize():
+            problem = "the written file does not hold the whole image"
+    except (ImageReadError, RuntimeError) as exc:
+        problem = str(exc).split(": ", 1)[-1]
+    if problem:
+        raise ImageReadError(path, f"cannot be written — the file came out incomplete ({problem}); disk full or "
+                                   "file-size limit? Nothing was kept")
 
 
 def write_mask(mask: np.ndarray, reference: Geometry, path) -> Path:

@@ -303,8 +303,14 @@ class Trainer:
                 "fold_name": self.fold_name}
 
     def save_checkpoint(self, name: str):
-        with atomic_path(self.output / name, ".pth") as tmp:
-            torch.save(self.checkpoint_state(), tmp)
+        """Atomic save; a write that fails (disk full) leaves the previous checkpoint, never a partial one."""
+        path = self.output / name
+        try:
+            with atomic_path(path, ".pth") as tmp:
+                torch.save(self.checkpoint_state(), tmp)
+        except RuntimeError as exc:                       # torch's zip writer reports a full disk this way
+            raise LiverwildError(f"{path}: cannot be written — {str(exc).splitlines()[0]} (disk full or file-size "
+                                 "limit?); the previous checkpoint is kept") from exc
 
     def load_checkpoint(self, path):
         state = load_checkpoint(path, map_location=self.device)
