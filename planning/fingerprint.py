@@ -18,7 +18,7 @@ from scipy import ndimage
 from liverwild.atomic import write_json_atomic
 from liverwild.datasets import case_files, load_dataset_json
 from liverwild.errors import LiverwildError
-from liverwild.io import Reorientation, read_image, read_label
+from liverwild.io import Reorientation, check_not_constant, read_image, read_label
 from liverwild.parallel import bounded_imap
 
 from .content import content_digest
@@ -62,13 +62,20 @@ def intensity_stats(values: np.ndarray) -> dict:
     return out
 
 
-def extract_case_fingerprint(image_path, label_path, modality: str) -> dict:
-    """Fingerprint of one case. Raises :class:`LiverwildError` (naming the file) on bad input."""
+def extract_case_fingerprint(image_path, label_path, modality: str, allowed_labels=None) -> dict:
+    """Fingerprint of one case. Raises :class:`LiverwildError` (naming the file) on bad input, including
+    label values that ``allowed_labels`` (dataset.json's) does not define."""
     image = read_image(image_path)
+    check_not_constant(image)
     label = read_label(label_path)
     diffs = label.geometry.differences(image.geometry)
     if diffs:
         raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
+    if allowed_labels is not None:
+        unknown = sorted(set(np.unique(label.array).tolist()) - set(allowed_labels))
+        if unknown:
+            raise LiverwildError(f"{label_path}: holds label values {unknown} that dataset.json does not define "
+                                 f"(labels: {sorted(allowed_labels)})")
     reorient = Reorientation.from_geometry(image.geometry)
     canonical_label = reorient.to_canonical(label.array) > 0
     liver_slices = np.flatnonzero(canonical_label.any(axis=(1, 2)))
@@ -91,9 +98,9 @@ def extract_case_fingerprint(image_path, label_path, modality: str) -> dict:
 
 
 def _case_job(args):
-    image_path, label_path, modality = args
+    image_path, label_path, modality, allowed = args
     try:
-        return extract_case_fingerprint(image_path, label_path, modality), None
+        return extract_case_fingerprint(image_path, label_path, modality, allowed), None
     except LiverwildError as exc:
         return None, str(exc)
 
@@ -142,7 +149,7 @@ def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = T
                 and "content_digest" in old[case]):
             cases[case] = old[case]
         else:
-            todo.append((case, (image_path, label_path, info.modality), signature))
+            todo.append((case, (image_path, label_path, info.modality, sorted(set(info.labels.values()))), signature))
     bar = tqdm(total=len(todo), desc=f"fingerprint {info.name}", unit="case", disable=not progress or not todo)
     for (case, _, signature), (result, error) in zip(todo, bounded_imap(_case_job, [j for _, j, _ in todo], workers)):
         if error:

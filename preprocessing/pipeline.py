@@ -20,7 +20,7 @@ from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, describe_teache
 from liverwild.datasets import case_files, find_dataset, load_dataset_json
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.errors import ConfigurationError, LiverwildError
-from liverwild.io import Reorientation, read_image, read_label
+from liverwild.io import Reorientation, check_not_constant, read_image, read_label
 from liverwild.locking import folder_lock
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
@@ -62,6 +62,7 @@ def prepare_case(job):
     plans = Plans.from_json(plans_json)
     try:
         image = read_image(image_path)
+        check_not_constant(image)
         label = read_label(label_path)
         diffs = label.geometry.differences(image.geometry)
         if diffs:
@@ -139,8 +140,9 @@ class DatasetReport:
 
 
 def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extractor: FeatureExtractor | None = None,
-                       workers: int = 1, progress: bool = True, log=print) -> DatasetReport:
-    """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``."""
+                       workers: int = 1, progress: bool = True, log=print, failed: dict | None = None) -> DatasetReport:
+    """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
+    the fingerprint already rejected (case → reason); they are reported, not read again."""
     from tqdm import tqdm
     start = time.perf_counter()
     folder = Path(raw_dataset_folder)
@@ -153,6 +155,9 @@ def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extr
     report = DatasetReport(info.name, data_id)
     todo = []
     for case in info.cases:
+        if failed and case in failed:
+            report.failed[case] = failed[case]
+            continue
         image_path, label_path = case_files(folder, info, case)
         try:
             signature = input_signature(image_path, label_path)
@@ -271,7 +276,7 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
 def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, device, workers, batch_size,
                          plan_only, preprocess_only, replan, val_per_source, seed, progress, log, tap,
                          normalization) -> list:
-    plans_by_dataset = {}
+    plans_by_dataset, rejected = {}, {}
     for folder in folders:
         target = pre_root / folder.name
         if preprocess_only:
@@ -282,6 +287,7 @@ def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, 
         save_fingerprint(fingerprint, target)
         for case, reason in fingerprint["failed"].items():
             log(f"FAILED {reason}")
+        rejected[folder.name] = fingerprint["failed"]
         plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap, normalization)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
@@ -299,7 +305,8 @@ def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, 
         if plans.backbone["weights"] == "random":
             log(f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
                 "features are for tests only, and the cache is labelled 'random'.")
-        report = preprocess_dataset(folder, pre_root, plans, extractors[key], workers, progress, log)
+        report = preprocess_dataset(folder, pre_root, plans, extractors[key], workers, progress, log,
+                                    rejected.get(folder.name))
         log(report.summary())
         reports.append(report)
     splits = refresh_splits(pre_root, raw_root, val_per_source, seed)

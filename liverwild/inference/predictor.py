@@ -8,6 +8,7 @@ the input's size, spacing, origin and direction. Seconds per stage are recorded.
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 import traceback
@@ -23,7 +24,7 @@ from ..atomic import write_json_atomic
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
 from ..locking import folder_lock
-from ..io import Volume, read_image, write_mask, write_volume
+from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
 from .discovery import find_scans
 from .model import TrainedModel
 from .postprocessing import postprocess
@@ -136,6 +137,7 @@ class Predictor:
         result = ScanResult(name, str(path))
         t = time.perf_counter()
         volume = read_image(path)
+        check_not_constant(volume)
         result.seconds["read"] = time.perf_counter() - t
         mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not overlay)
         result.modality, result.normalization = info["modality"], info["normalization"]
@@ -189,7 +191,14 @@ def predict(inputs, output, model="default", results=None, trainer=None, checkpo
         log("WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use.")
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LiverwildError(f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was "
+                             "segmented") from exc
     with folder_lock(output, "lw_predict", log):              # one writer per output folder
         results_list = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
         for _, r in zip(rejected, results_list):

@@ -93,6 +93,13 @@ def sort_by_position(files, where=None) -> list:
             k = int(np.argmin(steps))
             raise ImageReadError(where, f"two slices share the position {distance[k]:.3f} mm "
                                         f"({Path(files[k]).name}, {Path(files[k + 1]).name})")
+        positions = np.array([headers[i][0] for i in order])
+        along = positions[-1] - positions[0]
+        sideways = float(np.linalg.norm(along - (along @ normal) * normal))
+        if sideways > 0.01 * max(float(along @ normal), 1e-6) and sideways > 0.1:
+            angle = float(np.degrees(np.arctan2(sideways, float(along @ normal))))
+            raise ImageReadError(where, f"slices are not stacked along their normal (gantry tilt of about {angle:.1f}°); "
+                                        "resample it to an orthogonal grid first (e.g. dcm2niix, which corrects tilt)")
         regular = float(steps.min())
         if np.any(steps > GAP_FACTOR * regular):
             k = int(np.argmax(steps))
@@ -127,11 +134,12 @@ def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:
 
 
 def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, series_uid=None,
-                       modality: str = "CT", extra_tags: dict | None = None) -> list:
+                       modality: str = "CT", extra_tags: dict | None = None, compression: str | None = None) -> list:
     """Write an int16 ``(z, y, x)`` array as a DICOM series (one file per slice) with ``geometry``.
 
     For tests, examples and exports. ``file_names`` (one per slice, in array order) lets a caller
-    scramble names to prove that readers order by position. Returns the written paths.
+    scramble names to prove that readers order by position. ``compression``: 'JPEG2000' or 'JPEG'
+    (lossless transfer syntaxes). Returns the written paths.
     """
     from .geometry import Geometry  # local: keeps the module import light
     assert isinstance(geometry, Geometry)
@@ -145,6 +153,9 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     writer.SetImageIO("GDCMImageIO")              # also for names without .dcm (IRCADb: image_0)
+    if compression:                               # 'JPEG2000' or 'JPEG' (lossless), as PACS exports may be
+        writer.SetUseCompression(True)
+        writer.SetCompressor(compression)
     paths = []
     for k in range(image.GetDepth()):
         piece = image[:, :, k]

@@ -22,6 +22,40 @@ from .geometry import Geometry
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")       # single-file formats: atomic rename works
+DEFAULT_MAX_IMAGE_GB = 16.0                                   # LW_MAX_IMAGE_GB overrides
+
+
+def max_image_bytes() -> float:
+    return float(os.environ.get("LW_MAX_IMAGE_GB", DEFAULT_MAX_IMAGE_GB)) * 2**30
+
+
+def _bytes_per_component(pixel_id) -> int:
+    """'16-bit signed integer' → 2 (8 when the description names no width)."""
+    text = sitk.GetPixelIDValueAsString(pixel_id)
+    for bits in (8, 16, 32, 64):
+        if f"{bits}-bit" in text:
+            return bits // 8
+    return 8
+
+
+def check_header(path, size, spacing, direction, bytes_per_voxel: int) -> None:
+    """Refuse, before any voxel is allocated, headers claiming an absurd size, non-positive or
+    non-finite spacing, or direction cosines that are not orthonormal."""
+    n = float(np.prod([float(v) for v in size]))
+    if n * bytes_per_voxel > max_image_bytes():
+        raise ImageReadError(path, f"header claims {'×'.join(str(int(v)) for v in size)} voxels "
+                                   f"({n * bytes_per_voxel / 2**30:.0f} GiB), more than liverwild reads "
+                                   f"({max_image_bytes() / 2**30:.0f} GiB; LW_MAX_IMAGE_GB raises it) — refused "
+                                   "before allocating")
+    if any(v == 0 for v in size):
+        raise ImageReadError(path, f"has an empty dimension (size {tuple(int(v) for v in size)})")
+    if not all(np.isfinite(v) and v > 0 for v in spacing):
+        raise ImageReadError(path, f"has non-positive or non-finite voxel spacing {tuple(spacing)}")
+    d = int(round(len(direction) ** 0.5))
+    matrix = np.asarray(direction, float).reshape(d, d)
+    if not np.all(np.isfinite(matrix)) or not np.allclose(matrix @ matrix.T, np.eye(d), atol=1e-3):
+        raise ImageReadError(path, "direction cosines are not orthonormal (sheared or degenerate orientation "
+                                   f"{tuple(round(float(v), 4) for v in direction)})")
 
 
 @dataclass
@@ -58,6 +92,14 @@ def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
             raise ImageReadError(path, "is empty (0 bytes)")
         if image_suffix(path) in (".nii", ".nii.gz"):
             check_nifti_complete(path)          # ITK zero-fills truncated NIfTI data silently
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
+        check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
+                     _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:
@@ -164,6 +206,8 @@ def read_geometry(path) -> Geometry:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
+    check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
+                 _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
     if reader.GetDimension() != 3:
         raise ImageReadError(path, f"is {reader.GetDimension()}D (size {reader.GetSize()}); liverwild needs a 3D volume")
     if reader.GetNumberOfComponents() != 1:
@@ -193,6 +237,14 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
         if bad:
             raise ImageReadError(path, f"contains {bad} NaN or infinite voxels")
     return Volume(array, geometry, str(path))
+
+
+def check_not_constant(volume: Volume) -> None:
+    """A scan whose voxels all have one value holds nothing to segment: a one-line error naming it."""
+    a = volume.array
+    if a.size and float(a.min()) == float(a.max()):
+        raise ImageReadError(volume.path or "image", f"is constant (every voxel is {float(a.min()):g}): nothing to "
+                                                     "segment")
 
 
 def read_label(path) -> Volume:
