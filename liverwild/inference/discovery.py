@@ -21,7 +21,8 @@ def find_scans(source, exclude=None) -> tuple:
     """``([(name, path), ...], [(path, reason), ...])`` for a file or folder ``source``.
 
     A folder may hold image files and DICOM series folders (one level down); a folder that itself holds
-    one DICOM series is one scan. Hidden files are ignored; other files are reported as unsupported.
+    one DICOM series is one scan. Hidden files are ignored; other files are reported as unsupported, and
+    inputs that would write the same output name are all reported and skipped.
     ``exclude``: a folder to skip (the output folder when it lies inside the input).
     """
     source = Path(source)
@@ -34,7 +35,12 @@ def find_scans(source, exclude=None) -> tuple:
     scans, rejected = [], []
     exclude = Path(exclude).resolve() if exclude else None
     for path in sorted(source.iterdir()):
-        if path.name.startswith(".") or (exclude and path.resolve() == exclude):
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            rejected.append((path, "broken symbolic link or symlink loop"))
+            continue
+        if exclude and path.resolve() == exclude:
             continue
         if path.is_dir():
             if is_dicom_folder(path):
@@ -46,7 +52,10 @@ def find_scans(source, exclude=None) -> tuple:
         else:
             rejected.append((path, "unsupported file type"))
     names = [n for n, _ in scans]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise LiverwildError(f"{source}: several inputs would write the same output name: {', '.join(dupes)}")
-    return scans, rejected
+    dupes = {n for n in names if names.count(n) > 1}
+    for name in sorted(dupes):                 # never let one input overwrite another's mask: skip them all
+        clash = [p for n, p in scans if n == name]
+        for path in clash:
+            others = ", ".join(q.name for q in clash if q != path)
+            rejected.append((path, f"would write the same output {name}.nii.gz as {others}; rename one of them"))
+    return [(n, p) for n, p in scans if n not in dupes], rejected

@@ -1,0 +1,98 @@
+"""The domain-randomised phantom family and the default model shipped inside the package."""
+import json
+
+import numpy as np
+import pytest
+
+from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model, sha256
+from liverwild.phantoms import LIVER_TISSUES, generate_case
+from liverwild.phantoms.randomized import FAMILY, case_domain, write_randomized
+
+
+def test_randomised_domains_are_deterministic_and_varied():
+    assert case_domain(0, "MR", 3) == case_domain(0, "MR", 3)
+    assert case_domain(0, "MR", 3) != case_domain(0, "MR", 4) != case_domain(1, "MR", 3)
+    mr = [case_domain(0, "MR", c) for c in range(40)]
+    ct = [case_domain(0, "CT", c) for c in range(40)]
+    liver_vs_spleen = [d.intensities["LIVER"][0] > d.intensities["SPLEEN"][0] for d in mr]
+    liver_vs_fat = [d.intensities["LIVER"][0] > d.intensities["FAT"][0] for d in mr]
+    assert 5 < sum(liver_vs_spleen) < 35 and 5 < sum(liver_vs_fat) < 35     # darker and brighter livers both occur
+    assert len({d.extra["contrast"] for d in mr}) >= 4
+    assert len({d.direction for d in mr + ct}) >= 4
+    assert min(d.slice_mm for d in ct) < 3 and max(d.slice_mm for d in mr) > 6
+    assert any(d.bias_field > 0.3 for d in mr) and any(d.streaks > 0 for d in ct) and any(d.ghosting for d in mr)
+    assert any(d.intensities["LIVER"][0] < 40 for d in ct)                  # fatty livers
+    assert len({round(d.anatomy_scale[0], 2) for d in ct}) > 20
+    assert all(d.n_slices() <= 64 for d in mr + ct)
+
+
+def test_randomised_case_labels_follow_the_anatomy():
+    domain = case_domain(0, "CT", 1, max_slices=24)
+    image, label, tissues = generate_case(domain, 0, 1)
+    assert image.geometry == label.geometry and image.geometry.size[2] == domain.n_slices()
+    assert label.array.sum() == np.isin(tissues, LIVER_TISSUES).sum() > 0
+    scaled = case_domain(0, "CT", 1, max_slices=24)
+    assert scaled.anatomy_scale != (1.0, 1.0, 1.0)
+
+
+def test_write_randomized_records_each_case_and_verifies(tmp_path):
+    from liverwild.datasets import verify_dataset
+    folder = write_randomized(tmp_path, "MR", 3, seed=5, max_slices=10, progress=False)
+    assert folder.name == FAMILY["MR"]
+    info = json.loads((folder / "dataset.json").read_text())
+    cases = info["phantom"]["cases"]
+    assert sorted(cases) == ["phantomrandommr_000", "phantomrandommr_001", "phantomrandommr_002"]
+    assert cases["phantomrandommr_001"]["modality"] == "MR" and "LIVER" in cases["phantomrandommr_001"]["intensities"]
+    assert verify_dataset(folder).ok
+
+
+def test_shipped_default_model_matches_its_provenance_and_loads():
+    from liverwild.inference.model import TrainedModel, resolve_model_dir
+    assert resolve_model_dir(None) == DEFAULT_MODEL_DIR == resolve_model_dir("default")
+    provenance = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text())
+    assert sha256(DEFAULT_MODEL_DIR / "checkpoint_best.pth") == provenance["checkpoint_sha256"]
+    assert provenance["teacher_config"]["teacher"] == "imagenet-effnet-lite0"
+    assert provenance["generator"] == "liverwild.phantoms.randomized" and "synthetic" in provenance["description"]
+    assert provenance["command"].startswith("lw_build_default_model")
+    assert (DEFAULT_MODEL_DIR / "checkpoint_best.pth").stat().st_size < 2_000_000
+    model = TrainedModel(DEFAULT_MODEL_DIR)
+    assert not model.random_backbone and model.backbone.feature_channels == 112
+    assert set(model.plans) == {"PhantomRandomCT", "PhantomRandomMR"}
+    assert model.describe()["note"] == DISCLAIMER
+
+
+def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
+    from liverwild.cli import predict as predict_cli
+    from liverwild.io import read_image, write_volume
+    image, _, _ = generate_case(case_domain(0, "CT", 2, max_slices=12), 0, 2)
+    write_volume(image.array, image.geometry, tmp_path / "in" / "scan.nii.gz")
+    assert predict_cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "synthetic phantoms only" in capsys.readouterr().out
+    mask = read_image(tmp_path / "out" / "scan.nii.gz", dtype=None)
+    assert mask.geometry == read_image(tmp_path / "in" / "scan.nii.gz").geometry
+    report = json.loads((tmp_path / "out" / "prediction_report.json").read_text())
+    assert report["model"]["default_model"] and "not a medical device" in report["model"]["note"]
+
+
+@pytest.mark.slow
+def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
+    provenance = build_default_model(tmp_path / "work", tmp_path / "model", Recipe().quick(), device="cpu",
+                                     log=lambda *a: None)
+    assert provenance["checkpoint_sha256"] == sha256(tmp_path / "model" / "checkpoint_best.pth")
+    assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1
+    from liverwild.inference.model import TrainedModel
+    assert TrainedModel(tmp_path / "model").config["default_model"] is True
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_default_model_segments_randomised_phantoms(tmp_path, modality):
+    """Sanity on held-out synthetic cases (seed 99, never seen in training): the liver is found."""
+    from liverwild.evaluation.metrics import dice
+    from liverwild.inference.model import TrainedModel
+    from liverwild.inference.predictor import Predictor
+    import torch
+    predictor = Predictor(TrainedModel(DEFAULT_MODEL_DIR), torch.device("cpu"))
+    image, label, _ = generate_case(case_domain(99, modality, 0, max_slices=24), 99, 0)
+    mask, _, info, _ = predictor.predict_volume(image)
+    assert info["modality"] == modality
+    assert dice(mask > 0, label.array > 0) > 0.6
