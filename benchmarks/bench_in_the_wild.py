@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
     ct = [r["dice"] for r in rows if r["modality"] == "CT"]
     mr = [r["dice"] for r in rows if r["modality"] == "MR"]
     print(f"\ntargets (issue 11): every CT Dice ≥ 0.90 → {'met' if ct and min(ct) >= 0.90 else 'NOT met'} "

@@ -37,7 +37,7 @@ def fake_model(folder: Path, backbone: str):
     folder.mkdir(parents=True)
     torch.save({"network": net.state_dict(), "network_config": net.config, "plans": {"bench": plans}},
                folder / "checkpoint_best.pth")
-    (folder / "config.json").write_text(json.dumps({"trainer": "none", "fold_name": "bench"}))
+    (folder / "config.json").write_text(json.dumps({"trainer": "none", "fold_name": "bench"}), encoding="utf-8")
 
 
 def write_scan(path, size, slices):

@@ -43,7 +43,7 @@ def run_one(workdir: Path, backbone: str, random_backbone: bool, tap, seed: int,
         run_demo(workdir, seed=seed, quick=quick, backbone=backbone, random_backbone=random_backbone, tap=tap,
                  device="cpu", log=lambda *a: None)
     import pandas as pd
-    report = json.loads((workdir / "demo_report.json").read_text())
+    report = json.loads((workdir / "demo_report.json").read_text(encoding="utf-8"))
     return pd.read_csv(report["evaluation_csv"]), report
 
 
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     table.to_csv(out / "results.csv", index=False, float_format="%.4f")
     command = "python benchmarks/bench_teachers.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(table, args.seeds, command, time.perf_counter() - start)
-    (out / "teachers.md").write_text(text + "\n")
+    (out / "teachers.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0
 

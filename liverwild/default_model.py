@@ -72,7 +72,7 @@ def export_model(run_folder, output, provenance: dict) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "checkpoint_best.pth", ".pth") as tmp:
         torch.save(slim, tmp)
-    config = json.loads((run_folder / "config.json").read_text())
+    config = json.loads((run_folder / "config.json").read_text(encoding="utf-8"))
     write_json_atomic(output / "config.json", {**config, "fold_name": "default", "default_model": True})
     write_json_atomic(output / "provenance.json", {**provenance,
                                                    "checkpoint_sha256": sha256(output / "checkpoint_best.pth")})
@@ -126,7 +126,7 @@ def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None
     export_model(trained["output"], output, provenance)
     log(f"[4/4] default model → {output} (validation Dice on held-out phantoms {provenance['best_val_dice_on_phantoms']:.3f}, "
         f"{provenance['build_seconds'] / 60:.1f} min)")
-    return json.loads((Path(output) / "provenance.json").read_text())
+    return json.loads((Path(output) / "provenance.json").read_text(encoding="utf-8"))
 
 
 def _cached_cases(preprocessed: Path, names: list) -> dict:

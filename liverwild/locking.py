@@ -37,7 +37,7 @@ def process_alive(pid: int) -> bool:
 
 def _holder(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 

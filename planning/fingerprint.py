@@ -171,4 +171,4 @@ def load_fingerprint(preprocessed_dataset_folder) -> dict:
     path = Path(preprocessed_dataset_folder) / "dataset_fingerprint.json"
     if not path.is_file():
         raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {Path(preprocessed_dataset_folder).name}")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))

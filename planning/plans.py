@@ -114,7 +114,7 @@ def load_plans(path) -> Plans:
     if not path.is_file():
         raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {path.parent.name}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         check_plans_version(data, path)
         return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:

@@ -45,7 +45,7 @@ def is_complete(case_dir: Path, signature: list, data_identifier: str) -> bool:
     if not props.is_file() or not all((case_dir / f"{a}.npy").is_file() for a in ARRAYS):
         return False
     try:
-        p = json.loads(props.read_text())
+        p = json.loads(props.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return False
     return p.get("signature") == signature and p.get("data_identifier") == data_identifier
@@ -90,7 +90,7 @@ class CachedCase:
         self.slices = np.load(self.folder / "slices.npy", mmap_mode="r")
         self.labels = np.load(self.folder / "labels.npy", mmap_mode="r")
         self.features = np.load(self.folder / "features.npy", mmap_mode="r")
-        self.properties = json.loads((self.folder / "properties.json").read_text())
+        self.properties = json.loads((self.folder / "properties.json").read_text(encoding="utf-8"))
 
     @property
     def name(self) -> str:

@@ -115,7 +115,7 @@ def load_splits(path) -> dict:
     if not path.is_file():
         raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d <datasets> first")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise LiverwildError(f"{path}: not valid JSON ({exc})") from exc
 

@@ -29,7 +29,7 @@ def test_lw_predict_over_the_corpus(corpus, tmp_path, capsys):
     assert predict_cli.main(["-i", str(folder), "-o", str(out), "--device", "cpu", "--no-progress"]) == 1
     printed = capsys.readouterr()
     lines = [line for line in (printed.out + printed.err).splitlines() if line.startswith("FAILED")]
-    report = json.loads((out / "prediction_report.json").read_text())
+    report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
     by_input = {s["input"]: s for s in report["scans"]}
     for name, case in cases.items():
         mine = [line for line in lines if str(case.path) in line]

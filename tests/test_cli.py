@@ -44,7 +44,7 @@ def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     assert "PhantomT2MR: OK" in result.stdout and "[6/6] evaluate" in result.stdout
     assert "teacher: imagenet-effnet-lite0 (tf_efficientnet_lite0, tap blocks.4, file-" in result.stdout
     assert "RANDOM" not in result.stdout and "not patients" in result.stdout
-    report = __import__("json").loads((tmp_path / "demo" / "demo_report.json").read_text())
+    report = __import__("json").loads((tmp_path / "demo" / "demo_report.json").read_text(encoding="utf-8"))
     assert report["backbone"]["teacher"] == "imagenet-effnet-lite0" and report["backbone"]["weights_tag"] != "random"
     import pandas as pd
 
@@ -62,5 +62,5 @@ def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     assert again.returncode == 0, again.stderr                   # a re-run in the same folder just works
     assert "PhantomT2MR: OK" in again.stdout
     help_text = subprocess.run([sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True,
-                               text=True).stdout
+                               text=True, encoding="utf-8").stdout
     assert "verify" in help_text

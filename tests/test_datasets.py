@@ -92,7 +92,7 @@ def test_bad_dataset_json(dataset):
 
 
 def test_nnunet_dataset_json_is_understood(dataset):
-    raw = json.loads((dataset / "dataset.json").read_text())
+    raw = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     nnunet = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
               "numTraining": 3, "file_ending": ".nii.gz"}
     (dataset / "dataset.json").write_text(json.dumps(nnunet))

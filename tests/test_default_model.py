@@ -39,7 +39,7 @@ def test_write_randomized_records_each_case_and_verifies(tmp_path):
     from liverwild.datasets import verify_dataset
     folder = write_randomized(tmp_path, "MR", 3, seed=5, max_slices=10, progress=False)
     assert folder.name == FAMILY["MR"]
-    info = json.loads((folder / "dataset.json").read_text())
+    info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     cases = info["phantom"]["cases"]
     assert sorted(cases) == ["phantomrandommr_000", "phantomrandommr_001", "phantomrandommr_002"]
     assert cases["phantomrandommr_001"]["modality"] == "MR" and "LIVER" in cases["phantomrandommr_001"]["intensities"]
@@ -49,7 +49,7 @@ def test_write_randomized_records_each_case_and_verifies(tmp_path):
 def test_shipped_default_model_matches_its_provenance_and_loads():
     from liverwild.inference.model import TrainedModel, resolve_model_dir
     assert resolve_model_dir(None) == DEFAULT_MODEL_DIR == resolve_model_dir("default")
-    provenance = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text())
+    provenance = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text(encoding="utf-8"))
     assert sha256(DEFAULT_MODEL_DIR / "checkpoint_best.pth") == provenance["checkpoint_sha256"]
     assert provenance["teacher_config"]["teacher"] == "imagenet-effnet-lite0"
     assert provenance["generator"] == "liverwild.phantoms.randomized" and "synthetic" in provenance["description"]
@@ -70,7 +70,7 @@ def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
     assert "synthetic phantoms only" in capsys.readouterr().out
     mask = read_image(tmp_path / "out" / "scan.nii.gz", dtype=None)
     assert mask.geometry == read_image(tmp_path / "in" / "scan.nii.gz").geometry
-    report = json.loads((tmp_path / "out" / "prediction_report.json").read_text())
+    report = json.loads((tmp_path / "out" / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["model"]["default_model"] and "not a medical device" in report["model"]["note"]
 
 

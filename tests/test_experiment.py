@@ -35,12 +35,12 @@ def test_multi_dg_quick_runs_every_fold_and_resumes(folders):
     table = pd.read_csv(out / "results.csv")
     assert sorted(table.target.unique()) == sorted(DOMAINS + ["PhantomArterialCT"])
     assert len(table) == 3 * 3 + 21 and table.dice.between(0, 1).all()
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "| trainer | PhantomArterialCT | PhantomNativeCT | PhantomPortalCT | PhantomT2MR |" in report
     assert "QUICK run" in report and "MSSD (cm)" in report
     run_json = out / "runs" / "loo_PhantomT2MR" / "ContrastiveDistillationTrainer" / "seed0" / "run.json"
     before = run_json.stat().st_mtime_ns
-    assert json.loads(run_json.read_text())["target"] == "PhantomT2MR"
+    assert json.loads(run_json.read_text(encoding="utf-8"))["target"] == "PhantomT2MR"
     assert cli(folders, "multi-dg") == 0                                 # finished runs are reused
     assert run_json.stat().st_mtime_ns == before
 
@@ -50,8 +50,8 @@ def test_seeds_quick_reports_the_spread(folders):
     out = folders / "res" / "experiments" / "seeds"
     table = pd.read_csv(out / "results.csv")
     assert sorted(table.seed.unique()) == [0, 1, 2] and set(table.target) == {"PhantomT2MR"}
-    assert "| s.d. of the seed means |" in (out / "report.md").read_text()
-    models = [json.loads(p.read_text())["config"]["seed"] for p in (out / "models").rglob("config.json")]
+    assert "| s.d. of the seed means |" in (out / "report.md").read_text(encoding="utf-8")
+    models = [json.loads(p.read_text(encoding="utf-8"))["config"]["seed"] for p in (out / "models").rglob("config.json")]
     assert sorted(models) == [0, 1, 2]
 
 

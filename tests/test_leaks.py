@@ -96,7 +96,7 @@ def test_planted_duplicate_is_excluded_by_plan_and_preprocess(tmp_path):
     plan_and_preprocess(["PhantomT2MR", "PhantomNativeCT"], raw=str(raw), preprocessed=str(tmp_path / "pre"),
                         random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0, progress=False,
                         log=lambda *a: None)
-    splits = json.loads((tmp_path / "pre" / "splits.json").read_text())
+    splits = json.loads((tmp_path / "pre" / "splits.json").read_text(encoding="utf-8"))
     fold = splits["folds"]["loo_PhantomT2MR"]
     assert "planted" in fold["excluded"]["PhantomNativeCT"]
     assert "PhantomT2MR/phantomt2mr_001" in fold["excluded"]["PhantomNativeCT"]["planted"]

@@ -35,7 +35,7 @@ def test_live_holder_blocks_with_its_name(tmp_path, live_pid):
         acquire(tmp_path, "lw_train loo_X")
     message = str(info.value)
     assert str(live_pid) in message and LOCK_NAME in message and "lw_train loo_X" in message
-    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == live_pid      # untouched
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["pid"] == live_pid      # untouched
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
@@ -44,7 +44,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     said = []
     with folder_lock(tmp_path, "lw_predict", said.append) as path:
         import os
-        assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert json.loads(path.read_text(encoding="utf-8"))["pid"] == os.getpid()
         assert said and f"process {pid}" in said[0]
     assert not (tmp_path / LOCK_NAME).exists()                                     # released
 

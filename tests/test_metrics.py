@@ -136,7 +136,7 @@ def test_evaluate_folders_csv_summary_and_geometry_errors(tmp_path):
     assert table.set_index("case").loc["a", "dice"] == pytest.approx(0.8)
     assert table.set_index("case").loc["a", "mssd_mm"] == pytest.approx(1.6)
     assert set(failures) == {"c", "d"} and "geometry differs" in failures["c"]
-    saved = json.loads((tmp_path / "res.summary.json").read_text())
+    saved = json.loads((tmp_path / "res.summary.json").read_text(encoding="utf-8"))
     assert saved["dice"]["mean"] == pytest.approx(0.9) and saved["dice"]["std"] == pytest.approx(0.1)
     assert evaluate_cli.main(["-p", str(pred), "-r", str(ref), "-o", str(tmp_path / "cli.csv")]) == 1
 

@@ -80,7 +80,7 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
     # the model learnt something on its own domain
     ref = read_label(refs / "lps.nii.gz").array > 0
     assert dice(canonical_masks[0] > 0, ref) > 0.5
-    report = json.loads((out / "prediction_report.json").read_text())
+    report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["n_ok"] == 4 and report["n_failed"] == 0 and report["model"]["random_backbone"]
     assert set(report["scans"][0]["seconds"]) == {"read", "preprocess", "backbone", "head_decoder", "resample",
                                                   "postprocess", "write"}
@@ -105,7 +105,7 @@ def test_probabilities_and_postprocessing_switch(model_dir, scan, tmp_path):
     mask = read_image(out / "lps.nii.gz", dtype=None)
     assert probs.geometry == mask.geometry and 0 <= probs.array.min() and probs.array.max() <= 1
     assert np.array_equal(probs.array >= 0.5, mask.array > 0)
-    assert json.loads((out / "prediction_report.json").read_text())["postprocessing"] == []
+    assert json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))["postprocessing"] == []
 
 
 def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_path, capsys):

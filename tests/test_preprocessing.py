@@ -52,12 +52,12 @@ def test_artefacts_exist_and_are_plain_json(preprocessed):
     pre, reports = preprocessed
     assert [len(r.processed) for r in reports] == [3, 3, 3] and not any(r.failed for r in reports)
     for name in DOMAINS:
-        fp = json.loads((pre / name / "dataset_fingerprint.json").read_text())
+        fp = json.loads((pre / name / "dataset_fingerprint.json").read_text(encoding="utf-8"))
         case = next(iter(fp["cases"].values()))
         assert set(case["intensity_body"]) == {"p0.5", "p2", "p50", "p98", "p99.5", "mean", "std"}
         assert case["n_slices"] == 8 and case["liver_slice_range"] is not None
         assert fp["aggregate"]["n_cases"] == 3
-        plans = json.loads((pre / name / "plans.json").read_text())
+        plans = json.loads((pre / name / "plans.json").read_text(encoding="utf-8"))
         assert plans["slice_size"] == [224, 224] and plans["backbone"]["weights"] == "random"
         assert plans["augmentation"]["views_per_slice"] == 1 and plans["augmentation"]["elastic"]["sigma_px"] == 3.5
         assert (cache_dir(pre, name) / "plans.json").is_file()
@@ -69,7 +69,7 @@ def test_windowing_per_modality(preprocessed):
     mr = load_plans(pre / "PhantomT2MR" / "plans.json").normalization
     assert ct["window"] == [0.0, 500.0] and not ct["relative_to_body_median"]
     assert mr["relative_to_body_median"] and mr["window"][0] == 0.0 and mr["window"][1] > 1.0
-    fp = json.loads((pre / "PhantomT2MR" / "dataset_fingerprint.json").read_text())
+    fp = json.loads((pre / "PhantomT2MR" / "dataset_fingerprint.json").read_text(encoding="utf-8"))
     assert mr["window"][1] == pytest.approx(fp["aggregate"]["median_ratio_p99.5_to_p50_body"], abs=1e-3)
 
 
@@ -194,7 +194,7 @@ def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
     pre = tmp_path / "pre"
     run(raw_root, pre, ["PhantomPortalCT"])
     path = pre / "PhantomPortalCT" / "plans.json"
-    plans = json.loads(path.read_text())
+    plans = json.loads(path.read_text(encoding="utf-8"))
     plans["normalization"]["window"] = [0.0, 125.0]          # the single-DG CT threshold
     path.write_text(json.dumps(plans))
     run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True)
@@ -254,7 +254,7 @@ def test_splits_keep_user_folds_and_respect_containment(tmp_path):
     assert folds == make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})          # seeded
     path = tmp_path / "splits.json"
     update_splits(path, datasets)
-    splits = json.loads(path.read_text())
+    splits = json.loads(path.read_text(encoding="utf-8"))
     splits["folds"]["mine"] = {"sources": ["BTCV"], "target": "LiTS", "train": {}, "val": {}, "test": {}}
     path.write_text(json.dumps(splits))
     refreshed = update_splits(path, datasets)
@@ -290,7 +290,7 @@ def test_single_dg_preset_thresholds_ct_at_125_hu(raw_root, tmp_path):
     assert default_normalization("CT", preset="single-dg")["window"] == [0.0, 125.0]
     assert default_normalization("MR", preset="single-dg")["relative_to_body_median"]
     reports = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="single-dg")
-    plans = json.loads((tmp_path / "pre" / "PhantomNativeCT" / "plans.json").read_text())
+    plans = json.loads((tmp_path / "pre" / "PhantomNativeCT" / "plans.json").read_text(encoding="utf-8"))
     assert plans["normalization"]["window"] == [0.0, 125.0] and plans["normalization"]["preset"] == "single-dg"
     again = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="default")
     assert again[0].data_identifier != reports[0].data_identifier

@@ -176,7 +176,7 @@ def test_outdated_plans_are_refused_and_replan_recovers(tmp_path):
                   views=0, workers=0, progress=False, log=lambda *a: None)
     report = plan_and_preprocess(["PhantomT2MR"], **kwargs)[0]
     path = pre / "PhantomT2MR" / "plans.json"
-    current = json.loads(path.read_text())
+    current = json.loads(path.read_text(encoding="utf-8"))
     old = {**current, "plans_version": 1, "backbone": {"name": "vit_tiny_patch16_224", "weights": "random",
                                                        "weights_tag": "random", "mean": [0.485, 0.456, 0.406],
                                                        "std": [0.229, 0.224, 0.225]}}

@@ -48,7 +48,7 @@ def test_training_learns_and_writes_artefacts(preprocessed, tmp_path):
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth", "progress.png",
                  "log.json", "config.json"):
         assert (out / name).is_file(), name
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["fold"]["target"] == "PhantomT2MR" and config["backbone_weights"] == "random"
     assert config["config"]["lr"] == 1e-2 and 5e4 < config["trainable_parameters"] < 3e5
     assert re.fullmatch(r"ContrastiveDistillationTrainer__lwPlans_vit_tiny_patch16_224_random_1v_[0-9a-f]{6}", out.name)
@@ -167,7 +167,7 @@ def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
     import shutil
     pre = tmp_path / "pre"
     shutil.copytree(preprocessed, pre)
-    plans = json.loads((pre / "PhantomPortalCT" / "plans.json").read_text())
+    plans = json.loads((pre / "PhantomPortalCT" / "plans.json").read_text(encoding="utf-8"))
     plans["augmentation"]["views_per_slice"] = 3
     (pre / "PhantomPortalCT" / "plans.json").write_text(json.dumps(plans))
     fold = load_splits(pre / "splits.json")["folds"][FOLD]

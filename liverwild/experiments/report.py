@@ -25,7 +25,7 @@ def collect(output: Path, plan):
     frames = []
     for run in plan.runs:
         folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
-        meta = json.loads((folder / "run.json").read_text())
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         column = meta["target"] if run.fold.startswith("loo_") else run.fold.removeprefix("single_").replace("_to_", " → ")
         frames.append(pd.read_csv(folder / "results.csv").assign(fold=run.fold, target=column,
                                                                    trainer=run.trainer, seed=run.seed))
@@ -102,7 +102,7 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
             "## Dice", "", *dice_table(table, plan), "", "## Surface distances", "", *surface_table(table, plan), "",
             f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
             + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else ".")]
-    (Path(output) / "report.md").write_text("\n".join(text) + "\n")
+    (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     report = {**meta, "name": plan.name, "reference": plan.reference, "runs": [r.key for r in plan.runs],
               "n_scans": int(len(table)), "mean_dice": {
                   f"{t}/{r}": float(table[(table.target == t) & (table[plan.rows] == r)].dice.mean())

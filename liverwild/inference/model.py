@@ -42,7 +42,7 @@ class TrainedModel:
 
     def __init__(self, model_dir, checkpoint: str = "best", device=torch.device("cpu"), backbone_weights=None):
         self.folder = Path(model_dir)
-        self.config = json.loads((self.folder / "config.json").read_text())
+        self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         name = CHECKPOINTS.get(checkpoint, checkpoint)
         path = self.folder / name
         if not path.is_file():

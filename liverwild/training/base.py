@@ -262,9 +262,12 @@ class Trainer:
                 raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
             self.load_checkpoint(latest)
             self.log(f"continuing {self.output} after epoch {self.start_epoch - 1}")
-        elif (self.output / "checkpoint_latest.pth").is_file():
-            raise LiverwildError(f"{self.output} already holds a training run: pass --continue to resume it, "
-                                 "or remove the folder to start again")
+        elif (self.output / "checkpoint_final.pth").is_file():
+            raise LiverwildError(f"{self.output} already holds a finished training run: remove the folder to train "
+                                 "it again, or pass --continue with more --epochs")
+        elif (self.output / "checkpoint_latest.pth").is_file():     # an interrupted run: the same command resumes
+            self.load_checkpoint(self.output / "checkpoint_latest.pth")
+            self.log(f"{self.output} holds an unfinished run: resuming after epoch {self.start_epoch - 1}")
         self.write_config()
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self.run_epoch(epoch)
@@ -322,4 +325,4 @@ class Trainer:
 
 
 def read_config(output_folder) -> dict:
-    return json.loads((Path(output_folder) / "config.json").read_text())
+    return json.loads((Path(output_folder) / "config.json").read_text(encoding="utf-8"))

@@ -163,7 +163,7 @@ class NNUNet(NiftiPairConverter):
         meta_path = src / "dataset.json"
         if not meta_path.is_file():
             raise LiverwildError(f"{src}: no dataset.json; not an nnU-Net raw dataset")
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         ending = meta.get("file_ending", ".nii.gz")
         channels = meta.get("channel_names") or meta.get("modality") or {"0": "CT"}
         self.modality = modality_from_channel(str(channels.get("0", "CT")))
