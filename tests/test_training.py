@@ -78,11 +78,16 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
         train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
                    progress=False, log=lambda *a: None)
     monkeypatch.setattr(Trainer, "run_epoch", original)
-    with pytest.raises(LiverwildError, match="--continue"):
-        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
-                   progress=False, log=lambda *a: None)
+    said = []
     train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
-               continue_training=True, progress=False, log=lambda *a: None)
+               progress=False, log=said.append)                   # the same command again resumes
+    assert any("resuming after epoch 1" in line for line in said)
+    again = train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu",
+                       config=config, progress=False, log=said.append)
+    assert "nothing to do" in said[-1] and again["epochs"] == 3     # and once more does nothing
+    with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):
+        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu",
+                   config=config.updated(lr=0.5), progress=False, log=lambda *a: None)
     name = next((tmp_path / "a" / FOLD).iterdir()).name
     a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)
     b = torch.load(tmp_path / "b" / FOLD / name / "checkpoint_final.pth", weights_only=False)

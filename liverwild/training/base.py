@@ -262,11 +262,12 @@ class Trainer:
                 raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
             self.load_checkpoint(latest)
             self.log(f"continuing {self.output} after epoch {self.start_epoch - 1}")
-        elif (self.output / "checkpoint_final.pth").is_file():
-            raise LiverwildError(f"{self.output} already holds a finished training run: remove the folder to train "
-                                 "it again, or pass --continue with more --epochs")
-        elif (self.output / "checkpoint_latest.pth").is_file():     # an interrupted run: the same command resumes
+        elif (self.output / "checkpoint_latest.pth").is_file():     # the same command again: reuse or resume
+            self.check_same_configuration(self.output / "checkpoint_latest.pth")
             self.load_checkpoint(self.output / "checkpoint_latest.pth")
+            if self.start_epoch >= self.config.epochs and (self.output / "checkpoint_final.pth").is_file():
+                self.log(f"{self.output} already holds this finished run: nothing to do")
+                return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
             self.log(f"{self.output} holds an unfinished run: resuming after epoch {self.start_epoch - 1}")
         self.write_config()
         for epoch in range(self.start_epoch, self.config.epochs):
@@ -314,6 +315,15 @@ class Trainer:
         except RuntimeError as exc:                       # torch's zip writer reports a full disk this way
             raise LiverwildError(f"{path}: cannot be written — {str(exc).splitlines()[0]} (disk full or file-size "
                                  "limit?); the previous checkpoint is kept") from exc
+
+    def check_same_configuration(self, path) -> None:
+        """A re-run may extend ``epochs``; any other change of the configuration needs a new folder."""
+        previous = load_checkpoint(path).get("config", {})
+        ignore = {"epochs", "num_workers", "val_batch_size"}
+        changed = sorted(k for k, v in self.config.to_json().items() if k not in ignore and previous.get(k, v) != v)
+        if changed:
+            raise LiverwildError(f"{self.output} holds a run trained with another configuration ({', '.join(changed)} "
+                                 "differ): remove the folder, or change the seed, to train this one")
 
     def load_checkpoint(self, path):
         state = load_checkpoint(path, map_location=self.device)
