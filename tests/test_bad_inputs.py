@@ -134,3 +134,28 @@ def test_lw_evaluate_reports_bad_predictions_one_line_each(corpus, tmp_path, cap
     assert any("d: no prediction" in line for line in failed)
     import pandas as pd
     assert list(pd.read_csv(tmp_path / "r.csv").case) == ["a"]
+
+
+def test_lw_convert_reports_bad_source_files_and_converts_the_rest(corpus, tmp_path, capsys):
+    from liverwild.cli import convert as convert_cli
+    from badinputs import small_ct
+    _, cases = corpus
+    src = tmp_path / "BTCV" / "RawData" / "Training"
+    ct, g = small_ct()
+    for n in ("0001", "0002", "0003", "0004"):
+        write_volume((ct > 80).astype(np.uint8) * 6, g, src / "label" / f"label{n}.nii.gz", dtype=np.uint8)
+    write_volume(ct, g, src / "img" / "img0001.nii.gz")
+    shutil.copy(cases["truncated.nii.gz"].path, src / "img" / "img0002.nii.gz")
+    shutil.copy(cases["text.nii.gz"].path, src / "img" / "img0003.nii.gz")
+    shutil.copy(cases["nan.nii.gz"].path, src / "img" / "img0004.nii.gz")
+    assert convert_cli.main(["btcv", str(tmp_path / "BTCV"), "--raw", str(tmp_path / "raw"), "--no-progress"]) == 1
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    for number, fragment in (("0002", "truncated"), ("0003", "cannot be read")):
+        lines = [line for line in text.splitlines() if f"img{number}" in line]
+        assert lines and fragment in lines[0], (number, text[-1500:])
+    # NIfTI is copied byte for byte after reading its header only; the verifier that ends every conversion
+    # then reads the voxels and names the NaN case (exit code 1 either way)
+    assert any("btcv_0004" in line and "NaN" in line for line in text.splitlines()), text[-1500:]
+    converted = sorted(p.name for p in (tmp_path / "raw" / "BTCV" / "imagesTr").iterdir())
+    assert converted == ["btcv_0001_0000.nii.gz", "btcv_0004_0000.nii.gz"]
