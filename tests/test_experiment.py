@@ -29,6 +29,7 @@ def cli(folders, *args):
                                 str(folders / "pre"), "--results", str(folders / "res")])
 
 
+@pytest.mark.slow
 def test_multi_dg_quick_runs_every_fold_and_resumes(folders):
     assert cli(folders, "multi-dg") == 0
     out = folders / "res" / "experiments" / "multi-dg"
@@ -45,6 +46,7 @@ def test_multi_dg_quick_runs_every_fold_and_resumes(folders):
     assert run_json.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_seeds_quick_reports_the_spread(folders):
     assert cli(folders, "seeds", "--fold", "loo_PhantomT2MR") == 0
     out = folders / "res" / "experiments" / "seeds"
