@@ -12,7 +12,6 @@ runs it; the folder shipped in the package is what that command wrote.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path, write_json_atomic
+from .backbones.weights import file_sha256
 from .checkpoints import load_checkpoint
 from .errors import ConfigurationError
 
@@ -53,14 +53,6 @@ class Recipe:
         return Recipe(self.teacher, 4, 4, 12, 0, 1, 2, 6, self.batch_size, self.lr, self.seed)
 
 
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_model(run_folder, output, provenance: dict) -> Path:
     """Write a slim model folder (``checkpoint_best.pth`` with the network and plans only, ``config.json``,
     ``provenance.json`` with the checkpoint's SHA-256) from a training output folder."""
@@ -75,7 +67,7 @@ def export_model(run_folder, output, provenance: dict) -> Path:
     config = json.loads((run_folder / "config.json").read_text(encoding="utf-8"))
     write_json_atomic(output / "config.json", {**config, "fold_name": "default", "default_model": True})
     write_json_atomic(output / "provenance.json", {**provenance,
-                                                   "checkpoint_sha256": sha256(output / "checkpoint_best.pth")})
+                                                   "checkpoint_sha256": file_sha256(output / "checkpoint_best.pth")})
     return output
 
 
@@ -120,9 +112,9 @@ def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None
         "best_val_dice_on_phantoms": round(float(trained["best_val_dice"]), 4),
         "versions": {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "platform": platform.platform()},
-        "device": str(device), "torch_threads": torch.get_num_threads(), "build_seconds": None,
+        "device": str(device), "torch_threads": torch.get_num_threads(),
+        "build_seconds": round(time.perf_counter() - start, 1),
     }
-    provenance["build_seconds"] = round(time.perf_counter() - start, 1)
     export_model(trained["output"], output, provenance)
     log(f"[4/4] default model → {output} (validation Dice on held-out phantoms {provenance['best_val_dice_on_phantoms']:.3f}, "
         f"{provenance['build_seconds'] / 60:.1f} min)")

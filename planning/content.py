@@ -25,8 +25,9 @@ def content_digest(array: np.ndarray, geometry: Geometry) -> str:
     """16-hex-digit digest of a scan's content (``array`` in stored ``(z, y, x)`` layout)."""
     reorient = Reorientation.from_geometry(geometry)
     canonical = np.ascontiguousarray(reorient.to_canonical(array), dtype=np.float32)
-    size = list(reorient.canonical_geometry(geometry).size)
-    spacing = [round(float(s), 2) for s in reorient.canonical_geometry(geometry).spacing]
+    canonical_geometry = reorient.canonical_geometry(geometry)
+    size = list(canonical_geometry.size)
+    spacing = [round(float(s), 2) for s in canonical_geometry.spacing]
     with torch.no_grad():
         thumb = F.adaptive_avg_pool3d(torch.from_numpy(canonical)[None, None], THUMBNAIL)[0, 0].double().numpy()
     lo, hi = float(thumb.min()), float(thumb.max())

@@ -130,4 +130,3 @@ def check_plans_version(data: dict, where) -> None:
     if version > PLANS_VERSION:
         raise LiverwildError(f"{where}: plans version {version} is newer than this liverwild understands "
                              f"({PLANS_VERSION}); upgrade liverwild")
-

@@ -268,14 +268,20 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
     with contextlib.ExitStack() as locks:                      # one writer per dataset folder
         for name in sorted({f.name for f in folders}):
             locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names), log))
-        return _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, device, workers,
-                                    batch_size, plan_only, preprocess_only, replan, val_per_source, seed, progress,
-                                    log, tap, normalization)
+        plans, rejected = plan_datasets(folders, pre_root, backbone, weights, views, replan, tap, normalization,
+                                        preprocess_only, workers, progress, log)
+        if plan_only:
+            return []
+        reports = cache_datasets(folders, pre_root, plans, rejected, device, batch_size, workers, progress, log)
+        splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
+        log(f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}")
+        return reports
 
 
-def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, device, workers, batch_size,
-                         plan_only, preprocess_only, replan, val_per_source, seed, progress, log, tap,
-                         normalization) -> list:
+def plan_datasets(folders, pre_root: Path, backbone, weights, views, replan, tap, normalization,
+                  preprocess_only: bool, workers: int, progress: bool, log) -> tuple:
+    """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
+    Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
     plans_by_dataset, rejected = {}, {}
     for folder in folders:
         target = pre_root / folder.name
@@ -292,8 +298,12 @@ def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, 
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")
-    if plan_only:
-        return []
+    return plans_by_dataset, rejected
+
+
+def cache_datasets(folders, pre_root: Path, plans_by_dataset: dict, rejected: dict, device, batch_size: int,
+                   workers: int, progress: bool, log) -> list:
+    """Cache every dataset with its plans; one feature extractor per distinct teacher."""
     reports, extractors = [], {}
     dev = resolve_device(device)
     for folder in folders:
@@ -309,6 +319,4 @@ def _plan_and_preprocess(folders, raw_root, pre_root, backbone, weights, views, 
                                     rejected.get(folder.name))
         log(report.summary())
         reports.append(report)
-    splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
-    log(f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}")
     return reports

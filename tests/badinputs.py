@@ -5,6 +5,7 @@ for inputs that must work, else a fragment of the one-line message that must nam
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from dataclasses import dataclass
@@ -155,3 +156,34 @@ def _shift_position(path: Path, dx: float = 0.0, dy: float = 0.0, dz: float = 0.
     x, y, z = (float(v) for v in ds.ImagePositionPatient)
     ds.ImagePositionPatient = [x + dx, y + dy, z + dz]
     ds.save_as(path)
+
+
+def file_size_limit(limit: int):
+    """``preexec_fn`` for a subprocess: writes beyond ``limit`` bytes fail with EFBIG (SIGXFSZ ignored),
+    as on a full disk."""
+    def apply():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(folder, command: str):
+    """``folder``'s lock held by a live process (a sleeping child) running ``command``; yields its pid."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from liverwild.locking import LOCK_NAME
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                         "command": command, "since": "now"}))
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

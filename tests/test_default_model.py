@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model, sha256
+from liverwild.backbones.weights import file_sha256 as sha256
+from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model
 from liverwild.phantoms import LIVER_TISSUES, generate_case
 from liverwild.phantoms.randomized import FAMILY, case_domain, write_randomized
 

@@ -163,41 +163,23 @@ def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_pa
 
 
 def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, tmp_path):
-    import socket
-    import subprocess
-    import sys
-
+    from badinputs import lock_held_by_another_process
     from liverwild.locking import LOCK_NAME, LockedError
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        out = tmp_path / "out"
-        out.mkdir()
-        (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                 "command": "lw_predict -i a -o out", "since": "now"}))
+    out = tmp_path / "out"
+    with lock_held_by_another_process(out, "lw_predict -i a -o out"):
         with pytest.raises(LockedError, match="lw_predict -i a -o out"):
             predict(scan[0], out, model_dir, device="cpu", progress=False, log=lambda *a: None)
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]               # nothing written
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def _file_size_limit(limit):
-    """preexec_fn: writes beyond ``limit`` bytes fail with EFBIG (SIGXFSZ ignored), as on a full disk."""
-    def apply():
-        import resource
-        import signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
 
 
 def test_full_disk_while_writing_masks_leaves_nothing_partial(model_dir, scan, tmp_path):
     import subprocess
+
+    from badinputs import file_size_limit
     out = tmp_path / "out"
     result = subprocess.run(["lw_predict", "-i", str(scan[0] / "lps_0000.nii.gz"), "-o", str(out), "-m", str(model_dir),
                              "--device", "cpu", "--no-progress"], capture_output=True, text=True, encoding="utf-8",
-                            preexec_fn=_file_size_limit(250), timeout=300)
+                            preexec_fn=file_size_limit(250), timeout=300)
     assert result.returncode == 1
     assert "cannot be written" in result.stdout + result.stderr
     leftovers = [p.name for p in out.rglob("*") if p.is_file()] if out.exists() else []

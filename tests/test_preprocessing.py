@@ -302,15 +302,11 @@ def test_single_dg_preset_thresholds_ct_at_125_hu(raw_root, tmp_path):
 def test_full_disk_while_writing_the_cache_leaves_no_case(raw_root, tmp_path):
     import subprocess
 
-    def limit():
-        import resource
-        import signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    from badinputs import file_size_limit
     result = subprocess.run(["lw_plan_and_preprocess", "-d", "PhantomT2MR", "--raw", str(raw_root), "--preprocessed",
                              str(tmp_path / "pre"), "--random-backbone", "--backbone", BACKBONE, "--views", "0",
                              "--workers", "0", "--no-progress"], capture_output=True, text=True, encoding="utf-8",
-                            preexec_fn=limit, timeout=600)
+                            preexec_fn=file_size_limit(200_000), timeout=600)
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     assert list_cases(next((tmp_path / "pre" / "PhantomT2MR").glob("lwdata_*"))) == []
     assert not list((tmp_path / "pre").rglob(".*tmp*"))

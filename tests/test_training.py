@@ -207,40 +207,24 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
 
 
 def test_second_training_of_the_same_run_fails_at_once(preprocessed, tmp_path):
-    import subprocess
-    import sys
-
-    from liverwild.locking import LOCK_NAME, LockedError
+    from badinputs import lock_held_by_another_process
+    from liverwild.locking import LockedError
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     trainer = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(epochs=1), "cpu")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        trainer.output.mkdir(parents=True)
-        (trainer.output / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": __import__("socket").gethostname(),
-                                                            "command": "lw_train", "since": "now"}))
-        with pytest.raises(LockedError, match=f"process {holder.pid}"):
+    with lock_held_by_another_process(trainer.output, "lw_train") as pid:
+        with pytest.raises(LockedError, match=f"process {pid}"):
             trainer.fit(progress=False)
         assert not (trainer.output / "checkpoint_latest.pth").exists()
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def _file_size_limit(limit):
-    def apply():
-        import resource
-        import signal
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
 
 
 @pytest.mark.slow
 def test_full_disk_while_writing_a_checkpoint_is_a_clear_error(preprocessed, tmp_path):
     import subprocess
+
+    from badinputs import file_size_limit
     result = subprocess.run(["lw_train", FOLD, "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu",
                              "--no-progress", "--preprocessed", str(preprocessed), "--results", str(tmp_path)],
-                            capture_output=True, text=True, encoding="utf-8", preexec_fn=_file_size_limit(20_000),
+                            capture_output=True, text=True, encoding="utf-8", preexec_fn=file_size_limit(20_000),
                             timeout=600)
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     written = [p for p in tmp_path.rglob("*.pth")]

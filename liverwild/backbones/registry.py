@@ -138,26 +138,25 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
     else:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    key_mapping = None
-    if weights and weights.startswith("package:"):
-        packaged = PACKAGED_WEIGHTS.get(weights.split(":", 1)[1])
-        key_mapping = packaged.key_mapping if packaged else None
     return {"teacher": spec.name if spec else None, "name": architecture,
             "weights": str(weights) if weights is not None else None,
-            "weights_tag": weights_tag(weights) if weights is not None else None, "key_mapping": key_mapping,
+            "weights_tag": weights_tag(weights) if weights is not None else None,
+            "key_mapping": _key_mapping(weights),
             "input": {"rule": RULE, "pixel_mean": [float(v) for v in mean], "pixel_std": [float(v) for v in std]},
             "tap": resolve_tap(tap or "default", model)}
 
 
-def with_weights(config: dict, weights: str) -> dict:
-    """The same teacher with another weights source (a moved file, or 'random' for tests)."""
-    key_mapping = config.get("key_mapping")
-    if weights.startswith("package:"):
+def _key_mapping(weights: str | None) -> str | None:
+    """How a weights source's keys map onto timm: only packaged weights need a mapping."""
+    if weights and weights.startswith("package:"):
         packaged = PACKAGED_WEIGHTS.get(weights.split(":", 1)[1])
-        key_mapping = packaged.key_mapping if packaged else None
-    elif weights != config.get("weights"):
-        key_mapping = None
-    return {**config, "weights": weights, "weights_tag": weights_tag(weights), "key_mapping": key_mapping}
+        return packaged.key_mapping if packaged else None
+    return None
+
+
+def with_weights(config: dict, weights: str) -> dict:
+    """The same teacher with another (or re-checked) weights source: a moved file, 'random' for tests."""
+    return {**config, "weights": weights, "weights_tag": weights_tag(weights), "key_mapping": _key_mapping(weights)}
 
 
 def describe_teacher(config: dict) -> str:

@@ -170,8 +170,13 @@ def weights_tag(weights) -> str:
     if weights in ("random", "timm-cache"):
         return weights
     path = packaged_weights_file(weights) if str(weights).startswith("package:") else Path(weights)
+    return f"file-{file_sha256(path)[:10]}"
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in 4 MB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
-    return f"file-{digest.hexdigest()[:10]}"
+    return digest.hexdigest()

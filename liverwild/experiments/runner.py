@@ -45,33 +45,27 @@ def run_one(run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path,
     """Train (or resume), predict the fold's target and evaluate; returns the run folder."""
     from ..evaluation import evaluate_folders
     from ..inference import predict
-    from ..training import get_trainer, train_fold
+    from ..training import train_fold
     folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
     if (folder / "run.json").is_file():
         return folder
     start = time.perf_counter()
     fold = splits["folds"][run.fold]
-    models = output / "models" / f"seed{run.seed}"
     seeded = config.updated(seed=run.seed)
-    probe = get_trainer(run.trainer)(run.fold, fold, preprocessed, models, seeded, "cpu", log=lambda *a: None)
-    latest = probe.output / "checkpoint_latest.pth"
-    done = 0
-    if latest.is_file():
-        from ..checkpoints import load_checkpoint
-        done = int(load_checkpoint(latest)["epochs_done"])
-    if done < seeded.epochs:                           # not started, interrupted, or shorter than asked for
-        resume = done > 0
-        train_fold(run.fold, run.trainer, preprocessed=str(preprocessed), results=str(models), device=device,
-                   continue_training=resume, config=seeded, progress=False, log=lambda *a: None)
+    # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
+    trained = train_fold(run.fold, run.trainer, preprocessed=str(preprocessed),
+                         results=str(output / "models" / f"seed{run.seed}"), device=device, config=seeded,
+                         progress=False, log=lambda *a: None)
+    model = Path(trained["output"])
     target = fold["target"]
     images, labels = raw / target / "imagesTr", raw / target / "labelsTr"
     if not images.is_dir():
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
-    report = predict(images, folder / "predictions", probe.output, device=device, progress=False, log=lambda *a: None)
+    report = predict(images, folder / "predictions", model, device=device, progress=False, log=lambda *a: None)
     table, summary, failures = evaluate_folders(folder / "predictions", labels, output_csv=folder / "results.csv",
                                                 log=lambda *a: None, progress=False, protocol=evaluation)
     write_json_atomic(folder / "run.json", {
-        "fold": run.fold, "trainer": run.trainer, "seed": run.seed, "target": target, "model": str(probe.output),
+        "fold": run.fold, "trainer": run.trainer, "seed": run.seed, "target": target, "model": str(model),
         "evaluation_protocol": evaluation, "config": seeded.to_json(), "n_scans": int(len(table)),
         "failed": {**failures, **{s["name"]: s["error"] for s in report["scans"] if s["error"]}},
         "dice_mean": summary["dice"]["mean"], "seconds": round(time.perf_counter() - start, 1)})

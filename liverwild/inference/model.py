@@ -74,15 +74,12 @@ class TrainedModel:
 
     def _teacher_config(self, backbone_weights) -> dict:
         """The teacher the model was trained with; ``backbone_weights`` replaces a moved weights file."""
-        recorded = self.backbone_spec.get("weights")
-        weights = str(backbone_weights) if backbone_weights else recorded
-        if weights in ("random", "timm-cache") or str(weights).startswith("package:"):
-            config = with_weights(self.backbone_spec, weights) if backbone_weights else self.backbone_spec
-        elif weights is None or not Path(weights).is_file():
+        weights = str(backbone_weights) if backbone_weights else self.backbone_spec.get("weights")
+        named = weights in ("random", "timm-cache") or str(weights).startswith("package:")
+        if weights is None or not (named or Path(weights).is_file()):
             raise ConfigurationError(f"the backbone weights this model was trained with ({weights}) are not "
                                      "available: pass --backbone-weights FILE")
-        else:
-            config = with_weights(self.backbone_spec, weights)
+        config = with_weights(self.backbone_spec, weights)
         if config.get("weights_tag") != self.backbone_spec.get("weights_tag"):
             raise ConfigurationError(f"{weights}: not the backbone weights this model was trained with "
                                      f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})")

@@ -8,7 +8,6 @@ the input's size, spacing, origin and direction. Seconds per stage are recorded.
 """
 from __future__ import annotations
 
-import os
 import platform
 import time
 import traceback
@@ -23,7 +22,7 @@ from .. import __version__
 from ..atomic import write_json_atomic
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
-from ..locking import folder_lock
+from ..locking import acquire, release
 from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
 from .discovery import find_scans
 from .model import TrainedModel
@@ -159,6 +158,32 @@ class Predictor:
         return result
 
 
+def segment_all(predictor: Predictor, scans, rejected, output: Path, input_paths: set, save_probabilities: bool,
+                overlays: bool, progress: bool, log) -> tuple:
+    """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``."""
+    from tqdm import tqdm
+    results = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
+    for r in results:
+        log(f"FAILED {r.error}")
+    start = time.perf_counter()
+    for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
+        if (output / f"{name}.nii.gz").resolve() in input_paths:
+            results.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
+            log(f"FAILED {results[-1].error}")
+            continue
+        try:
+            results.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
+        except LiverwildError as exc:
+            results.append(ScanResult(name, str(path), error=str(exc)))
+            log(f"FAILED {exc}")
+        except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
+            message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            results.append(ScanResult(name, str(path), error=message))
+            log(f"FAILED {message}")
+            traceback.print_exc()
+    return results, time.perf_counter() - start
+
+
 def versions() -> dict:
     import SimpleITK
     import timm
@@ -173,8 +198,6 @@ def predict(inputs, output, model="default", results=None, trainer=None, checkpo
 
     Failures are reported per scan (one line naming the file) and do not stop the others.
     """
-    from tqdm import tqdm
-
     from .model import resolve_model_dir
     inputs, output = Path(inputs), Path(output)
     if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
@@ -192,43 +215,25 @@ def predict(inputs, output, model="default", results=None, trainer=None, checkpo
             "are not meant for real use.")
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        lock = acquire(output, "lw_predict", log)           # one writer per output folder
     except OSError as exc:
         raise LiverwildError(f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was "
                              "segmented") from exc
-    with folder_lock(output, "lw_predict", log):              # one writer per output folder
-        results_list = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
-        for _, r in zip(rejected, results_list):
-            log(f"FAILED {r.error}")
-        start = time.perf_counter()
-        for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
-            if (output / f"{name}.nii.gz").resolve() in input_paths:
-                results_list.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
-                log(f"FAILED {results_list[-1].error}")
-                continue
-            try:
-                results_list.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
-            except LiverwildError as exc:
-                results_list.append(ScanResult(name, str(path), error=str(exc)))
-                log(f"FAILED {exc}")
-            except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
-                message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                results_list.append(ScanResult(name, str(path), error=message))
-                log(f"FAILED {message}")
-                traceback.print_exc()
+    try:
+        results_list, seconds = segment_all(predictor, scans, rejected, output, input_paths, save_probabilities,
+                                            overlays, progress, log)
         report = {
             "inputs": str(inputs), "output": str(output), "model": trained.describe(), "plans": trained.plans,
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
-            "threshold": 0.5, "versions": versions(), "seconds_total": round(time.perf_counter() - start, 3),
+            "threshold": 0.5, "versions": versions(), "seconds_total": round(seconds, 3),
             "scans": [asdict(r) for r in results_list],
             "n_ok": sum(not r.error for r in results_list), "n_failed": sum(bool(r.error) for r in results_list),
         }
         write_json_atomic(output / "prediction_report.json", report)
+    finally:
+        release(lock)
     if not scans and not rejected:
         raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     return report

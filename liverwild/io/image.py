@@ -77,6 +77,22 @@ def is_supported(path) -> bool:
     return (path.is_file() and bool(image_suffix(path))) or is_dicom_folder(path)
 
 
+def checked_reader(path: Path) -> sitk.ImageFileReader:
+    """A reader of ``path`` whose header has been read and checked (:func:`check_header`; NIfTI files
+    also for completeness, which ITK would zero-fill silently) — no voxel is allocated yet."""
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        check_nifti_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
+    check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
+                 _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
+    return reader
+
+
 def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
     """Read ``path`` (file or DICOM folder) into a 3D scalar SimpleITK image, validating it."""
     path = Path(path)
@@ -90,18 +106,9 @@ def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
                                        + " or a DICOM series folder)")
         if path.stat().st_size == 0:
             raise ImageReadError(path, "is empty (0 bytes)")
-        if image_suffix(path) in (".nii", ".nii.gz"):
-            check_nifti_complete(path)          # ITK zero-fills truncated NIfTI data silently
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
+        reader = checked_reader(path)
         try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
-        check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
-                     _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
-        try:
-            image = sitk.ReadImage(str(path))
+            image = reader.Execute()
         except RuntimeError as exc:
             raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -198,16 +205,7 @@ def read_geometry(path) -> Geometry:
     path = Path(path)
     if not path.is_file() or not image_suffix(path):
         return Geometry.from_sitk(read_sitk(path))          # DICOM folders and errors: the full path
-    if image_suffix(path) in (".nii", ".nii.gz"):
-        check_nifti_complete(path)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
-    check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
-                 _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
+    reader = checked_reader(path)
     if reader.GetDimension() != 3:
         raise ImageReadError(path, f"is {reader.GetDimension()}D (size {reader.GetSize()}); liverwild needs a 3D volume")
     if reader.GetNumberOfComponents() != 1:
