@@ -59,7 +59,7 @@ def main():
         shape = None
         for case in fp["cases"].values():
             _, arrays, _, error = prepare_case((Path(case["image"]).name, case["image"], case["label"],
-                                                plans.to_json(), True))
+                                                None, plans.to_json(), True))
             assert error is None, error
             n += arrays["slices"].shape[1]
             shape = case["shape_zyx"]

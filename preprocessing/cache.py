@@ -7,6 +7,9 @@
         <case>/slices.npy             # (1 + K, Z, 224, 224) float16 — view 0 is the original slice
         <case>/labels.npy             # (1 + K, Z, 224, 224) uint8  — liver masks per view
         <case>/features.npy           # (1 + K, Z, C, h, w) float16 — frozen backbone maps per view
+        <case>/organs.npy             # (Z, 224, 224) uint8 — multi-organ map of view 0, when the raw
+                                      #   dataset keeps one (labelsTr_organs/); read by the domain-
+                                      #   randomisation baseline
         <case>/properties.json        # geometry, reorientation, normalisation stats, input signature
 
 A case folder appears under its final name only when complete (it is written as a hidden temporary
@@ -28,6 +31,7 @@ from liverwild.atomic import write_json_atomic
 from liverwild.errors import LiverwildError
 
 ARRAYS = ("slices", "labels", "features")
+OPTIONAL_ARRAYS = ("organs",)
 
 
 def input_signature(*paths) -> list:
@@ -60,7 +64,7 @@ def write_case(case_dir: Path, arrays: dict, properties: dict) -> Path:
     tmp.mkdir(parents=True)
     try:
         try:
-            for name in ARRAYS:
+            for name in ARRAYS + tuple(a for a in OPTIONAL_ARRAYS if arrays.get(a) is not None):
                 np.save(tmp / f"{name}.npy", arrays[name])
             write_json_atomic(tmp / "properties.json", properties)
         except OSError as exc:
@@ -90,6 +94,8 @@ class CachedCase:
         self.slices = np.load(self.folder / "slices.npy", mmap_mode="r")
         self.labels = np.load(self.folder / "labels.npy", mmap_mode="r")
         self.features = np.load(self.folder / "features.npy", mmap_mode="r")
+        organs = self.folder / "organs.npy"
+        self.organs = np.load(organs, mmap_mode="r") if organs.is_file() else None
         self.properties = json.loads((self.folder / "properties.json").read_text(encoding="utf-8"))
 
     @property

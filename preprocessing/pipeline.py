@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, describe_teacher, teacher_config
-from liverwild.datasets import case_files, find_dataset, load_dataset_json
+from liverwild.datasets import case_files, find_dataset, load_dataset_json, organ_file
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import Reorientation, check_not_constant, read_image, read_label
@@ -31,7 +31,7 @@ from planning.plans import Plans, default_normalization, load_plans, save_plans
 from .augmentation import augment_stack
 from .cache import input_signature, is_complete, list_cases, remove_stale_temporaries, write_case
 from .normalization import normalize_scan
-from .slices import resize_label_stack, resize_stack
+from .slices import resize_label_map_stack, resize_label_stack, resize_stack
 from .splits import update_splits
 
 
@@ -54,9 +54,14 @@ def prepare_slices(image, geometry, plans: Plans, body_median=None, inplace: boo
     return resize_stack(normalised, plans.slice_size), stats, reorient
 
 
+def case_inputs(image_path, label_path, organs_path=None) -> list:
+    """The files a cached case is made from (its signature covers them all)."""
+    return [image_path, label_path] + ([organs_path] if organs_path else [])
+
+
 def prepare_case(job):
     """Read, normalise, resize and augment one case. Returns (case, arrays, properties, error)."""
-    case, image_path, label_path, plans_json, single_thread = job
+    case, image_path, label_path, organs_path, plans_json, single_thread = job
     if single_thread:
         torch.set_num_threads(1)
     plans = Plans.from_json(plans_json)
@@ -70,16 +75,28 @@ def prepare_case(job):
         start = time.perf_counter()
         slices, stats, reorient = prepare_slices(image.array, image.geometry, plans, inplace=True)
         labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
+        organs = None
+        if organs_path is not None:
+            organ_map = read_label(organs_path)
+            diffs = organ_map.geometry.differences(image.geometry)
+            if diffs:
+                raise LiverwildError(f"{organs_path}: geometry differs from its image: " + "; ".join(diffs))
+            if organ_map.array.min() < 0 or organ_map.array.max() > 255:
+                raise LiverwildError(f"{organs_path}: organ values must lie in 0..255")
+            organs = resize_label_map_stack(np.ascontiguousarray(reorient.to_canonical(organ_map.array)),
+                                            plans.slice_size)
         views_s, views_l = [slices], [labels]
         for v in range(1, plans.views + 1):
             s, m = augment_stack(slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v))
             views_s.append(s)
             views_l.append(m)
-        arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l)}
+        arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l), "organs": organs}
         liver = np.flatnonzero(labels.any(axis=(1, 2)))
         properties = {
             "case": case, "image": str(image_path), "label": str(label_path),
-            "signature": input_signature(image_path, label_path), "data_identifier": plans.data_identifier(),
+            "organs": str(organs_path) if organs_path else None,
+            "signature": input_signature(*case_inputs(image_path, label_path, organs_path)),
+            "data_identifier": plans.data_identifier(),
             "modality": plans.modality, "n_slices": int(slices.shape[0]), "views": plans.views,
             "liver_slices": [int(liver[0]), int(liver[-1])] if liver.size else None,
             "geometry": image.geometry.to_dict(),
@@ -159,15 +176,16 @@ def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extr
             report.failed[case] = failed[case]
             continue
         image_path, label_path = case_files(folder, info, case)
+        organs_path = organ_file(folder, info, case)
         try:
-            signature = input_signature(image_path, label_path)
+            signature = input_signature(*case_inputs(image_path, label_path, organs_path))
         except FileNotFoundError as exc:
             report.failed[case] = f"{exc.filename}: missing"
             continue
         if is_complete(out / case, signature, data_id):
             report.skipped.append(case)
         else:
-            todo.append((case, image_path, label_path, plans.to_json(), workers >= 1))
+            todo.append((case, image_path, label_path, organs_path, plans.to_json(), workers >= 1))
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
     bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not progress or not todo)

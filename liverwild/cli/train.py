@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="any other field of the trainer configuration (documentation/training.md), e.g. "
+                        "unet_channels=16 inner_lr=1e-3")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--continue", dest="continue_training", action="store_true",
@@ -37,7 +40,8 @@ def main(argv=None) -> int:
 
     def work():
         summary = train_fold(args.fold, args.trainer, args.preprocessed, args.results, args.device,
-                             args.continue_training, TrainerConfig().updated(**changes), not args.no_progress,
+                             args.continue_training, TrainerConfig().assigned(args.settings).updated(**changes),
+                             not args.no_progress,
                              args.threads)
         print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
     return run(work)

@@ -6,6 +6,7 @@
         dataset.json
         imagesTr/<case>_0000.nii.gz
         labelsTr/<case>.nii.gz          # 0 background, 1 liver (tumour counted as liver)
+        labelsTr_organs/<case>.nii.gz   # optional multi-organ map (values: dataset.json "organ_labels")
         imagesTs/<case>_0000.nii.gz     # optional, unlabelled
 
 ``dataset.json`` is a superset of nnU-Net v2's: ``name``, ``modality`` ("CT" or "MR"),
@@ -25,6 +26,7 @@ from ..errors import ConfigurationError, LiverwildError
 
 MODALITIES = ("CT", "MR")
 CHANNEL = "_0000"
+ORGAN_FOLDER = "labelsTr_organs"
 
 
 @dataclass
@@ -112,6 +114,14 @@ def case_files(folder, info: DatasetInfo, case: str, split: str = "Tr") -> tuple
             raise LiverwildError(f"{folder / 'dataset.json'}: case {case!r} refers to {path}, outside the dataset "
                                  "folder")
     return image, label
+
+
+def organ_file(folder, info: DatasetInfo, case: str) -> Path | None:
+    """The multi-organ map of a training case, or ``None`` when the dataset keeps none for it."""
+    if not info.extra.get("organ_labels"):
+        return None
+    path = Path(folder) / info.extra.get("organ_label_folder", ORGAN_FOLDER) / f"{case}{info.file_ending}"
+    return path if path.is_file() else None
 
 
 def find_dataset(name: str, raw_root) -> Path:

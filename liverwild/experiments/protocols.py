@@ -61,27 +61,39 @@ def single_dg_folds(splits: dict, modalities: dict, val_per_source: int = 5, see
     return folds
 
 
-def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold: str | None = None) -> Plan:
-    """The runs of protocol ``name`` over the folds in ``splits`` (single-dg folds must be added first)."""
+def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> Plan:
+    """The runs of protocol ``name`` over the folds in ``splits`` (single-dg folds must be added first).
+    ``fold``: one fold name or a list of them (multi-dg and single-dg: a subset of their folds)."""
     from ..errors import LiverwildError
+    from ..training import get_trainer
     folds = splits.get("folds", {})
     loo = sorted(f for f, v in folds.items() if v.get("auto") and f.startswith("loo_"))
+    wanted = [fold] if isinstance(fold, str) else list(fold or [])
     seeds = list(seeds) if seeds else None
+    if name in ("ablations", "seeds") and len(wanted) > 1:
+        raise LiverwildError(f"protocol {name} runs on one fold, not {len(wanted)}")
     if name == "multi-dg":
-        chosen, trainers, seeds = loo, list(trainers or [REFERENCE_TRAINER]), seeds or [0]
+        chosen, trainers, seeds = wanted or loo, list(trainers or [REFERENCE_TRAINER]), seeds or [0]
     elif name == "single-dg":
-        chosen, trainers, seeds = sorted(f for f in folds if f.startswith("single_")), list(trainers or [REFERENCE_TRAINER]), seeds or [0]
+        singles = sorted(f for f in folds if f.startswith("single_"))
+        chosen, trainers, seeds = wanted or singles, list(trainers or [REFERENCE_TRAINER]), seeds or [0]
     elif name == "ablations":
-        chosen, trainers, seeds = [fold or (loo[0] if loo else None)], list(trainers or ABLATION_TRAINERS), seeds or [0]
+        chosen, trainers, seeds = wanted or loo[:1], list(trainers or ABLATION_TRAINERS), seeds or [0]
     elif name == "seeds":
-        chosen, trainers, seeds = [fold or (loo[0] if loo else None)], list(trainers or [REFERENCE_TRAINER]), seeds or [0, 1, 2]
+        chosen, trainers, seeds = wanted or loo[:1], list(trainers or [REFERENCE_TRAINER]), seeds or [0, 1, 2]
     else:
         raise LiverwildError(f"unknown protocol {name!r}; use multi-dg, single-dg, ablations or seeds")
-    chosen = [f for f in chosen if f]
     missing = [f for f in chosen if f not in folds]
     if missing or not chosen:
         raise LiverwildError(f"protocol {name}: no usable fold ({', '.join(missing) or 'none found'} in splits.json); "
                              "run lw_plan_and_preprocess on the datasets first")
+    for trainer in trainers:                       # unknown names and impossible pairings fail before training
+        needs = get_trainer(trainer).min_sources
+        short = [f for f in chosen if len(folds[f].get("sources", [])) < needs]
+        if short:
+            raise LiverwildError(f"{trainer} needs at least {needs} source datasets per fold, and {', '.join(short)} "
+                                 f"{'has' if len(short) == 1 else 'have'} fewer (single-source folds suit "
+                                 "SupervisedUNetTrainer, DualNormTrainer and DomainRandomizationTrainer)")
     runs = [Run(f, t, s) for f in chosen for t in trainers for s in seeds]
     return Plan(name, runs, trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
                 "seed" if name == "seeds" and len(trainers) == 1 else "trainer")

@@ -91,6 +91,31 @@ def surface_table(table, plan) -> list:
     return lines
 
 
+def run_seconds(output: Path, run) -> dict:
+    """Training seconds (sum of the epochs in the model's log) and prediction seconds per scan of one run."""
+    import pandas as pd
+    folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    log = Path(meta["model"]) / "log.csv"
+    train = float(pd.read_csv(log)["epoch_seconds"].sum()) if log.is_file() else float("nan")
+    prediction = json.loads((folder / "predictions" / "prediction_report.json").read_text(encoding="utf-8"))
+    per_scan = prediction["seconds_total"] / max(prediction["n_ok"], 1)
+    return {"train_s": train, "predict_s_per_scan": per_scan, "device": prediction.get("device_name", "")}
+
+
+def timing_table(output: Path, plan) -> list:
+    """Rows per trainer: mean training minutes per fold and prediction seconds per scan."""
+    rows = {}
+    for run in plan.runs:
+        rows.setdefault(run.trainer, []).append(run_seconds(output, run))
+    lines = ["| trainer | training (min per run) | prediction (s per scan) |", "|---|---|---|"]
+    for trainer, values in rows.items():
+        train = np.mean([v["train_s"] for v in values]) / 60
+        predict = np.mean([v["predict_s_per_scan"] for v in values])
+        lines.append(f"| {trainer} | {train:.1f} | {predict:.2f} |")
+    return lines
+
+
 def write_report(output: Path, plan, table, meta: dict) -> dict:
     import platform
 
@@ -100,6 +125,7 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
             f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
             f"bold: best and significantly better (p < {ALPHA}) than every other row.", "",
             "## Dice", "", *dice_table(table, plan), "", "## Surface distances", "", *surface_table(table, plan), "",
+            "## Time", "", *timing_table(Path(output), plan), "",
             f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
             + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else ".")]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")

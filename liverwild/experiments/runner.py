@@ -31,6 +31,7 @@ def _modalities(preprocessed: Path) -> dict:
 
 
 def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=None, val_per_source: int = 5) -> Plan:
+    """The protocol's runs; single-dg first adds its ``single_<CT>_to_<MR>`` folds to ``splits.json``."""
     from preprocessing.splits import add_fold, load_splits
     splits_path = preprocessed / "splits.json"
     splits = load_splits(splits_path)
@@ -75,7 +76,7 @@ def run_one(run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path,
 
 
 def run_experiment(name: str, raw=None, preprocessed=None, results=None, output=None, trainers=None, seeds=None,
-                   fold: str | None = None, config=None, device="auto", evaluation: str = "native",
+                   fold=None, config=None, device="auto", evaluation: str = "native",
                    quick: bool = False, log=print) -> dict:
     """Run protocol ``name`` end to end; returns the report dict (also written as JSON and Markdown)."""
     from preprocessing.splits import load_splits

@@ -9,7 +9,7 @@ import torch
 from ..backbones import FrozenBackbone, describe_teacher, with_weights
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
-from ..nets import ContrastiveDistillationNet
+from ..nets import build_network, uses_teacher
 
 CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "latest": "checkpoint_latest.pth"}
 
@@ -51,15 +51,18 @@ class TrainedModel:
         self.checkpoint = str(path)
         self.plans = state["plans"]                     # per source dataset
         self._check_plans(path)
-        self.net = ContrastiveDistillationNet(**{**state["network_config"],
-                                                 "decoder_channels": tuple(state["network_config"]["decoder_channels"])})
+        self.net = build_network(state["network_config"])
         self.net.load_state_dict(state["network"])
         self.net.eval().to(device)
         first = next(iter(self.plans.values()))
         self.backbone_spec = dict(first["backbone"])
         self.slice_size = first["slice_size"]
-        self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights), self.slice_size[0]).to(device)
-        self.random_backbone = self.backbone_spec.get("weights") == "random"
+        self.uses_teacher = uses_teacher(state["network_config"])
+        self.backbone = None              # image baselines (U-Nets) segment the slices themselves
+        if self.uses_teacher:
+            self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights),
+                                                       self.slice_size[0]).to(device)
+        self.random_backbone = self.uses_teacher and self.backbone_spec.get("weights") == "random"
 
     def _check_plans(self, path):
         from planning.plans import OutdatedPlansError, check_plans_version
@@ -85,6 +88,18 @@ class TrainedModel:
                                      f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})")
         return config
 
+    def segment(self, slices: torch.Tensor) -> tuple:
+        """``(logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, 1, H, W)``."""
+        import time
+        if self.backbone is None:
+            return self.net(slices), 0.0
+        start = time.perf_counter()
+        features = self.backbone(slices)
+        if slices.device.type == "cuda":
+            torch.cuda.synchronize()
+        teacher_seconds = time.perf_counter() - start
+        return self.net(features, slices)[0], teacher_seconds
+
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality``, or None if no source had it."""
         for plans in self.plans.values():
@@ -98,5 +113,6 @@ class TrainedModel:
                 "default_model": bool(self.config.get("default_model")),
                 "note": DISCLAIMER if self.config.get("default_model") else "",
                 "fold": self.config.get("fold_name"), "backbone": self.backbone_spec,
-                "teacher": describe_teacher(self.backbone_spec),
+                "teacher": describe_teacher(self.backbone_spec) if self.uses_teacher else "none (image model)",
+                "network": self.net.config.get("architecture", "contrastive_distillation"),
                 "sources": list(self.plans), "random_backbone": self.random_backbone}

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.format import CHANNEL, DatasetInfo, write_dataset_json
+from ..datasets.format import CHANNEL, ORGAN_FOLDER, DatasetInfo, write_dataset_json
 from ..parallel import bounded_imap
-from ..io import Geometry, Reorientation, Volume, stored_geometry, write_volume
+from ..io import Geometry, Reorientation, Volume, stored_geometry, write_mask, write_volume
 from .anatomy import Abdomen, Grid
 from .domains import DOMAINS, Domain
-from .tissues import LIVER_TISSUES
+from .tissues import LIVER_TISSUES, Tissue
 
 SOURCE = "liverwild synthetic phantoms (liverwild.phantoms)"
 LICENCE = "CC0-1.0 (synthetic, generated)"
@@ -65,16 +65,24 @@ def generate_case(domain: Domain | str, seed: int = 0, case: int = 0, n_slices: 
     return Volume(stored_image, geometry), Volume(stored_label, geometry), tissues
 
 
+def organ_labels() -> dict:
+    """``dataset.json``'s ``organ_labels`` of a phantom dataset: every tissue code but air (0)."""
+    return {tissue.name.lower(): int(tissue) for tissue in Tissue if tissue != Tissue.AIR}
+
+
 def _write_case(args):
     domain, folder, seed, case, n_slices, overwrite = args
     name = f"{domain.name.lower()}_{case:03d}"
     image_path = Path(folder) / "imagesTr" / f"{name}{CHANNEL}.nii.gz"
     label_path = Path(folder) / "labelsTr" / f"{name}.nii.gz"
-    if image_path.exists() and label_path.exists() and not overwrite:
+    organs_path = Path(folder) / ORGAN_FOLDER / f"{name}.nii.gz"
+    if image_path.exists() and label_path.exists() and organs_path.exists() and not overwrite:
         return name, 0.0
     start = time.perf_counter()
-    image, label, _ = generate_case(domain, seed, case, n_slices)
-    write_volume(label.array, label.geometry, label_path)        # label first: image marks completion
+    image, label, tissues = generate_case(domain, seed, case, n_slices)
+    reorient = Reorientation.from_geometry(image.geometry)
+    write_volume(label.array, label.geometry, label_path)        # labels first: the image marks completion
+    write_mask(np.ascontiguousarray(reorient.from_canonical(tissues)), label.geometry, organs_path)
     write_volume(image.array, image.geometry, image_path)
     return name, time.perf_counter() - start
 
@@ -103,7 +111,8 @@ def write_domain(domain: Domain | str, out_root, n_cases: int | None = None, see
                        source=SOURCE, licence=LICENCE, description=domain.description,
                        extra={"phantom": {"seed": seed, "scale": scale, "spacing_mm": list(domain.spacing),
                                           "orientation": Geometry((1, 1, 1), (1, 1, 1), (0, 0, 0),
-                                                                  domain.direction).orientation_code()}})
+                                                                  domain.direction).orientation_code()},
+                              "organ_labels": organ_labels(), "organ_label_folder": ORGAN_FOLDER})
     write_dataset_json(folder, info)
     return folder
 

@@ -153,9 +153,9 @@ def write_randomized(out_root, modality: str, n_cases: int, seed: int = 0, max_s
 
     from tqdm import tqdm
 
-    from ..datasets.format import DatasetInfo, write_dataset_json
+    from ..datasets.format import ORGAN_FOLDER, DatasetInfo, write_dataset_json
     from ..parallel import bounded_imap
-    from .generate import LICENCE, SOURCE, _write_case
+    from .generate import LICENCE, SOURCE, _write_case, organ_labels
     folder = Path(out_root) / FAMILY[modality]
     domains = [case_domain(seed, modality, case, max_slices) for case in range(n_cases)]
     jobs = [(domain, folder, seed, case, None, False) for case, domain in enumerate(domains)]
@@ -166,6 +166,7 @@ def write_randomized(out_root, modality: str, n_cases: int, seed: int = 0, max_s
     info = DatasetInfo(name=FAMILY[modality], modality=modality, cases=sorted(names), source=SOURCE, licence=LICENCE,
                        description=f"domain-randomised {modality} phantoms (generator version {GENERATOR_VERSION})",
                        extra={"phantom": {"seed": seed, "generator_version": GENERATOR_VERSION, "randomised": True,
-                                          "cases": {n: domain_summary(d) for n, d in zip(names, domains)}}})
+                                          "cases": {n: domain_summary(d) for n, d in zip(names, domains)}},
+                              "organ_labels": organ_labels(), "organ_label_folder": ORGAN_FOLDER})
     write_dataset_json(folder, info)
     return folder

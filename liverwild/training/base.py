@@ -1,8 +1,8 @@
 """The base trainer: a fixed training loop with small, overridable hooks.
 
-Hooks (override one in a subclass to make a variant): ``build_network``, ``build_losses``,
-``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``prepare_batch``, ``train_step``,
-``validate``.
+Hooks (override one in a subclass to make a variant): ``build_datasets``, ``build_network``,
+``build_losses``, ``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``batch_sampler``,
+``prepare_batch``, ``train_step``, ``validation_logits``.
 Everything else — data, seeding, mixed precision, logging, checkpoints, resumption — lives here once.
 
 Output folder ``$LW_results/<fold>/<trainer>__<plans id>/``: ``config.json`` (resolved configuration,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones import describe_teacher
@@ -46,6 +46,7 @@ class Trainer:
     changes) or override one hook."""
 
     overrides: dict = {}
+    min_sources = 1                  # source datasets a fold needs for this trainer
 
     def __init__(self, fold_name: str, fold: dict, preprocessed_root, results_root, config: TrainerConfig | None = None,
                  device="auto", log=print):
@@ -87,15 +88,22 @@ class Trainer:
         cap = self.config.max_scans_per_source
         return cases[:cap] if cap else cases
 
-    def build_datasets(self):
-        train, val = [], {}
-        for source in self.fold["sources"]:
+    def fold_cases(self) -> tuple:
+        """``(training cases, their source index, {source: validation cases})`` of the fold, from the cache."""
+        train, domains, val = [], [], {}
+        for index, source in enumerate(self.fold["sources"]):
             data_id = self.plans[source]["data_identifier"]
             names = self.select_training_cases(source, list(self.fold["train"].get(source, [])))
-            train += load_cases(self.preprocessed_root, source, data_id, names)
+            cases = load_cases(self.preprocessed_root, source, data_id, names)
+            train += cases
+            domains += [index] * len(cases)
             val[source] = load_cases(self.preprocessed_root, source, data_id, list(self.fold["val"].get(source, [])))
         if not train:
             raise LiverwildError(f"fold {self.fold_name} has no training cases")
+        return train, domains, val
+
+    def build_datasets(self):
+        train, _, self.val_cases = self.fold_cases()
         if self.config.augmentation == "online":
             from .data import OnlineAugmentedSliceDataset
             plans = next(iter(self.plans.values()))
@@ -105,7 +113,6 @@ class Trainer:
             self.train_set = SliceDataset(train, self.config.sampling, self.config.seed, self.config.use_augmented_views)
         else:
             raise LiverwildError(f"augmentation must be 'cached' or 'online', not {self.config.augmentation!r}")
-        self.val_cases = val
         self.feature_channels = int(train[0].features.shape[2])
 
     def build_network(self) -> torch.nn.Module:
@@ -121,8 +128,13 @@ class Trainer:
                 "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma), "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta),
                 "log_iou": L.LogIoULoss(), "entropy": L.EntropyLoss()}
 
+    def build_auxiliary(self) -> torch.nn.ModuleDict:
+        """Training-only modules (trained with the network, kept in checkpoints, unused at inference)."""
+        return torch.nn.ModuleDict()
+
     def build_optimizer(self, network):
-        return torch.optim.RAdam(network.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        parameters = [*network.parameters(), *self.auxiliary.parameters()]
+        return torch.optim.RAdam(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def build_scheduler(self, optimizer):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=self.config.plateau_factor,
@@ -132,6 +144,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         self.build_datasets()
         self.network = self.build_network().to(self.device)
+        self.auxiliary = self.build_auxiliary().to(self.device)
         self.losses = self.build_losses()
         self.optimizer = self.build_optimizer(self.network)
         self.scheduler = self.build_scheduler(self.optimizer)
@@ -158,6 +171,28 @@ class Trainer:
         return {"features": features[:b], "slice": batch["slice"], "label": batch["label"],
                 "positive": features[b:2 * b], "negatives": features[2 * b:].unflatten(0, (b, n))}
 
+    def segmentation_terms(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The supervised and regularising terms with a non-zero weight (focal, Tversky, −log IoU, entropy)."""
+        weights, terms = self.config.loss_weights, {}
+        for key in ("focal", "tversky", "log_iou"):
+            if weights.get(key, 0):
+                terms[key] = self.losses[key](logits, labels)
+        if weights.get("entropy", 0):
+            terms["entropy"] = self.losses["entropy"](logits)
+        return terms
+
+    def segmentation_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of :meth:`segmentation_terms`."""
+        weights = self.config.loss_weights
+        return sum(weights[k] * v for k, v in self.segmentation_terms(logits, labels).items())
+
+    def optimize(self, total: torch.Tensor) -> None:
+        """One optimiser step on ``total`` (gradient scaling for float16 on GPU)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
     def train_step(self, batch: dict) -> dict:
         weights = self.config.loss_weights
         feats, slices, labels = batch["features"], batch["slice"], batch["label"]
@@ -172,20 +207,18 @@ class Trainer:
                     feats, code, [(batch["positive"], positive_code)], negative_pairs)
             else:
                 sims = {}
-            for key in ("focal", "tversky", "log_iou"):
-                if weights.get(key, 0):
-                    terms[key] = self.losses[key](logits, labels)
-            if weights.get("entropy", 0):
-                terms["entropy"] = self.losses["entropy"](logits)
+            terms.update(self.segmentation_terms(logits, labels))
             total = sum(weights[k] * v for k, v in terms.items())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.optimize(total)
         out = {"loss": float(total.detach())}
         out.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
         out.update({k: float(v) for k, v in sims.items() if k.startswith("sim_")})
         return out
+
+    def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, 1, H, W)`` of the original slices ``start:stop`` of a cached validation case."""
+        feats = torch.from_numpy(np.asarray(case.features[0, start:stop], np.float32)).to(self.device)
+        return self.network(feats, slices)[0]
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -197,10 +230,9 @@ class Trainer:
                 inter = pred_sum = ref_sum = 0.0
                 for start in range(0, case.n_slices, self.config.val_batch_size):
                     stop = min(start + self.config.val_batch_size, case.n_slices)
-                    feats = torch.from_numpy(np.asarray(case.features[0, start:stop], np.float32)).to(self.device)
                     slices = torch.from_numpy(np.asarray(case.slices[0, start:stop], np.float32))[:, None].to(self.device)
                     with autocast(self.device, self.config.amp):
-                        logits, _ = self.network(feats, slices)
+                        logits = self.validation_logits(case, start, stop, slices)
                     pred = (logits.float() > 0).cpu().numpy()[:, 0]
                     ref = np.asarray(case.labels[0, start:stop]) > 0
                     inter += float((pred & ref).sum())
@@ -212,27 +244,34 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------
 
-    def loader(self, epoch: int) -> DataLoader:
-        self.train_set.epoch = epoch
+    def batch_sampler(self, epoch: int):
+        """The batches of one epoch (lists of item indices): shuffled slices, ``steps_per_epoch`` batches
+        or one pass."""
         generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
         n = self.config.steps_per_epoch * self.config.batch_size if self.config.steps_per_epoch else None
         sampler = RandomSampler(self.train_set, replacement=n is not None and n > len(self.train_set),
                                 num_samples=n, generator=generator)
+        return BatchSampler(sampler, self.config.batch_size, drop_last=True)
+
+    def loader(self, epoch: int) -> DataLoader:
+        self.train_set.epoch = epoch
+        batches = self.batch_sampler(epoch)
         workers = self.config.num_workers
         if workers is None:
             import os
             workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
-        return DataLoader(self.train_set, self.config.batch_size, sampler=sampler, drop_last=True,
-                          num_workers=workers, pin_memory=self.device.type == "cuda", persistent_workers=False,
+        return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False,
                           prefetch_factor=4 if workers else None)
 
     def run_epoch(self, epoch: int) -> dict:
         from tqdm import tqdm
         torch.manual_seed(self.config.seed * 100003 + epoch)        # dropout etc.: same per epoch on resume
         self.network.train()
-        sums, count, start = {}, 0, time.perf_counter()
+        sums, count, slices_seen, start = {}, 0, 0, time.perf_counter()
         for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
             batch = self.prepare_batch({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+            slices_seen += len(next(iter(batch.values())))
             stats = self.train_step(batch)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -243,7 +282,7 @@ class Trainer:
         val = self.validate()
         self.scheduler.step(val["val_dice"])
         row.update({"val_dice": val["val_dice"], "train_seconds": round(train_seconds, 3),
-                    "epoch_seconds": round(time.perf_counter() - start, 3), "train_slices": count * self.config.batch_size})
+                    "epoch_seconds": round(time.perf_counter() - start, 3), "train_slices": slices_seen})
         return row
 
     def fit(self, continue_training: bool = False, progress: bool = True) -> dict:
@@ -297,10 +336,12 @@ class Trainer:
             "plans_identifier": self.plans_id, "plans": self.plans, "device": str(self.device),
             "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
             "teacher": describe_teacher(next(iter(self.plans.values()))["backbone"]),
+            "notes": list(getattr(self, "notes", [])),
         })
 
     def checkpoint_state(self) -> dict:
         return {"trainer": self.name(), "network": self.network.state_dict(), "network_config": self.network.config,
+                "auxiliary": self.auxiliary.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "epochs_done": self.start_epoch, "best_dice": self.best_dice,
                 "history": self.history, "config": self.config.to_json(), "plans": self.plans,
@@ -328,6 +369,7 @@ class Trainer:
     def load_checkpoint(self, path):
         state = load_checkpoint(path, map_location=self.device)
         self.network.load_state_dict(state["network"])
+        self.auxiliary.load_state_dict(state.get("auxiliary", {}))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -36,6 +36,21 @@ class TrainerConfig:
     num_workers: int | None = None        # None: 0 on CPU, up to 8 loader processes on GPU
     amp: bool = True                        # mixed precision on GPU (no effect on CPU)
     seed: int = 0
+    # image baselines (SupervisedUNet, MASF, TaskAug, DualNorm, DomainRandomization): the 2D U-Net
+    unet_channels: int = 32                 # channels of the first level (doubled per level, nnU-Net's 32)
+    unet_depth: int = 4                     # poolings: 224 → 14
+    unet_dropout: float = 0.0
+    # episodic baselines (MASF, TaskAug)
+    inner_lr: float | None = None           # first-order inner step size α; None: lr
+    inner_clip: float = 2.0                 # the inner gradient is clipped to this global norm
+    global_weight: float = 1.0              # β1: class alignment (symmetric KL of soft class labels)
+    local_weight: float = 0.1               # β2: triplet clustering (MASF) / centroid-cosine alignment (TaskAug)
+    temperature: float = 2.0                # τ of the soft class labels
+    triplet_margin: float = 0.5             # ξ, on unit-length embeddings
+    pixels_per_class: int = 64              # pixels sampled per class and domain for the metric terms
+    embedding_channels: int = 32            # width of the metric embedding M_φ
+    # domain randomisation
+    background_classes: int = 4             # intensity classes split off the unlabelled background
 
     def updated(self, **changes) -> "TrainerConfig":
         if "loss_weights" in changes:
@@ -46,6 +61,24 @@ class TrainerConfig:
         d = asdict(self)
         d["decoder_channels"] = list(self.decoder_channels)
         return d
+
+    def assigned(self, assignments) -> "TrainerConfig":
+        """Apply ``KEY=VALUE`` strings (VALUE parsed as JSON, else kept as text), as ``--set`` gives them."""
+        import json
+
+        from ..errors import ConfigurationError
+        names = {f.name for f in fields(self)}
+        changes = {}
+        for item in assignments or []:
+            key, sep, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in names:
+                raise ConfigurationError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}")
+            try:
+                changes[key] = json.loads(value)
+            except json.JSONDecodeError:
+                changes[key] = value
+        return self.updated(**changes)
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainerConfig":

@@ -37,7 +37,10 @@ def plot_progress(history: list, path) -> Path:
         if any(key in h for h in history):
             axes[2].plot(epochs, [h.get(key) for h in history], label=key)
     axes[2].set_title("mean code similarity")
-    axes[2].legend(fontsize=7)
+    if axes[2].lines:
+        axes[2].legend(fontsize=7)
+    else:
+        axes[2].text(0.5, 0.5, "no distillation loss", ha="center", va="center", transform=axes[2].transAxes)
     for ax in axes:
         ax.set_xlabel("epoch")
     fig.tight_layout()

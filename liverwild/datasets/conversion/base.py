@@ -24,7 +24,7 @@ from ...atomic import atomic_path
 from ...errors import ImageReadError, LiverwildError
 from ...io import Geometry, write_mask, write_volume
 from ...parallel import bounded_imap
-from ..format import CHANNEL, DatasetInfo, write_dataset_json
+from ..format import CHANNEL, ORGAN_FOLDER, DatasetInfo, write_dataset_json
 from ..verify import verify_dataset
 
 
@@ -92,7 +92,7 @@ def _convert_one(job):
     converter, case, folder, overwrite = job
     image_out = folder / "imagesTr" / f"{case.case}{CHANNEL}.nii.gz"
     label_out = folder / "labelsTr" / f"{case.case}.nii.gz"
-    organs_out = folder / "labelsTr_organs" / f"{case.case}.nii.gz"
+    organs_out = folder / ORGAN_FOLDER / f"{case.case}.nii.gz"
     if image_out.exists() and label_out.exists() and not overwrite:
         return case.case, "skipped", None
     try:
@@ -155,7 +155,7 @@ def run_conversion(converter: Converter, src, out_root, name: str, workers: int 
     extra = {"converted_from": converter.kind, **converter.dataset_extra()}
     if converter.organ_labels:
         extra["organ_labels"] = converter.organ_labels
-        extra["organ_label_folder"] = "labelsTr_organs"
+        extra["organ_label_folder"] = ORGAN_FOLDER
     write_dataset_json(folder, DatasetInfo(name=name, modality=converter.modality, labels=labels, cases=done,
                                            source=converter.source_url, licence=converter.licence,
                                            description=converter.description, extra=extra))
