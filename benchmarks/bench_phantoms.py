@@ -1,11 +1,12 @@
 """Print phantom generation time per case and per slice for each domain (no assertions)."""
+
 import time
 
 from liverwild.phantoms import DOMAINS, generate_case
 
 
 def main(repeats: int = 3):
-    generate_case("PhantomT2MR", 0, 0)                  # warm-up (imports, caches)
+    generate_case("PhantomT2MR", 0, 0)  # warm-up (imports, caches)
     print(f"{'domain':20s} {'shape (z,y,x)':>16s} {'s/case':>8s} {'ms/slice':>9s}")
     for name in DOMAINS:
         times = []

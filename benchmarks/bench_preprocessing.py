@@ -9,6 +9,7 @@ one worker process; (2) the bare backbone forward on random 224² batches; (3) F
 same number of slices (float16 input/output, host↔device copies, mixed precision on GPU); its ratio to
 (2) is the overhead target (≤ 1.10).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,34 +46,40 @@ def main():
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
     batch = args.batch_size or (256 if device.type == "cuda" else 32)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
-          f"backbone {args.backbone}, batch {batch}, views {args.views}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
+        f"backbone {args.backbone}, batch {batch}, views {args.views}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_domain("PhantomPortalCT", tmp, n_cases=args.cases, scale=args.scale, n_slices=args.slices,
-                              progress=False)
+        folder = write_domain(
+            "PhantomPortalCT", tmp, n_cases=args.cases, scale=args.scale, n_slices=args.slices, progress=False
+        )
         fp = extract_fingerprint(folder, progress=False)
         plans = plan_dataset(fp, backbone=args.backbone, weights="random", views=args.views)
-        torch.set_num_threads(1)             # one CPU-stage worker, as in the pipeline
+        torch.set_num_threads(1)  # one CPU-stage worker, as in the pipeline
         start = time.perf_counter()
         n = 0
         shape = None
         for case in fp["cases"].values():
-            _, arrays, _, error = prepare_case((Path(case["image"]).name, case["image"], case["label"],
-                                                None, plans.to_json(), True))
+            _, arrays, _, error = prepare_case(
+                (Path(case["image"]).name, case["image"], case["label"], None, plans.to_json(), True)
+            )
             assert error is None, error
             n += arrays["slices"].shape[1]
             shape = case["shape_zyx"]
         cpu = time.perf_counter() - start
         torch.set_num_threads(threads)
-        print(f"CPU stages, one worker: {n / cpu:8.1f} slices/s ({1000 * cpu / n:.1f} ms/slice incl. {args.views} "
-              f"views; scans {shape})")
+        print(
+            f"CPU stages, one worker: {n / cpu:8.1f} slices/s ({1000 * cpu / n:.1f} ms/slice incl. {args.views} "
+            f"views; scans {shape})"
+        )
 
     backbone = FrozenBackbone(args.backbone, "random").to(device)
     total = max(4 * batch, 256 if device.type == "cuda" else 96)
     x = torch.randn(batch, 1, 224, 224, device=device)
     with torch.inference_mode(), autocast(device):
-        backbone(x)                                                  # warm-up
+        backbone(x)  # warm-up
         sync(device)
         start = time.perf_counter()
         for _ in range(total // batch):
@@ -88,10 +95,14 @@ def main():
     sync(device)
     full = total / (time.perf_counter() - start)
     print(f"bare backbone forward:  {bare:8.1f} slices/s")
-    print(f"FeatureExtractor:       {full:8.1f} slices/s  (time ratio to bare forward {bare / full:.3f}; target ≤ 1.10)")
-    per_slice = full / (1 + args.views)          # every slice needs 1 + K backbone passes
-    print(f"feature extraction per slice with {args.views} views: {per_slice:8.1f} slices/s; one CPU worker "
-          f"prepares {n / cpu:.1f} slices/s → CPU workers needed to keep up: {int(np.ceil(per_slice / (n / cpu)))}")
+    print(
+        f"FeatureExtractor:       {full:8.1f} slices/s  (time ratio to bare forward {bare / full:.3f}; target ≤ 1.10)"
+    )
+    per_slice = full / (1 + args.views)  # every slice needs 1 + K backbone passes
+    print(
+        f"feature extraction per slice with {args.views} views: {per_slice:8.1f} slices/s; one CPU worker "
+        f"prepares {n / cpu:.1f} slices/s → CPU workers needed to keep up: {int(np.ceil(per_slice / (n / cpu)))}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Runs are kept in ``--workdir`` and reused, so an interrupted benchmark resumes. 
 seeds, per-seed means, and a paired t-test of each teacher against the reference over the same
 seed × scan pairs) to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,20 @@ def slug(label: str) -> str:
 
 def run_one(workdir: Path, backbone: str, random_backbone: bool, tap, seed: int, quick: bool):
     from liverwild.demo import run_demo
+
     if not (workdir / "demo_report.json").is_file():
-        run_demo(workdir, seed=seed, quick=quick, backbone=backbone, random_backbone=random_backbone, tap=tap,
-                 device="cpu", log=lambda *a: None)
+        run_demo(
+            workdir,
+            seed=seed,
+            quick=quick,
+            backbone=backbone,
+            random_backbone=random_backbone,
+            tap=tap,
+            device="cpu",
+            log=lambda *a: None,
+        )
     import pandas as pd
+
     report = json.loads((workdir / "demo_report.json").read_text(encoding="utf-8"))
     return pd.read_csv(report["evaluation_csv"]), report
 
@@ -50,9 +61,12 @@ def run_one(workdir: Path, backbone: str, random_backbone: bool, tap, seed: int,
 def markdown(table, seeds, command: str, seconds: float) -> str:
     import numpy as np
     from scipy import stats
+
     ref = table[table.teacher == REFERENCE].set_index(["seed", "case"])["dice"]
-    lines = ["| teacher | Dice, mean ± s.d. (scans × seeds) | per-seed means | p vs reference (paired t) |",
-             "|---|---|---|---|"]
+    lines = [
+        "| teacher | Dice, mean ± s.d. (scans × seeds) | per-seed means | p vs reference (paired t) |",
+        "|---|---|---|---|",
+    ]
     for label, *_ in CONFIGS:
         rows = table[table.teacher == label]
         per_seed = " / ".join(f"{rows[rows.seed == s].dice.mean():.3f}" for s in seeds)
@@ -64,12 +78,18 @@ def markdown(table, seeds, command: str, seconds: float) -> str:
         lines.append(f"| {label} | {rows.dice.mean():.3f} ± {rows.dice.std(ddof=1):.3f} | {per_seed} | {p} |")
     cpu = platform.processor() or platform.machine()
     import torch
-    lines += ["", f"Command: `{command}`", "",
-              f"Hardware: {os.cpu_count()} CPU cores ({cpu}), no GPU; torch {torch.__version__}; "
-              f"{datetime.date.today().isoformat()}; {seconds / 60:.0f} min in all.",
-              "", "Synthetic data: phantom CT domains as sources, the phantom T2-like MR domain unseen. Seeds change "
-              "the phantoms and the training initialisation; the paired test pairs the same seed and scan. "
-              f"Mean Dice over all {int(np.prod([len(seeds), table.case.nunique()]))} seed × scan pairs."]
+
+    lines += [
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Hardware: {os.cpu_count()} CPU cores ({cpu}), no GPU; torch {torch.__version__}; "
+        f"{datetime.date.today().isoformat()}; {seconds / 60:.0f} min in all.",
+        "",
+        "Synthetic data: phantom CT domains as sources, the phantom T2-like MR domain unseen. Seeds change "
+        "the phantoms and the training initialisation; the paired test pairs the same seed and scan. "
+        f"Mean Dice over all {int(np.prod([len(seeds), table.case.nunique()]))} seed × scan pairs.",
+    ]
     return "\n".join(lines)
 
 
@@ -81,15 +101,20 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="lw_demo --quick sized runs (smoke test)")
     args = p.parse_args(argv)
     import pandas as pd
+
     out = Path(args.out)
     work = Path(args.workdir) if args.workdir else out / "runs"
     start, frames = time.perf_counter(), []
     for label, backbone, random_backbone, tap in CONFIGS:
         for seed in args.seeds:
             t = time.perf_counter()
-            cases, report = run_one(work / f"{slug(label)}_seed{seed}", backbone, random_backbone, tap, seed, args.quick)
+            cases, report = run_one(
+                work / f"{slug(label)}_seed{seed}", backbone, random_backbone, tap, seed, args.quick
+            )
             frames.append(cases.assign(teacher=label, seed=seed))
-            print(f"{label:62s} seed {seed}: Dice {cases.dice.mean():.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
+            print(
+                f"{label:62s} seed {seed}: Dice {cases.dice.mean():.3f} ({time.perf_counter() - t:.0f} s)", flush=True
+            )
     table = pd.concat(frames, ignore_index=True)[["teacher", "seed", "case", "dice", "assd_mm", "mssd_mm"]]
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "results.csv", index=False, float_format="%.4f")

@@ -4,6 +4,7 @@ Builds an in-memory cache of random features with the real shapes (ViT-S/16: 384
 1 + K views), then times ``train_step`` on batches from the real SliceDataset/DataLoader path, and
 validation. Usage: ``python benchmarks/bench_training.py [--device cuda] [--batch-size 8] [--channels 384]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ def fake_cache(root: Path, cases: int, slices: int, views: int, channels: int, f
     for c in range(cases):
         labels = np.zeros((1 + views, slices, 224, 224), np.uint8)
         labels[:, :, 60:160, 40:150] = 1
-        arrays = {"slices": rng.standard_normal((1 + views, slices, 224, 224)).astype(np.float16), "labels": labels,
-                  "features": rng.standard_normal((1 + views, slices, channels, fsize, fsize)).astype(np.float16)}
+        arrays = {
+            "slices": rng.standard_normal((1 + views, slices, 224, 224)).astype(np.float16),
+            "labels": labels,
+            "features": rng.standard_normal((1 + views, slices, channels, fsize, fsize)).astype(np.float16),
+        }
         write_case(root / f"case{c:02d}", arrays, {"case": f"case{c:02d}"})
 
 
@@ -46,12 +50,19 @@ def main():
         plans.backbone.update(teacher="fake", name="fake", weights_tag="random")
         plans.augmentation["views_per_slice"] = 2
         save_plans(plans, Path(tmp) / "DS" / "plans.json")
-        fake_cache(Path(tmp) / "DS" / plans.data_identifier(), cases=4, slices=40, views=2, channels=args.channels,
-                   fsize=14)
-        fold = {"sources": ["DS"], "target": "X", "train": {"DS": ["case00", "case01", "case02"]},
-                "val": {"DS": ["case03"]}}
+        fake_cache(
+            Path(tmp) / "DS" / plans.data_identifier(), cases=4, slices=40, views=2, channels=args.channels, fsize=14
+        )
+        fold = {
+            "sources": ["DS"],
+            "target": "X",
+            "train": {"DS": ["case00", "case01", "case02"]},
+            "val": {"DS": ["case03"]},
+        }
         config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
-        trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device, log=lambda *a: None)
+        trainer = ContrastiveDistillationTrainer(
+            "bench", fold, tmp, Path(tmp) / "res", config, device, log=lambda *a: None
+        )
         trainer.initialize()
         batches = iter(trainer.loader(0))
         load_time = step_time = 0.0
@@ -71,7 +82,7 @@ def main():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t2 = time.perf_counter()
-            if i >= 3:                                     # warm-up excluded
+            if i >= 3:  # warm-up excluded
                 load_time += t1 - t0
                 step_time += t2 - t1
                 n += 1
@@ -80,12 +91,16 @@ def main():
         t0 = time.perf_counter()
         trainer.validate()
         val_rate = 40 / (time.perf_counter() - t0)
-        print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
-              f"batch {args.batch_size}, features {args.channels}×14×14")
-        print(f"training: {rate:8.1f} slices/s  (data {1000 * load_time / n:.1f} ms + step {1000 * step_time / n:.1f} ms "
-              f"per batch)")
+        print(
+            f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
+            f"batch {args.batch_size}, features {args.channels}×14×14"
+        )
+        print(
+            f"training: {rate:8.1f} slices/s  (data {1000 * load_time / n:.1f} ms + step {1000 * step_time / n:.1f} ms "
+            f"per batch)"
+        )
         print(f"validation: {val_rate:8.1f} slices/s")
-        epoch = 10000 / rate + 10000 * 0.05 / val_rate     # 5 % of slices held out for validation
+        epoch = 10000 / rate + 10000 * 0.05 / val_rate  # 5 % of slices held out for validation
         print(f"one epoch over 10 000 slices: {epoch:8.1f} s; 150 epochs: {150 * epoch / 3600:.2f} h")
         if device.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

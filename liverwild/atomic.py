@@ -3,6 +3,7 @@
 A reader (or a resumed run) therefore sees either the old complete file or the new complete file,
 never a half-written one.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -10,6 +10,7 @@ model folder (network weights and plans only, about 1 MB) with ``provenance.json
 generator version, seed, command, versions, the checkpoint's SHA-256). ``lw_build_default_model``
 runs it; the folder shipped in the package is what that command wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ from .checkpoints import load_checkpoint
 from .errors import ConfigurationError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
-DISCLAIMER = ("liverwild's default model was trained on synthetic phantoms only (no real scan, no real label) "
-              "and is not a medical device: check every mask before any use.")
+DISCLAIMER = (
+    "liverwild's default model was trained on synthetic phantoms only (no real scan, no real label) "
+    "and is not a medical device: check every mask before any use."
+)
 FOLD = "default_all_phantoms"
 
 
@@ -58,21 +61,35 @@ def export_model(run_folder, output, provenance: dict) -> Path:
     ``provenance.json`` with the checkpoint's SHA-256) from a training output folder."""
     run_folder, output = Path(run_folder), Path(output)
     state = load_checkpoint(run_folder / "checkpoint_best.pth")
-    slim = {"trainer": state["trainer"], "network": state["network"], "network_config": state["network_config"],
-            "plans": state["plans"], "config": state["config"], "epochs_done": state["epochs_done"],
-            "best_dice": state["best_dice"]}
+    slim = {
+        "trainer": state["trainer"],
+        "network": state["network"],
+        "network_config": state["network_config"],
+        "plans": state["plans"],
+        "config": state["config"],
+        "epochs_done": state["epochs_done"],
+        "best_dice": state["best_dice"],
+    }
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "checkpoint_best.pth", ".pth") as tmp:
         torch.save(slim, tmp)
     config = json.loads((run_folder / "config.json").read_text(encoding="utf-8"))
     write_json_atomic(output / "config.json", {**config, "fold_name": "default", "default_model": True})
-    write_json_atomic(output / "provenance.json", {**provenance,
-                                                   "checkpoint_sha256": file_sha256(output / "checkpoint_best.pth")})
+    write_json_atomic(
+        output / "provenance.json", {**provenance, "checkpoint_sha256": file_sha256(output / "checkpoint_best.pth")}
+    )
     return output
 
 
-def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None = None, device="auto",
-                        workers: int = 1, command: str | None = None, log=print) -> dict:
+def build_default_model(
+    workdir,
+    output=DEFAULT_MODEL_DIR,
+    recipe: Recipe | None = None,
+    device="auto",
+    workers: int = 1,
+    command: str | None = None,
+    log=print,
+) -> dict:
     """Build the default model from scratch in ``workdir`` and export it to ``output``; returns provenance."""
     from preprocessing.pipeline import plan_and_preprocess
     from preprocessing.splits import add_fold, pooled_fold
@@ -81,6 +98,7 @@ def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None
     from .backbones import describe_teacher, teacher_config
     from .phantoms.randomized import FAMILY, GENERATOR_VERSION, write_randomized
     from .training import TrainerConfig, train_fold
+
     recipe = recipe or Recipe()
     workdir = Path(workdir)
     raw, pre, res = workdir / "raw", workdir / "preprocessed", workdir / "results"
@@ -91,48 +109,79 @@ def build_default_model(workdir, output=DEFAULT_MODEL_DIR, recipe: Recipe | None
     write_randomized(raw, "MR", recipe.mr_cases, recipe.seed, recipe.max_slices, workers, progress=False)
     names = [FAMILY["CT"], FAMILY["MR"]]
     log(f"[2/4] plan and preprocess with the teacher {recipe.teacher}")
-    reports = plan_and_preprocess(names, raw=str(raw), preprocessed=str(pre), backbone=recipe.teacher,
-                                  views=recipe.views, device=device, workers=workers, replan=True, progress=False,
-                                  log=lambda *a: None)
+    reports = plan_and_preprocess(
+        names,
+        raw=str(raw),
+        preprocessed=str(pre),
+        backbone=recipe.teacher,
+        views=recipe.views,
+        device=device,
+        workers=workers,
+        replan=True,
+        progress=False,
+        log=lambda *a: None,
+    )
     failed = {r.dataset: r.failed for r in reports if r.failed}
     if failed:
         raise ConfigurationError(f"preprocessing failed for {failed}")
     add_fold(pre / "splits.json", FOLD, pooled_fold(_cached_cases(pre, names), recipe.val_per_source, recipe.seed))
     log(f"[3/4] train {FOLD}: {recipe.epochs} epochs × {recipe.steps_per_epoch} steps of {recipe.batch_size}")
-    config = TrainerConfig().updated(epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
-                                     batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed)
-    trained = train_fold(FOLD, preprocessed=str(pre), results=str(res), device=device, config=config,
-                         progress=False, log=lambda *a: None)
+    config = TrainerConfig().updated(
+        epochs=recipe.epochs,
+        steps_per_epoch=recipe.steps_per_epoch,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=recipe.seed,
+    )
+    trained = train_fold(
+        FOLD, preprocessed=str(pre), results=str(res), device=device, config=config, progress=False, log=lambda *a: None
+    )
     teacher = teacher_config(recipe.teacher)
-    provenance = {
-        "description": DISCLAIMER, "recipe": asdict(recipe), "teacher": describe_teacher(teacher),
+    provenance: dict = {
+        "description": DISCLAIMER,
+        "recipe": asdict(recipe),
+        "teacher": describe_teacher(teacher),
         "teacher_config": {k: v for k, v in teacher.items() if k != "weights"},
-        "generator": "liverwild.phantoms.randomized", "generator_version": GENERATOR_VERSION,
-        "seed": recipe.seed, "command": command or "lw_build_default_model",
+        "generator": "liverwild.phantoms.randomized",
+        "generator_version": GENERATOR_VERSION,
+        "seed": recipe.seed,
+        "command": command or "lw_build_default_model",
         "best_val_dice_on_phantoms": round(float(trained["best_val_dice"]), 4),
-        "versions": {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "platform": platform.platform()},
-        "device": str(device), "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "liverwild": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
         "build_seconds": round(time.perf_counter() - start, 1),
     }
     export_model(trained["output"], output, provenance)
-    log(f"[4/4] default model → {output} (validation Dice on held-out phantoms {provenance['best_val_dice_on_phantoms']:.3f}, "
-        f"{provenance['build_seconds'] / 60:.1f} min)")
+    log(
+        f"[4/4] default model → {output} (validation Dice on held-out phantoms "
+        f"{provenance['best_val_dice_on_phantoms']:.3f}, "
+        f"{provenance['build_seconds'] / 60:.1f} min)"
+    )
     return json.loads((Path(output) / "provenance.json").read_text(encoding="utf-8"))
 
 
 def _cached_cases(preprocessed: Path, names: list) -> dict:
     from planning.plans import load_plans
     from preprocessing.cache import list_cases
-    return {n: list_cases(preprocessed / n / load_plans(preprocessed / n / "plans.json").data_identifier())
-            for n in names}
+
+    return {
+        n: list_cases(preprocessed / n / load_plans(preprocessed / n / "plans.json").data_identifier()) for n in names
+    }
 
 
 def default_model_dir() -> Path:
     """The shipped default model folder; a clear error when this installation lacks it."""
     if not (DEFAULT_MODEL_DIR / "checkpoint_best.pth").is_file():
-        raise ConfigurationError(f"{DEFAULT_MODEL_DIR}: liverwild's default model is missing from this installation; "
-                                 "rebuild it with lw_build_default_model, or pass a trained model with -m")
+        raise ConfigurationError(
+            f"{DEFAULT_MODEL_DIR}: liverwild's default model is missing from this installation; "
+            "rebuild it with lw_build_default_model, or pass a trained model with -m"
+        )
     return DEFAULT_MODEL_DIR
 
 

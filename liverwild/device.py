@@ -1,4 +1,5 @@
 """One code path for cpu, cuda and mps: device choice, mixed precision, CPU threads."""
+
 from __future__ import annotations
 
 import contextlib

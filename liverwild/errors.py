@@ -16,4 +16,3 @@ class ImageReadError(LiverwildError):
 
 class ConfigurationError(LiverwildError):
     """A missing folder, variable or option; the message says what to set."""
-

@@ -6,6 +6,7 @@ fails at once with a message naming the lock and the process holding it — neve
 interleaving. A lock whose process no longer runs (on this host) is stale: it is taken over, and the
 takeover is reported.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,7 @@ def process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:                  # exists, owned by someone else
+    except PermissionError:  # exists, owned by someone else
         return True
     return True
 
@@ -47,8 +48,12 @@ def acquire(folder, command: str | None = None, log=None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv),
-          "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command or " ".join(sys.argv),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -56,11 +61,13 @@ def acquire(folder, command: str | None = None, log=None) -> Path:
             holder = _holder(path)
             pid, host = holder.get("pid"), holder.get("host")
             if isinstance(pid, int) and (host != me["host"] or process_alive(pid)):
-                raise LockedError(f"{path}: {folder} is in use by process {pid} on {host} ({holder.get('command')}, "
-                                  f"since {holder.get('since')}); wait for it to finish, or remove the lock file if "
-                                  "that process is gone") from None
+                raise LockedError(
+                    f"{path}: {folder} is in use by process {pid} on {host} ({holder.get('command')}, "
+                    f"since {holder.get('since')}); wait for it to finish, or remove the lock file if "
+                    "that process is gone"
+                ) from None
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()                                     # stale: its process is dead (or the file empty)
+                path.unlink()  # stale: its process is dead (or the file empty)
             if log:
                 log(f"{path}: took over a stale lock of process {pid} (no longer running)")
             continue

@@ -1,4 +1,5 @@
 """Ordered parallel map with a bounded number of results in flight (memory-safe pipelines)."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -16,7 +17,7 @@ def bounded_imap(function, jobs, workers: int = 1, in_flight: int | None = None,
         return
     in_flight = in_flight or workers + 1
     with ProcessPoolExecutor(workers) as pool:
-        pending = deque()
+        pending: deque = deque()
         for job in jobs:
             pending.append(pool.submit(function, job))
             if len(pending) >= in_flight:

@@ -12,6 +12,7 @@ variable           command-line option  content
 
 An option always wins over the environment variable.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,7 @@ def resolve_folder(kind: str, option: str | os.PathLike | None = None, must_exis
     variable, flag, what = FOLDERS[kind]
     value = option if option not in (None, "") else os.environ.get(variable)
     if not value:
-        raise ConfigurationError(
-            f"No folder for {what}: set the environment variable {variable} or pass {flag} DIR.")
+        raise ConfigurationError(f"No folder for {what}: set the environment variable {variable} or pass {flag} DIR.")
     path = Path(value).expanduser()
     if must_exist and not path.is_dir():
         source = flag if option else variable

@@ -1,4 +1,5 @@
 """Pictures for people: slices with mask outlines (matplotlib, Agg backend, no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,12 +29,13 @@ def canonical_views(volume: Volume, mask: np.ndarray | None = None, index=None):
     m = reorient.to_canonical(mask) if mask is not None else None
     sx, sy, sz = reorient.canonical_geometry(volume.geometry).spacing
     if index is None:
-        index = (np.argwhere(m).mean(0).astype(int) if m is not None and m.any()
-                 else np.array(image.shape) // 2)
+        index = np.argwhere(m).mean(0).astype(int) if m is not None and m.any() else np.array(image.shape) // 2
     k, j, i = (int(v) for v in index)
-    views = [("axial", image[k], m[k] if m is not None else None, sy / sx),
-             ("coronal", image[::-1, j, :], m[::-1, j, :] if m is not None else None, sz / sx),
-             ("sagittal", image[::-1, :, i], m[::-1, :, i] if m is not None else None, sz / sy)]
+    views = [
+        ("axial", image[k], m[k] if m is not None else None, sy / sx),
+        ("coronal", image[::-1, j, :], m[::-1, j, :] if m is not None else None, sz / sx),
+        ("sagittal", image[::-1, :, i], m[::-1, :, i] if m is not None else None, sz / sy),
+    ]
     return views
 
 
@@ -49,12 +51,14 @@ def overlay_grid(rows, path, title: str | None = None, panel_size: float = 2.6) 
     Masks are drawn as red outlines on the grey-value image.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_cols = max(len(views) for _, _, views in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(panel_size * n_cols, panel_size * len(rows)),
-                             squeeze=False, dpi=100)
+    fig, axes = plt.subplots(
+        len(rows), n_cols, figsize=(panel_size * n_cols, panel_size * len(rows)), squeeze=False, dpi=100
+    )
     for r, (label, modality, views) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]

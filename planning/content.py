@@ -6,6 +6,7 @@ range and hashed together with the canonical size and spacing (0.01 mm). NIfTI, 
 and a DICOM series of the same voxels give the same digest; header-only changes (description, origin,
 qform/sform codes) do not change it; a different scan does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,7 @@ def duplicates(target: dict, source: dict) -> dict:
 
     ``target``/``source``: ``{case: digest}``.
     """
-    by_digest = {}
+    by_digest: dict = {}
     for case, digest in target.items():
         by_digest.setdefault(digest, case)
     return {case: by_digest[digest] for case, digest in source.items() if digest in by_digest}

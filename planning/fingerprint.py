@@ -7,6 +7,7 @@ recognises the same scan in another dataset or file format. Per dataset: the mod
 (median shape and spacing, medians of the per-case statistics). Intensities are HU for CT and arbitrary
 units for MR; the body is voxels above −300 HU (CT) or above an Otsu threshold (MR), largest component.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def body_mask(image: np.ndarray, modality: str) -> np.ndarray:
         mask = small > CT_BODY_THRESHOLD
     else:
         from skimage.filters import threshold_otsu
+
         mask = small > 0.5 * threshold_otsu(small)
     labels, n = ndimage.label(mask)
     if n > 1:
@@ -74,8 +76,10 @@ def extract_case_fingerprint(image_path, label_path, modality: str, allowed_labe
     if allowed_labels is not None:
         unknown = sorted(set(np.unique(label.array).tolist()) - set(allowed_labels))
         if unknown:
-            raise LiverwildError(f"{label_path}: holds label values {unknown} that dataset.json does not define "
-                                 f"(labels: {sorted(allowed_labels)})")
+            raise LiverwildError(
+                f"{label_path}: holds label values {unknown} that dataset.json does not define "
+                f"(labels: {sorted(allowed_labels)})"
+            )
     reorient = Reorientation.from_geometry(image.geometry)
     canonical_label = reorient.to_canonical(label.array) > 0
     liver_slices = np.flatnonzero(canonical_label.any(axis=(1, 2)))
@@ -83,8 +87,10 @@ def extract_case_fingerprint(image_path, label_path, modality: str, allowed_labe
     liver = label.array > 0
     canonical_geometry = reorient.canonical_geometry(image.geometry)
     return {
-        "image": str(image_path), "label": str(label_path),
-        "shape_zyx": list(image.array.shape), "spacing_xyz": list(image.geometry.spacing),
+        "image": str(image_path),
+        "label": str(label_path),
+        "shape_zyx": list(image.array.shape),
+        "spacing_xyz": list(image.geometry.spacing),
         "canonical_spacing_xyz": list(canonical_geometry.spacing),
         "orientation": image.geometry.orientation_code(),
         "n_slices": int(canonical_label.shape[0]),
@@ -112,18 +118,23 @@ def aggregate(cases: dict, modality: str) -> dict:
 
     def median(key_fn):
         return [float(v) for v in np.median(np.array([key_fn(c) for c in good], dtype=float), axis=0)]
+
     stats = {}
     for region in ("intensity_body", "intensity_liver"):
         keys = good[0][region].keys()
         stats[region] = {k: float(np.nanmedian([c[region][k] for c in good])) for k in keys}
-    return {"modality": modality, "n_cases": len(good),
-            "median_shape_zyx": median(lambda c: c["shape_zyx"]),
-            "median_canonical_spacing_xyz": median(lambda c: c["canonical_spacing_xyz"]),
-            "total_slices": int(sum(c["n_slices"] for c in good)),
-            "median_intensity_body": stats["intensity_body"],
-            "median_intensity_liver": stats["intensity_liver"],
-            "median_ratio_p99.5_to_p50_body": float(np.median(
-                [c["intensity_body"]["p99.5"] / max(abs(c["intensity_body"]["p50"]), 1e-6) for c in good]))}
+    return {
+        "modality": modality,
+        "n_cases": len(good),
+        "median_shape_zyx": median(lambda c: c["shape_zyx"]),
+        "median_canonical_spacing_xyz": median(lambda c: c["canonical_spacing_xyz"]),
+        "total_slices": int(sum(c["n_slices"] for c in good)),
+        "median_intensity_body": stats["intensity_body"],
+        "median_intensity_liver": stats["intensity_liver"],
+        "median_ratio_p99.5_to_p50_body": float(
+            np.median([c["intensity_body"]["p99.5"] / max(abs(c["intensity_body"]["p50"]), 1e-6) for c in good])
+        ),
+    }
 
 
 def _signature(image_path, label_path):
@@ -133,11 +144,14 @@ def _signature(image_path, label_path):
         return None
 
 
-def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = True, previous: dict | None = None) -> dict:
+def extract_fingerprint(
+    raw_dataset_folder, workers: int = 1, progress: bool = True, previous: dict | None = None
+) -> dict:
     """Fingerprint of every case in a raw dataset. Cases that fail are listed under ``failed``
     with their one-line reason; the others are measured. Cases of a ``previous`` fingerprint whose
     files are unchanged (same size and modification time) are reused, not read again."""
     from tqdm import tqdm
+
     folder = Path(raw_dataset_folder)
     info = load_dataset_json(folder)
     cases, failed, todo = {}, {}, []
@@ -145,8 +159,12 @@ def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = T
     for case in info.cases:
         image_path, label_path = case_files(folder, info, case)
         signature = _signature(image_path, label_path)
-        if (case in old and signature is not None and old[case].get("signature") == signature
-                and "content_digest" in old[case]):
+        if (
+            case in old
+            and signature is not None
+            and old[case].get("signature") == signature
+            and "content_digest" in old[case]
+        ):
             cases[case] = old[case]
         else:
             todo.append((case, (image_path, label_path, info.modality, sorted(set(info.labels.values()))), signature))
@@ -159,8 +177,14 @@ def extract_fingerprint(raw_dataset_folder, workers: int = 1, progress: bool = T
         bar.update()
     bar.close()
     cases = {c: cases[c] for c in info.cases if c in cases}
-    return {"dataset": info.name, "modality": info.modality, "raw_folder": str(folder),
-            "aggregate": aggregate(cases, info.modality), "cases": cases, "failed": failed}
+    return {
+        "dataset": info.name,
+        "modality": info.modality,
+        "raw_folder": str(folder),
+        "aggregate": aggregate(cases, info.modality),
+        "cases": cases,
+        "failed": failed,
+    }
 
 
 def save_fingerprint(fingerprint: dict, preprocessed_dataset_folder) -> Path:

@@ -9,6 +9,7 @@ augmentation and view count), so edited plans write a new cache instead of mixin
 Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
 mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,11 @@ from liverwild.atomic import write_json_atomic
 from liverwild.errors import LiverwildError
 
 PLANS_VERSION = 2
-OUTDATED_PLANS = ("made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
-                  "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
-                  "Re-plan and re-cache: lw_plan_and_preprocess -d {dataset} --replan")
+OUTDATED_PLANS = (
+    "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
+    "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
+    "Re-plan and re-cache: lw_plan_and_preprocess -d {dataset} --replan"
+)
 
 
 def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
@@ -54,8 +57,7 @@ def default_normalization(modality: str, fingerprint_aggregate: dict | None = No
     common = {"clip_percentiles": [2.0, 98.0], "rescale": True, "zscore": True}
     common.update({"preset": preset} if preset != "default" else {})
     if modality == "CT":
-        return {"window": [0.0, 125.0 if preset == "single-dg" else 500.0], "relative_to_body_median": False,
-                **common}
+        return {"window": [0.0, 125.0 if preset == "single-dg" else 500.0], "relative_to_body_median": False, **common}
     ratio = 1.5
     if fingerprint_aggregate and fingerprint_aggregate.get("n_cases"):
         ratio = round(float(fingerprint_aggregate["median_ratio_p99.5_to_p50_body"]), 3)
@@ -72,13 +74,15 @@ class Plans:
     modality: str
     normalization: dict
     slice_size: list = field(default_factory=lambda: [224, 224])
-    backbone: dict = field(default_factory=dict)        # liverwild.backbones.teacher_config(...)
+    backbone: dict = field(default_factory=dict)  # liverwild.backbones.teacher_config(...)
     feature_dtype: str = "float16"
     augmentation: dict = field(default_factory=default_augmentation)
     evaluation_resolution: list = field(default_factory=lambda: [128, 128])
     plans_version: int = PLANS_VERSION
-    notes: str = ("Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
-                  "affects the cache gives a new data_identifier.")
+    notes: str = (
+        "Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
+        "affects the cache gives a new data_identifier."
+    )
 
     @property
     def views(self) -> int:
@@ -86,10 +90,14 @@ class Plans:
 
     def data_identifier(self) -> str:
         """``lwdata_<backbone>_<weights>_<K>v_<hash>``; the hash covers everything cached."""
-        relevant = {"slice_size": self.slice_size, "normalization": self.normalization,
-                    "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "input", "tap")},
-                    "feature_dtype": self.feature_dtype, "augmentation": self.augmentation,
-                    "version": self.plans_version}
+        relevant = {
+            "slice_size": self.slice_size,
+            "normalization": self.normalization,
+            "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "input", "tap")},
+            "feature_dtype": self.feature_dtype,
+            "augmentation": self.augmentation,
+            "version": self.plans_version,
+        }
         digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
         name = (self.backbone.get("teacher") or self.backbone.get("name") or "none").replace("/", "-")
         return f"lwdata_{name}_{self.backbone.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
@@ -100,7 +108,7 @@ class Plans:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Plans":
+    def from_json(cls, d: dict) -> Plans:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -125,8 +133,11 @@ def check_plans_version(data: dict, where) -> None:
     """Refuse plans (and caches or models that embed them) written before the input-scaling fix."""
     version = int(data.get("plans_version", 1))
     if version < PLANS_VERSION:
-        raise OutdatedPlansError(f"{where}: " + OUTDATED_PLANS.format(version=version,
-                                                                     dataset=data.get("dataset", "NAME")))
+        raise OutdatedPlansError(
+            f"{where}: " + OUTDATED_PLANS.format(version=version, dataset=data.get("dataset", "NAME"))
+        )
     if version > PLANS_VERSION:
-        raise LiverwildError(f"{where}: plans version {version} is newer than this liverwild understands "
-                             f"({PLANS_VERSION}); upgrade liverwild")
+        raise LiverwildError(
+            f"{where}: plans version {version} is newer than this liverwild understands "
+            f"({PLANS_VERSION}); upgrade liverwild"
+        )

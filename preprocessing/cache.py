@@ -17,6 +17,7 @@ folder and renamed), so an interrupted run never leaves a case that a later run 
 view the cache costs 224·224·2 + 224·224 + C·h·w·2 bytes: 301 KB for ViT-S/16 (C = 384, 14×14),
 i.e. 0.9 MB per slice with the default K = 2 augmented views.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,10 @@ def write_case(case_dir: Path, arrays: dict, properties: dict) -> Path:
                 np.save(tmp / f"{name}.npy", arrays[name])
             write_json_atomic(tmp / "properties.json", properties)
         except OSError as exc:
-            raise LiverwildError(f"{case_dir}: cannot be written — {exc} (disk full or file-size limit?); the case "
-                                 "was not kept, re-run once there is room") from exc
+            raise LiverwildError(
+                f"{case_dir}: cannot be written — {exc} (disk full or file-size limit?); the case "
+                "was not kept, re-run once there is room"
+            ) from exc
         if case_dir.exists():
             shutil.rmtree(case_dir)
         os.replace(tmp, case_dir)
@@ -87,6 +90,7 @@ def remove_stale_temporaries(folder: Path) -> None:
 @dataclass
 class CachedCase:
     """Read-only, memory-mapped view of one cached case (nothing is loaded until indexed)."""
+
     folder: Path
 
     def __post_init__(self):
@@ -116,5 +120,8 @@ def list_cases(cache_folder) -> list:
     folder = Path(cache_folder)
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and (p / "properties.json").is_file())
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "properties.json").is_file()
+    )

@@ -5,6 +5,7 @@ window, clip outliers at the scan's percentiles (2nd/98th by default), rescale t
 scan. Percentiles are estimated on a regular 1/8 subsample of the voxels, which changes them by far
 less than the noise and makes the step several times faster on large CTs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,15 +13,16 @@ import numpy as np
 EPS = 1e-6
 
 
-def normalize_scan(image: np.ndarray, normalization: dict, body_median: float | None = None,
-                   inplace: bool = False) -> tuple:
+def normalize_scan(
+    image: np.ndarray, normalization: dict, body_median: float | None = None, inplace: bool = False
+) -> tuple:
     """Return ``(normalised float32 array, stats dict)``; the stats let a user reproduce the mapping.
 
     ``inplace=True`` (float32 input only) overwrites ``image`` instead of allocating a copy: prediction
     uses it to keep a 512×512×800 scan within a few GB.
     """
     x = image if inplace and image.dtype == np.float32 else image.astype(np.float32, copy=True)
-    stats = {}
+    stats: dict = {}
     if normalization.get("relative_to_body_median"):
         if body_median is None or not np.isfinite(body_median) or body_median <= 0:
             raise ValueError("relative_to_body_median needs a positive body median")

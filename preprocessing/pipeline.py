@@ -5,6 +5,7 @@ backbone runs in the main process on batches of slices (GPU with mixed precision
 the two overlap. Each finished case is written atomically; re-runs skip cases whose inputs and plan
 are unchanged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,8 @@ from .normalization import normalize_scan
 from .slices import resize_label_map_stack, resize_label_stack, resize_stack
 from .splits import update_splits
 
-
 # ---- CPU stage ---------------------------------------------------------------------------------
+
 
 def view_seed(base: int, case: str, view: int) -> int:
     return int(np.random.SeedSequence([base, view, *(ord(c) for c in case)]).generate_state(1)[0])
@@ -47,7 +48,7 @@ def prepare_slices(image, geometry, plans: Plans, body_median=None, inplace: boo
     ``inplace`` lets the normalisation overwrite ``image`` (float32) instead of copying it.
     """
     reorient = Reorientation.from_geometry(geometry)
-    canonical = reorient.to_canonical(image)                  # a view: no copy
+    canonical = reorient.to_canonical(image)  # a view: no copy
     if plans.normalization.get("relative_to_body_median") and body_median is None:
         body_median = float(np.median(canonical[body_mask(canonical, plans.modality)]))
     normalised, stats = normalize_scan(canonical, plans.normalization, body_median, inplace)
@@ -83,26 +84,34 @@ def prepare_case(job):
                 raise LiverwildError(f"{organs_path}: geometry differs from its image: " + "; ".join(diffs))
             if organ_map.array.min() < 0 or organ_map.array.max() > 255:
                 raise LiverwildError(f"{organs_path}: organ values must lie in 0..255")
-            organs = resize_label_map_stack(np.ascontiguousarray(reorient.to_canonical(organ_map.array)),
-                                            plans.slice_size)
+            organs = resize_label_map_stack(
+                np.ascontiguousarray(reorient.to_canonical(organ_map.array)), plans.slice_size
+            )
         views_s, views_l = [slices], [labels]
         for v in range(1, plans.views + 1):
-            s, m = augment_stack(slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v))
+            s, m = augment_stack(
+                slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v)
+            )
             views_s.append(s)
             views_l.append(m)
         arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l), "organs": organs}
         liver = np.flatnonzero(labels.any(axis=(1, 2)))
         properties = {
-            "case": case, "image": str(image_path), "label": str(label_path),
+            "case": case,
+            "image": str(image_path),
+            "label": str(label_path),
             "organs": str(organs_path) if organs_path else None,
             "signature": input_signature(*case_inputs(image_path, label_path, organs_path)),
             "data_identifier": plans.data_identifier(),
-            "modality": plans.modality, "n_slices": int(slices.shape[0]), "views": plans.views,
+            "modality": plans.modality,
+            "n_slices": int(slices.shape[0]),
+            "views": plans.views,
             "liver_slices": [int(liver[0]), int(liver[-1])] if liver.size else None,
             "geometry": image.geometry.to_dict(),
             "canonical_geometry": reorient.canonical_geometry(image.geometry).to_dict(),
             "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
-            "normalization": stats, "backbone": dict(plans.backbone),
+            "normalization": stats,
+            "backbone": dict(plans.backbone),
             "cpu_seconds": round(time.perf_counter() - start, 3),
         }
         return case, arrays, properties, None
@@ -111,6 +120,7 @@ def prepare_case(job):
 
 
 # ---- feature stage -----------------------------------------------------------------------------
+
 
 class FeatureExtractor:
     """Batched frozen-backbone inference: float16 slices ``(N, h, w)`` → float16 maps ``(N, C, h', w')``."""
@@ -125,11 +135,11 @@ class FeatureExtractor:
         n = slices.shape[0]
         out = np.empty((n, self.backbone.feature_channels, *self.backbone.feature_size), np.float16)
         for start in range(0, n, self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(slices[start:start + self.batch_size], dtype=np.float32))
+            x = torch.from_numpy(np.ascontiguousarray(slices[start : start + self.batch_size], dtype=np.float32))
             x = x[:, None].to(self.device, non_blocking=True)
             with autocast(self.device, self.amp):
                 f = self.backbone(x)
-            out[start:start + len(x)] = f.float().cpu().numpy().astype(np.float16)
+            out[start : start + len(x)] = f.float().cpu().numpy().astype(np.float16)
         return out
 
 
@@ -140,6 +150,7 @@ def build_backbone(plans: Plans) -> FrozenBackbone:
 
 
 # ---- one dataset -------------------------------------------------------------------------------
+
 
 @dataclass
 class DatasetReport:
@@ -152,15 +163,26 @@ class DatasetReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.dataset}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
-                f"{len(self.failed)} failed ({self.slices} slices, {self.seconds:.1f} s) → {self.data_identifier}")
+        return (
+            f"{self.dataset}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
+            f"{len(self.failed)} failed ({self.slices} slices, {self.seconds:.1f} s) → {self.data_identifier}"
+        )
 
 
-def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extractor: FeatureExtractor | None = None,
-                       workers: int = 1, progress: bool = True, log=print, failed: dict | None = None) -> DatasetReport:
+def preprocess_dataset(
+    raw_dataset_folder,
+    preprocessed_root,
+    plans: Plans,
+    extractor: FeatureExtractor | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    log=print,
+    failed: dict | None = None,
+) -> DatasetReport:
     """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
     the fingerprint already rejected (case → reason); they are reported, not read again."""
     from tqdm import tqdm
+
     start = time.perf_counter()
     folder = Path(raw_dataset_folder)
     info = load_dataset_json(folder)
@@ -194,6 +216,7 @@ def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extr
             report.failed[case] = error
             log(f"FAILED {error}")
         else:
+            assert extractor is not None  # made above whenever there is a case to cache
             v, z = arrays["slices"].shape[:2]
             t0 = time.perf_counter()
             features = extractor(arrays["slices"].reshape(v * z, *arrays["slices"].shape[2:]))
@@ -210,6 +233,7 @@ def preprocess_dataset(raw_dataset_folder, preprocessed_root, plans: Plans, extr
 
 # ---- the whole command -------------------------------------------------------------------------
 
+
 def resolve_weights(weights=None, random_backbone: bool = False):
     if random_backbone and weights not in (None, "random"):
         raise ConfigurationError("--random-backbone and --backbone-weights exclude each other")
@@ -223,8 +247,16 @@ def resolve_weights(weights=None, random_backbone: bool = False):
     return str(path.resolve())
 
 
-def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None, views=None,
-               replan=False, tap=None, normalization: str | None = None) -> Plans:
+def make_plans(
+    fingerprint: dict,
+    plans_path: Path,
+    backbone=None,
+    weights=None,
+    views=None,
+    replan=False,
+    tap=None,
+    normalization: str | None = None,
+) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
 
     A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
@@ -237,9 +269,11 @@ def make_plans(fingerprint: dict, plans_path: Path, backbone=None, weights=None,
         if not same_teacher:
             plans.backbone = teacher_config(backbone, weights, tap)
         elif weights is not None or tap is not None:
-            plans.backbone = teacher_config(current.get("teacher") or current["name"],
-                                            weights if weights is not None else current.get("weights"),
-                                            tap or current.get("tap", {}).get("spec"))
+            plans.backbone = teacher_config(
+                current.get("teacher") or current["name"],
+                weights if weights is not None else current.get("weights"),
+                tap or current.get("tap", {}).get("spec"),
+            )
         if views is not None:
             plans.augmentation["views_per_slice"] = int(views)
         if normalization is not None:
@@ -264,30 +298,60 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
             datasets[plans.dataset] = cases
         if (plans_path.parent / "dataset_fingerprint.json").is_file():
             fingerprint = load_fingerprint(plans_path.parent)
-            digests[plans.dataset] = {c: v["content_digest"] for c, v in fingerprint["cases"].items()
-                                      if "content_digest" in v}
+            digests[plans.dataset] = {
+                c: v["content_digest"] for c, v in fingerprint["cases"].items() if "content_digest" in v
+            }
         if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
             extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
             contained[plans.dataset] = extra.get("contained_in", [])
     return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained, digests)
 
 
-def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weights=None, random_backbone=False,
-                        views=None, device="auto", workers: int = 1, batch_size: int = 32, plan_only=False,
-                        preprocess_only=False, replan=False, val_per_source: int = 5, seed: int = 0,
-                        threads: int | None = None, progress: bool = True, log=print, tap=None,
-                        normalization: str | None = None) -> list:
+def plan_and_preprocess(
+    names,
+    raw=None,
+    preprocessed=None,
+    backbone=None,
+    weights=None,
+    random_backbone=False,
+    views=None,
+    device="auto",
+    workers: int = 1,
+    batch_size: int = 32,
+    plan_only=False,
+    preprocess_only=False,
+    replan=False,
+    val_per_source: int = 5,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+    log=print,
+    tap=None,
+    normalization: str | None = None,
+) -> list:
     """Run the whole stage for the named raw datasets; returns one :class:`DatasetReport` each."""
     raw_root = raw_folder(raw, must_exist=True)
     pre_root = preprocessed_folder(preprocessed)
     weights = resolve_weights(weights, random_backbone)
     configure_cpu_threads(threads)
     folders = [find_dataset(n, raw_root) for n in names]
-    with contextlib.ExitStack() as locks:                      # one writer per dataset folder
+    with contextlib.ExitStack() as locks:  # one writer per dataset folder
         for name in sorted({f.name for f in folders}):
             locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names), log))
-        plans, rejected = plan_datasets(folders, pre_root, backbone, weights, views, replan, tap, normalization,
-                                        preprocess_only, workers, progress, log)
+        plans, rejected = plan_datasets(
+            folders,
+            pre_root,
+            backbone,
+            weights,
+            views,
+            replan,
+            tap,
+            normalization,
+            preprocess_only,
+            workers,
+            progress,
+            log,
+        )
         if plan_only:
             return []
         reports = cache_datasets(folders, pre_root, plans, rejected, device, batch_size, workers, progress, log)
@@ -296,8 +360,20 @@ def plan_and_preprocess(names, raw=None, preprocessed=None, backbone=None, weigh
         return reports
 
 
-def plan_datasets(folders, pre_root: Path, backbone, weights, views, replan, tap, normalization,
-                  preprocess_only: bool, workers: int, progress: bool, log) -> tuple:
+def plan_datasets(
+    folders,
+    pre_root: Path,
+    backbone,
+    weights,
+    views,
+    replan,
+    tap,
+    normalization,
+    preprocess_only: bool,
+    workers: int,
+    progress: bool,
+    log,
+) -> tuple:
     """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
     plans_by_dataset, rejected = {}, {}
@@ -309,7 +385,7 @@ def plan_datasets(folders, pre_root: Path, backbone, weights, views, replan, tap
         previous = load_fingerprint(target) if (target / "dataset_fingerprint.json").is_file() else None
         fingerprint = extract_fingerprint(folder, workers, progress, previous)
         save_fingerprint(fingerprint, target)
-        for case, reason in fingerprint["failed"].items():
+        for reason in fingerprint["failed"].values():
             log(f"FAILED {reason}")
         rejected[folder.name] = fingerprint["failed"]
         plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap, normalization)
@@ -319,8 +395,17 @@ def plan_datasets(folders, pre_root: Path, backbone, weights, views, replan, tap
     return plans_by_dataset, rejected
 
 
-def cache_datasets(folders, pre_root: Path, plans_by_dataset: dict, rejected: dict, device, batch_size: int,
-                   workers: int, progress: bool, log) -> list:
+def cache_datasets(
+    folders,
+    pre_root: Path,
+    plans_by_dataset: dict,
+    rejected: dict,
+    device,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    log,
+) -> list:
     """Cache every dataset with its plans; one feature extractor per distinct teacher."""
     reports, extractors = [], {}
     dev = resolve_device(device)
@@ -331,10 +416,13 @@ def cache_datasets(folders, pre_root: Path, plans_by_dataset: dict, rejected: di
             extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
         log(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
         if plans.backbone["weights"] == "random":
-            log(f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
-                "features are for tests only, and the cache is labelled 'random'.")
-        report = preprocess_dataset(folder, pre_root, plans, extractors[key], workers, progress, log,
-                                    rejected.get(folder.name))
+            log(
+                f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
+                "features are for tests only, and the cache is labelled 'random'."
+            )
+        report = preprocess_dataset(
+            folder, pre_root, plans, extractors[key], workers, progress, log, rejected.get(folder.name)
+        )
         log(report.summary())
         reports.append(report)
     return reports

@@ -1,4 +1,5 @@
 """Canonical axial slice stacks at the network's input size (torch, antialiased bilinear)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,10 +16,15 @@ def resize_stack(stack: np.ndarray, size, mode: str = "bilinear", batch: int = 6
     antialias = mode == "bilinear" and (stack.shape[1] > size[0] or stack.shape[2] > size[1])
     with torch.inference_mode():
         for start in range(0, stack.shape[0], batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(stack[start:start + batch], dtype=np.float32))[:, None]
-            resized = F.interpolate(chunk, size=size, mode=mode, align_corners=None if mode.startswith("nearest") else False,
-                                    antialias=antialias)
-            out[start:start + batch] = resized[:, 0].numpy()
+            chunk = torch.from_numpy(np.ascontiguousarray(stack[start : start + batch], dtype=np.float32))[:, None]
+            resized = F.interpolate(
+                chunk,
+                size=size,
+                mode=mode,
+                align_corners=None if mode.startswith("nearest") else False,
+                antialias=antialias,
+            )
+            out[start : start + batch] = resized[:, 0].numpy()
     return out
 
 

@@ -23,6 +23,7 @@ Folds a user adds (or edits and marks ``"auto": false``) are kept when splits ar
 
 Every removal is listed in the fold's ``excluded`` entry with its reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,17 @@ def held_out(cases: list, n: int, seed: int, name: str) -> list:
     return sorted(rng.choice(sorted(cases), size=k, replace=False).tolist()) if k else []
 
 
-def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None,
-                   digests: dict | None = None) -> dict:
+def make_loo_folds(
+    datasets: dict,
+    val_per_source: int = 5,
+    seed: int = 0,
+    contained_in: dict | None = None,
+    digests: dict | None = None,
+) -> dict:
     """``datasets``: name → case list; ``contained_in``: name → declared containing datasets;
     ``digests``: name → {case: content digest}. Returns {fold name: fold} for leave-one-dataset-out."""
     from planning.content import duplicates
+
     contained_in, digests = contained_in or {}, digests or {}
     names = sorted(datasets)
     val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
@@ -56,19 +63,24 @@ def make_loo_folds(datasets: dict, val_per_source: int = 5, seed: int = 0, conta
         candidates = [n for n in names if n != target]
         if not candidates or any(s in contained_in.get(target, []) for s in candidates):
             continue
-        excluded = {s: {"*": f"declared contained in {target} (dataset.json contained_in)"}
-                    for s in candidates if target in contained_in.get(s, [])}
+        excluded = {
+            s: {"*": f"declared contained in {target} (dataset.json contained_in)"}
+            for s in candidates
+            if target in contained_in.get(s, [])
+        }
         sources = [s for s in candidates if s not in excluded]
         if not sources:
             continue
         for s in sources:
             same = duplicates(digests.get(target, {}), digests.get(s, {}))
             if same:
-                excluded[s] = {c: f"same content as {target}/{t} (content digest {digests[s][c]})"
-                               for c, t in sorted(same.items())}
+                excluded[s] = {
+                    c: f"same content as {target}/{t} (content digest {digests[s][c]})" for c, t in sorted(same.items())
+                }
         keep = {s: [c for c in sorted(datasets[s]) if c not in excluded.get(s, {})] for s in sources}
         folds[f"loo_{target}"] = {
-            "sources": sources, "target": target,
+            "sources": sources,
+            "target": target,
             "train": {s: [c for c in keep[s] if c not in val[s]] for s in sources},
             "val": {s: [c for c in val[s] if c in keep[s]] for s in sources},
             "test": {target: sorted(datasets[target])},
@@ -83,29 +95,41 @@ def pooled_fold(datasets: dict, val_per_source: int = 5, seed: int = 0) -> dict:
     never saw (liverwild's default model). Validation cases are held out per dataset as in LOO folds."""
     names = sorted(datasets)
     val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
-    return {"sources": names, "target": None,
-            "train": {n: [c for c in sorted(datasets[n]) if c not in val[n]] for n in names},
-            "val": val, "test": {}, "auto": False}
+    return {
+        "sources": names,
+        "target": None,
+        "train": {n: [c for c in sorted(datasets[n]) if c not in val[n]] for n in names},
+        "val": val,
+        "test": {},
+        "auto": False,
+    }
 
 
 def add_fold(path, name: str, fold: dict) -> dict:
     """Add or replace the user fold ``name`` in ``splits.json`` (kept when automatic folds are refreshed)."""
     path = Path(path)
-    splits = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
+    splits: dict = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
     splits.setdefault("folds", {})[name] = {**fold, "auto": False}
     write_json_atomic(path, splits)
     return splits
 
 
-def update_splits(path, datasets: dict, val_per_source: int = 5, seed: int = 0, contained_in: dict | None = None,
-                  digests: dict | None = None) -> dict:
+def update_splits(
+    path,
+    datasets: dict,
+    val_per_source: int = 5,
+    seed: int = 0,
+    contained_in: dict | None = None,
+    digests: dict | None = None,
+) -> dict:
     """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept."""
     path = Path(path)
-    splits = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
+    splits: dict = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
     kept = {k: v for k, v in splits.get("folds", {}).items() if not v.get("auto", False)}
     auto = make_loo_folds(datasets, val_per_source, seed, contained_in, digests)
-    splits.update({"version": SPLITS_VERSION, "seed": seed, "val_per_source": val_per_source,
-                   "folds": {**auto, **kept}})
+    splits.update(
+        {"version": SPLITS_VERSION, "seed": seed, "val_per_source": val_per_source, "folds": {**auto, **kept}}
+    )
     write_json_atomic(path, splits)
     return splits
 

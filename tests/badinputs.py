@@ -3,6 +3,7 @@
 ``write_corpus(folder)`` writes every case and returns ``{name: Case}``; ``Case.expect`` is ``None``
 for inputs that must work, else a fragment of the one-line message that must name the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,7 @@ LPS = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 @dataclass
 class Case:
     path: Path
-    expect: str | None          # None: must be segmented; else part of the error message
+    expect: str | None  # None: must be segmented; else part of the error message
     what: str
 
 
@@ -31,8 +32,12 @@ def small_ct(seed: int = 0, slices: int = 10):
     image, label, _ = generate_case("PhantomPortalCT", seed=seed, case=0, n_slices=slices)
     small = image.array[:, ::4, ::4].astype(np.int16)
     nz, ny, nx = small.shape
-    g = Geometry((nx, ny, nz), (image.geometry.spacing[0] * 4, image.geometry.spacing[1] * 4, image.geometry.spacing[2]),
-                 (0.0, 0.0, 0.0), LPS)
+    g = Geometry(
+        (nx, ny, nz),
+        (image.geometry.spacing[0] * 4, image.geometry.spacing[1] * 4, image.geometry.spacing[2]),
+        (0.0, 0.0, 0.0),
+        LPS,
+    )
     return small, g
 
 
@@ -95,8 +100,10 @@ def write_corpus(folder) -> dict:
     write_volume(np.zeros_like(ct), g, folder / "constant.nii.gz")
     add("constant.nii.gz", "constant", "every voxel the same")
     # headers
-    (folder / "huge.nrrd").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 100000 100000 100000\n"
-                                      "spacings: 1 1 1\nencoding: raw\nendian: little\n\n")
+    (folder / "huge.nrrd").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 100000 100000 100000\n"
+        "spacings: 1 1 1\nencoding: raw\nendian: little\n\n"
+    )
     add("huge.nrrd", "refused before allocating", "a header claiming 100 000³ voxels")
     sitk.WriteImage(_sitk(ct, direction=(1, 0.5, 0, 0, 1, 0, 0, 0, 1)), str(folder / "sheared.nrrd"))
     add("sheared.nrrd", "not orthonormal", "non-orthogonal direction cosines")
@@ -106,20 +113,24 @@ def write_corpus(folder) -> dict:
     add("negative_spacing.nrrd", "spacing", "negative spacing")
     # DICOM series
     write_dicom_series(ct, g, folder / "dicom_two_series", series_uid="1.2.3.1")
-    write_dicom_series(ct, g, folder / "dicom_two_series", series_uid="1.2.3.2",
-                       file_names=[f"b_{k:03d}.dcm" for k in range(ct.shape[0])])
+    write_dicom_series(
+        ct,
+        g,
+        folder / "dicom_two_series",
+        series_uid="1.2.3.2",
+        file_names=[f"b_{k:03d}.dcm" for k in range(ct.shape[0])],
+    )
     add("dicom_two_series", "series", "one folder with two DICOM series")
     paths = write_dicom_series(ct, g, folder / "dicom_missing_slice")
     paths[4].unlink()
     add("dicom_missing_slice", "gap", "a DICOM series with a slice missing")
     tilt = Geometry(g.size, g.spacing, g.origin, LPS)
-    tilted = write_dicom_series(ct, tilt, folder / "dicom_gantry_tilt",
-                                extra_tags={"0018|1120": "15"})
-    for k, path in enumerate(tilted):                        # slices shifted in y: a 15° tilted stack
+    tilted = write_dicom_series(ct, tilt, folder / "dicom_gantry_tilt", extra_tags={"0018|1120": "15"})
+    for k, path in enumerate(tilted):  # slices shifted in y: a 15° tilted stack
         _shift_position(path, dy=np.tan(np.radians(15)) * g.spacing[2] * k)
     add("dicom_gantry_tilt", "tilt", "a gantry-tilted DICOM series")
     mixed = write_dicom_series(ct, g, folder / "dicom_mixed_thickness")
-    for k, path in enumerate(mixed[6:], start=6):            # the last slices 6 mm apart instead of 3
+    for k, path in enumerate(mixed[6:], start=6):  # the last slices 6 mm apart instead of 3
         _shift_position(path, dz=3.0 * (k - 5))
     add("dicom_mixed_thickness", "gap in the series", "a DICOM series with two slice spacings")
     write_dicom_series(ct, g, folder / "dicom_jpeg2000", compression="JPEG2000")
@@ -144,14 +155,17 @@ def write_corpus(folder) -> dict:
 
 def _nrrd_with_spacing(array: np.ndarray, spacings: str) -> bytes:
     nz, ny, nx = array.shape
-    header = (f"NRRD0004\ntype: short\ndimension: 3\nsizes: {nx} {ny} {nz}\nspacings: {spacings}\n"
-              "encoding: raw\nendian: little\n\n")
+    header = (
+        f"NRRD0004\ntype: short\ndimension: 3\nsizes: {nx} {ny} {nz}\nspacings: {spacings}\n"
+        "encoding: raw\nendian: little\n\n"
+    )
     return header.encode() + array.astype("<i2").tobytes()
 
 
 def _shift_position(path: Path, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> None:
     """Move a written DICOM slice's ImagePositionPatient."""
     import pydicom
+
     ds = pydicom.dcmread(path)
     x, y, z = (float(v) for v in ds.ImagePositionPatient)
     ds.ImagePositionPatient = [x + dx, y + dy, z + dz]
@@ -161,11 +175,14 @@ def _shift_position(path: Path, dx: float = 0.0, dy: float = 0.0, dz: float = 0.
 def file_size_limit(limit: int):
     """``preexec_fn`` for a subprocess: writes beyond ``limit`` bytes fail with EFBIG (SIGXFSZ ignored),
     as on a full disk."""
+
     def apply():
         import resource
         import signal
+
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -178,11 +195,13 @@ def lock_held_by_another_process(folder, command: str):
     import sys
 
     from liverwild.locking import LOCK_NAME
+
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                         "command": command, "since": "now"}))
+        (Path(folder) / LOCK_NAME).write_text(
+            json.dumps({"pid": holder.pid, "host": socket.gethostname(), "command": command, "since": "now"})
+        )
         yield holder.pid
     finally:
         holder.kill()

@@ -1,12 +1,13 @@
 """The bad-input corpus (tests/badinputs.py) through the commands that meet it: one line naming the
 file and the problem per bad input, the good ones still processed, exit code 1, nothing partial left."""
+
 import json
 import shutil
 
 import numpy as np
 import pytest
-
 from badinputs import write_corpus
+
 from liverwild.io import read_image, write_volume
 
 
@@ -24,6 +25,7 @@ def test_corpus_has_enough_cases(corpus):
 
 def test_lw_predict_over_the_corpus(corpus, tmp_path, capsys):
     from liverwild.cli import predict as predict_cli
+
     folder, cases = corpus
     out = tmp_path / "out"
     assert predict_cli.main(["-i", str(folder), "-o", str(out), "--device", "cpu", "--no-progress"]) == 1
@@ -37,7 +39,7 @@ def test_lw_predict_over_the_corpus(corpus, tmp_path, capsys):
             assert not mine, (name, mine)
             scan = by_input[str(case.path)]
             mask = read_image(scan["output"], dtype=None)
-            assert mask.geometry.differences(read_image(case.path).geometry) == [], name   # float32 NIfTI header
+            assert mask.geometry.differences(read_image(case.path).geometry) == [], name  # float32 NIfTI header
         else:
             assert len(mine) == 1, (name, case.what, lines)
             assert case.expect in mine[0], (name, case.what, mine[0])
@@ -49,19 +51,34 @@ def test_lw_predict_over_the_corpus(corpus, tmp_path, capsys):
 
 def test_unwritable_output_folder_is_one_line(corpus, tmp_path, capsys):
     from liverwild.cli import predict as predict_cli
+
     folder, cases = corpus
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    assert predict_cli.main(["-i", str(cases["with spaces_0000.nii.gz"].path), "-o", str(blocker / "out"),
-                             "--device", "cpu", "--no-progress"]) == 1
+    assert (
+        predict_cli.main(
+            [
+                "-i",
+                str(cases["with spaces_0000.nii.gz"].path),
+                "-o",
+                str(blocker / "out"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "output folder cannot be written" in err[0] and str(blocker / "out") in err[0]
 
 
 def _dataset(root, corpus_cases, bad):
     """A raw CT dataset: three good phantoms plus the named corpus images as extra cases."""
-    from liverwild.datasets import DatasetInfo, write_dataset_json
     from badinputs import small_ct
+
+    from liverwild.datasets import DatasetInfo, write_dataset_json
+
     folder = root / "Mixed"
     names = []
     for k in range(3):
@@ -80,6 +97,7 @@ def _dataset(root, corpus_cases, bad):
     write_volume(np.full(ct.shape, 7, np.uint8), g, folder / "labelsTr" / "badlabel.nii.gz", dtype=np.uint8)
     write_volume(ct, g, folder / "imagesTr" / "moved_0000.nii.gz")
     from liverwild.io import Geometry
+
     moved = Geometry(g.size, g.spacing, (9.0, 0.0, 0.0), g.direction)
     write_volume((ct > 80).astype(np.uint8), moved, folder / "labelsTr" / "moved.nii.gz", dtype=np.uint8)
     names += ["badlabel", "moved"]
@@ -93,32 +111,59 @@ BAD_IN_DATASETS = ["truncated.nii.gz", "nan.nii.gz", "constant.nii.gz", "text.ni
 def test_verify_and_plan_and_preprocess_report_each_bad_case(corpus, tmp_path, capsys):
     from liverwild.cli import convert as convert_cli
     from liverwild.cli import plan_and_preprocess as plan_cli
+
     _, cases = corpus
-    folder = _dataset(tmp_path / "raw", cases, BAD_IN_DATASETS)
+    _dataset(tmp_path / "raw", cases, BAD_IN_DATASETS)
     assert convert_cli.main(["verify", "Mixed", "--raw", str(tmp_path / "raw")]) == 1
     out = capsys.readouterr().out
     for case in ("truncated", "nan", "text", "multi4d", "badlabel", "moved"):
         assert case in out, case
-    code = plan_cli.main(["-d", "Mixed", "--raw", str(tmp_path / "raw"), "--preprocessed", str(tmp_path / "pre"),
-                          "--random-backbone", "--backbone", "vit_tiny_patch16_224", "--views", "0", "--workers", "0",
-                          "--no-progress"])
+    code = plan_cli.main(
+        [
+            "-d",
+            "Mixed",
+            "--raw",
+            str(tmp_path / "raw"),
+            "--preprocessed",
+            str(tmp_path / "pre"),
+            "--random-backbone",
+            "--backbone",
+            "vit_tiny_patch16_224",
+            "--views",
+            "0",
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 1
     failed = [line for line in (printed.out + printed.err).splitlines() if line.startswith("FAILED")]
-    for case, fragment in (("truncated", "truncated"), ("nan", "NaN"), ("constant", "constant"),
-                           ("text", "cannot be read"), ("multi4d", "4D"), ("badlabel", "label"),
-                           ("moved", "geometry differs")):
-        assert any(f"{case}_0000" in line or f"{case}.nii.gz" in line and fragment in line for line in failed), \
-            (case, failed)
+    for case, fragment in (
+        ("truncated", "truncated"),
+        ("nan", "NaN"),
+        ("constant", "constant"),
+        ("text", "cannot be read"),
+        ("multi4d", "4D"),
+        ("badlabel", "label"),
+        ("moved", "geometry differs"),
+    ):
+        assert any(f"{case}_0000" in line or f"{case}.nii.gz" in line and fragment in line for line in failed), (
+            case,
+            failed,
+        )
     from preprocessing import list_cases
+
     cache = next((tmp_path / "pre" / "Mixed").glob("lwdata_*"))
     assert list_cases(cache) == ["good0", "good1", "good2"]
 
 
 def test_lw_evaluate_reports_bad_predictions_one_line_each(corpus, tmp_path, capsys):
-    from liverwild.cli import evaluate as evaluate_cli
     from badinputs import small_ct
+
+    from liverwild.cli import evaluate as evaluate_cli
     from liverwild.io import Geometry, write_mask
+
     ct, g = small_ct()
     ref, pred = tmp_path / "ref", tmp_path / "pred"
     for name in ("a", "b", "c", "d"):
@@ -133,12 +178,15 @@ def test_lw_evaluate_reports_bad_predictions_one_line_each(corpus, tmp_path, cap
     assert any("c.nii.gz" in line and "truncated" in line for line in failed)
     assert any("d: no prediction" in line for line in failed)
     import pandas as pd
+
     assert list(pd.read_csv(tmp_path / "r.csv").case) == ["a"]
 
 
 def test_lw_convert_reports_bad_source_files_and_converts_the_rest(corpus, tmp_path, capsys):
-    from liverwild.cli import convert as convert_cli
     from badinputs import small_ct
+
+    from liverwild.cli import convert as convert_cli
+
     _, cases = corpus
     src = tmp_path / "BTCV" / "RawData" / "Training"
     ct, g = small_ct()

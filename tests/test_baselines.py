@@ -1,5 +1,6 @@
 """The DG baselines: each one's own mechanics on inputs with known answers, and a few training
 iterations of every baseline trainer on phantom domains, through prediction."""
+
 import json
 from pathlib import Path
 
@@ -9,8 +10,14 @@ import pytest
 import torch
 
 from liverwild.errors import LiverwildError
-from liverwild.losses.alignment import (batch_hard_triplet_loss, centroid_cosine_alignment, class_centroids,
-                                        class_soft_labels, sample_class_pixels, symmetric_kl_alignment)
+from liverwild.losses.alignment import (
+    batch_hard_triplet_loss,
+    centroid_cosine_alignment,
+    class_centroids,
+    class_soft_labels,
+    sample_class_pixels,
+    symmetric_kl_alignment,
+)
 from liverwild.nets import DualNormUNet2d, UNet2d, build_network
 from liverwild.training import TrainerConfig, get_trainer, train_fold
 from liverwild.training.baselines import BASELINE_TRAINERS
@@ -25,6 +32,7 @@ FOLD = "loo_PhantomT2MR"
 
 
 # ---- networks ----------------------------------------------------------------------------------
+
 
 def test_unet_shapes_features_and_rebuild_from_config():
     net = UNet2d(base_channels=4, depth=3)
@@ -48,8 +56,13 @@ def _fit_branch_statistics(net, branch, data, steps=30):
 def test_dual_norm_picks_the_branch_whose_statistics_match_each_slice():
     torch.manual_seed(0)
     net = DualNormUNet2d(base_channels=4, depth=2)
-    bright = lambda: 4 * torch.randn(4, 1, 32, 32) + 6             # noqa: E731
-    dark = lambda: 0.3 * torch.randn(4, 1, 32, 32) - 2             # noqa: E731
+
+    def bright():
+        return 4 * torch.randn(4, 1, 32, 32) + 6
+
+    def dark():
+        return 0.3 * torch.randn(4, 1, 32, 32) - 2
+
     _fit_branch_statistics(net, 0, dark)
     _fit_branch_statistics(net, 1, bright)
     net.eval()
@@ -68,6 +81,7 @@ def test_dual_norm_picks_the_branch_whose_statistics_match_each_slice():
 
 
 # ---- episodes ----------------------------------------------------------------------------------
+
 
 def test_episode_split_is_a_random_partition_of_the_domains_present():
     domains = torch.tensor([0, 0, 2, 2, 5, 5])
@@ -138,6 +152,7 @@ def test_task_augmentation_mixes_random_fractions_of_the_sources():
 
 # ---- alignment and clustering losses --------------------------------------------------------
 
+
 def test_soft_labels_are_the_tempered_softmax_of_the_class_mean_logit():
     logits = torch.tensor([[[[2.0, 4.0], [-1.0, -3.0]]]])
     labels = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
@@ -151,11 +166,11 @@ def test_soft_labels_are_the_tempered_softmax_of_the_class_mean_logit():
 def test_symmetric_kl_alignment_known_values():
     p = {0: torch.tensor([0.5, 0.5]), 1: torch.tensor([0.9, 0.1])}
     q = {0: torch.tensor([0.5, 0.5]), 1: torch.tensor([0.1, 0.9])}
-    kl = 0.5 * (0.9 * np.log(9) + 0.1 * np.log(1 / 9)) * 2          # ½[KL(p‖q)+KL(q‖p)] for class 1
-    assert float(symmetric_kl_alignment(p, q)) == pytest.approx(kl / 2, rel=1e-5)     # mean with class 0 (= 0)
+    kl = 0.5 * (0.9 * np.log(9) + 0.1 * np.log(1 / 9)) * 2  # ½[KL(p‖q)+KL(q‖p)] for class 1
+    assert float(symmetric_kl_alignment(p, q)) == pytest.approx(kl / 2, rel=1e-5)  # mean with class 0 (= 0)
     assert float(symmetric_kl_alignment(p, q)) == pytest.approx(float(symmetric_kl_alignment(q, p)))
     assert float(symmetric_kl_alignment(p, p)) == pytest.approx(0.0, abs=1e-7)
-    assert float(symmetric_kl_alignment({0: p[0]}, {1: q[1]})) == 0.0     # no shared class
+    assert float(symmetric_kl_alignment({0: p[0]}, {1: q[1]})) == 0.0  # no shared class
 
 
 def test_triplet_loss_zero_for_separated_clusters_positive_when_mixed():
@@ -164,13 +179,13 @@ def test_triplet_loss_zero_for_separated_clusters_positive_when_mixed():
     assert float(batch_hard_triplet_loss(a, classes, margin=0.5)) == 0.0
     mixed = torch.tensor([0, 1, 0, 1])
     assert float(batch_hard_triplet_loss(a, mixed, margin=0.5)) > 1.0
-    assert float(batch_hard_triplet_loss(a, torch.zeros(4, dtype=torch.long))) == 0.0   # no negatives
+    assert float(batch_hard_triplet_loss(a, torch.zeros(4, dtype=torch.long))) == 0.0  # no negatives
 
 
 def test_pixel_sampling_caps_each_class():
     emb = torch.randn(2, 3, 8, 8)
     labels = torch.zeros(2, 1, 8, 8)
-    labels[0, 0, :2, :3] = 1                                             # 6 liver pixels
+    labels[0, 0, :2, :3] = 1  # 6 liver pixels
     vectors, classes = sample_class_pixels(emb, labels, 10, torch.Generator().manual_seed(0))
     assert vectors.shape == (16, 3) and int((classes == 1).sum()) == 6 and int((classes == 0).sum()) == 10
     liver_vectors = emb[0, :, :2, :3].permute(1, 2, 0).reshape(-1, 3)
@@ -184,11 +199,13 @@ def test_centroid_cosine_alignment():
     assert torch.allclose(cents[0], torch.tensor([1.0, 0.1]))
     assert float(centroid_cosine_alignment(cents, cents)) == pytest.approx(0.0, abs=1e-6)
     orthogonal = {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, 1.0])}
-    assert float(centroid_cosine_alignment(orthogonal, {0: torch.tensor([0.0, 2.0]), 1: torch.tensor([0.0, 1.0])})) \
-        == pytest.approx(0.5)
+    assert float(
+        centroid_cosine_alignment(orthogonal, {0: torch.tensor([0.0, 2.0]), 1: torch.tensor([0.0, 1.0])})
+    ) == pytest.approx(0.5)
 
 
 # ---- DualNorm style curves -------------------------------------------------------------------
+
 
 def test_bezier_curve_endpoints_and_a_known_midpoint():
     x, y = bezier_curve([(0, 0), (0, 1), (1, 1), (1, 0)], n=3)
@@ -219,6 +236,7 @@ def test_style_copies_keep_the_scale_and_the_background():
 
 # ---- domain randomisation ----------------------------------------------------------------------
 
+
 def test_background_split_by_intensity_quantiles():
     labels = np.zeros((4, 4), np.uint8)
     labels[0, 0] = 7
@@ -231,9 +249,10 @@ def test_background_split_by_intensity_quantiles():
 
 def test_synthesis_samples_new_tissue_intensities_and_moves_the_label_with_the_image():
     from scipy import ndimage
+
     labels = np.zeros((96, 96), np.uint8)
-    labels[20:70, 20:70] = 3                                  # "liver"
-    labels[40:60, 75:90] = 6                                  # another organ
+    labels[20:70, 20:70] = 3  # "liver"
+    labels[40:60, 75:90] = 6  # another organ
     liver = labels == 3
     image = np.random.default_rng(0).normal(size=(96, 96)).astype(np.float32)
     brighter, inside, shifted = [], [], []
@@ -254,27 +273,47 @@ def test_synthesis_samples_new_tissue_intensities_and_moves_the_label_with_the_i
 
 # ---- trainers on phantoms ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory):
     from liverwild.phantoms import write_phantoms
     from preprocessing.pipeline import plan_and_preprocess
+
     root = tmp_path_factory.mktemp("baselines")
     write_phantoms(root / "raw", DOMAINS, n_cases=3, scale=0.3, n_slices=6, progress=False)
     (root / "raw" / "PhantomPortalCT" / "labelsTr_organs" / "phantomportalct_000.nii.gz").unlink()
-    plan_and_preprocess(DOMAINS, raw=str(root / "raw"), preprocessed=str(root / "pre"), random_backbone=True,
-                        backbone="vit_tiny_patch16_224", views=1, workers=0, progress=False, log=lambda *a: None)
+    plan_and_preprocess(
+        DOMAINS,
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=1,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
     return root
 
 
 def tiny(**changes):
-    base = dict(epochs=1, steps_per_epoch=2, batch_size=2, lr=1e-3, unet_channels=4, unet_depth=2,
-                val_batch_size=8, pixels_per_class=16)
+    base = dict(
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=2,
+        lr=1e-3,
+        unet_channels=4,
+        unet_depth=2,
+        val_batch_size=8,
+        pixels_per_class=16,
+    )
     return TrainerConfig().updated(**{**base, **changes})
 
 
 def test_phantom_organ_maps_are_cached(preprocessed):
-    from preprocessing.cache import CachedCase
     from liverwild.phantoms.tissues import LIVER_TISSUES
+    from preprocessing.cache import CachedCase
+
     info = json.loads((preprocessed / "raw" / "PhantomNativeCT" / "dataset.json").read_text(encoding="utf-8"))
     assert info["organ_labels"]["liver"] == 3 and "air" not in info["organ_labels"]
     cache = next(p for p in (preprocessed / "pre" / "PhantomNativeCT").iterdir() if p.is_dir())
@@ -282,8 +321,9 @@ def test_phantom_organ_maps_are_cached(preprocessed):
     assert case.organs.shape == case.labels.shape[1:] and case.organs.dtype == np.uint8
     liver_in_map, liver = np.isin(case.organs, LIVER_TISSUES), case.labels[0] > 0
     dice = 2 * (liver_in_map & liver).sum() / (liver_in_map.sum() + liver.sum())
-    assert liver.sum() > 1000 and dice > 0.97, \
+    assert liver.sum() > 1000 and dice > 0.97, (
         "the organ map and the liver label must agree after reorientation and resizing (up to the resize rule)"
+    )
     assert CachedCase(next((preprocessed / "pre" / "PhantomPortalCT").glob("*/phantomportalct_000"))).organs is None
 
 
@@ -291,22 +331,39 @@ def test_phantom_organ_maps_are_cached(preprocessed):
 def test_every_baseline_trains_and_predicts_in_input_geometry(preprocessed, tmp_path, trainer):
     from liverwild.inference import predict
     from liverwild.io import read_image
+
     messages = []
-    summary = train_fold(FOLD, trainer, preprocessed=str(preprocessed / "pre"), results=str(tmp_path), device="cpu",
-                         config=tiny(), progress=False, log=messages.append)
+    summary = train_fold(
+        FOLD,
+        trainer,
+        preprocessed=str(preprocessed / "pre"),
+        results=str(tmp_path),
+        device="cpu",
+        config=tiny(),
+        progress=False,
+        log=messages.append,
+    )
     out = Path(summary["output"])
     log = pd.read_csv(out / "log.csv")
     assert np.isfinite(log["loss"]).all() and 0 <= log["val_dice"].iloc[0] <= 1
-    extra = {"MASFTrainer": ["loss_task", "loss_global", "loss_local"],
-             "TaskAugTrainer": ["loss_task", "loss_meta_test", "loss_kl", "loss_centroid"],
-             "DualNormTrainer": ["loss_similar", "loss_dissimilar"]}.get(trainer, ["loss_focal"])
+    extra = {
+        "MASFTrainer": ["loss_task", "loss_global", "loss_local"],
+        "TaskAugTrainer": ["loss_task", "loss_meta_test", "loss_kl", "loss_centroid"],
+        "DualNormTrainer": ["loss_similar", "loss_dissimilar"],
+    }.get(trainer, ["loss_focal"])
     assert set(extra) <= set(log.columns)
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["network"]["architecture"] in ("unet2d", "dual_norm_unet2d")
     if trainer == "DomainRandomizationTrainer":
         assert any("PhantomPortalCT: 1 training case(s) have no organ map" in m for m in config["notes"] + messages)
-    report = predict(preprocessed / "raw" / "PhantomT2MR" / "imagesTr", tmp_path / "pred", out, device="cpu",
-                     progress=False, log=lambda *a: None)
+    report = predict(
+        preprocessed / "raw" / "PhantomT2MR" / "imagesTr",
+        tmp_path / "pred",
+        out,
+        device="cpu",
+        progress=False,
+        log=lambda *a: None,
+    )
     assert report["n_ok"] == 3 and report["model"]["network"] == config["network"]["architecture"]
     scan = report["scans"][0]
     assert scan["seconds"]["backbone"] == 0.0, "an image baseline needs no teacher at inference"
@@ -315,9 +372,16 @@ def test_every_baseline_trains_and_predicts_in_input_geometry(preprocessed, tmp_
 
 
 def test_baseline_training_learns(preprocessed, tmp_path):
-    summary = train_fold(FOLD, "SupervisedUNetTrainer", preprocessed=str(preprocessed / "pre"),
-                         results=str(tmp_path), device="cpu", progress=False, log=lambda *a: None,
-                         config=tiny(epochs=6, steps_per_epoch=None, batch_size=4, lr=1e-2, unet_channels=8))
+    summary = train_fold(
+        FOLD,
+        "SupervisedUNetTrainer",
+        preprocessed=str(preprocessed / "pre"),
+        results=str(tmp_path),
+        device="cpu",
+        progress=False,
+        log=lambda *a: None,
+        config=tiny(epochs=6, steps_per_epoch=None, batch_size=4, lr=1e-2, unet_channels=8),
+    )
     log = pd.read_csv(Path(summary["output"]) / "log.csv")
     assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean()
     assert summary["best_val_dice"] > 0.3, "validation Dice must rise above an empty or full mask"
@@ -326,12 +390,36 @@ def test_baseline_training_learns(preprocessed, tmp_path):
 def test_masf_resumes_exactly(preprocessed, tmp_path):
     """An interrupted episodic run continues with the same episodes and batches (auxiliary net included)."""
     pre = str(preprocessed / "pre")
-    full = train_fold(FOLD, "MASFTrainer", preprocessed=pre, results=str(tmp_path / "a"), device="cpu",
-                      config=tiny(epochs=2), progress=False, log=lambda *a: None)
-    train_fold(FOLD, "MASFTrainer", preprocessed=pre, results=str(tmp_path / "b"), device="cpu",
-               config=tiny(epochs=1), progress=False, log=lambda *a: None)
-    resumed = train_fold(FOLD, "MASFTrainer", preprocessed=pre, results=str(tmp_path / "b"), device="cpu",
-                         config=tiny(epochs=2), progress=False, log=lambda *a: None)
+    full = train_fold(
+        FOLD,
+        "MASFTrainer",
+        preprocessed=pre,
+        results=str(tmp_path / "a"),
+        device="cpu",
+        config=tiny(epochs=2),
+        progress=False,
+        log=lambda *a: None,
+    )
+    train_fold(
+        FOLD,
+        "MASFTrainer",
+        preprocessed=pre,
+        results=str(tmp_path / "b"),
+        device="cpu",
+        config=tiny(epochs=1),
+        progress=False,
+        log=lambda *a: None,
+    )
+    resumed = train_fold(
+        FOLD,
+        "MASFTrainer",
+        preprocessed=pre,
+        results=str(tmp_path / "b"),
+        device="cpu",
+        config=tiny(epochs=2),
+        progress=False,
+        log=lambda *a: None,
+    )
     a = pd.read_csv(Path(full["output"]) / "log.csv")
     b = pd.read_csv(Path(resumed["output"]) / "log.csv")
     assert np.allclose(a["loss"], b["loss"], rtol=1e-4) and np.allclose(a["val_dice"], b["val_dice"], atol=1e-6)
@@ -341,9 +429,9 @@ def test_masf_resumes_exactly(preprocessed, tmp_path):
 
 def test_episodic_baselines_refuse_a_single_source(preprocessed, tmp_path):
     from preprocessing.splits import load_splits
+
     fold = dict(load_splits(preprocessed / "pre" / "splits.json")["folds"][FOLD])
     fold["sources"] = fold["sources"][:1]
-    trainer = get_trainer("MASFTrainer")(FOLD, fold, preprocessed / "pre", tmp_path, tiny(), "cpu",
-                                         log=lambda *a: None)
+    trainer = get_trainer("MASFTrainer")(FOLD, fold, preprocessed / "pre", tmp_path, tiny(), "cpu", log=lambda *a: None)
     with pytest.raises(LiverwildError, match="at least two source datasets"):
         trainer.initialize()

@@ -3,13 +3,13 @@ import sys
 
 import pytest
 
-
-from liverwild.cli import phantoms as phantoms_cli
 from liverwild.cli import common
+from liverwild.cli import phantoms as phantoms_cli
 
 
 def test_converter_without_raw_folder_names_the_variable(capsys, tmp_path, monkeypatch):
     from liverwild.cli import convert
+
     monkeypatch.delenv("LW_raw", raising=False)
     assert convert.main(["btcv", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -17,8 +17,10 @@ def test_converter_without_raw_folder_names_the_variable(capsys, tmp_path, monke
 
 
 def test_lw_phantoms_writes_domains(tmp_path, capsys):
-    assert phantoms_cli.main(["-o", str(tmp_path), "-d", "PhantomT2MR", "-n", "2", "--scale", "0.3",
-                              "--workers", "1"]) == 0
+    assert (
+        phantoms_cli.main(["-o", str(tmp_path), "-d", "PhantomT2MR", "-n", "2", "--scale", "0.3", "--workers", "1"])
+        == 0
+    )
     assert len(list((tmp_path / "PhantomT2MR" / "imagesTr").glob("*.nii.gz"))) == 2
 
 
@@ -33,13 +35,19 @@ def test_errors_become_one_line_and_exit_code(capsys):
 
     def fail():
         raise ImageReadError("/data/x.nii.gz", "is 2D")
+
     assert common.run(fail) == 1
     assert capsys.readouterr().err.strip() == "error: /data/x.nii.gz: is 2D"
 
 
 def test_console_scripts_are_installed_and_demo_runs(tmp_path):
-    result = subprocess.run(["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
-                            capture_output=True, text=True, encoding="utf-8", timeout=300)
+    result = subprocess.run(
+        ["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "PhantomT2MR: OK" in result.stdout and "[6/6] evaluate" in result.stdout
     assert "teacher: imagenet-effnet-lite0 (tf_efficientnet_lite0, tap blocks.4, file-" in result.stdout
@@ -49,18 +57,25 @@ def test_console_scripts_are_installed_and_demo_runs(tmp_path):
     import pandas as pd
 
     from liverwild.io import read_image
+
     table = pd.read_csv(report["evaluation_csv"])
     assert report["summary"]["n_cases"] == 3 == len(table)
     assert report["summary"]["dice"]["mean"] == pytest.approx(table.dice.mean())
-    for row in table.itertuples():                               # what it prints is what it measured
+    for row in table.itertuples():  # what it prints is what it measured
         assert f"{row.case:22s} {row.dice:6.3f}" in result.stdout
         mask = read_image(tmp_path / "demo" / "predictions" / f"{row.case}.nii.gz", dtype=None)
         image = read_image(tmp_path / "demo" / "raw" / "PhantomT2MR" / "imagesTr" / f"{row.case}_0000.nii.gz")
         assert mask.geometry == image.geometry
-    again = subprocess.run(["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
-                           capture_output=True, text=True, encoding="utf-8", timeout=300)
-    assert again.returncode == 0, again.stderr                   # a re-run in the same folder just works
+    again = subprocess.run(
+        ["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr  # a re-run in the same folder just works
     assert "PhantomT2MR: OK" in again.stdout
-    help_text = subprocess.run([sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True,
-                               text=True, encoding="utf-8").stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True, text=True, encoding="utf-8"
+    ).stdout
     assert "verify" in help_text

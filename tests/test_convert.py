@@ -1,4 +1,5 @@
 """Miniature replicas of each public dataset's layout, converted and checked voxel by voxel."""
+
 import gzip
 import json
 import shutil
@@ -7,14 +8,13 @@ import zipfile
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import asymmetric_volume
 
 from liverwild.cli import convert as convert_cli
 from liverwild.datasets import load_dataset_json
 from liverwild.datasets.conversion import convert
 from liverwild.errors import LiverwildError
 from liverwild.io import Geometry, read_image, read_label, write_dicom_series, write_volume
-
-from conftest import asymmetric_volume
 
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 DOWN = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
@@ -29,7 +29,7 @@ def organ_map(shape, liver_value, others=()):
     """Asymmetric liver block plus other organ values."""
     m = np.zeros(shape, np.uint8)
     m[1:, 2:, 1:4] = liver_value
-    m[-1, -1, 1] = 0                         # a notch that makes every flip distinguishable
+    m[-1, -1, 1] = 0  # a notch that makes every flip distinguishable
     for k, v in enumerate(others):
         m[0, k, -1] = v
     return m
@@ -52,6 +52,7 @@ def check_pair(raw, name, case, expected_liver, image_array=None):
 
 # ---- NIfTI-pair datasets ------------------------------------------------------------------------
 
+
 def test_btcv_keeps_geometry_organs_and_reports_missing_label(tmp_path):
     src = tmp_path / "BTCV" / "RawData" / "Training"
     shape = (5, 8, 6)
@@ -65,7 +66,9 @@ def test_btcv_keeps_geometry_organs_and_reports_missing_label(tmp_path):
     organs = read_label(tmp_path / "raw" / "BTCV" / "labelsTr_organs" / "btcv_0001.nii.gz").array
     assert np.array_equal(organs, labels)
     source_bytes = (src / "img" / "img0001.nii.gz").read_bytes()
-    assert (tmp_path / "raw" / "BTCV" / "imagesTr" / "btcv_0001_0000.nii.gz").read_bytes() == source_bytes  # lossless copy
+    assert (
+        tmp_path / "raw" / "BTCV" / "imagesTr" / "btcv_0001_0000.nii.gz"
+    ).read_bytes() == source_bytes  # lossless copy
     info = load_dataset_json(tmp_path / "raw" / "BTCV")
     assert info.modality == "CT" and info.cases == ["btcv_0001"] and info.extra["organ_labels"]["liver"] == 6
     # a re-run skips what is done
@@ -106,8 +109,12 @@ def test_msd_ignores_resource_forks(tmp_path):
 def test_amos_splits_ct_and_mr(tmp_path):
     shape = (3, 5, 5)
     for n in (1, 540):
-        write_volume(asymmetric_volume(shape, n), geometry(shape), tmp_path / "amos" / "imagesTr" / f"amos_{n:04d}.nii.gz")
-        write_volume(organ_map(shape, 6, (1, 9)), geometry(shape), tmp_path / "amos" / "labelsTr" / f"amos_{n:04d}.nii.gz")
+        write_volume(
+            asymmetric_volume(shape, n), geometry(shape), tmp_path / "amos" / "imagesTr" / f"amos_{n:04d}.nii.gz"
+        )
+        write_volume(
+            organ_map(shape, 6, (1, 9)), geometry(shape), tmp_path / "amos" / "labelsTr" / f"amos_{n:04d}.nii.gz"
+        )
     reports = run("amos", tmp_path / "amos", tmp_path / "raw")
     assert [r.dataset for r in reports] == ["AMOS_CT", "AMOS_MR"]
     assert load_dataset_json(tmp_path / "raw" / "AMOS_CT").cases == ["amos_0001"]
@@ -131,16 +138,27 @@ def test_nnunet_with_a_chosen_liver_label(tmp_path):
     shape = (3, 5, 5)
     write_volume(asymmetric_volume(shape), geometry(shape), src / "imagesTr" / "abd_001_0000.nii.gz")
     write_volume(organ_map(shape, 3, (1, 2)), geometry(shape), src / "labelsTr" / "abd_001.nii.gz")
-    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1,
-                                                 "b": 2, "liver": 3}, "numTraining": 1, "file_ending": ".nii.gz"}))
-    assert convert_cli.main(["nnunet", str(src), "--liver-label", "3", "--raw", str(tmp_path / "raw"),
-                             "--no-progress"]) == 0
+    (src / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "MRI"},
+                "labels": {"background": 0, "a": 1, "b": 2, "liver": 3},
+                "numTraining": 1,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
+    assert (
+        convert_cli.main(["nnunet", str(src), "--liver-label", "3", "--raw", str(tmp_path / "raw"), "--no-progress"])
+        == 0
+    )
     info = load_dataset_json(tmp_path / "raw" / "Dataset017_Abdomen")
     assert info.modality == "MR" and info.extra["organ_labels"]["liver"] == 3
     check_pair(tmp_path / "raw", "Dataset017_Abdomen", "abd_001", organ_map(shape, 3) == 3)
 
 
 # ---- DICOM-based datasets -----------------------------------------------------------------------
+
 
 def write_png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +168,7 @@ def write_png(path, array):
 def png_mask(k, shape, value):
     """An asymmetric mask whose size depends on the slice number k."""
     m = np.zeros(shape, np.uint8)
-    m[1:3 + k, 2:4 + 2 * k] = value
+    m[1 : 3 + k, 2 : 4 + 2 * k] = value
     m[0, -1] = value
     return m
 
@@ -162,12 +180,13 @@ def test_chaos_ct_pngs_follow_file_names_and_land_on_their_slice(tmp_path):
     # file names run superior → inferior while the stored volume runs inferior → superior
     names = [f"i{3 - k:04d},0000b.dcm" for k in range(4)]
     write_dicom_series(image, geometry(shape, (1, 0, 0, 0, 1, 0, 0, 0, 1)), case / "DICOM_anon", file_names=names)
-    for j in range(4):                                     # PNG j belongs to the j-th DICOM file by name
+    for j in range(4):  # PNG j belongs to the j-th DICOM file by name
         write_png(case / "Ground" / f"liver_GT_{j:03d}.png", png_mask(j, shape[1:], 255))
     (report,) = run("chaos-ct", tmp_path / "CHAOS", tmp_path / "raw")
     assert report.ok, report.failed
-    image_out, label = check_pair(tmp_path / "raw", "CHAOS_CT", "chaosct_01",
-                                  np.stack([png_mask(3 - k, shape[1:], 1) for k in range(4)]), image)
+    image_out, label = check_pair(
+        tmp_path / "raw", "CHAOS_CT", "chaosct_01", np.stack([png_mask(3 - k, shape[1:], 1) for k in range(4)]), image
+    )
     assert label.geometry.orientation_code() == "LPS"
 
 
@@ -187,13 +206,29 @@ def test_chaos_mr_t2spir_organs_and_t1dual_phases(tmp_path):
     (report,) = run("chaos-mr", tmp_path, tmp_path / "raw")
     assert report.ok, report.failed
     check_pair(tmp_path / "raw", "CHAOS_MR", "chaosmr_02", organs == 1, image)
-    assert np.array_equal(read_label(tmp_path / "raw" / "CHAOS_MR" / "labelsTr_organs" / "chaosmr_02.nii.gz").array, organs)
+    assert np.array_equal(
+        read_label(tmp_path / "raw" / "CHAOS_MR" / "labelsTr_organs" / "chaosmr_02.nii.gz").array, organs
+    )
     # T1-DUAL: in- and opposed-phase slices share the folder, told apart by echo time
     t1 = case / "T1DUAL" / "DICOM_anon"
-    write_dicom_series(image, g, t1, file_names=[f"IMG-0002-{k + 1:05d}.dcm" for k in range(3)], modality="MR",
-                       series_uid="1.2.3.44", extra_tags={"0018|0081": "4.4"})
-    write_dicom_series(image + 7, g, t1, file_names=[f"IMG-0003-{k + 1:05d}.dcm" for k in range(3)], modality="MR",
-                       series_uid="1.2.3.45", extra_tags={"0018|0081": "2.2"})
+    write_dicom_series(
+        image,
+        g,
+        t1,
+        file_names=[f"IMG-0002-{k + 1:05d}.dcm" for k in range(3)],
+        modality="MR",
+        series_uid="1.2.3.44",
+        extra_tags={"0018|0081": "4.4"},
+    )
+    write_dicom_series(
+        image + 7,
+        g,
+        t1,
+        file_names=[f"IMG-0003-{k + 1:05d}.dcm" for k in range(3)],
+        modality="MR",
+        series_uid="1.2.3.45",
+        extra_tags={"0018|0081": "2.2"},
+    )
     for k in range(3):
         write_png(case / "T1DUAL" / "Ground" / f"IMG-0002-{k + 1:05d}.png", png_mask(k, shape[1:], 63))
     (t1_report,) = run("chaos-mr", tmp_path, tmp_path / "raw", sequence="T1DUAL_out")
@@ -228,12 +263,14 @@ def test_ircadb_zipped_and_unzipped_with_gap_detection(tmp_path):
                         z.write(f, f.relative_to(root))
                 shutil.rmtree(root / name)
         if n == 3:
-            (root / "PATIENT_DICOM" / "image_2").unlink()          # a missing slice
+            (root / "PATIENT_DICOM" / "image_2").unlink()  # a missing slice
     (report,) = run("ircadb", tmp_path / "ircad", tmp_path / "raw")
     assert sorted(report.converted) == ["ircadb_01", "ircadb_02"]
     assert "gap in the series" in report.failed["ircadb_03"]
     for n in (1, 2):
-        check_pair(tmp_path / "raw", "IRCADb", f"ircadb_{n:02d}", organ_map(shape, 255) > 0, asymmetric_volume(shape, n))
+        check_pair(
+            tmp_path / "raw", "IRCADb", f"ircadb_{n:02d}", organ_map(shape, 255) > 0, asymmetric_volume(shape, n)
+        )
     assert load_dataset_json(tmp_path / "raw" / "IRCADb").extra["contained_in"] == ["LiTS", "MSD_Liver"]
 
 

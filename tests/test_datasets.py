@@ -48,7 +48,9 @@ def test_label_geometry_mismatch(dataset):
     shifted = type(g)(g.size, (g.spacing[0] * 1.1, g.spacing[1], g.spacing[2]), g.origin, g.direction)
     write_volume(label.array, shifted, label_path)
     report = verify_dataset(dataset)
-    assert [(p, s) for p, m, s in messages(report) if "geometry differs" in m and "spacing" in m] == [(str(label_path), "error")]
+    assert [(p, s) for p, m, s in messages(report) if "geometry differs" in m and "spacing" in m] == [
+        (str(label_path), "error")
+    ]
 
 
 def test_unknown_label_values(dataset):
@@ -93,8 +95,12 @@ def test_bad_dataset_json(dataset):
 
 def test_nnunet_dataset_json_is_understood(dataset):
     raw = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
-    nnunet = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
-              "numTraining": 3, "file_ending": ".nii.gz"}
+    nnunet = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "liver": 1},
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+    }
     (dataset / "dataset.json").write_text(json.dumps(nnunet))
     info = load_dataset_json(dataset)
     assert info.modality == "CT" and info.cases == raw["cases"]

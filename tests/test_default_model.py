@@ -1,4 +1,5 @@
 """The domain-randomised phantom family and the default model shipped inside the package."""
+
 import json
 
 import numpy as np
@@ -17,12 +18,12 @@ def test_randomised_domains_are_deterministic_and_varied():
     ct = [case_domain(0, "CT", c) for c in range(40)]
     liver_vs_spleen = [d.intensities["LIVER"][0] > d.intensities["SPLEEN"][0] for d in mr]
     liver_vs_fat = [d.intensities["LIVER"][0] > d.intensities["FAT"][0] for d in mr]
-    assert 5 < sum(liver_vs_spleen) < 35 and 5 < sum(liver_vs_fat) < 35     # darker and brighter livers both occur
+    assert 5 < sum(liver_vs_spleen) < 35 and 5 < sum(liver_vs_fat) < 35  # darker and brighter livers both occur
     assert len({d.extra["contrast"] for d in mr}) >= 4
     assert len({d.direction for d in mr + ct}) >= 4
     assert min(d.slice_mm for d in ct) < 3 and max(d.slice_mm for d in mr) > 6
     assert any(d.bias_field > 0.3 for d in mr) and any(d.streaks > 0 for d in ct) and any(d.ghosting for d in mr)
-    assert any(d.intensities["LIVER"][0] < 40 for d in ct)                  # fatty livers
+    assert any(d.intensities["LIVER"][0] < 40 for d in ct)  # fatty livers
     assert len({round(d.anatomy_scale[0], 2) for d in ct}) > 20
     assert all(d.n_slices() <= 64 for d in mr + ct)
 
@@ -38,6 +39,7 @@ def test_randomised_case_labels_follow_the_anatomy():
 
 def test_write_randomized_records_each_case_and_verifies(tmp_path):
     from liverwild.datasets import verify_dataset
+
     folder = write_randomized(tmp_path, "MR", 3, seed=5, max_slices=10, progress=False)
     assert folder.name == FAMILY["MR"]
     info = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
@@ -49,6 +51,7 @@ def test_write_randomized_records_each_case_and_verifies(tmp_path):
 
 def test_shipped_default_model_matches_its_provenance_and_loads():
     from liverwild.inference.model import TrainedModel, resolve_model_dir
+
     assert resolve_model_dir(None) == DEFAULT_MODEL_DIR == resolve_model_dir("default")
     provenance = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text(encoding="utf-8"))
     assert sha256(DEFAULT_MODEL_DIR / "checkpoint_best.pth") == provenance["checkpoint_sha256"]
@@ -65,6 +68,7 @@ def test_shipped_default_model_matches_its_provenance_and_loads():
 def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
     from liverwild.cli import predict as predict_cli
     from liverwild.io import read_image, write_volume
+
     image, _, _ = generate_case(case_domain(0, "CT", 2, max_slices=12), 0, 2)
     write_volume(image.array, image.geometry, tmp_path / "in" / "scan.nii.gz")
     assert predict_cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
@@ -77,21 +81,25 @@ def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
-    provenance = build_default_model(tmp_path / "work", tmp_path / "model", Recipe().quick(), device="cpu",
-                                     log=lambda *a: None)
+    provenance = build_default_model(
+        tmp_path / "work", tmp_path / "model", Recipe().quick(), device="cpu", log=lambda *a: None
+    )
     assert provenance["checkpoint_sha256"] == sha256(tmp_path / "model" / "checkpoint_best.pth")
     assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1
     from liverwild.inference.model import TrainedModel
+
     assert TrainedModel(tmp_path / "model").config["default_model"] is True
 
 
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_default_model_segments_randomised_phantoms(tmp_path, modality):
     """Sanity on held-out synthetic cases (seed 99, never seen in training): the liver is found."""
+    import torch
+
     from liverwild.evaluation.metrics import dice
     from liverwild.inference.model import TrainedModel
     from liverwild.inference.predictor import Predictor
-    import torch
+
     predictor = Predictor(TrainedModel(DEFAULT_MODEL_DIR), torch.device("cpu"))
     image, label, _ = generate_case(case_domain(99, modality, 0, max_slices=24), 99, 0)
     mask, _, info, _ = predictor.predict_volume(image)

@@ -4,12 +4,20 @@ import struct
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import SIGNED_PERMUTATIONS, asymmetric_volume, geometry_for
 
 from liverwild.errors import ImageReadError
-from liverwild.io import (Geometry, Reorientation, read_image, read_label, sorted_series_files, stored_geometry,
-                          write_dicom_series, write_mask, write_volume)
-
-from conftest import SIGNED_PERMUTATIONS, asymmetric_volume, geometry_for
+from liverwild.io import (
+    Geometry,
+    Reorientation,
+    read_image,
+    read_label,
+    sorted_series_files,
+    stored_geometry,
+    write_dicom_series,
+    write_mask,
+    write_volume,
+)
 
 RAS_DIRECTION = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
 
@@ -19,7 +27,7 @@ def nifti_sform(path):
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
         header = f.read(348)
-    rows = [struct.unpack("<4f", header[o:o + 16]) for o in (280, 296, 312)]
+    rows = [struct.unpack("<4f", header[o : o + 16]) for o in (280, 296, 312)]
     return np.array(rows)
 
 
@@ -49,12 +57,11 @@ def test_metaimage_with_detached_header_reads(tmp_path):
 def test_ras_stored_nifti_header_and_reading(tmp_path):
     """A NIfTI whose affine is a positive (RAS) diagonal reads as LPS direction diag(-1, -1, 1)."""
     array = asymmetric_volume()
-    geometry = geometry_for(array.shape, spacing=(0.8, 0.6, 3.0), origin=(100.0, 80.0, -20.0),
-                            direction=RAS_DIRECTION)
+    geometry = geometry_for(array.shape, spacing=(0.8, 0.6, 3.0), origin=(100.0, 80.0, -20.0), direction=RAS_DIRECTION)
     path = write_volume(array, geometry, tmp_path / "ras.nii.gz")
     sform = nifti_sform(path)
-    assert np.allclose(np.diag(sform[:, :3]), [0.8, 0.6, 3.0])              # positive RAS diagonal
-    assert np.allclose(sform[:, 3], [-100.0, -80.0, -20.0])                   # RAS origin = LPS with x, y negated
+    assert np.allclose(np.diag(sform[:, :3]), [0.8, 0.6, 3.0])  # positive RAS diagonal
+    assert np.allclose(sform[:, 3], [-100.0, -80.0, -20.0])  # RAS origin = LPS with x, y negated
     volume = read_image(path)
     assert volume.geometry.orientation_code() == "RAS"
     # a marked voxel lands at the same physical point as computed from the file's own affine
@@ -73,8 +80,8 @@ def test_write_mask_copies_reference_geometry_exactly(tmp_path):
     written = read_image(out, dtype=None)
     assert written.array.dtype == np.uint8
     assert np.array_equal(written.array, mask.astype(np.uint8))
-    assert written.geometry == reference.geometry            # exact, not only within tolerance
-    assert not list(tmp_path.glob(".*tmp*"))                  # no temporary file left behind
+    assert written.geometry == reference.geometry  # exact, not only within tolerance
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 
 def test_write_refuses_shape_mismatch(tmp_path):
@@ -87,7 +94,7 @@ def test_dicom_series_is_ordered_by_position_not_name(tmp_path, direction):
     array = asymmetric_volume((6, 8, 10))
     geometry = geometry_for(array.shape, spacing=(0.8, 0.8, 2.0), direction=direction)
     rng = np.random.default_rng(1)
-    names = [f"IM{n:03d}.dcm" for n in rng.permutation(6)]     # file names say nothing about order
+    names = [f"IM{n:03d}.dcm" for n in rng.permutation(6)]  # file names say nothing about order
     write_dicom_series(array, geometry, tmp_path / "series", file_names=names)
     volume = read_image(tmp_path / "series", dtype=None)
     # the volume is read in the slice order of the normal; for a reversed z axis the reader stores
@@ -95,8 +102,11 @@ def test_dicom_series_is_ordered_by_position_not_name(tmp_path, direction):
     expected = Reorientation.from_geometry(geometry).to_canonical(array)
     got = Reorientation.from_geometry(volume.geometry).to_canonical(volume.array)
     assert np.array_equal(got, expected)
-    assert np.allclose(Reorientation.from_geometry(volume.geometry).canonical_geometry(volume.geometry).origin,
-                       Reorientation.from_geometry(geometry).canonical_geometry(geometry).origin, atol=1e-3)
+    assert np.allclose(
+        Reorientation.from_geometry(volume.geometry).canonical_geometry(volume.geometry).origin,
+        Reorientation.from_geometry(geometry).canonical_geometry(geometry).origin,
+        atol=1e-3,
+    )
 
 
 def test_dicom_gap_is_an_error_naming_the_slices(tmp_path):
@@ -157,6 +167,7 @@ def test_oblique_direction_uses_closest_axes():
 
 # ---- bad input: one line naming the file -------------------------------------------------------
 
+
 def _assert_one_line_error(path, match):
     with pytest.raises(ImageReadError) as info:
         read_image(path)
@@ -171,8 +182,10 @@ def test_unreadable_file(tmp_path):
     _assert_one_line_error(path, "cannot be read")
 
 
-@pytest.mark.parametrize("suffix, match", [(".nii.gz", "truncated"), (".nii", "truncated"),
-                                           (".nrrd", "cannot be read"), (".mha", "cannot be read")])
+@pytest.mark.parametrize(
+    "suffix, match",
+    [(".nii.gz", "truncated"), (".nii", "truncated"), (".nrrd", "cannot be read"), (".mha", "cannot be read")],
+)
 def test_truncated_file(tmp_path, suffix, match):
     full = write_volume(asymmetric_volume((20, 30, 30)), geometry_for((20, 30, 30)), tmp_path / f"full{suffix}")
     cut = tmp_path / f"cut{suffix}"

@@ -5,6 +5,7 @@ again in a fresh folder, killed with SIGKILL, re-run unchanged, and its outputs 
 reference — bit-identical arrays for caches, masks, converted scans and trained weights (all are
 deterministic on CPU), and no temporary file left behind.
 """
+
 import os
 import random
 import shutil
@@ -79,25 +80,66 @@ PLAN = ["--random-backbone", "--backbone", "vit_tiny_patch16_224", "--views", "1
 
 def test_kill_plan_and_preprocess(raw, tmp_path):
     def cmd(out):
-        return ["lw_plan_and_preprocess", "-d", "PhantomNativeCT", "PhantomT2MR", "--raw", str(raw),
-                "--preprocessed", str(out), *PLAN]
+        return [
+            "lw_plan_and_preprocess",
+            "-d",
+            "PhantomNativeCT",
+            "PhantomT2MR",
+            "--raw",
+            str(raw),
+            "--preprocessed",
+            str(out),
+            *PLAN,
+        ]
+
     check_trials(cmd, tmp_path, lambda out: arrays(out, "*.npy"), seed=1)
 
 
 def test_kill_train(raw, tmp_path):
     import torch
+
     pre = tmp_path / "pre"
-    run_to_end(["lw_plan_and_preprocess", "-d", "PhantomNativeCT", "PhantomT2MR", "--raw", str(raw),
-                "--preprocessed", str(pre), *PLAN], tmp_path)
+    run_to_end(
+        [
+            "lw_plan_and_preprocess",
+            "-d",
+            "PhantomNativeCT",
+            "PhantomT2MR",
+            "--raw",
+            str(raw),
+            "--preprocessed",
+            str(pre),
+            *PLAN,
+        ],
+        tmp_path,
+    )
 
     def cmd(out):
-        return ["lw_train", "loo_PhantomT2MR", "--epochs", "4", "--steps-per-epoch", "6", "--batch-size", "4",
-                "--lr", "0.01", "--device", "cpu", "--no-progress", "--preprocessed", str(pre), "--results", str(out)]
+        return [
+            "lw_train",
+            "loo_PhantomT2MR",
+            "--epochs",
+            "4",
+            "--steps-per-epoch",
+            "6",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--preprocessed",
+            str(pre),
+            "--results",
+            str(out),
+        ]
 
     def weights(out):
         finals = list(out.rglob("checkpoint_final.pth"))
         state = torch.load(finals[0], weights_only=True)["network"] if finals else {}
         return {k: v.numpy() for k, v in state.items()}
+
     check_trials(cmd, tmp_path, weights, seed=2)
 
 
@@ -109,6 +151,7 @@ def test_kill_predict(tmp_path):
 
     def cmd(out):
         return ["lw_predict", "-i", str(scans), "-o", str(out), "--device", "cpu", "--no-progress"]
+
     check_trials(cmd, tmp_path, lambda out: arrays(out, "*.nii.gz"), seed=3)
 
 
@@ -121,5 +164,6 @@ def test_kill_convert(tmp_path):
 
     def cmd(out):
         return ["lw_convert", "btcv", str(tmp_path / "BTCV"), "--raw", str(out)]
+
     check_trials(cmd, tmp_path, lambda out: arrays(out, "*.nii.gz"), seed=4)
     shutil.rmtree(tmp_path / "BTCV")

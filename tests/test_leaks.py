@@ -1,4 +1,5 @@
 """Leak-proof folds: the same scan is recognised in any file format, and folds exclude it."""
+
 import gzip
 import json
 import shutil
@@ -46,32 +47,41 @@ def test_same_scan_in_any_format_has_the_same_digest(scans):
 
 def test_digest_ignores_storage_orientation_but_not_content():
     from liverwild.io import Reorientation
-    image, _, _ = generate_case("PhantomT2MR", seed=0, case=0, n_slices=10)         # stored LAS
+
+    image, _, _ = generate_case("PhantomT2MR", seed=0, case=0, n_slices=10)  # stored LAS
     reorient = Reorientation.from_geometry(image.geometry)
     canonical = np.ascontiguousarray(reorient.to_canonical(image.array))
     assert reorient.canonical_geometry(image.geometry).direction != image.geometry.direction
     assert content_digest(canonical, reorient.canonical_geometry(image.geometry)) == content_digest(
-        image.array, image.geometry)
+        image.array, image.geometry
+    )
     changed = image.array.astype(np.float32).copy()
-    changed[5, 40:60, 40:60] += 300                                  # a lesion more: another scan
+    changed[5, 40:60, 40:60] += 300  # a lesion more: another scan
     assert content_digest(changed, image.geometry) != content_digest(image.array, image.geometry)
 
 
 def test_folds_exclude_duplicates_and_declared_containment():
-    datasets = {"LiTS": ["l0", "l1", "l2", "l3"], "MSD_Liver": ["m0", "m1", "m2"], "BTCV": ["b0", "b1", "b2", "b3"],
-                "IRCADb": ["i0", "i1"]}
-    digests = {"LiTS": {"l0": "aa", "l1": "bb", "l2": "cc", "l3": "dd"}, "BTCV": {"b0": "bb", "b1": "x1",
-                                                                                  "b2": "x2", "b3": "x3"},
-               "MSD_Liver": {"m0": "aa", "m1": "y1", "m2": "y2"}, "IRCADb": {"i0": "cc", "i1": "dd"}}
+    datasets = {
+        "LiTS": ["l0", "l1", "l2", "l3"],
+        "MSD_Liver": ["m0", "m1", "m2"],
+        "BTCV": ["b0", "b1", "b2", "b3"],
+        "IRCADb": ["i0", "i1"],
+    }
+    digests = {
+        "LiTS": {"l0": "aa", "l1": "bb", "l2": "cc", "l3": "dd"},
+        "BTCV": {"b0": "bb", "b1": "x1", "b2": "x2", "b3": "x3"},
+        "MSD_Liver": {"m0": "aa", "m1": "y1", "m2": "y2"},
+        "IRCADb": {"i0": "cc", "i1": "dd"},
+    }
     contained = {"IRCADb": ["LiTS", "MSD_Liver"], "MSD_Liver": ["LiTS"]}
     folds = make_loo_folds(datasets, 1, 0, contained, digests)
     lits = folds["loo_LiTS"]
-    assert lits["sources"] == ["BTCV"]                                 # IRCADb and MSD declared inside LiTS
+    assert lits["sources"] == ["BTCV"]  # IRCADb and MSD declared inside LiTS
     assert set(lits["excluded"]) == {"BTCV", "IRCADb", "MSD_Liver"}
     assert lits["excluded"]["BTCV"] == {"b0": "same content as LiTS/l1 (content digest bb)"}
     assert "b0" not in lits["train"]["BTCV"] + lits["val"]["BTCV"]
     assert "loo_IRCADb" not in folds and "loo_MSD_Liver" not in folds
-    btcv = folds["loo_BTCV"]                                           # LiTS's l1 is BTCV's b0: excluded there too
+    btcv = folds["loo_BTCV"]  # LiTS's l1 is BTCV's b0: excluded there too
     assert "l1" not in btcv["train"]["LiTS"] + btcv["val"]["LiTS"] and "l1" in btcv["excluded"]["LiTS"]
     assert duplicates({"t": "aa"}, {"s1": "aa", "s2": "zz"}) == {"s1": "t"}
 
@@ -82,6 +92,7 @@ def test_planted_duplicate_is_excluded_by_plan_and_preprocess(tmp_path):
     from liverwild.datasets import load_dataset_json, write_dataset_json
     from liverwild.phantoms import write_phantoms
     from preprocessing.pipeline import plan_and_preprocess
+
     raw = tmp_path / "raw"
     write_phantoms(raw, ["PhantomT2MR", "PhantomNativeCT"], 3, 0, 0.3, 6, workers=1, progress=False)
     donor = raw / "PhantomT2MR" / "imagesTr" / "phantomt2mr_001_0000.nii.gz"
@@ -93,9 +104,17 @@ def test_planted_duplicate_is_excluded_by_plan_and_preprocess(tmp_path):
     info = load_dataset_json(ct)
     info.cases.append("planted")
     write_dataset_json(ct, info)
-    plan_and_preprocess(["PhantomT2MR", "PhantomNativeCT"], raw=str(raw), preprocessed=str(tmp_path / "pre"),
-                        random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0, progress=False,
-                        log=lambda *a: None)
+    plan_and_preprocess(
+        ["PhantomT2MR", "PhantomNativeCT"],
+        raw=str(raw),
+        preprocessed=str(tmp_path / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=0,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
     splits = json.loads((tmp_path / "pre" / "splits.json").read_text(encoding="utf-8"))
     fold = splits["folds"]["loo_PhantomT2MR"]
     assert "planted" in fold["excluded"]["PhantomNativeCT"]

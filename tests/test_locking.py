@@ -1,4 +1,5 @@
 """One writer per folder: a live holder blocks at once with its name; a dead one is taken over."""
+
 import json
 import subprocess
 import sys
@@ -24,9 +25,11 @@ def dead_pid() -> int:
 
 def plant(folder, pid, command="lw_train loo_X"):
     import socket
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "command": command,
-                                                "since": "2026-01-01 00:00:00"}))
+    (folder / LOCK_NAME).write_text(
+        json.dumps({"pid": pid, "host": socket.gethostname(), "command": command, "since": "2026-01-01 00:00:00"})
+    )
 
 
 def test_live_holder_blocks_with_its_name(tmp_path, live_pid):
@@ -35,7 +38,7 @@ def test_live_holder_blocks_with_its_name(tmp_path, live_pid):
         acquire(tmp_path, "lw_train loo_X")
     message = str(info.value)
     assert str(live_pid) in message and LOCK_NAME in message and "lw_train loo_X" in message
-    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["pid"] == live_pid      # untouched
+    assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["pid"] == live_pid  # untouched
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
@@ -44,9 +47,10 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     said = []
     with folder_lock(tmp_path, "lw_predict", said.append) as path:
         import os
+
         assert json.loads(path.read_text(encoding="utf-8"))["pid"] == os.getpid()
         assert said and f"process {pid}" in said[0]
-    assert not (tmp_path / LOCK_NAME).exists()                                     # released
+    assert not (tmp_path / LOCK_NAME).exists()  # released
 
 
 def test_lock_is_released_on_error_and_only_by_its_owner(tmp_path, live_pid):
@@ -55,17 +59,26 @@ def test_lock_is_released_on_error_and_only_by_its_owner(tmp_path, live_pid):
             raise RuntimeError("boom")
     assert not (tmp_path / LOCK_NAME).exists()
     plant(tmp_path, live_pid)
-    release(tmp_path / LOCK_NAME)                                                  # not ours: kept
+    release(tmp_path / LOCK_NAME)  # not ours: kept
     assert (tmp_path / LOCK_NAME).exists()
 
 
 def test_second_plan_and_preprocess_on_the_same_dataset_fails_at_once(tmp_path, live_pid):
     from liverwild.phantoms import write_phantoms
     from preprocessing.pipeline import plan_and_preprocess
+
     write_phantoms(tmp_path / "raw", ["PhantomT2MR"], 2, 0, 0.3, 4, workers=1, progress=False)
     plant(tmp_path / "pre" / "PhantomT2MR", live_pid, "lw_plan_and_preprocess -d PhantomT2MR")
     with pytest.raises(LockedError, match=f"process {live_pid}"):
-        plan_and_preprocess(["PhantomT2MR"], raw=str(tmp_path / "raw"), preprocessed=str(tmp_path / "pre"),
-                            random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0,
-                            progress=False, log=lambda *a: None)
-    assert not (tmp_path / "pre" / "PhantomT2MR" / "plans.json").exists()          # nothing written
+        plan_and_preprocess(
+            ["PhantomT2MR"],
+            raw=str(tmp_path / "raw"),
+            preprocessed=str(tmp_path / "pre"),
+            random_backbone=True,
+            backbone="vit_tiny_patch16_224",
+            views=0,
+            workers=0,
+            progress=False,
+            log=lambda *a: None,
+        )
+    assert not (tmp_path / "pre" / "PhantomT2MR" / "plans.json").exists()  # nothing written

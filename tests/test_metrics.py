@@ -18,13 +18,14 @@ def cube(shape, lo, size):
 def sphere(shape, center, radius_mm, spacing=(1, 1, 1)):
     z, y, x = np.indices(shape)
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((z, y, x), center, spacing))
-    return d2 <= radius_mm ** 2
+    return d2 <= radius_mm**2
 
 
 def brute_force_surface_metrics(pred, ref, spacing):
     """Independent computation: border = mask voxels with a face neighbour outside the mask but inside
     the volume (padding with True, as CHAOS's erosion does, and shifting), nearest neighbours by a k-d
     tree on physical coordinates."""
+
     def border(m):
         p = np.pad(m, 1, constant_values=True)
         inner = np.ones_like(m)
@@ -32,6 +33,7 @@ def brute_force_surface_metrics(pred, ref, spacing):
             for shift in (-1, 1):
                 inner &= np.roll(p, shift, axis)[1:-1, 1:-1, 1:-1]
         return m & ~inner
+
     bp, br = np.argwhere(border(pred)) * spacing, np.argwhere(border(ref)) * spacing
     d_pr, _ = cKDTree(br).query(bp)
     d_rp, _ = cKDTree(bp).query(br)
@@ -65,7 +67,7 @@ def test_concentric_spheres_distance_is_radius_difference():
     assert 5.0 <= m["assd_mm"] <= 6.5 and 5.5 <= m["mssd_mm"] <= 7.0
     # volume of a sphere of known radius (voxelised) within 2 %
     ml = all_metrics(outer, outer, (1, 1, 1))["volume_ref_ml"]
-    assert ml == pytest.approx(4 / 3 * np.pi * 20 ** 3 / 1000, rel=0.02)
+    assert ml == pytest.approx(4 / 3 * np.pi * 20**3 / 1000, rel=0.02)
     assert all_metrics(outer, outer, (1, 1, 1))["dice"] == 1.0
 
 
@@ -73,7 +75,7 @@ def test_sphere_shifted_in_millimetres_with_anisotropic_voxels():
     spacing = (2.5, 0.7, 0.7)
     shape = (40, 120, 120)
     a = sphere(shape, (20, 60, 60), 25.0, spacing)
-    b = sphere(shape, (20, 60, 60 + 10), 25.0, spacing)              # shifted by 10 voxels = 7 mm
+    b = sphere(shape, (20, 60, 60 + 10), 25.0, spacing)  # shifted by 10 voxels = 7 mm
     m = surface_metrics(a, b, spacing)
     assert m["mssd_mm"] == pytest.approx(7.0, abs=0.71)
 
@@ -94,13 +96,14 @@ def test_agrees_with_an_independent_computation(seed):
 def test_cut_faces_at_the_volume_edge_are_not_surfaces():
     """A liver cut by the last slice: the cut is not a border (CHAOS convention)."""
     a = np.zeros((10, 20, 20), bool)
-    a[4:, 5:15, 5:15] = True                        # runs out of the volume at the top
+    a[4:, 5:15, 5:15] = True  # runs out of the volume at the top
     b = a.copy()
-    b[:, :, 14] = False                             # one face moved by one voxel
+    b[:, :, 14] = False  # one face moved by one voxel
     m = surface_metrics(a, b, (1, 1, 1))
     assert m["mssd_mm"] == pytest.approx(1.0)
     from liverwild.evaluation import surface
-    assert not surface(a)[-1, 7:13, 7:13].any()     # interior of the cut face
+
+    assert not surface(a)[-1, 7:13, 7:13].any()  # interior of the cut face
 
 
 def test_empty_mask_rules_have_no_nan():
@@ -110,7 +113,7 @@ def test_empty_mask_rules_have_no_nan():
     assert both["dice"] == 1 and both["iou"] == 1 and both["ravd"] == 0 and both["assd_mm"] == 0
     missed = all_metrics(empty, full, (1, 2, 3))
     assert missed["dice"] == 0 and missed["ravd"] == 100.0
-    assert missed["mssd_mm"] == pytest.approx(np.sqrt(10 ** 2 + 20 ** 2 + 30 ** 2))
+    assert missed["mssd_mm"] == pytest.approx(np.sqrt(10**2 + 20**2 + 30**2))
     spurious = all_metrics(full, empty, (1, 1, 1))
     assert spurious["ravd"] == float("inf") and not any(np.isnan(v) for v in spurious.values())
 
@@ -130,7 +133,7 @@ def test_evaluate_folders_csv_summary_and_geometry_errors(tmp_path):
     moved = Geometry(g.size, g.spacing, (5.0, 0.0, 0.0), g.direction)
     _write_case(ref, "c", truth, g)
     _write_case(pred, "c", truth, moved)
-    _write_case(ref, "d", truth, g)                                  # no prediction
+    _write_case(ref, "d", truth, g)  # no prediction
     table, summary, failures = evaluate_folders(pred, ref, output_csv=tmp_path / "res.csv", log=lambda *a: None)
     assert list(table["case"]) == ["a", "b"]
     assert table.set_index("case").loc["a", "dice"] == pytest.approx(0.8)
@@ -156,14 +159,15 @@ def test_labels_option_counts_tumour_as_liver(tmp_path):
 
 def test_paired_t_test_on_a_hand_example(tmp_path, capsys):
     import pandas as pd
+
     x = np.array([0.90, 0.80, 0.85, 0.95])
     y = x + np.array([0.01, 0.02, 0.01, 0.02])
     cols = {m: x for m in ("iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")}
     pd.DataFrame({"case": list("abcd"), "dice": x, **cols}).to_csv(tmp_path / "A.csv", index=False)
     pd.DataFrame({"case": list("abcd"), "dice": y, **cols}).to_csv(tmp_path / "B.csv", index=False)
     rows, table = compare_evaluations(tmp_path / "A.csv", tmp_path / "B.csv", names=("ours", "baseline"))
-    assert rows[0]["p_value"] == pytest.approx(0.01385, rel=1e-2)       # by hand: t = 5.196, 3 d.o.f., two-sided
-    assert rows[1]["p_value"] == 1.0                                    # identical columns
+    assert rows[0]["p_value"] == pytest.approx(0.01385, rel=1e-2)  # by hand: t = 5.196, 3 d.o.f., two-sided
+    assert rows[1]["p_value"] == 1.0  # identical columns
     assert "| dice | 0.875 ± 0.056 | 0.890 ± 0.056 |" in table
     assert evaluate_cli.main(["--compare", str(tmp_path / "A.csv"), str(tmp_path / "B.csv")]) == 0
     out = capsys.readouterr().out
@@ -173,7 +177,7 @@ def test_paired_t_test_on_a_hand_example(tmp_path, capsys):
 def test_ravd_is_in_percent():
     a = cube((30, 30, 30), (5, 5, 5), 10)
     b = np.zeros_like(a)
-    b[5:17, 5:15, 5:15] = True                                # 1200 vs 1000 voxels
+    b[5:17, 5:15, 5:15] = True  # 1200 vs 1000 voxels
     assert ravd(b, a) == pytest.approx(20.0) and ravd(a, b) == pytest.approx(100 * 200 / 1200)
 
 
@@ -184,8 +188,10 @@ def test_hd95_is_monai_not_medpy():
     pred = ref.copy()
     pred[20, 20, 30:39] = True
     pred[19:22, 19:22, 30:39] = True
-    d_pr, d_rp = (cKDTree(np.argwhere(m2)).query(np.argwhere(m1))[0] for m1, m2 in
-                  ((_border(pred), _border(ref)), (_border(ref), _border(pred))))
+    d_pr, d_rp = (
+        cKDTree(np.argwhere(m2)).query(np.argwhere(m1))[0]
+        for m1, m2 in ((_border(pred), _border(ref)), (_border(ref), _border(pred)))
+    )
     monai = max(np.percentile(d_pr, 95), np.percentile(d_rp, 95))
     medpy = np.percentile(np.concatenate([d_pr, d_rp]), 95)
     ours = surface_metrics(pred, ref, (1, 1, 1))["hd95_mm"]
@@ -194,6 +200,7 @@ def test_hd95_is_monai_not_medpy():
 
 def _border(m):
     from scipy import ndimage
+
     return m & ~ndimage.binary_erosion(m, border_value=1)
 
 
@@ -201,6 +208,7 @@ def test_paper_protocol_resamples_inplane(tmp_path):
     """On a 256² grid a mask shifted by 2 voxels in x: natively 2 × 0.5 mm; at 128² the shift is one
     1 mm voxel — the same millimetres, on the paper's grid — and the spacing is reported accordingly."""
     from liverwild.evaluation.evaluate import evaluate_case, inplane_resampled
+
     g = Geometry((256, 256, 12), (0.5, 0.5, 4.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     ref = np.zeros((12, 256, 256), np.uint8)
     ref[2:10, 60:180, 60:180] = 1

@@ -5,19 +5,27 @@ import pytest
 import torch
 
 from liverwild.backbones import FrozenBackbone
-from liverwild.losses import (ContrastiveDistillationLoss, contrastive_correlation_loss, contrastive_partners,
-                              entropy_loss, focal_loss, log_iou_loss, tensor_correlation, tversky_loss)
+from liverwild.losses import (
+    ContrastiveDistillationLoss,
+    contrastive_correlation_loss,
+    contrastive_partners,
+    entropy_loss,
+    focal_loss,
+    log_iou_loss,
+    tensor_correlation,
+    tversky_loss,
+)
 from liverwild.nets import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
-
 
 # ---- networks ------------------------------------------------------------------------------------
 
+
 def test_parameter_count_matches_the_paper():
     net = ContrastiveDistillationNet(in_channels=384)
-    assert 2.3e5 < count_trainable(net) < 2.7e5           # paper: about 2.5·10⁵
+    assert 2.3e5 < count_trainable(net) < 2.7e5  # paper: about 2.5·10⁵
 
 
-@pytest.mark.parametrize("feature_size", [14, 28])        # ViT-*/16 and ViT-*/8
+@pytest.mark.parametrize("feature_size", [14, 28])  # ViT-*/16 and ViT-*/8
 def test_decoder_reaches_224_for_any_patch_size(feature_size):
     net = ContrastiveDistillationNet(in_channels=32)
     logits, code = net(torch.randn(2, 32, feature_size, feature_size), torch.randn(2, 1, 224, 224))
@@ -31,7 +39,7 @@ def test_raw_slice_path_equals_cached_feature_path():
     net = ContrastiveDistillationNet(in_channels=backbone.feature_channels).eval()
     slices = torch.randn(3, 1, 224, 224)
     from_raw = SegmentationPipeline(backbone, net)(slices)
-    cached = torch.from_numpy(backbone(slices).numpy().astype(np.float16).astype(np.float32))   # as in the cache
+    cached = torch.from_numpy(backbone(slices).numpy().astype(np.float16).astype(np.float32))  # as in the cache
     with torch.no_grad():
         from_cache = torch.sigmoid(net(cached, slices)[0])
     exact = torch.sigmoid(net(backbone(slices), slices)[0]).detach()
@@ -41,14 +49,15 @@ def test_raw_slice_path_equals_cached_feature_path():
 
 # ---- segmentation losses on hand-computable inputs -------------------------------------------
 
+
 def test_focal_loss_values_and_gradient():
     zero = torch.zeros(1, 1, 2, 2)
-    assert focal_loss(zero, zero).item() == pytest.approx(0.5 * 0.5 ** 3 * math.log(2))
+    assert focal_loss(zero, zero).item() == pytest.approx(0.5 * 0.5**3 * math.log(2))
     big = torch.full((1, 1, 2, 2), 20.0)
     assert focal_loss(big, torch.ones_like(big)).item() < 1e-12
     logits = torch.zeros(1, 1, 2, 2, requires_grad=True)
     focal_loss(logits, torch.ones_like(logits)).backward()
-    assert (logits.grad < 0).all()                         # pushes towards foreground
+    assert (logits.grad < 0).all()  # pushes towards foreground
 
 
 def test_focal_down_weights_easy_pixels():
@@ -83,10 +92,11 @@ def test_empty_masks_give_finite_zero_losses():
         assert torch.isfinite(value) and value.item() == pytest.approx(0, abs=1e-6)
     logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
     (tversky_loss(logits, empty) + log_iou_loss(logits, empty)).backward()
-    assert torch.isfinite(logits.grad).all() and (logits.grad > 0).all()      # pushes towards background
+    assert torch.isfinite(logits.grad).all() and (logits.grad > 0).all()  # pushes towards background
 
 
 # ---- contrastive correlation -------------------------------------------------------------------
+
 
 def test_tensor_correlation_is_cosine():
     a = torch.randn(2, 5, 3, 4)
@@ -94,12 +104,12 @@ def test_tensor_correlation_is_cosine():
     assert corr.shape == (2, 3, 4, 3, 4)
     diag = corr.reshape(2, 12, 12).diagonal(dim1=1, dim2=2)
     assert torch.allclose(diag, torch.ones_like(diag), atol=1e-6)
-    assert torch.allclose(tensor_correlation(a, 3 * a), corr, atol=1e-6)             # scale invariant
+    assert torch.allclose(tensor_correlation(a, 3 * a), corr, atol=1e-6)  # scale invariant
 
 
 def test_contrastive_loss_on_a_hand_example():
     # two positions with orthogonal features: fd = I, centred → ±0.5; code equal to features → cd = I
-    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])                                  # (1, 2, 1, 2)
+    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])  # (1, 2, 1, 2)
     for b in (0.0, 0.55):
         loss, sim = contrastive_correlation_loss(f, f, f, f, b)
         assert loss.item() == pytest.approx(-(1 - 2 * b) / 4)
@@ -114,7 +124,7 @@ def test_contrastive_gradient_reaches_code_only_and_respects_shift():
     assert f.grad is None and code.grad is not None and torch.isfinite(code.grad).all()
     # with the paper's self shift (0.55 > every centred feature correlation of random features), every
     # positive code correlation is costly: gradient descent lowers the code similarity
-    code2 = torch.randn(1, 8, 4, 4).abs().requires_grad_(True)           # all-positive codes: similar
+    code2 = torch.randn(1, 8, 4, 4).abs().requires_grad_(True)  # all-positive codes: similar
     before = tensor_correlation(code2, code2).mean().item()
     opt = torch.optim.SGD([code2], lr=1.0)
     for _ in range(20):
@@ -129,33 +139,37 @@ def test_distillation_loss_with_the_papers_shifts_on_a_hand_example():
     codes 60° apart (code correlation 1 on the diagonal, 0.5 off it):
     L_cr(b) = −[2·(0.5 − b)·1 + 2·(−0.5 − b)·0.5] / 4 = (3b − 0.5) / 4 → 0.2875 (b_self 0.55),
     0.25 (b₊ 0.5), 0.325 (b₋ 0.6); L_cd = 0.8625 with each pair kind given once."""
-    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])                                  # (1, 2, 1, 2)
-    code = torch.tensor([[[[1.0, 0.5]], [[0.0, 3 ** 0.5 / 2]]]])                      # unit vectors 60° apart
+    f = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])  # (1, 2, 1, 2)
+    code = torch.tensor([[[[1.0, 0.5]], [[0.0, 3**0.5 / 2]]]])  # unit vectors 60° apart
     assert tensor_correlation(code, code)[0, 0, 0, 0, 1].item() == pytest.approx(0.5)
     for b, expected in ((0.55, 0.2875), (0.5, 0.25), (0.6, 0.325)):
         assert contrastive_correlation_loss(f, f, code, code, b)[0].item() == pytest.approx(expected, abs=1e-6)
     total, parts = ContrastiveDistillationLoss(0.55, 0.5, 0.6)(f, code, [(f, code)], [(f, code)])
     assert set(parts) == {"cd_self", "cd_pos", "cd_neg", "sim_self", "sim_pos", "sim_neg"}
     assert total.item() == pytest.approx(0.8625, abs=1e-6)
-    assert parts["sim_self"].item() == pytest.approx(0.75)                             # mean of [[1, .5], [.5, 1]]
+    assert parts["sim_self"].item() == pytest.approx(0.75)  # mean of [[1, .5], [.5, 1]]
     two_negatives = ContrastiveDistillationLoss(0.55, 0.5, 0.6)(f, code, [(f, code)], [(f, code)] * 2)[0]
-    assert two_negatives.item() == pytest.approx(0.8625, abs=1e-6)                   # averaged, not summed
+    assert two_negatives.item() == pytest.approx(0.8625, abs=1e-6)  # averaged, not summed
 
 
 # ---- slice sampling ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("i, n, strategy, positives, negatives", [
-    (5, 10, "neighbours", [4, 6], [0]),
-    (0, 10, "neighbours", [1], [5]),
-    (9, 10, "neighbours", [8], [4]),
-    (3, 7, "neighbours", [2, 4], [6]),
-    (5, 10, "neighbours2", [3, 7], [0]),
-    (1, 10, "neighbours2", [3], [6]),
-    (5, 10, "two_negatives", [4, 6], [0, 1]),
-    (9, 10, "two_negatives", [8], [4, 5]),
-    (0, 1, "neighbours", [0], [0]),                 # single-slice scan
-    (1, 2, "neighbours2", [1], [0]),                # no ±2 neighbour: itself
-])
+
+@pytest.mark.parametrize(
+    "i, n, strategy, positives, negatives",
+    [
+        (5, 10, "neighbours", [4, 6], [0]),
+        (0, 10, "neighbours", [1], [5]),
+        (9, 10, "neighbours", [8], [4]),
+        (3, 7, "neighbours", [2, 4], [6]),
+        (5, 10, "neighbours2", [3, 7], [0]),
+        (1, 10, "neighbours2", [3], [6]),
+        (5, 10, "two_negatives", [4, 6], [0, 1]),
+        (9, 10, "two_negatives", [8], [4, 5]),
+        (0, 1, "neighbours", [0], [0]),  # single-slice scan
+        (1, 2, "neighbours2", [1], [0]),  # no ±2 neighbour: itself
+    ],
+)
 def test_contrastive_partners(i, n, strategy, positives, negatives):
     assert contrastive_partners(i, n, strategy) == (positives, negatives)
 

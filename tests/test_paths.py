@@ -14,9 +14,14 @@ def test_option_wins_over_environment(monkeypatch, tmp_path):
     assert results_folder(str(tmp_path)) == tmp_path
 
 
-@pytest.mark.parametrize("function, variable, option", [
-    (raw_folder, "LW_raw", "--raw"), (preprocessed_folder, "LW_preprocessed", "--preprocessed"),
-    (results_folder, "LW_results", "--results")])
+@pytest.mark.parametrize(
+    "function, variable, option",
+    [
+        (raw_folder, "LW_raw", "--raw"),
+        (preprocessed_folder, "LW_preprocessed", "--preprocessed"),
+        (results_folder, "LW_results", "--results"),
+    ],
+)
 def test_missing_folder_names_variable_and_option(monkeypatch, function, variable, option):
     monkeypatch.delenv(variable, raising=False)
     with pytest.raises(ConfigurationError) as info:

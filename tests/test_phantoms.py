@@ -30,14 +30,14 @@ def test_anatomy_varies_between_cases(cases):
 
 
 def _physical_centroid_and_extent(label):
-    idx = np.argwhere(label.array > 0)[:, ::-1]                   # (i, j, k)
+    idx = np.argwhere(label.array > 0)[:, ::-1]  # (i, j, k)
     points = label.geometry.index_to_physical(idx)
     return points.mean(0), points.max(0) - points.min(0)
 
 
 @pytest.mark.parametrize("name", list(DOMAINS))
 def test_liver_position_and_extent(cases, name):
-    for image, label, tissues in cases[name]:
+    for _image, label, tissues in cases[name]:
         centroid, extent = _physical_centroid_and_extent(label)
         # LPS: the patient's right is −x, superior +z; z = 0 is the right diaphragm dome
         assert centroid[0] < -20, "liver must lie in the patient's right abdomen"
@@ -66,6 +66,7 @@ def test_label_is_aligned_with_image(cases, name):
     def dice(dz, dy, dx):
         shifted = np.roll(mask, (dz, dy, dx), axis=(0, 1, 2))
         return 2 * (shifted & liver_like).sum() / (shifted.sum() + liver_like.sum())
+
     at_zero = dice(0, 0, 0)
     for shift in [(0, 0, 3), (0, 0, -3), (0, 3, 0), (0, -3, 0), (2, 0, 0), (-2, 0, 0)]:
         assert dice(*shift) < at_zero, shift
@@ -77,8 +78,12 @@ def test_domains_differ_in_intensity_noise_geometry(cases):
         image, label, _ = items[0]
         mask = ndimage.binary_erosion(label.array > 0, iterations=2)
         liver = image.array[mask].astype(float)
-        stats[name] = {"median": np.median(liver), "spread": np.subtract(*np.percentile(liver, [75, 25])),
-                       "orientation": image.geometry.orientation_code(), "spacing": image.geometry.spacing}
+        stats[name] = {
+            "median": np.median(liver),
+            "spread": np.subtract(*np.percentile(liver, [75, 25])),
+            "orientation": image.geometry.orientation_code(),
+            "spacing": image.geometry.spacing,
+        }
     ct = [n for n in stats if DOMAINS[n].modality == "CT"]
     medians = sorted(stats[n]["median"] for n in ct)
     assert min(np.diff(medians)) > 15, f"CT liver HU should differ between phases: {medians}"

@@ -6,10 +6,17 @@ import pytest
 
 from liverwild.cli import predict as predict_cli
 from liverwild.evaluation import dice, evaluate_folders
-from liverwild.io import (Reorientation, read_image, read_label, stored_geometry, write_dicom_series, write_mask,
-                          write_volume)
-from liverwild.phantoms import DOMAINS, generate_case, write_phantoms
 from liverwild.inference import predict
+from liverwild.io import (
+    Reorientation,
+    read_image,
+    read_label,
+    stored_geometry,
+    write_dicom_series,
+    write_mask,
+    write_volume,
+)
+from liverwild.phantoms import DOMAINS, generate_case, write_phantoms
 from liverwild.training import TrainerConfig, train_fold
 from preprocessing.pipeline import plan_and_preprocess
 
@@ -21,12 +28,26 @@ RAS = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
 def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("pred")
     write_phantoms(root / "raw", SOURCES + ["PhantomArterialCT"], n_cases=4, scale=0.4, n_slices=12, progress=False)
-    plan_and_preprocess(SOURCES + ["PhantomArterialCT"], raw=str(root / "raw"), preprocessed=str(root / "pre"),
-                        random_backbone=True, backbone="vit_tiny_patch16_224", views=1, workers=0, progress=False,
-                        log=lambda *a: None)
-    summary = train_fold("loo_PhantomArterialCT", preprocessed=str(root / "pre"), results=str(root / "res"),
-                         device="cpu", config=TrainerConfig().updated(epochs=5, lr=1e-2), progress=False,
-                         log=lambda *a: None)
+    plan_and_preprocess(
+        SOURCES + ["PhantomArterialCT"],
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=1,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
+    summary = train_fold(
+        "loo_PhantomArterialCT",
+        preprocessed=str(root / "pre"),
+        results=str(root / "res"),
+        device="cpu",
+        config=TrainerConfig().updated(epochs=5, lr=1e-2),
+        progress=False,
+        log=lambda *a: None,
+    )
     return summary["output"]
 
 
@@ -44,13 +65,22 @@ def scan(tmp_path_factory):
     write_volume(Reorientation.from_geometry(ras).from_canonical(canonical_image), ras, inputs / "ras.nii.gz")
     write_volume(canonical_image, canonical_geometry, inputs / "as_nrrd.nrrd")
     flipped = stored_geometry(canonical_geometry, (1, 0, 0, 0, -1, 0, 0, 0, -1))
-    write_dicom_series(Reorientation.from_geometry(flipped).from_canonical(canonical_image), flipped,
-                       inputs / "dicom", file_names=[f"x{n}.dcm" for n in np.random.default_rng(0).permutation(12)])
+    write_dicom_series(
+        Reorientation.from_geometry(flipped).from_canonical(canonical_image),
+        flipped,
+        inputs / "dicom",
+        file_names=[f"x{n}.dcm" for n in np.random.default_rng(0).permutation(12)],
+    )
     refs = root / "refs"
-    for name, geometry in (("lps", canonical_geometry), ("ras", ras), ("as_nrrd", canonical_geometry),
-                           ("dicom", flipped)):
-        write_mask(Reorientation.from_geometry(geometry).from_canonical(canonical_label), geometry,
-                   refs / f"{name}.nii.gz")
+    for name, geometry in (
+        ("lps", canonical_geometry),
+        ("ras", ras),
+        ("as_nrrd", canonical_geometry),
+        ("dicom", flipped),
+    ):
+        write_mask(
+            Reorientation.from_geometry(geometry).from_canonical(canonical_label), geometry, refs / f"{name}.nii.gz"
+        )
     return inputs, refs
 
 
@@ -62,12 +92,20 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
     inputs, refs = scan
     before = checksums(inputs)
     out = tmp_path / "out"
-    assert predict_cli.main(["-i", str(inputs), "-o", str(out), "-m", model_dir, "--device", "cpu",
-                             "--overlays", "--no-progress"]) == 0
+    assert (
+        predict_cli.main(
+            ["-i", str(inputs), "-o", str(out), "-m", model_dir, "--device", "cpu", "--overlays", "--no-progress"]
+        )
+        == 0
+    )
     assert checksums(inputs) == before, "inputs must never be touched"
     canonical_masks = []
-    for name, source in (("lps", "lps_0000.nii.gz"), ("ras", "ras.nii.gz"), ("as_nrrd", "as_nrrd.nrrd"),
-                         ("dicom", "dicom")):
+    for name, source in (
+        ("lps", "lps_0000.nii.gz"),
+        ("ras", "ras.nii.gz"),
+        ("as_nrrd", "as_nrrd.nrrd"),
+        ("dicom", "dicom"),
+    ):
         original = read_image(inputs / source)
         mask = read_image(out / f"{name}.nii.gz", dtype=None)
         assert mask.array.dtype == np.uint8 and set(np.unique(mask.array)) <= {0, 1}
@@ -82,8 +120,15 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
     assert dice(canonical_masks[0] > 0, ref) > 0.5
     report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["n_ok"] == 4 and report["n_failed"] == 0 and report["model"]["random_backbone"]
-    assert set(report["scans"][0]["seconds"]) == {"read", "preprocess", "backbone", "head_decoder", "resample",
-                                                  "postprocess", "write"}
+    assert set(report["scans"][0]["seconds"]) == {
+        "read",
+        "preprocess",
+        "backbone",
+        "head_decoder",
+        "resample",
+        "postprocess",
+        "write",
+    }
     assert report["postprocessing"] == ["largest_component", "fill_holes"] and "torch" in report["versions"]
     assert set(report["plans"]) == {"PhantomNativeCT", "PhantomPortalCT"}
     assert report["scans"][0]["modality"] == "CT" and report["scans"][0]["normalization"]["window"] == [0.0, 500.0]
@@ -99,8 +144,24 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
 def test_probabilities_and_postprocessing_switch(model_dir, scan, tmp_path):
     inputs, _ = scan
     out = tmp_path / "out"
-    assert predict_cli.main(["-i", str(inputs / "lps_0000.nii.gz"), "-o", str(out), "-m", model_dir, "--device", "cpu",
-                             "--save-probabilities", "--no-postprocess", "--no-progress"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "-i",
+                str(inputs / "lps_0000.nii.gz"),
+                "-o",
+                str(out),
+                "-m",
+                model_dir,
+                "--device",
+                "cpu",
+                "--save-probabilities",
+                "--no-postprocess",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     probs = read_image(out / "lps_prob.nii.gz")
     mask = read_image(out / "lps.nii.gz", dtype=None)
     assert probs.geometry == mask.geometry and 0 <= probs.array.min() and probs.array.max() <= 1
@@ -112,6 +173,7 @@ def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_pat
     import shutil
 
     import SimpleITK as sitk
+
     inputs, _ = scan
     mixed = tmp_path / "mixed"
     mixed.mkdir()
@@ -124,8 +186,11 @@ def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_pat
     captured = capsys.readouterr()
     assert code == 1
     assert (out / "good.nii.gz").is_file()
-    for name, reason in (("broken.nii.gz", "cannot be read"), ("notes.txt", "unsupported file type"),
-                         ("flat.nii.gz", "is 2D")):
+    for name, reason in (
+        ("broken.nii.gz", "cannot be read"),
+        ("notes.txt", "unsupported file type"),
+        ("flat.nii.gz", "is 2D"),
+    ):
         lines = [line for line in captured.out.splitlines() if name in line]
         assert len(lines) == 1 and reason in lines[0], (name, captured.out)
     assert "1 scan(s) segmented, 3 failed" in captured.out
@@ -139,22 +204,52 @@ def test_output_folder_must_differ_from_input(model_dir, scan, capsys):
 
 def test_model_by_fold_name_and_missing_model(model_dir, scan, tmp_path, capsys):
     from pathlib import Path
+
     inputs, _ = scan
     results = Path(model_dir).parents[1]
     out = tmp_path / "out"
-    assert predict_cli.main(["-i", str(inputs / "ras.nii.gz"), "-o", str(out), "-m", "loo_PhantomArterialCT",
-                             "--results", str(results), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        predict_cli.main(
+            [
+                "-i",
+                str(inputs / "ras.nii.gz"),
+                "-o",
+                str(out),
+                "-m",
+                "loo_PhantomArterialCT",
+                "--results",
+                str(results),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert predict_cli.main(["-i", str(inputs), "-o", str(out), "-m", "loo_Nope", "--results", str(results)]) == 1
     assert "loo_Nope" in capsys.readouterr().err
 
 
 def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_path):
     from liverwild.inference import predict
-    report = predict(real_data_dir / "totalseg_ct" / "image.nii.gz", tmp_path / "ct", model_dir, device="cpu",
-                     progress=False, log=lambda *a: None)
+
+    report = predict(
+        real_data_dir / "totalseg_ct" / "image.nii.gz",
+        tmp_path / "ct",
+        model_dir,
+        device="cpu",
+        progress=False,
+        log=lambda *a: None,
+    )
     assert report["n_ok"] == 1 and report["scans"][0]["modality"] == "CT"
-    report = predict(real_data_dir / "totalseg_mr" / "image.nii.gz", tmp_path / "mr", model_dir, device="cpu",
-                     progress=False, log=lambda *a: None)
+    report = predict(
+        real_data_dir / "totalseg_mr" / "image.nii.gz",
+        tmp_path / "mr",
+        model_dir,
+        device="cpu",
+        progress=False,
+        log=lambda *a: None,
+    )
     assert report["scans"][0]["modality"] == "MR"
     for sub, folder in (("ct", "totalseg_ct"), ("mr", "totalseg_mr")):
         original = read_image(real_data_dir / folder / "image.nii.gz")
@@ -164,22 +259,41 @@ def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_pa
 
 def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, tmp_path):
     from badinputs import lock_held_by_another_process
+
     from liverwild.locking import LOCK_NAME, LockedError
+
     out = tmp_path / "out"
     with lock_held_by_another_process(out, "lw_predict -i a -o out"):
         with pytest.raises(LockedError, match="lw_predict -i a -o out"):
             predict(scan[0], out, model_dir, device="cpu", progress=False, log=lambda *a: None)
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]               # nothing written
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
 
 
 def test_full_disk_while_writing_masks_leaves_nothing_partial(model_dir, scan, tmp_path):
     import subprocess
 
     from badinputs import file_size_limit
+
     out = tmp_path / "out"
-    result = subprocess.run(["lw_predict", "-i", str(scan[0] / "lps_0000.nii.gz"), "-o", str(out), "-m", str(model_dir),
-                             "--device", "cpu", "--no-progress"], capture_output=True, text=True, encoding="utf-8",
-                            preexec_fn=file_size_limit(250), timeout=300)
+    result = subprocess.run(
+        [
+            "lw_predict",
+            "-i",
+            str(scan[0] / "lps_0000.nii.gz"),
+            "-o",
+            str(out),
+            "-m",
+            str(model_dir),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        preexec_fn=file_size_limit(250),
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "cannot be written" in result.stdout + result.stderr
     leftovers = [p.name for p in out.rglob("*") if p.is_file()] if out.exists() else []

@@ -17,7 +17,7 @@ from preprocessing.normalization import normalize_scan
 from preprocessing.pipeline import plan_and_preprocess
 from preprocessing.splits import load_splits, make_loo_folds, update_splits
 
-BACKBONE = "vit_tiny_patch16_224"           # small and fast; the default ViT-S/16 is checked separately
+BACKBONE = "vit_tiny_patch16_224"  # small and fast; the default ViT-S/16 is checked separately
 DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
 
 
@@ -82,8 +82,17 @@ def test_normalize_scan_on_known_values():
     out, _ = normalize_scan(hu, {**plan, "zscore": True})
     assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
     mr = hu.clip(1) * 3.0
-    out, stats = normalize_scan(mr, {"window": [0, 2], "relative_to_body_median": True, "clip_percentiles": [0, 100],
-                                     "rescale": True, "zscore": False}, body_median=300.0)
+    out, stats = normalize_scan(
+        mr,
+        {
+            "window": [0, 2],
+            "relative_to_body_median": True,
+            "clip_percentiles": [0, 100],
+            "rescale": True,
+            "zscore": False,
+        },
+        body_median=300.0,
+    )
     assert stats["body_median"] == 300.0 and out.max() == 1.0
 
 
@@ -131,6 +140,7 @@ def test_rerun_does_no_work(raw_root, preprocessed, monkeypatch):
 
     def must_not_read(*args):
         raise AssertionError("an unchanged case was read again for the fingerprint")
+
     monkeypatch.setattr(fingerprint, "_case_job", must_not_read)
     reports = run(raw_root, pre, ["PhantomNativeCT"])
     assert reports[0].processed == [] and len(reports[0].skipped) == 3
@@ -151,6 +161,7 @@ def test_interrupted_run_resumes(raw_root, tmp_path, monkeypatch):
             np.save(tmp / "slices.npy", arrays["slices"][:1])
             raise KeyboardInterrupt
         return real_write(case_dir, arrays, properties)
+
     monkeypatch.setattr("preprocessing.pipeline.write_case", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run(raw_root, pre, ["PhantomPortalCT"])
@@ -195,7 +206,7 @@ def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
     run(raw_root, pre, ["PhantomPortalCT"])
     path = pre / "PhantomPortalCT" / "plans.json"
     plans = json.loads(path.read_text(encoding="utf-8"))
-    plans["normalization"]["window"] = [0.0, 125.0]          # the single-DG CT threshold
+    plans["normalization"]["window"] = [0.0, 125.0]  # the single-DG CT threshold
     path.write_text(json.dumps(plans))
     run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True)
     edited = load_plans(path)
@@ -212,10 +223,27 @@ def test_bad_cases_are_reported_skipped_and_exit_nonzero(raw_root, tmp_path, cap
     label_path = raw / "PhantomNativeCT" / "labelsTr" / "phantomnativect_002.nii.gz"
     label = read_image(label_path, dtype=None)
     g = label.geometry
-    write_volume(label.array, type(g)(g.size, g.spacing, (g.origin[0] + 5, g.origin[1], g.origin[2]), g.direction),
-                 label_path)
-    code = cli.main(["-d", "PhantomNativeCT", "--raw", str(raw), "--preprocessed", str(tmp_path / "pre"),
-                     "--random-backbone", "--backbone", BACKBONE, "--views", "0", "--workers", "0", "--no-progress"])
+    write_volume(
+        label.array, type(g)(g.size, g.spacing, (g.origin[0] + 5, g.origin[1], g.origin[2]), g.direction), label_path
+    )
+    code = cli.main(
+        [
+            "-d",
+            "PhantomNativeCT",
+            "--raw",
+            str(raw),
+            "--preprocessed",
+            str(tmp_path / "pre"),
+            "--random-backbone",
+            "--backbone",
+            BACKBONE,
+            "--views",
+            "0",
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr()
     assert code == 1
     assert "phantomnativect_000" in err.err and "phantomnativect_002" in err.err
@@ -238,20 +266,23 @@ def test_splits_are_leave_one_dataset_out(preprocessed):
     fold = splits["folds"]["loo_PhantomT2MR"]
     assert fold["target"] == "PhantomT2MR" and sorted(fold["sources"]) == ["PhantomNativeCT", "PhantomPortalCT"]
     for source in fold["sources"]:
-        assert len(fold["val"][source]) == 1                     # min(5, 3 // 2)
+        assert len(fold["val"][source]) == 1  # min(5, 3 // 2)
         assert not set(fold["val"][source]) & set(fold["train"][source])
         assert len(fold["val"][source]) + len(fold["train"][source]) == 3
     assert "PhantomT2MR" not in fold["train"] and "PhantomT2MR" not in fold["val"]
 
 
 def test_splits_keep_user_folds_and_respect_containment(tmp_path):
-    datasets = {"LiTS": [f"l{i}" for i in range(20)], "IRCADb": [f"i{i}" for i in range(20)],
-                "BTCV": [f"b{i}" for i in range(30)]}
+    datasets = {
+        "LiTS": [f"l{i}" for i in range(20)],
+        "IRCADb": [f"i{i}" for i in range(20)],
+        "BTCV": [f"b{i}" for i in range(30)],
+    }
     folds = make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})
     assert "loo_IRCADb" not in folds and "loo_LiTS" in folds
     assert folds["loo_LiTS"]["sources"] == ["BTCV"] and "IRCADb" in folds["loo_LiTS"]["excluded"]
     assert len(folds["loo_LiTS"]["val"]["BTCV"]) == 5
-    assert folds == make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})          # seeded
+    assert folds == make_loo_folds(datasets, 5, 0, {"IRCADb": ["LiTS"]})  # seeded
     path = tmp_path / "splits.json"
     update_splits(path, datasets)
     splits = json.loads(path.read_text(encoding="utf-8"))
@@ -273,6 +304,7 @@ def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
     """DINO's training checkpoints hold {'teacher': {'backbone.*', 'head.*'}}; the loader accepts both
     that and a plain state dict, strict=True. (The weights here are random: the format is tested.)"""
     import timm
+
     source = timm.create_model("vit_small_patch16_224.dino", pretrained=False, num_classes=0)
     state = {f"backbone.{k}": v for k, v in source.state_dict().items()}
     state["head.mlp.0.weight"] = torch.zeros(3, 3)
@@ -286,6 +318,7 @@ def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
 
 def test_single_dg_preset_thresholds_ct_at_125_hu(raw_root, tmp_path):
     from planning.plans import default_normalization
+
     assert default_normalization("CT")["window"] == [0.0, 500.0] and "preset" not in default_normalization("CT")
     assert default_normalization("CT", preset="single-dg")["window"] == [0.0, 125.0]
     assert default_normalization("MR", preset="single-dg")["relative_to_body_median"]
@@ -303,10 +336,31 @@ def test_full_disk_while_writing_the_cache_leaves_no_case(raw_root, tmp_path):
     import subprocess
 
     from badinputs import file_size_limit
-    result = subprocess.run(["lw_plan_and_preprocess", "-d", "PhantomT2MR", "--raw", str(raw_root), "--preprocessed",
-                             str(tmp_path / "pre"), "--random-backbone", "--backbone", BACKBONE, "--views", "0",
-                             "--workers", "0", "--no-progress"], capture_output=True, text=True, encoding="utf-8",
-                            preexec_fn=file_size_limit(200_000), timeout=600)
+
+    result = subprocess.run(
+        [
+            "lw_plan_and_preprocess",
+            "-d",
+            "PhantomT2MR",
+            "--raw",
+            str(raw_root),
+            "--preprocessed",
+            str(tmp_path / "pre"),
+            "--random-backbone",
+            "--backbone",
+            BACKBONE,
+            "--views",
+            "0",
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        preexec_fn=file_size_limit(200_000),
+        timeout=600,
+    )
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     assert list_cases(next((tmp_path / "pre" / "PhantomT2MR").glob("lwdata_*"))) == []
     assert not list((tmp_path / "pre").rglob(".*tmp*"))

@@ -1,12 +1,14 @@
 """The real scans in ../shared/data/real (skipped when absent)."""
+
 import numpy as np
 import pytest
 
 from liverwild.io import Reorientation, read_image, read_label, write_mask
 
 
-@pytest.mark.parametrize("folder, size, n_liver", [("totalseg_ct", (122, 101, 112), 41692),
-                                                   ("totalseg_mr", (117, 91, 20), 18480)])
+@pytest.mark.parametrize(
+    "folder, size, n_liver", [("totalseg_ct", (122, 101, 112), 41692), ("totalseg_mr", (117, 91, 20), 18480)]
+)
 def test_totalsegmentator_scans_read_with_geometry(real_data_dir, tmp_path, folder, size, n_liver):
     image = read_image(real_data_dir / folder / "image.nii.gz")
     label = read_label(real_data_dir / folder / "liver.nii.gz")
@@ -50,26 +52,49 @@ def test_real_scans_preprocess_as_raw_datasets(real_data_dir, tmp_path):
     from preprocessing.pipeline import plan_and_preprocess
 
     raw = tmp_path / "raw"
-    layout = {"RealCT": ("CT", [("totalseg_ct", "image.nii.gz", "liver.nii.gz"),
-                                ("lits117", "image.nii.gz", "label_liver1_tumour2.nii.gz")]),
-              "RealMR": ("MR", [("totalseg_mr", "image.nii.gz", "liver.nii.gz")])}
+    layout = {
+        "RealCT": (
+            "CT",
+            [
+                ("totalseg_ct", "image.nii.gz", "liver.nii.gz"),
+                ("lits117", "image.nii.gz", "label_liver1_tumour2.nii.gz"),
+            ],
+        ),
+        "RealMR": ("MR", [("totalseg_mr", "image.nii.gz", "liver.nii.gz")]),
+    }
     for name, (modality, items) in layout.items():
         for folder, image, label in items:
             (raw / name / "imagesTr").mkdir(parents=True, exist_ok=True)
             (raw / name / "labelsTr").mkdir(parents=True, exist_ok=True)
             shutil.copy(real_data_dir / folder / image, raw / name / "imagesTr" / f"{folder}_0000.nii.gz")
             shutil.copy(real_data_dir / folder / label, raw / name / "labelsTr" / f"{folder}.nii.gz")
-        write_dataset_json(raw / name, DatasetInfo(name, modality, {"background": 0, "liver": 1, "tumour": 2},
-                                                   [f for f, _, _ in items], source="shared/data/real"))
-    reports = plan_and_preprocess(["RealCT", "RealMR"], raw=str(raw), preprocessed=str(tmp_path / "pre"),
-                                  random_backbone=True, backbone="vit_tiny_patch16_224", views=0, workers=0,
-                                  progress=False, log=lambda *a: None)
+        write_dataset_json(
+            raw / name,
+            DatasetInfo(
+                name,
+                modality,
+                {"background": 0, "liver": 1, "tumour": 2},
+                [f for f, _, _ in items],
+                source="shared/data/real",
+            ),
+        )
+    reports = plan_and_preprocess(
+        ["RealCT", "RealMR"],
+        raw=str(raw),
+        preprocessed=str(tmp_path / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=0,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert [len(r.processed) for r in reports] == [2, 1] and not any(r.failed for r in reports)
     ct = CachedCase(tmp_path / "pre" / "RealCT" / reports[0].data_identifier / "totalseg_ct")
     assert ct.slices.shape == (1, 112, 224, 224) and ct.features.shape == (1, 112, 192, 14, 14)
-    assert ct.properties["liver_slices"] == [69, 111]          # README: liver on slices 69–111
+    assert ct.properties["liver_slices"] == [69, 111]  # README: liver on slices 69–111
     assert ct.properties["geometry"]["size"] == [122, 101, 112]
     mr = CachedCase(tmp_path / "pre" / "RealMR" / reports[1].data_identifier / "totalseg_mr")
     assert mr.slices.shape[1] == 20 and mr.properties["normalization"]["body_median"] > 0
     lits = CachedCase(tmp_path / "pre" / "RealCT" / reports[0].data_identifier / "lits117")
-    assert lits.labels[0].max() == 1                            # tumour (2) counted as liver
+    assert lits.labels[0].max() == 1  # tumour (2) counted as liver

@@ -1,19 +1,27 @@
 """Teachers: real pretrained weights loaded correctly, input scaling, registry, feature taps, and the
 refusal of plans, caches and models made with the old scaling."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from liverwild.backbones import (TEACHERS, FrozenBackbone, create_teacher_network, map_by_order, teacher_config,
-                                 weights_tag)
+from liverwild.backbones import (
+    TEACHERS,
+    FrozenBackbone,
+    create_teacher_network,
+    map_by_order,
+    teacher_config,
+    weights_tag,
+)
 from liverwild.errors import ConfigurationError, LiverwildError
 
 
 def imagenet_class(model, image: np.ndarray, config: dict) -> int:
     """ImageNet class of an RGB uint8 photo: [0, 1], 224² antialiased resize, the teacher's mean/std."""
     from skimage.transform import resize
+
     x = resize(image.astype(np.float32) / 255.0, (224, 224), anti_aliasing=True)
     x = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
     mean = torch.tensor(config["input"]["pixel_mean"]).view(1, 3, 1, 1)
@@ -30,11 +38,12 @@ def effnet_config():
 def test_packaged_effnet_lite0_weights_classify_imagenet_photos(effnet_config):
     """The proof that the pip package's real weights are mapped onto timm correctly."""
     from skimage import data
+
     model = create_teacher_network(effnet_config)
-    assert imagenet_class(model, data.chelsea(), effnet_config) == 285        # Egyptian cat
-    assert imagenet_class(model, data.coffee(), effnet_config) == 967         # espresso
+    assert imagenet_class(model, data.chelsea(), effnet_config) == 285  # Egyptian cat
+    assert imagenet_class(model, data.coffee(), effnet_config) == 967  # espresso
     random_model = create_teacher_network({**effnet_config, "weights": "random", "key_mapping": None})
-    assert random_model.num_classes == 0                                      # no classifier without weights
+    assert random_model.num_classes == 0  # no classifier without weights
 
 
 def test_registry_names_and_sources(effnet_config):
@@ -49,7 +58,7 @@ def test_registry_names_and_sources(effnet_config):
     assert dino["input"]["pixel_mean"] == pytest.approx([0.485, 0.456, 0.406])
     with pytest.raises(ConfigurationError, match="--backbone-weights FILE"):
         FrozenBackbone(config=dino)
-    plain = teacher_config("resnet18", "random")                             # plain timm names work too
+    plain = teacher_config("resnet18", "random")  # plain timm names work too
     assert plain["teacher"] is None and plain["tap"]["modules"] == ["layer3"]
     with pytest.raises(ConfigurationError, match="neither a liverwild teacher"):
         teacher_config("no-such-teacher", "random")
@@ -57,6 +66,7 @@ def test_registry_names_and_sources(effnet_config):
 
 def test_package_weights_tag_is_the_content_hash(effnet_config):
     from liverwild.backbones import packaged_weights_file
+
     path = packaged_weights_file(effnet_config["weights"])
     assert weights_tag(str(path)) == effnet_config["weights_tag"] == weights_tag(effnet_config["weights"])
 
@@ -75,7 +85,7 @@ def test_map_by_order_refuses_another_architecture():
 def test_stride16_tap_equals_the_stage_output_and_prunes_the_rest(effnet_config):
     backbone = FrozenBackbone(config=effnet_config)
     assert backbone.feature_channels == 112 and backbone.feature_size == (14, 14)
-    assert len(backbone.model.blocks) == 5                                    # blocks 5, 6 and the head are gone
+    assert len(backbone.model.blocks) == 5  # blocks 5, 6 and the head are gone
     full = create_teacher_network(effnet_config)
     captured = {}
     full.blocks[4].register_forward_hook(lambda m, i, o: captured.update(out=o))
@@ -88,7 +98,7 @@ def test_stride16_tap_equals_the_stage_output_and_prunes_the_rest(effnet_config)
     both = FrozenBackbone("imagenet-effnet-lite0", tap="blocks.2,blocks.4")
     out = both(z)
     assert out.shape == (2, 40 + 112, 14, 14)
-    assert torch.allclose(out[:, 40:], backbone(z), atol=1e-5)                # the stride-16 part is unchanged
+    assert torch.allclose(out[:, 40:], backbone(z), atol=1e-5)  # the stride-16 part is unchanged
     with pytest.raises(ConfigurationError, match="unknown stage"):
         FrozenBackbone("imagenet-effnet-lite0", tap="blocks.9")
 
@@ -99,7 +109,7 @@ def test_vit_taps_last_block_and_last_k():
     assert last.feature_size == four.feature_size == (14, 14)
     assert four.feature_channels == 4 * last.feature_channels
     z = torch.randn(1, 1, 224, 224, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(four(z)[:, -last.feature_channels:], last(z), atol=1e-5)   # last of the four = last block
+    assert torch.allclose(four(z)[:, -last.feature_channels :], last(z), atol=1e-5)  # last of the four = last block
     assert four.tap["modules"] == ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]
     with pytest.raises(ConfigurationError, match="for ViTs"):
         FrozenBackbone("imagenet-effnet-lite0", tap="last:2")
@@ -123,7 +133,7 @@ def capture_model_input(backbone: FrozenBackbone, slices: torch.Tensor) -> torch
     try:
         for start in range(0, len(slices), 64):
             with pytest.raises(_Captured):
-                backbone(slices[start:start + 64])
+                backbone(slices[start : start + 64])
     finally:
         handle.remove()
     return torch.cat(seen)
@@ -137,10 +147,11 @@ def test_teacher_input_statistics_on_a_real_scan(real_data_dir, folder, modality
     at +4…+5 because most voxels are air or fat at the floor: the test checks that everything above +3 is
     that ceiling (at most 5 % of the values, all below +6). The EfficientNet receives the same slice
     inside the [−1, 1] range of its training inputs (0.5/0.5 scaling of [0, 1] photos)."""
+    from liverwild.io import read_image
     from planning.fingerprint import body_mask
     from planning.plans import Plans, default_normalization
     from preprocessing.pipeline import prepare_slices
-    from liverwild.io import read_image
+
     image = read_image(real_data_dir / folder / ("image.nii.gz"))
     aggregate = None
     if modality == "MR":
@@ -158,7 +169,7 @@ def test_teacher_input_statistics_on_a_real_scan(real_data_dir, folder, modality
     assert -3 < p1
     if modality == "MR":
         assert p99 < 3
-    else:                      # above +3: the clip ceiling (smoothed by the 224² resize), at most 5 % of values
+    else:  # above +3: the clip ceiling (smoothed by the 224² resize), at most 5 % of values
         assert (values > 3).mean() < 0.05 and values.max() < 6
     effnet = capture_model_input(FrozenBackbone("imagenet-effnet-lite0", "random"), z)
     values = effnet.flatten().numpy()
@@ -167,37 +178,63 @@ def test_teacher_input_statistics_on_a_real_scan(real_data_dir, folder, modality
 
 
 def test_outdated_plans_are_refused_and_replan_recovers(tmp_path):
+    from liverwild.phantoms import write_phantoms
     from planning.plans import OutdatedPlansError, Plans, load_plans
     from preprocessing.pipeline import plan_and_preprocess
-    from liverwild.phantoms import write_phantoms
+
     raw, pre = tmp_path / "raw", tmp_path / "pre"
     write_phantoms(raw, ["PhantomT2MR"], 2, 0, 0.3, 6, workers=1, progress=False)
-    kwargs = dict(raw=str(raw), preprocessed=str(pre), backbone="vit_tiny_patch16_224", random_backbone=True,
-                  views=0, workers=0, progress=False, log=lambda *a: None)
+    kwargs = dict(
+        raw=str(raw),
+        preprocessed=str(pre),
+        backbone="vit_tiny_patch16_224",
+        random_backbone=True,
+        views=0,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
     report = plan_and_preprocess(["PhantomT2MR"], **kwargs)[0]
     path = pre / "PhantomT2MR" / "plans.json"
     current = json.loads(path.read_text(encoding="utf-8"))
-    old = {**current, "plans_version": 1, "backbone": {"name": "vit_tiny_patch16_224", "weights": "random",
-                                                       "weights_tag": "random", "mean": [0.485, 0.456, 0.406],
-                                                       "std": [0.229, 0.224, 0.225]}}
-    assert Plans.from_json(old).data_identifier() != report.data_identifier      # never the same cache folder
+    old = {
+        **current,
+        "plans_version": 1,
+        "backbone": {
+            "name": "vit_tiny_patch16_224",
+            "weights": "random",
+            "weights_tag": "random",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+        },
+    }
+    assert Plans.from_json(old).data_identifier() != report.data_identifier  # never the same cache folder
     path.write_text(json.dumps(old))
     with pytest.raises(OutdatedPlansError, match="--replan"):
         load_plans(path)
     with pytest.raises(LiverwildError, match="teacher input scaling was wrong"):
         plan_and_preprocess(["PhantomT2MR"], **kwargs)
-    assert plan_and_preprocess(["PhantomT2MR"], replan=True, **kwargs)[0].skipped == ["phantomt2mr_000",
-                                                                                      "phantomt2mr_001"]
+    assert plan_and_preprocess(["PhantomT2MR"], replan=True, **kwargs)[0].skipped == [
+        "phantomt2mr_000",
+        "phantomt2mr_001",
+    ]
 
 
 def test_model_trained_with_old_scaling_is_refused(tmp_path):
     from liverwild.inference.model import TrainedModel
     from liverwild.nets import ContrastiveDistillationNet
+
     net = ContrastiveDistillationNet(in_channels=192)
-    plans = {"plans_version": 1, "dataset": "X", "slice_size": [224, 224],
-             "backbone": {"name": "vit_tiny_patch16_224", "weights": "random", "weights_tag": "random"}}
-    torch.save({"network": net.state_dict(), "network_config": net.config, "plans": {"X": plans}},
-               tmp_path / "checkpoint_best.pth")
+    plans = {
+        "plans_version": 1,
+        "dataset": "X",
+        "slice_size": [224, 224],
+        "backbone": {"name": "vit_tiny_patch16_224", "weights": "random", "weights_tag": "random"},
+    }
+    torch.save(
+        {"network": net.state_dict(), "network_config": net.config, "plans": {"X": plans}},
+        tmp_path / "checkpoint_best.pth",
+    )
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigurationError, match="wrong teacher input scaling"):
         TrainedModel(tmp_path)

@@ -21,8 +21,17 @@ FOLD = "loo_PhantomT2MR"
 def preprocessed(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     write_phantoms(root / "raw", DOMAINS, n_cases=5, scale=0.4, n_slices=12, progress=False)
-    plan_and_preprocess(DOMAINS, raw=str(root / "raw"), preprocessed=str(root / "pre"), random_backbone=True,
-                        backbone="vit_tiny_patch16_224", views=1, workers=0, progress=False, log=lambda *a: None)
+    plan_and_preprocess(
+        DOMAINS,
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=1,
+        workers=0,
+        progress=False,
+        log=lambda *a: None,
+    )
     return root / "pre"
 
 
@@ -34,19 +43,44 @@ def small(**changes):
 
 
 def test_training_learns_and_writes_artefacts(preprocessed, tmp_path):
-    summary = train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path), device="cpu",
-                         config=small(), progress=False, log=lambda *a: None)
+    summary = train_fold(
+        FOLD,
+        preprocessed=str(preprocessed),
+        results=str(tmp_path),
+        device="cpu",
+        config=small(),
+        progress=False,
+        log=lambda *a: None,
+    )
     out = tmp_path / FOLD / summary["output"].split("/")[-1]
     log = pd.read_csv(out / "log.csv")
     assert len(log) == 8
-    for column in ("loss", "loss_distillation", "loss_focal", "loss_tversky", "loss_log_iou", "loss_entropy",
-                   "val_dice", "lr", "sim_self", "sim_pos", "sim_neg", "epoch_seconds"):
+    for column in (
+        "loss",
+        "loss_distillation",
+        "loss_focal",
+        "loss_tversky",
+        "loss_log_iou",
+        "loss_entropy",
+        "val_dice",
+        "lr",
+        "sim_self",
+        "sim_pos",
+        "sim_neg",
+        "epoch_seconds",
+    ):
         assert column in log.columns, column
     assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean(), "training loss must decrease"
     assert summary["best_val_dice"] > 0.6, "validation Dice must rise well above chance (≈0.2)"
     assert log["val_dice"].iloc[-1] > log["val_dice"].iloc[0]
-    for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth", "progress.png",
-                 "log.json", "config.json"):
+    for name in (
+        "checkpoint_latest.pth",
+        "checkpoint_best.pth",
+        "checkpoint_final.pth",
+        "progress.png",
+        "log.json",
+        "config.json",
+    ):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["fold"]["target"] == "PhantomT2MR" and config["backbone_weights"] == "random"
@@ -58,36 +92,74 @@ def test_target_is_never_loaded(preprocessed, tmp_path):
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     trainer = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(), "cpu")
     trainer.build_datasets()
-    used = {str(c.folder) for c in trainer.train_set.cases} | {str(c.folder) for cs in trainer.val_cases.values() for c in cs}
+    used = {str(c.folder) for c in trainer.train_set.cases} | {
+        str(c.folder) for cs in trainer.val_cases.values() for c in cs
+    }
     assert used and not any("PhantomT2MR" in u for u in used)
     assert not set(fold["val"]["PhantomNativeCT"]) & {c.name for c in trainer.train_set.cases if "native" in c.name}
 
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tmp_path, monkeypatch):
     config = small(epochs=3, steps_per_epoch=2)
-    train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "a"), device="cpu", config=config,
-               progress=False, log=lambda *a: None)
+    train_fold(
+        FOLD,
+        preprocessed=str(preprocessed),
+        results=str(tmp_path / "a"),
+        device="cpu",
+        config=config,
+        progress=False,
+        log=lambda *a: None,
+    )
     original = Trainer.run_epoch
 
     def killed_in_epoch_2(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         return original(self, epoch)
+
     monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
-                   progress=False, log=lambda *a: None)
+        train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / "b"),
+            device="cpu",
+            config=config,
+            progress=False,
+            log=lambda *a: None,
+        )
     monkeypatch.setattr(Trainer, "run_epoch", original)
     said = []
-    train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu", config=config,
-               progress=False, log=said.append)                   # the same command again resumes
+    train_fold(
+        FOLD,
+        preprocessed=str(preprocessed),
+        results=str(tmp_path / "b"),
+        device="cpu",
+        config=config,
+        progress=False,
+        log=said.append,
+    )  # the same command again resumes
     assert any("resuming after epoch 1" in line for line in said)
-    again = train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu",
-                       config=config, progress=False, log=said.append)
-    assert "nothing to do" in said[-1] and again["epochs"] == 3     # and once more does nothing
+    again = train_fold(
+        FOLD,
+        preprocessed=str(preprocessed),
+        results=str(tmp_path / "b"),
+        device="cpu",
+        config=config,
+        progress=False,
+        log=said.append,
+    )
+    assert "nothing to do" in said[-1] and again["epochs"] == 3  # and once more does nothing
     with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):
-        train_fold(FOLD, preprocessed=str(preprocessed), results=str(tmp_path / "b"), device="cpu",
-                   config=config.updated(lr=0.5), progress=False, log=lambda *a: None)
+        train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / "b"),
+            device="cpu",
+            config=config.updated(lr=0.5),
+            progress=False,
+            log=lambda *a: None,
+        )
     name = next((tmp_path / "a" / FOLD).iterdir()).name
     a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)
     b = torch.load(tmp_path / "b" / FOLD / name / "checkpoint_final.pth", weights_only=False)
@@ -97,16 +169,19 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
     assert [r["val_dice"] for r in a["history"]] == [r["val_dice"] for r in b["history"]]
 
 
-@pytest.mark.parametrize("name, check", [
-    ("NoDistillationTrainer", lambda t: t.config.loss_weights["distillation"] == 0),
-    ("NoFocalTrainer", lambda t: t.config.loss_weights["focal"] == 0),
-    ("NoTverskyTrainer", lambda t: t.config.loss_weights["tversky"] == 0),
-    ("NoLogIoUTrainer", lambda t: t.config.loss_weights["log_iou"] == 0),
-    ("NoEntropyTrainer", lambda t: t.config.loss_weights["entropy"] == 0),
-    ("Positives2ApartTrainer", lambda t: t.config.sampling == "neighbours2"),
-    ("TwoNegativesTrainer", lambda t: t.config.sampling == "two_negatives"),
-    ("Scans5PerSourceTrainer", lambda t: t.config.max_scans_per_source == 5),
-])
+@pytest.mark.parametrize(
+    "name, check",
+    [
+        ("NoDistillationTrainer", lambda t: t.config.loss_weights["distillation"] == 0),
+        ("NoFocalTrainer", lambda t: t.config.loss_weights["focal"] == 0),
+        ("NoTverskyTrainer", lambda t: t.config.loss_weights["tversky"] == 0),
+        ("NoLogIoUTrainer", lambda t: t.config.loss_weights["log_iou"] == 0),
+        ("NoEntropyTrainer", lambda t: t.config.loss_weights["entropy"] == 0),
+        ("Positives2ApartTrainer", lambda t: t.config.sampling == "neighbours2"),
+        ("TwoNegativesTrainer", lambda t: t.config.sampling == "two_negatives"),
+        ("Scans5PerSourceTrainer", lambda t: t.config.max_scans_per_source == 5),
+    ],
+)
 def test_variants_change_one_thing(preprocessed, tmp_path, name, check):
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     trainer = TRAINERS[name](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
@@ -131,9 +206,11 @@ def test_variant_trains_a_step_without_its_term(preprocessed, tmp_path):
 
 def test_scan_cap_limits_training_cases(preprocessed, tmp_path):
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
-    trainer = TRAINERS["ContrastiveDistillationTrainer"](FOLD, fold, preprocessed, tmp_path, small(max_scans_per_source=1), "cpu")
+    trainer = TRAINERS["ContrastiveDistillationTrainer"](
+        FOLD, fold, preprocessed, tmp_path, small(max_scans_per_source=1), "cpu"
+    )
     trainer.build_datasets()
-    assert len(trainer.train_set.cases) == 2                      # one per source
+    assert len(trainer.train_set.cases) == 2  # one per source
 
 
 def test_dataset_items_are_deterministic_and_from_the_same_scan(preprocessed, tmp_path):
@@ -144,14 +221,18 @@ def test_dataset_items_are_deterministic_and_from_the_same_scan(preprocessed, tm
     a, b = ds[5], ds[5]
     assert all(torch.equal(a[k], b[k]) for k in a)
     draws = []
-    for epoch in range(6):                      # other epochs draw other views/partners
+    for epoch in range(6):  # other epochs draw other views/partners
         ds.epoch = epoch
         draws.append(tuple(float(ds[5][k].sum()) for k in ("slice", "positive")))
     assert len(set(draws)) > 1
     case = ds.cases[ds.index[5][0]]
     si = ds.index[5][1]
-    candidates = [torch.from_numpy(case.features[v, i].astype("float32")) for v in range(case.n_views)
-                  for i in (si - 1, si + 1) if 0 <= i < case.n_slices]
+    candidates = [
+        torch.from_numpy(case.features[v, i].astype("float32"))
+        for v in range(case.n_views)
+        for i in (si - 1, si + 1)
+        if 0 <= i < case.n_slices
+    ]
     assert any(torch.equal(a["positive"], c) for c in candidates)
 
 
@@ -170,6 +251,7 @@ def test_errors_name_the_command(preprocessed, tmp_path, capsys):
 
 def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
     import shutil
+
     pre = tmp_path / "pre"
     shutil.copytree(preprocessed, pre)
     plans = json.loads((pre / "PhantomPortalCT" / "plans.json").read_text(encoding="utf-8"))
@@ -184,8 +266,9 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
     """Items are freshly augmented original slices (deterministic per epoch and item, new each epoch);
     the teacher turns an un-augmented batch into exactly the cached view-0 features; a few steps train."""
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
-    trainer = get_trainer("OnlineAugmentationTrainer")(FOLD, fold, preprocessed, tmp_path,
-                                                        small(epochs=1, steps_per_epoch=3, batch_size=4), "cpu")
+    trainer = get_trainer("OnlineAugmentationTrainer")(
+        FOLD, fold, preprocessed, tmp_path, small(epochs=1, steps_per_epoch=3, batch_size=4), "cpu"
+    )
     assert trainer.config.augmentation == "online"
     trainer.build_datasets()
     ds = trainer.train_set
@@ -193,14 +276,15 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
     assert set(a) == {"slice", "label", "positive_slice", "negative_slices"}
     assert all(torch.equal(a[k], b[k]) for k in a)
     ds.epoch = 1
-    assert not torch.equal(ds[7]["slice"], a["slice"])                  # augmented afresh each epoch
+    assert not torch.equal(ds[7]["slice"], a["slice"])  # augmented afresh each epoch
     case, si = ds.cases[ds.index[7][0]], ds.index[7][1]
     plain = torch.from_numpy(case.slices[0, [si, si, si]].astype("float32"))[:, None]
     trainer.network = None
-    batch = trainer.prepare_batch({"slice": plain[:1], "label": plain[:1], "positive_slice": plain[1:2],
-                                   "negative_slices": plain[2:][None]})
+    batch = trainer.prepare_batch(
+        {"slice": plain[:1], "label": plain[:1], "positive_slice": plain[1:2], "negative_slices": plain[2:][None]}
+    )
     cached = torch.from_numpy(case.features[0, si].astype("float32"))
-    assert torch.allclose(batch["features"][0], cached, atol=2e-2)     # float16 cache vs float32
+    assert torch.allclose(batch["features"][0], cached, atol=2e-2)  # float16 cache vs float32
     assert batch["negatives"].shape == (1, 1, *cached.shape)
     result = trainer.fit(progress=False)
     assert result["epochs"] == 1
@@ -208,7 +292,9 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
 
 def test_second_training_of_the_same_run_fails_at_once(preprocessed, tmp_path):
     from badinputs import lock_held_by_another_process
+
     from liverwild.locking import LockedError
+
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     trainer = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(epochs=1), "cpu")
     with lock_held_by_another_process(trainer.output, "lw_train") as pid:
@@ -222,10 +308,29 @@ def test_full_disk_while_writing_a_checkpoint_is_a_clear_error(preprocessed, tmp
     import subprocess
 
     from badinputs import file_size_limit
-    result = subprocess.run(["lw_train", FOLD, "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu",
-                             "--no-progress", "--preprocessed", str(preprocessed), "--results", str(tmp_path)],
-                            capture_output=True, text=True, encoding="utf-8", preexec_fn=file_size_limit(20_000),
-                            timeout=600)
+
+    result = subprocess.run(
+        [
+            "lw_train",
+            FOLD,
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--preprocessed",
+            str(preprocessed),
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        preexec_fn=file_size_limit(20_000),
+        timeout=600,
+    )
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     written = [p for p in tmp_path.rglob("*.pth")]
     assert written == [] and not list(tmp_path.rglob(".*tmp*"))

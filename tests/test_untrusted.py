@@ -1,4 +1,5 @@
 """Untrusted files: checkpoints load without executing code; crafted pickles are refused."""
+
 import pytest
 import torch
 
@@ -26,6 +27,7 @@ def test_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
 
 def test_model_folder_with_a_crafted_checkpoint_is_refused(tmp_path):
     from liverwild.inference.model import TrainedModel
+
     marker = tmp_path / "pwned"
     torch.save({"network": RunsCode(marker)}, tmp_path / "checkpoint_best.pth")
     (tmp_path / "config.json").write_text("{}")
@@ -49,6 +51,7 @@ def test_zip_members_outside_the_folder_are_refused_before_extraction(tmp_path):
     import zipfile
 
     from liverwild.datasets.conversion import ircadb
+
     case = tmp_path / "3Dircadb1.1"
     case.mkdir()
     with zipfile.ZipFile(case / "PATIENT_DICOM.zip", "w") as z:
@@ -63,10 +66,11 @@ def test_zip_with_an_absurd_uncompressed_size_is_refused(tmp_path, monkeypatch):
     import zipfile
 
     from liverwild.datasets.conversion import ircadb
+
     case = tmp_path / "3Dircadb1.2"
     case.mkdir()
     with zipfile.ZipFile(case / "MASKS_DICOM.zip", "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("MASKS_DICOM/liver/image_0", b"\0" * 100_000)     # compresses to ~100 bytes
+        z.writestr("MASKS_DICOM/liver/image_0", b"\0" * 100_000)  # compresses to ~100 bytes
     monkeypatch.setattr(ircadb, "MAX_UNZIPPED_BYTES", 50_000)
     with pytest.raises(LiverwildError, match="uncompressed"):
         ircadb._folder(case, "MASKS_DICOM", tmp_path / "extract")
@@ -75,6 +79,7 @@ def test_zip_with_an_absurd_uncompressed_size_is_refused(tmp_path, monkeypatch):
 
 def test_dataset_json_cannot_point_outside_its_folder(tmp_path):
     from liverwild.datasets import DatasetInfo, case_files
+
     info = DatasetInfo("X", "CT", {"background": 0, "liver": 1}, ["../../etc/passwd", "ok_1"])
     with pytest.raises(LiverwildError, match="outside the dataset folder"):
         case_files(tmp_path / "X", info, "../../etc/passwd")

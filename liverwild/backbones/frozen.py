@@ -5,7 +5,10 @@ architecture, its weights (loaded with ``strict=True``), the input scaling (:mod
 feature tap. The model stays in ``eval()`` mode without gradients; layers after the deepest tap are
 pruned (timm's ``prune_intermediate_layers``), so a stride-16 tap costs only the layers it uses.
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,14 +17,14 @@ from torch import nn
 from ..errors import ConfigurationError
 from .registry import MISSING_WEIGHTS, TAP_GRID_STRIDE, is_vit, teacher_config
 from .scaling import RULE, scale_and_shift, teacher_input
-from .weights import (RANDOM_WEIGHTS_SEED, adapt_state_dict, cached_timm_weights, load_state_dict_file,
-                      weights_file)
+from .weights import RANDOM_WEIGHTS_SEED, adapt_state_dict, cached_timm_weights, load_state_dict_file, weights_file
 
 
 def create_teacher_network(config: dict) -> nn.Module:
     """The full timm model of a teacher config with its weights loaded (classifier kept when the
     weights carry one). Raises :class:`ConfigurationError` naming the source when they do not fit."""
     import timm
+
     name, weights = config["name"], config.get("weights")
     if weights is None:
         raise ConfigurationError(MISSING_WEIGHTS.format(name=config.get("teacher") or name))
@@ -38,12 +41,15 @@ def create_teacher_network(config: dict) -> nn.Module:
     keeps_classifier = state is not None and config.get("key_mapping") is not None
     try:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)        # 'random' weights are reproducible everywhere
-            model = timm.create_model(name, pretrained=False, **({} if keeps_classifier else {"num_classes": 0}))
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)  # 'random' weights are reproducible everywhere
+            if keeps_classifier:
+                model = timm.create_model(name, pretrained=False)
+            else:
+                model = timm.create_model(name, pretrained=False, num_classes=0)
     except RuntimeError as exc:
         raise ConfigurationError(f"backbone {name!r} is unknown to timm: {exc}") from exc
     if state is not None:
-        if not keeps_classifier:                          # a feature extractor needs no classifier weights
+        if not keeps_classifier:  # a feature extractor needs no classifier weights
             head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
         try:
@@ -62,14 +68,26 @@ class FrozenBackbone(nn.Module):
     Input: z-scored slices ``(B, 1, H, W)`` (or 3-channel). Output: ``(B, feature_channels, *feature_size)``.
     """
 
-    def __init__(self, name: str | None = None, weights: str | None = None, tap: str | None = None,
-                 image_size: int = 224, config: dict | None = None):
+    model: Any  # a timm model: forward_features, forward_intermediates, prune_intermediate_layers
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(
+        self,
+        name: str | None = None,
+        weights: str | None = None,
+        tap: str | None = None,
+        image_size: int = 224,
+        config: dict | None = None,
+    ):
         super().__init__()
         self.config = dict(config) if config is not None else teacher_config(name, weights, tap)
         rule = self.config.get("input", {}).get("rule")
         if rule != RULE:
-            raise ConfigurationError(f"backbone input rule {rule!r} is not supported (expected {RULE!r}); this "
-                                     "configuration comes from an older liverwild: re-plan with --replan")
+            raise ConfigurationError(
+                f"backbone input rule {rule!r} is not supported (expected {RULE!r}); this "
+                "configuration comes from an older liverwild: re-plan with --replan"
+            )
         self.name, self.weights = self.config["name"], self.config.get("weights")
         self.tap = self.config["tap"]
         self.model = create_teacher_network(self.config)
@@ -94,9 +112,9 @@ class FrozenBackbone(nn.Module):
         return super().train(False)
 
     def _tokens_to_map(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens[:, getattr(self.model, "num_prefix_tokens", 1):, :]      # drop CLS/register tokens
+        tokens = tokens[:, getattr(self.model, "num_prefix_tokens", 1) :, :]  # drop CLS/register tokens
         n = tokens.shape[1]
-        h = w = int(round(n ** 0.5))
+        h = w = int(round(n**0.5))
         if h * w != n:
             raise ValueError(f"cannot reshape {n} tokens into a square map")
         return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
@@ -105,9 +123,14 @@ class FrozenBackbone(nn.Module):
         if len(maps) == 1:
             return maps[0]
         size = (self.grid, self.grid)
-        resized = [m if tuple(m.shape[-2:]) == size else
-                   F.adaptive_avg_pool2d(m, size) if m.shape[-1] > self.grid else
-                   F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+        resized = [
+            m
+            if tuple(m.shape[-2:]) == size
+            else F.adaptive_avg_pool2d(m, size)
+            if m.shape[-1] > self.grid
+            else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            for m in maps
+        ]
         return torch.cat(resized, dim=1)
 
     @torch.no_grad()
@@ -116,10 +139,14 @@ class FrozenBackbone(nn.Module):
         if self.tap["kind"] == "final":
             features = self.model.forward_features(x)
             return self._tokens_to_map(features) if features.ndim == 3 else features
-        maps = self.model.forward_intermediates(x, indices=self.tap["indices"], norm=self.tap["norm"],
-                                                stop_early=True, intermediates_only=True)
+        maps = self.model.forward_intermediates(
+            x, indices=self.tap["indices"], norm=self.tap["norm"], stop_early=True, intermediates_only=True
+        )
         return self._on_grid(list(maps))
 
     def describe(self) -> dict:
-        return {**{k: v for k, v in self.config.items() if k != "weights"},
-                "feature_channels": self.feature_channels, "feature_size": list(self.feature_size)}
+        return {
+            **{k: v for k, v in self.config.items() if k != "weights"},
+            "feature_channels": self.feature_channels,
+            "feature_size": list(self.feature_size),
+        }

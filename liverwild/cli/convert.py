@@ -1,4 +1,5 @@
 """lw_convert: import public datasets as liverwild raw datasets, and verify raw datasets."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,20 +9,24 @@ from ..datasets import find_dataset, verify_dataset
 from ..paths import raw_folder
 from .common import add_folder_options, run
 
-HELP = {"btcv": "BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6",
-        "chaos-ct": "CHAOS CT: Train_Sets/CT/<id>/{DICOM_anon,Ground}, liver PNG = 255",
-        "chaos-mr": "CHAOS MR: Train_Sets/MR/<id>/T2SPIR (or T1DUAL) /{DICOM_anon,Ground}, liver PNG = 63",
-        "ircadb": "3D-IRCADb-01: 3Dircadb1.<n>/PATIENT_DICOM(.zip), MASKS_DICOM(.zip)/liver",
-        "lits": "LiTS: volume-<n>.nii + segmentation-<n>.nii, liver 1 + tumour 2",
-        "msd-liver": "MSD Task03_Liver: imagesTr/liver_<n>.nii.gz + labelsTr, liver 1 + tumour 2",
-        "amos": "AMOS22: imagesTr/amos_<id>.nii.gz + labelsTr, liver = 6; CT (< 500) and MR (≥ 500) datasets",
-        "act1k": "AbdomenCT-1K: Case_<n>_0000.nii.gz + Case_<n>.nii.gz, liver = 1",
-        "nnunet": "any nnU-Net raw dataset (choose --liver-label)"}
+HELP = {
+    "btcv": "BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6",
+    "chaos-ct": "CHAOS CT: Train_Sets/CT/<id>/{DICOM_anon,Ground}, liver PNG = 255",
+    "chaos-mr": "CHAOS MR: Train_Sets/MR/<id>/T2SPIR (or T1DUAL) /{DICOM_anon,Ground}, liver PNG = 63",
+    "ircadb": "3D-IRCADb-01: 3Dircadb1.<n>/PATIENT_DICOM(.zip), MASKS_DICOM(.zip)/liver",
+    "lits": "LiTS: volume-<n>.nii + segmentation-<n>.nii, liver 1 + tumour 2",
+    "msd-liver": "MSD Task03_Liver: imagesTr/liver_<n>.nii.gz + labelsTr, liver 1 + tumour 2",
+    "amos": "AMOS22: imagesTr/amos_<id>.nii.gz + labelsTr, liver = 6; CT (< 500) and MR (≥ 500) datasets",
+    "act1k": "AbdomenCT-1K: Case_<n>_0000.nii.gz + Case_<n>.nii.gz, liver = 1",
+    "nnunet": "any nnU-Net raw dataset (choose --liver-label)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lw_convert", description="Convert public liver datasets to the liverwild raw "
-                                "format, or verify a raw dataset.")
+    p = argparse.ArgumentParser(
+        prog="lw_convert",
+        description="Convert public liver datasets to the liverwild raw format, or verify a raw dataset.",
+    )
     sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     v = sub.add_parser("verify", help="check a raw dataset (pairing, geometry, label values, readability)")
     v.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s) under $LW_raw, or folder paths")
@@ -47,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def verify(names, raw=None, workers=2) -> int:
     """Verify each named dataset; print every problem and a summary. Returns the exit code."""
     from pathlib import Path
+
     failed = 0
     for name in names:
         folder = Path(name) if Path(name).is_dir() else find_dataset(name, raw_folder(raw))
@@ -66,15 +72,26 @@ def main(argv=None) -> int:
 
     def work():
         from ..datasets.conversion import convert
-        reports = convert(args.kind, args.source, raw_folder(args.raw), args.name, args.workers, args.overwrite,
-                          getattr(args, "sequence", "T2SPIR"), getattr(args, "liver_label", (1,)),
-                          (args.only,) if getattr(args, "only", None) else ("CT", "MR"), not args.no_progress)
+
+        reports = convert(
+            args.kind,
+            args.source,
+            raw_folder(args.raw),
+            args.name,
+            args.workers,
+            args.overwrite,
+            getattr(args, "sequence", "T2SPIR"),
+            getattr(args, "liver_label", (1,)),
+            (args.only,) if getattr(args, "only", None) else ("CT", "MR"),
+            not args.no_progress,
+        )
         for report in reports:
             for problem in report.verification.problems:
                 print(problem)
             print(report.summary())
             print(report.verification.summary())
         return 0 if all(r.ok for r in reports) else 1
+
     return run(work)
 
 

@@ -1,4 +1,5 @@
 """lw_demo: the whole pipeline on the embedded synthetic default, offline."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,18 +11,29 @@ from .common import run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lw_demo", description="Run liverwild end to end on synthetic multi-domain "
-                                "phantoms (no download, no GPU needed): generate, verify, plan and preprocess, train a "
-                                "leave-one-domain-out fold, predict the unseen domain, evaluate.")
+    p = argparse.ArgumentParser(
+        prog="lw_demo",
+        description="Run liverwild end to end on synthetic multi-domain "
+        "phantoms (no download, no GPU needed): generate, verify, plan and preprocess, train a "
+        "leave-one-domain-out fold, predict the unseen domain, evaluate.",
+    )
     p.add_argument("-o", "--workdir", default="lw_demo", help="folder for everything the demo writes")
     p.add_argument("--cases", type=int, default=5, help="cases per phantom domain")
     p.add_argument("--slices", type=int, default=16, help="slices per phantom case")
     p.add_argument("--views", type=int, default=1, help="augmented views per slice")
-    p.add_argument("--backbone", default=DEMO_TEACHER, metavar="NAME",
-                   help=f"teacher ({', '.join(TEACHERS)} or a timm name; default {DEMO_TEACHER}: real ImageNet "
-                        "weights installed with pip)")
-    p.add_argument("--backbone-weights", default=None, metavar="FILE",
-                   help="weights file for teachers that need one (DINO .pth / timm .safetensors)")
+    p.add_argument(
+        "--backbone",
+        default=DEMO_TEACHER,
+        metavar="NAME",
+        help=f"teacher ({', '.join(TEACHERS)} or a timm name; default {DEMO_TEACHER}: real ImageNet "
+        "weights installed with pip)",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        metavar="FILE",
+        help="weights file for teachers that need one (DINO .pth / timm .safetensors)",
+    )
     p.add_argument("--random-backbone", action="store_true", help="random teacher weights (tests only)")
     p.add_argument("--feature-tap", default=None, metavar="TAP", help="feature tap (see lw_plan_and_preprocess)")
     p.add_argument("--device", default="auto")
@@ -38,10 +50,25 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def work():
-        summary = run_demo(args.workdir, args.cases, args.scale, args.seed, args.quick, args.workers, args.slices,
-                           args.views, args.backbone_weights, args.device, args.epochs, target=args.target,
-                           backbone=args.backbone, random_backbone=args.random_backbone, tap=args.feature_tap)
+        summary = run_demo(
+            args.workdir,
+            args.cases,
+            args.scale,
+            args.seed,
+            args.quick,
+            args.workers,
+            args.slices,
+            args.views,
+            args.backbone_weights,
+            args.device,
+            args.epochs,
+            target=args.target,
+            backbone=args.backbone,
+            random_backbone=args.random_backbone,
+            tap=args.feature_tap,
+        )
         return 0 if summary["verified"] and summary["preprocessed_ok"] and not summary["failed"] else 1
+
     return run(work)
 
 

@@ -1,4 +1,5 @@
 """lw_experiment: run a named protocol end to end (train, predict the target, evaluate, report)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,22 +12,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lw_experiment",
         description="Run one of the paper's experiments on the preprocessed datasets: for each fold, trainer and "
-                    "seed train, predict the target, evaluate; then a Markdown report shaped like the paper's tables "
-                    "(mean ± s.d. over scans, paired t-tests against the reference trainer). Interrupted runs resume.")
+        "seed train, predict the target, evaluate; then a Markdown report shaped like the paper's tables "
+        "(mean ± s.d. over scans, paired t-tests against the reference trainer). Interrupted runs resume.",
+    )
     p.add_argument("protocol", choices=["multi-dg", "single-dg", "ablations", "seeds"])
     p.add_argument("--trainers", nargs="+", default=None, metavar="NAME", help="trainers (default: per protocol)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0; seeds protocol: 0 1 2)")
-    p.add_argument("--fold", nargs="+", default=None,
-                   help="folds to run (multi-dg, single-dg: default all; ablations, seeds: one, default the first "
-                        "LOO fold)")
-    p.add_argument("--evaluation", default="native", choices=["native", "paper", "multi-dg", "single-dg"],
-                   help="native grid (default) or the paper's in-plane resampling (128² multi-DG, 192² single-DG)")
+    p.add_argument(
+        "--fold",
+        nargs="+",
+        default=None,
+        help="folds to run (multi-dg, single-dg: default all; ablations, seeds: one, default the first LOO fold)",
+    )
+    p.add_argument(
+        "--evaluation",
+        default="native",
+        choices=["native", "paper", "multi-dg", "single-dg"],
+        help="native grid (default) or the paper's in-plane resampling (128² multi-DG, 192² single-DG)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default 150 (the paper)")
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper)")
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="default 8")
-    p.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="any other trainer-configuration field for every run, e.g. unet_channels=16")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other trainer-configuration field for every run, e.g. unet_channels=16",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", default=None, help="results folder (default $LW_results/experiments/<protocol>)")
     p.add_argument("--quick", action="store_true", help="2 epochs of 4 steps: a smoke test, not a result")
@@ -38,16 +53,36 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..experiments import run_experiment
     from ..training import TrainerConfig
-    changes = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                 "steps_per_epoch": args.steps_per_epoch}.items() if v is not None}
+
+    changes = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "steps_per_epoch": args.steps_per_epoch,
+        }.items()
+        if v is not None
+    }
 
     def work():
-        report = run_experiment(args.protocol, args.raw, args.preprocessed, args.results, args.output, args.trainers,
-                                args.seeds, args.fold, TrainerConfig().assigned(args.settings).updated(**changes),
-                                args.device,
-                                args.evaluation, args.quick)
+        report = run_experiment(
+            args.protocol,
+            args.raw,
+            args.preprocessed,
+            args.results,
+            args.output,
+            args.trainers,
+            args.seeds,
+            args.fold,
+            TrainerConfig().assigned(args.settings).updated(**changes),
+            args.device,
+            args.evaluation,
+            args.quick,
+        )
         print(f"report: {report['output']}/report.md ({report['n_scans']} scan results)")
         return 0
+
     return run(work)
 
 

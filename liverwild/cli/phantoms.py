@@ -1,4 +1,5 @@
 """lw_phantoms: write the multi-domain synthetic datasets (one raw dataset per domain)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,12 +12,20 @@ from .common import run
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="lw_phantoms", description="Generate synthetic abdominal CT/MR phantoms with exact liver masks, "
-        "one raw dataset per imaging domain, under OUT (usable as $LW_raw).")
-    p.add_argument("-o", "--output", metavar="DIR", default=os.environ.get("LW_raw"),
-                   help="where to write the datasets (default: $LW_raw)")
-    p.add_argument("-d", "--domains", nargs="+", choices=sorted(DOMAINS), default=None,
-                   help="domains to write (default: all)")
+        prog="lw_phantoms",
+        description="Generate synthetic abdominal CT/MR phantoms with exact liver masks, "
+        "one raw dataset per imaging domain, under OUT (usable as $LW_raw).",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        default=os.environ.get("LW_raw"),
+        help="where to write the datasets (default: $LW_raw)",
+    )
+    p.add_argument(
+        "-d", "--domains", nargs="+", choices=sorted(DOMAINS), default=None, help="domains to write (default: all)"
+    )
     p.add_argument("-n", "--cases", type=int, default=None, help="cases per domain (default: the domain's, 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed ⇒ same scans)")
     p.add_argument("--scale", type=float, default=1.0, help="in-plane matrix scale (0.5 = half the voxels per row)")
@@ -24,8 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--overwrite", action="store_true", help="regenerate cases that already exist")
     p.add_argument("--list", action="store_true", help="list the domains and exit")
-    p.add_argument("--preview", metavar="PNG", default=None,
-                   help="also save a picture with one case per domain (axial/coronal/sagittal)")
+    p.add_argument(
+        "--preview",
+        metavar="PNG",
+        default=None,
+        help="also save a picture with one case per domain (axial/coronal/sagittal)",
+    )
     return p
 
 
@@ -43,12 +56,14 @@ def main(argv=None) -> int:
         return 1
 
     def work():
-        folders = write_phantoms(args.output, args.domains, args.cases, args.seed, args.scale, args.slices,
-                                 args.workers, args.overwrite)
+        folders = write_phantoms(
+            args.output, args.domains, args.cases, args.seed, args.scale, args.slices, args.workers, args.overwrite
+        )
         for folder in folders:
             print(f"wrote {folder}")
         if args.preview:
             print(f"wrote {save_preview(args.preview, args.domains, args.seed, scale=args.scale)}")
+
     return run(work)
 
 

@@ -1,4 +1,5 @@
 """lw_plan_and_preprocess: fingerprint, plan and cache slices + backbone features, nnU-Net style."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,28 +14,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lw_plan_and_preprocess",
         description="Measure raw datasets (dataset_fingerprint.json), plan their preprocessing (plans.json), "
-                    "cache normalised 224×224 slices, augmented views and frozen backbone features, and write "
-                    "leave-one-dataset-out folds (splits.json).")
-    p.add_argument("-d", "--datasets", nargs="+", required=True, metavar="NAME", help="raw dataset names or nnU-Net ids")
+        "cache normalised 224×224 slices, augmented views and frozen backbone features, and write "
+        "leave-one-dataset-out folds (splits.json).",
+    )
+    p.add_argument(
+        "-d", "--datasets", nargs="+", required=True, metavar="NAME", help="raw dataset names or nnU-Net ids"
+    )
     add_folder_options(p, "raw", "preprocessed")
-    p.add_argument("--backbone", default=None, metavar="NAME",
-                   help="teacher: " + ", ".join(TEACHERS) + f", or any timm model name (default {DEFAULT_TEACHER})")
-    p.add_argument("--backbone-weights", default=None, metavar="FILE",
-                   help="DINO .pth or timm .safetensors file, or 'timm-cache' (imagenet-effnet-lite0 needs none: its "
-                        "weights come with pip)")
-    p.add_argument("--feature-tap", default=None, metavar="TAP",
-                   help="which layer(s) give the feature map: default (ViT: last block; CNN: stride-16 stage), final, "
-                        "stride:N, last:K (ViT), or stage names such as blocks.2,blocks.4")
-    p.add_argument("--random-backbone", action="store_true",
-                   help="use a randomly initialised backbone (tests and demos only; recorded in every artefact)")
-    p.add_argument("--normalization", default=None, choices=["default", "single-dg"],
-                   help="normalisation preset: default (CT window [0, 500] HU), or single-dg (CT thresholded at 125 HU, "
-                        "the paper's single-source CT→MR setting)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        metavar="NAME",
+        help="teacher: " + ", ".join(TEACHERS) + f", or any timm model name (default {DEFAULT_TEACHER})",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        metavar="FILE",
+        help="DINO .pth or timm .safetensors file, or 'timm-cache' (imagenet-effnet-lite0 needs none: its "
+        "weights come with pip)",
+    )
+    p.add_argument(
+        "--feature-tap",
+        default=None,
+        metavar="TAP",
+        help="which layer(s) give the feature map: default (ViT: last block; CNN: stride-16 stage), final, "
+        "stride:N, last:K (ViT), or stage names such as blocks.2,blocks.4",
+    )
+    p.add_argument(
+        "--random-backbone",
+        action="store_true",
+        help="use a randomly initialised backbone (tests and demos only; recorded in every artefact)",
+    )
+    p.add_argument(
+        "--normalization",
+        default=None,
+        choices=["default", "single-dg"],
+        help="normalisation preset: default (CT window [0, 500] HU), or single-dg (CT thresholded at 125 HU, "
+        "the paper's single-source CT→MR setting)",
+    )
     p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                   help="processes for the CPU stages (reading, normalising, augmenting); 0 = in the main process")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="processes for the CPU stages (reading, normalising, augmenting); 0 = in the main process",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--val-per-source", type=int, default=5, help="held-out validation cases per source dataset")
     p.add_argument("--seed", type=int, default=0)
@@ -52,17 +79,37 @@ def main(argv=None) -> int:
 
     def work():
         reports = plan_and_preprocess(
-            args.datasets, args.raw, args.preprocessed, args.backbone, args.backbone_weights, args.random_backbone,
-            args.views, args.device, args.workers, args.batch_size, args.plan_only, args.preprocess_only,
-            args.replan, args.val_per_source, args.seed, args.threads, not args.no_progress, tap=args.feature_tap,
-            normalization=args.normalization)
+            args.datasets,
+            args.raw,
+            args.preprocessed,
+            args.backbone,
+            args.backbone_weights,
+            args.random_backbone,
+            args.views,
+            args.device,
+            args.workers,
+            args.batch_size,
+            args.plan_only,
+            args.preprocess_only,
+            args.replan,
+            args.val_per_source,
+            args.seed,
+            args.threads,
+            not args.no_progress,
+            tap=args.feature_tap,
+            normalization=args.normalization,
+        )
         failed = {r.dataset: r.failed for r in reports if r.failed}
         if failed:
             n = sum(len(v) for v in failed.values())
-            print(f"{n} case(s) failed and were skipped: " + "; ".join(
-                f"{d}: {', '.join(sorted(c))}" for d, c in failed.items()), file=sys.stderr)
+            print(
+                f"{n} case(s) failed and were skipped: "
+                + "; ".join(f"{d}: {', '.join(sorted(c))}" for d, c in failed.items()),
+                file=sys.stderr,
+            )
             return 1
         return 0
+
     return run(work)
 
 

@@ -1,4 +1,5 @@
 """lw_predict: segment every scan in a file or folder; masks keep the input geometry."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,13 +9,20 @@ from .common import add_folder_options, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lw_predict", description="Segment the liver in NIfTI/NRRD/MHA files and DICOM "
-                                "series folders; writes <case>.nii.gz (uint8 0/1) in each input's geometry.")
+    p = argparse.ArgumentParser(
+        prog="lw_predict",
+        description="Segment the liver in NIfTI/NRRD/MHA files and DICOM "
+        "series folders; writes <case>.nii.gz (uint8 0/1) in each input's geometry.",
+    )
     p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (must differ from the input folder)")
-    p.add_argument("-m", "--model", default="default",
-                   help="trained model folder, a fold name under $LW_results, or 'default' (the default: the model "
-                        "shipped with liverwild, trained on synthetic phantoms only — not a medical device)")
+    p.add_argument(
+        "-m",
+        "--model",
+        default="default",
+        help="trained model folder, a fold name under $LW_results, or 'default' (the default: the model "
+        "shipped with liverwild, trained on synthetic phantoms only — not a medical device)",
+    )
     p.add_argument("--trainer", default=None, help="with a fold name: which trainer's model")
     p.add_argument("--checkpoint", default="best", help="best, final, latest or a file name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -34,12 +42,28 @@ def main(argv=None) -> int:
     from ..inference import predict
 
     def work():
-        report = predict(args.input, args.output, args.model, args.results, args.trainer, args.checkpoint,
-                         args.device, args.batch_size, not args.no_postprocess, args.save_probabilities,
-                         args.overlays, args.modality, args.backbone_weights, not args.no_progress)
-        print(f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} "
-              f"(report: prediction_report.json)")
+        report = predict(
+            args.input,
+            args.output,
+            args.model,
+            args.results,
+            args.trainer,
+            args.checkpoint,
+            args.device,
+            args.batch_size,
+            not args.no_postprocess,
+            args.save_probabilities,
+            args.overlays,
+            args.modality,
+            args.backbone_weights,
+            not args.no_progress,
+        )
+        print(
+            f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} "
+            f"(report: prediction_report.json)"
+        )
         return 1 if report["n_failed"] else 0
+
     return run(work)
 
 

@@ -1,4 +1,5 @@
 """lw_train: train one named fold of splits.json."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,11 @@ from .common import add_folder_options, run
 
 def build_parser() -> argparse.ArgumentParser:
     from ..training import TRAINERS
-    p = argparse.ArgumentParser(prog="lw_train", description="Train one fold (e.g. loo_<Target>) from "
-                                "$LW_preprocessed/splits.json on cached backbone features.")
+
+    p = argparse.ArgumentParser(
+        prog="lw_train",
+        description="Train one fold (e.g. loo_<Target>) from $LW_preprocessed/splits.json on cached backbone features.",
+    )
     p.add_argument("fold", help="fold name in splits.json, e.g. loo_BTCV")
     p.add_argument("-tr", "--trainer", default="ContrastiveDistillationTrainer", choices=sorted(TRAINERS))
     p.add_argument("--epochs", type=int, default=None, help="default 150")
@@ -19,13 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="any other field of the trainer configuration (documentation/training.md), e.g. "
-                        "unet_channels=16 inner_lr=1e-3")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other field of the trainer configuration (documentation/training.md), e.g. "
+        "unet_channels=16 inner_lr=1e-3",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--continue", dest="continue_training", action="store_true",
-                   help="resume from checkpoint_latest.pth")
+    p.add_argument(
+        "--continue", dest="continue_training", action="store_true", help="resume from checkpoint_latest.pth"
+    )
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "preprocessed", "results")
     return p
@@ -34,16 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..training import TrainerConfig, train_fold
-    changes = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                                 "steps_per_epoch": args.steps_per_epoch, "num_workers": args.num_workers,
-                                 "seed": args.seed}.items() if v is not None}
+
+    changes = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "steps_per_epoch": args.steps_per_epoch,
+            "num_workers": args.num_workers,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
 
     def work():
-        summary = train_fold(args.fold, args.trainer, args.preprocessed, args.results, args.device,
-                             args.continue_training, TrainerConfig().assigned(args.settings).updated(**changes),
-                             not args.no_progress,
-                             args.threads)
+        summary = train_fold(
+            args.fold,
+            args.trainer,
+            args.preprocessed,
+            args.results,
+            args.device,
+            args.continue_training,
+            TrainerConfig().assigned(args.settings).updated(**changes),
+            not args.no_progress,
+            args.threads,
+        )
         print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
+
     return run(work)
 
 

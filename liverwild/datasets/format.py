@@ -14,6 +14,7 @@
 training case identifiers), ``source`` and ``licence``. An nnU-Net dataset without our extra keys is
 read as well: the modality then comes from ``channel_names["0"]`` and the cases from the files.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ ORGAN_FOLDER = "labelsTr_organs"
 @dataclass
 class DatasetInfo:
     """The content of ``dataset.json``."""
+
     name: str
     modality: str
     labels: dict = field(default_factory=lambda: {"background": 0, "liver": 1})
@@ -40,17 +42,25 @@ class DatasetInfo:
     source: str = ""
     licence: str = ""
     description: str = ""
-    extra: dict = field(default_factory=dict)   # any other keys, kept on rewrite
+    extra: dict = field(default_factory=dict)  # any other keys, kept on rewrite
 
     @property
     def liver_value(self) -> int:
         return int(self.labels["liver"])
 
     def to_json(self) -> dict:
-        d = {"name": self.name, "description": self.description, "modality": self.modality,
-             "channel_names": {"0": self.modality}, "labels": self.labels,
-             "numTraining": len(self.cases), "file_ending": self.file_ending, "cases": list(self.cases),
-             "source": self.source, "licence": self.licence}
+        d = {
+            "name": self.name,
+            "description": self.description,
+            "modality": self.modality,
+            "channel_names": {"0": self.modality},
+            "labels": self.labels,
+            "numTraining": len(self.cases),
+            "file_ending": self.file_ending,
+            "cases": list(self.cases),
+            "source": self.source,
+            "licence": self.licence,
+        }
         d.update(self.extra)
         return d
 
@@ -86,16 +96,32 @@ def load_dataset_json(folder) -> DatasetInfo:
     file_ending = raw.get("file_ending", ".nii.gz")
     cases = raw.get("cases")
     if cases is None:
-        cases = sorted(p.name[: -len(CHANNEL + file_ending)]
-                       for p in (Path(folder) / "imagesTr").glob(f"*{CHANNEL}{file_ending}"))
-    known = {"name", "description", "modality", "channel_names", "labels", "numTraining", "file_ending",
-             "cases", "source", "licence"}
-    return DatasetInfo(name=raw.get("name", Path(folder).name), modality=modality,
-                       labels={k: int(v) if not isinstance(v, list) else v for k, v in labels.items()},
-                       cases=list(cases), file_ending=file_ending, source=raw.get("source", ""),
-                       licence=raw.get("licence", raw.get("license", "")),
-                       description=raw.get("description", ""),
-                       extra={k: v for k, v in raw.items() if k not in known})
+        cases = sorted(
+            p.name[: -len(CHANNEL + file_ending)] for p in (Path(folder) / "imagesTr").glob(f"*{CHANNEL}{file_ending}")
+        )
+    known = {
+        "name",
+        "description",
+        "modality",
+        "channel_names",
+        "labels",
+        "numTraining",
+        "file_ending",
+        "cases",
+        "source",
+        "licence",
+    }
+    return DatasetInfo(
+        name=raw.get("name", Path(folder).name),
+        modality=modality,
+        labels={k: int(v) if not isinstance(v, list) else v for k, v in labels.items()},
+        cases=list(cases),
+        file_ending=file_ending,
+        source=str(raw.get("source", "")),
+        licence=str(raw.get("licence", raw.get("license", ""))),
+        description=raw.get("description", ""),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
 
 
 def write_dataset_json(folder, info: DatasetInfo) -> Path:
@@ -111,8 +137,9 @@ def case_files(folder, info: DatasetInfo, case: str, split: str = "Tr") -> tuple
     root = os.path.normpath(folder)
     for path in (image, label):
         if path is not None and not os.path.normpath(path).startswith(root + os.sep):
-            raise LiverwildError(f"{folder / 'dataset.json'}: case {case!r} refers to {path}, outside the dataset "
-                                 "folder")
+            raise LiverwildError(
+                f"{folder / 'dataset.json'}: case {case!r} refers to {path}, outside the dataset folder"
+            )
     return image, label
 
 
@@ -135,5 +162,6 @@ def find_dataset(name: str, raw_root) -> Path:
         if len(matches) == 1:
             return matches[0]
     available = sorted(p.name for p in raw_root.iterdir() if p.is_dir()) if raw_root.is_dir() else []
-    raise ConfigurationError(f"No dataset {name!r} in {raw_root} (LW_raw); available: "
-                             + (", ".join(available) if available else "none"))
+    raise ConfigurationError(
+        f"No dataset {name!r} in {raw_root} (LW_raw); available: " + (", ".join(available) if available else "none")
+    )

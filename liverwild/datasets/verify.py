@@ -6,6 +6,7 @@ to a listed case; each file reads as a 3D scalar volume without NaNs; image and 
 spacing, origin and direction; label values are among those declared in ``labels``; each label
 contains liver (a warning when not).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from .format import CHANNEL, case_files, load_dataset_json
 class Problem:
     path: str
     message: str
-    severity: str = "error"     # "error" or "warning"
+    severity: str = "error"  # "error" or "warning"
 
     def __str__(self):
         return f"{self.severity.upper()} {self.path}: {self.message}"
@@ -49,8 +50,7 @@ class VerificationReport:
     def summary(self) -> str:
         n_err, n_warn = len(self.errors), len(self.problems) - len(self.errors)
         state = "OK" if self.ok else "FAILED"
-        return (f"{self.dataset}: {state} — {self.cases_checked} cases checked, "
-                f"{n_err} errors, {n_warn} warnings")
+        return f"{self.dataset}: {state} — {self.cases_checked} cases checked, {n_err} errors, {n_warn} warnings"
 
 
 def _check_case(folder: Path, info, case: str, allowed: set) -> list:
@@ -79,8 +79,12 @@ def _check_case(folder: Path, info, case: str, allowed: set) -> list:
     values = set(np.unique(label.array).tolist())
     unknown = sorted(values - allowed)
     if unknown:
-        problems.append(Problem(str(label_path), f"label values {unknown} are not declared in dataset.json "
-                                                 f"labels (allowed {sorted(allowed)})"))
+        problems.append(
+            Problem(
+                str(label_path),
+                f"label values {unknown} are not declared in dataset.json labels (allowed {sorted(allowed)})",
+            )
+        )
     if info.liver_value not in values:
         problems.append(Problem(str(label_path), "contains no liver voxels", "warning"))
     return problems

@@ -1,4 +1,5 @@
 """Evaluate prediction folders against reference folders, and compare two evaluations."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,11 @@ def case_name(path) -> str:
 
 def match_cases(pred_dir, ref_dir) -> tuple:
     """({case: (pred path, ref path)}, missing predictions, predictions without reference)."""
-    preds = {case_name(p): p for p in sorted(Path(pred_dir).iterdir()) if image_suffix(p) and not p.name.startswith(".")
-             and not case_name(p).endswith("_prob")}
+    preds = {
+        case_name(p): p
+        for p in sorted(Path(pred_dir).iterdir())
+        if image_suffix(p) and not p.name.startswith(".") and not case_name(p).endswith("_prob")
+    }
     refs = {case_name(p): p for p in sorted(Path(ref_dir).iterdir()) if image_suffix(p) and not p.name.startswith(".")}
     common = {c: (preds[c], refs[c]) for c in sorted(set(preds) & set(refs))}
     return common, sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
@@ -41,6 +45,7 @@ def inplane_resampled(mask: np.ndarray, geometry, size: int) -> tuple:
     import torch.nn.functional as F
 
     from ..io import Reorientation
+
     reorient = Reorientation.from_geometry(geometry)
     canonical = np.ascontiguousarray(reorient.to_canonical(mask), dtype=np.uint8)
     sx, sy, sz = reorient.canonical_geometry(geometry).spacing
@@ -68,17 +73,21 @@ def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") ->
     return all_metrics(p, r, spacing_zyx)
 
 
-def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True,
-                     protocol: str = "native") -> tuple:
+def evaluate_folders(
+    pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True, protocol: str = "native"
+) -> tuple:
     """Per-case metrics (DataFrame), summary dict and failures; writes ``output_csv`` and a summary JSON
     beside it when given. A case whose geometry differs is an error for that case only. ``protocol``:
     ``native`` (default), ``multi-dg`` (128² in-plane, as the paper) or ``single-dg`` (192²)."""
     import pandas as pd
     from tqdm import tqdm
+
     pairs, missing, extra = match_cases(pred_dir, ref_dir)
     if not pairs:
-        raise LiverwildError(f"no case of {pred_dir} has a reference in {ref_dir} (names are matched without "
-                             "the _0000 channel suffix and the file ending)")
+        raise LiverwildError(
+            f"no case of {pred_dir} has a reference in {ref_dir} (names are matched without "
+            "the _0000 channel suffix and the file ending)"
+        )
     rows, failures = [], {}
     for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=not progress or len(pairs) < 3):
         try:
@@ -90,10 +99,17 @@ def evaluate_folders(pred_dir, ref_dir, labels=(1,), output_csv=None, log=print,
         failures[case] = f"{case}: no prediction in {pred_dir}"
         log(f"FAILED {failures[case]}")
     table = pd.DataFrame(rows, columns=["case", *METRICS, "volume_pred_ml", "volume_ref_ml"])
-    summary = {**summarize(rows), "prediction_folder": str(pred_dir), "reference_folder": str(ref_dir),
-               "labels": list(labels), "protocol": protocol, "inplane_size": PROTOCOLS[protocol],
-               "units": {"ravd": "percent", "assd_mm": "mm", "mssd_mm": "mm", "hd95_mm": "mm (MONAI definition)"},
-               "failed": failures, "predictions_without_reference": extra}
+    summary = {
+        **summarize(rows),
+        "prediction_folder": str(pred_dir),
+        "reference_folder": str(ref_dir),
+        "labels": list(labels),
+        "protocol": protocol,
+        "inplane_size": PROTOCOLS[protocol],
+        "units": {"ravd": "percent", "assd_mm": "mm", "mssd_mm": "mm", "hd95_mm": "mm (MONAI definition)"},
+        "failed": failures,
+        "predictions_without_reference": extra,
+    }
     if output_csv:
         with atomic_path(output_csv, ".csv") as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
@@ -105,24 +121,38 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
     """Paired t-test per metric over the cases both CSVs share. Returns (rows, Markdown table)."""
     import pandas as pd
     from scipy import stats
+
     a, b = pd.read_csv(csv_a), pd.read_csv(csv_b)
     names = names or (Path(csv_a).stem, Path(csv_b).stem)
     merged = a.merge(b, on="case", suffixes=("_a", "_b"))
     if len(merged) < 2:
         raise LiverwildError(f"{csv_a} and {csv_b} share {len(merged)} case(s); a paired test needs at least 2")
-    rows = []
+    rows: list[dict] = []
     for metric in METRICS:
         x, y = merged[f"{metric}_a"].to_numpy(float), merged[f"{metric}_b"].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         p = float(stats.ttest_rel(x[ok], y[ok]).pvalue) if ok.sum() >= 2 and np.any(x[ok] != y[ok]) else 1.0
-        rows.append({"metric": metric, "n": int(ok.sum()), "mean_a": float(x[ok].mean()), "std_a": float(x[ok].std()),
-                     "mean_b": float(y[ok].mean()), "std_b": float(y[ok].std()), "p_value": p})
+        rows.append(
+            {
+                "metric": metric,
+                "n": int(ok.sum()),
+                "mean_a": float(x[ok].mean()),
+                "std_a": float(x[ok].std()),
+                "mean_b": float(y[ok].mean()),
+                "std_b": float(y[ok].std()),
+                "p_value": p,
+            }
+        )
     lines = [f"| metric | {names[0]} | {names[1]} | p (paired t-test) |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['metric']} | {r['mean_a']:.3f} ± {r['std_a']:.3f} | {r['mean_b']:.3f} ± {r['std_b']:.3f} "
-                     f"| {r['p_value']:.3g} |")
-        if r["metric"] == "mssd_mm":                        # the paper's tables give MSSD in cm
-            lines.append(f"| mssd_cm | {r['mean_a'] / 10:.3f} ± {r['std_a'] / 10:.3f} | {r['mean_b'] / 10:.3f} ± "
-                         f"{r['std_b'] / 10:.3f} | {r['p_value']:.3g} |")
+        lines.append(
+            f"| {r['metric']} | {r['mean_a']:.3f} ± {r['std_a']:.3f} | {r['mean_b']:.3f} ± {r['std_b']:.3f} "
+            f"| {r['p_value']:.3g} |"
+        )
+        if r["metric"] == "mssd_mm":  # the paper's tables give MSSD in cm
+            lines.append(
+                f"| mssd_cm | {r['mean_a'] / 10:.3f} ± {r['std_a'] / 10:.3f} | {r['mean_b'] / 10:.3f} ± "
+                f"{r['std_b'] / 10:.3f} | {r['p_value']:.3g} |"
+            )
     lines.append(f"\n{rows[0]['n']} paired cases; mean ± s.d. across scans.")
     return rows, "\n".join(lines)

@@ -19,6 +19,7 @@ Dice 0, IoU 0, distances = the diagonal of the volume in mm (the worst possible 
 when the prediction is empty and +inf when only the reference is. Spacing is per axis of the array
 ``(z, y, x)``; the direction matrix does not change distances (it is orthonormal).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -94,8 +95,11 @@ def surface_metrics(pred, ref, spacing_zyx) -> dict:
         return {"assd_mm": worst, "mssd_mm": worst, "hd95_mm": worst}
     d_pr, d_rp = surface_distances(p, r, spacing_zyx)
     pooled = np.concatenate([d_pr, d_rp])
-    return {"assd_mm": float(pooled.mean()), "mssd_mm": float(pooled.max()),
-            "hd95_mm": float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))}
+    return {
+        "assd_mm": float(pooled.mean()),
+        "mssd_mm": float(pooled.max()),
+        "hd95_mm": float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95))),
+    }
 
 
 def all_metrics(pred, ref, spacing_zyx) -> dict:
@@ -129,18 +133,20 @@ class SegmentationMetrics:
         self.rows = []
 
 
-METRICS = ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")     # ravd in percent
+METRICS = ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")  # ravd in percent
 
 
 def summarize(rows: list) -> dict:
     """Mean ± s.d. (population s.d., across scans, as the paper reports) per metric; non-finite values
     are left out of the mean and counted."""
-    out = {"n_cases": len(rows)}
+    out: dict = {"n_cases": len(rows)}
     for key in METRICS:
         values = np.array([r[key] for r in rows if key in r], float)
         finite = values[np.isfinite(values)]
-        out[key] = {"mean": float(finite.mean()) if finite.size else None,
-                    "std": float(finite.std()) if finite.size else None,
-                    "median": float(np.median(finite)) if finite.size else None,
-                    "n_nonfinite": int((~np.isfinite(values)).sum())}
+        out[key] = {
+            "mean": float(finite.mean()) if finite.size else None,
+            "std": float(finite.std()) if finite.size else None,
+            "median": float(np.median(finite)) if finite.size else None,
+            "n_nonfinite": int((~np.isfinite(values)).sum()),
+        }
     return out

@@ -8,14 +8,25 @@
   is compared with (with several ``--trainers``, e.g. cached vs online augmentation, rows are trainers
   and the paired tests pair the same seed and scan).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 REFERENCE_TRAINER = "ContrastiveDistillationTrainer"
-ABLATION_TRAINERS = (REFERENCE_TRAINER, "NoDistillationTrainer", "NoFocalTrainer", "NoTverskyTrainer",
-                     "NoLogIoUTrainer", "NoEntropyTrainer", "Positives2ApartTrainer", "TwoNegativesTrainer",
-                     "Scans5PerSourceTrainer", "Scans10PerSourceTrainer", "Scans15PerSourceTrainer")
+ABLATION_TRAINERS = (
+    REFERENCE_TRAINER,
+    "NoDistillationTrainer",
+    "NoFocalTrainer",
+    "NoTverskyTrainer",
+    "NoLogIoUTrainer",
+    "NoEntropyTrainer",
+    "Positives2ApartTrainer",
+    "TwoNegativesTrainer",
+    "Scans5PerSourceTrainer",
+    "Scans10PerSourceTrainer",
+    "Scans15PerSourceTrainer",
+)
 
 
 @dataclass(frozen=True)
@@ -36,13 +47,14 @@ class Plan:
     name: str
     runs: list = field(default_factory=list)
     reference: str = REFERENCE_TRAINER
-    rows: str = "trainer"                        # what the report's rows are: 'trainer' or 'seed'
+    rows: str = "trainer"  # what the report's rows are: 'trainer' or 'seed'
 
 
 def single_dg_folds(splits: dict, modalities: dict, val_per_source: int = 5, seed: int = 0) -> dict:
     """``single_<CT>_to_<MR>`` folds for every CT dataset with cases and every MR dataset."""
     from preprocessing.splits import held_out
-    datasets = {}
+
+    datasets: dict[str, set] = {}
     for fold in splits.get("folds", {}).values():
         for name, cases in {**fold.get("train", {}), **fold.get("test", {})}.items():
             datasets.setdefault(name, set()).update(cases)
@@ -55,9 +67,14 @@ def single_dg_folds(splits: dict, modalities: dict, val_per_source: int = 5, see
         cases = sorted(datasets[ct])
         val = held_out(cases, val_per_source, seed, ct)
         for mr in mrs:
-            folds[f"single_{ct}_to_{mr}"] = {"sources": [ct], "target": mr,
-                                            "train": {ct: [c for c in cases if c not in val]}, "val": {ct: val},
-                                            "test": {mr: sorted(datasets[mr])}, "excluded": {}}
+            folds[f"single_{ct}_to_{mr}"] = {
+                "sources": [ct],
+                "target": mr,
+                "train": {ct: [c for c in cases if c not in val]},
+                "val": {ct: val},
+                "test": {mr: sorted(datasets[mr])},
+                "excluded": {},
+            }
     return folds
 
 
@@ -66,6 +83,7 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> 
     ``fold``: one fold name or a list of them (multi-dg and single-dg: a subset of their folds)."""
     from ..errors import LiverwildError
     from ..training import get_trainer
+
     folds = splits.get("folds", {})
     loo = sorted(f for f, v in folds.items() if v.get("auto") and f.startswith("loo_"))
     wanted = [fold] if isinstance(fold, str) else list(fold or [])
@@ -85,15 +103,23 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> 
         raise LiverwildError(f"unknown protocol {name!r}; use multi-dg, single-dg, ablations or seeds")
     missing = [f for f in chosen if f not in folds]
     if missing or not chosen:
-        raise LiverwildError(f"protocol {name}: no usable fold ({', '.join(missing) or 'none found'} in splits.json); "
-                             "run lw_plan_and_preprocess on the datasets first")
-    for trainer in trainers:                       # unknown names and impossible pairings fail before training
+        raise LiverwildError(
+            f"protocol {name}: no usable fold ({', '.join(missing) or 'none found'} in splits.json); "
+            "run lw_plan_and_preprocess on the datasets first"
+        )
+    for trainer in trainers:  # unknown names and impossible pairings fail before training
         needs = get_trainer(trainer).min_sources
         short = [f for f in chosen if len(folds[f].get("sources", [])) < needs]
         if short:
-            raise LiverwildError(f"{trainer} needs at least {needs} source datasets per fold, and {', '.join(short)} "
-                                 f"{'has' if len(short) == 1 else 'have'} fewer (single-source folds suit "
-                                 "SupervisedUNetTrainer, DualNormTrainer and DomainRandomizationTrainer)")
+            raise LiverwildError(
+                f"{trainer} needs at least {needs} source datasets per fold, and {', '.join(short)} "
+                f"{'has' if len(short) == 1 else 'have'} fewer (single-source folds suit "
+                "SupervisedUNetTrainer, DualNormTrainer and DomainRandomizationTrainer)"
+            )
     runs = [Run(f, t, s) for f in chosen for t in trainers for s in seeds]
-    return Plan(name, runs, trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
-                "seed" if name == "seeds" and len(trainers) == 1 else "trainer")
+    return Plan(
+        name,
+        runs,
+        trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
+        "seed" if name == "seeds" and len(trainers) == 1 else "trainer",
+    )

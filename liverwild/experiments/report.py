@@ -7,6 +7,7 @@ against the reference trainer over the same (seed, scan) pairs. The best mean of
 where it is significantly better (p < 0.05) than every other row. The surface table gives ASSD (mm)
 and MSSD (cm, as in the paper).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,17 @@ ALPHA = 0.05
 def collect(output: Path, plan):
     """All per-scan rows of the plan's finished runs as one DataFrame (also written to results.csv)."""
     import pandas as pd
+
     frames = []
     for run in plan.runs:
         folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
         meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        column = meta["target"] if run.fold.startswith("loo_") else run.fold.removeprefix("single_").replace("_to_", " → ")
-        frames.append(pd.read_csv(folder / "results.csv").assign(fold=run.fold, target=column,
-                                                                   trainer=run.trainer, seed=run.seed))
+        column = (
+            meta["target"] if run.fold.startswith("loo_") else run.fold.removeprefix("single_").replace("_to_", " → ")
+        )
+        frames.append(
+            pd.read_csv(folder / "results.csv").assign(fold=run.fold, target=column, trainer=run.trainer, seed=run.seed)
+        )
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(output / "results.csv", index=False, float_format="%.6g")
     return table
@@ -36,6 +41,7 @@ def collect(output: Path, plan):
 
 def paired_p(table, a: str, b: str, target: str, by: str = "trainer") -> float:
     from scipy import stats
+
     sub = table[table.target == target]
     x = sub[sub[by] == a].set_index(["seed", "case"] if by == "trainer" else ["case"])["dice"]
     y = sub[sub[by] == b].set_index(["seed", "case"] if by == "trainer" else ["case"])["dice"]
@@ -47,17 +53,23 @@ def paired_p(table, a: str, b: str, target: str, by: str = "trainer") -> float:
 
 def dice_table(table, plan) -> list:
     by = plan.rows
-    rows = sorted(table[by].unique(), key=lambda v: (v != plan.reference, str(v))) if by == "trainer" else \
-        sorted(table[by].unique())
+    rows = (
+        sorted(table[by].unique(), key=lambda v: (v != plan.reference, str(v)))
+        if by == "trainer"
+        else sorted(table[by].unique())
+    )
     targets = sorted(table.target.unique())
     lines = [f"| {by} | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     best = {}
     for target in targets:
         means = {r: table[(table.target == target) & (table[by] == r)].dice.mean() for r in rows}
-        top = max(means, key=means.get)
+        top = max(means, key=lambda r: means[r])
         others = [r for r in rows if r != top]
-        best[target] = top if others and all(
-            paired_p(table, top, r, target, by) < ALPHA and means[top] > means[r] for r in others) else None
+        best[target] = (
+            top
+            if others and all(paired_p(table, top, r, target, by) < ALPHA and means[top] > means[r] for r in others)
+            else None
+        )
     for r in rows:
         cells = []
         for target in targets:
@@ -79,8 +91,10 @@ def dice_table(table, plan) -> list:
 def surface_table(table, plan) -> list:
     by = plan.rows
     targets = sorted(table.target.unique())
-    lines = [f"| {by} | " + " | ".join(f"{t} ASSD (mm) | {t} MSSD (cm)" for t in targets) + " |",
-             "|---|" + "---|---|" * len(targets)]
+    lines = [
+        f"| {by} | " + " | ".join(f"{t} ASSD (mm) | {t} MSSD (cm)" for t in targets) + " |",
+        "|---|" + "---|---|" * len(targets),
+    ]
     for r in sorted(table[by].unique(), key=str):
         cells = []
         for target in targets:
@@ -94,6 +108,7 @@ def surface_table(table, plan) -> list:
 def run_seconds(output: Path, run) -> dict:
     """Training seconds (sum of the epochs in the model's log) and prediction seconds per scan of one run."""
     import pandas as pd
+
     folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
     meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     log = Path(meta["model"]) / "log.csv"
@@ -105,7 +120,7 @@ def run_seconds(output: Path, run) -> dict:
 
 def timing_table(output: Path, plan) -> list:
     """Rows per trainer: mean training minutes per fold and prediction seconds per scan."""
-    rows = {}
+    rows: dict = {}
     for run in plan.runs:
         rows.setdefault(run.trainer, []).append(run_seconds(output, run))
     lines = ["| trainer | training (min per run) | prediction (s per scan) |", "|---|---|---|"]
@@ -120,18 +135,41 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
     import platform
 
     import torch
-    text = [f"# lw_experiment {plan.name}", "",
-            f"Evaluation: {meta['evaluation']}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
-            f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
-            f"bold: best and significantly better (p < {ALPHA}) than every other row.", "",
-            "## Dice", "", *dice_table(table, plan), "", "## Surface distances", "", *surface_table(table, plan), "",
-            "## Time", "", *timing_table(Path(output), plan), "",
-            f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
-            + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else ".")]
+
+    text = [
+        f"# lw_experiment {plan.name}",
+        "",
+        f"Evaluation: {meta['evaluation']}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
+        f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
+        f"bold: best and significantly better (p < {ALPHA}) than every other row.",
+        "",
+        "## Dice",
+        "",
+        *dice_table(table, plan),
+        "",
+        "## Surface distances",
+        "",
+        *surface_table(table, plan),
+        "",
+        "## Time",
+        "",
+        *timing_table(Path(output), plan),
+        "",
+        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
+        + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else "."),
+    ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
-    report = {**meta, "name": plan.name, "reference": plan.reference, "runs": [r.key for r in plan.runs],
-              "n_scans": int(len(table)), "mean_dice": {
-                  f"{t}/{r}": float(table[(table.target == t) & (table[plan.rows] == r)].dice.mean())
-                  for t in table.target.unique() for r in table[plan.rows].unique()}}
+    report = {
+        **meta,
+        "name": plan.name,
+        "reference": plan.reference,
+        "runs": [r.key for r in plan.runs],
+        "n_scans": int(len(table)),
+        "mean_dice": {
+            f"{t}/{r}": float(table[(table.target == t) & (table[plan.rows] == r)].dice.mean())
+            for t in table.target.unique()
+            for r in table[plan.rows].unique()
+        },
+    }
     write_json_atomic(Path(output) / "report.json", report)
     return report

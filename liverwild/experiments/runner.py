@@ -12,9 +12,9 @@ Output folder (``--output``, default ``$LW_results/experiments/<protocol>``)::
 A run with ``run.json`` is finished and reused; an interrupted one resumes its training from
 ``checkpoint_latest.pth`` and redoes prediction and evaluation.
 """
+
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,12 +27,14 @@ QUICK = {"epochs": 2, "steps_per_epoch": 4, "batch_size": 4}
 
 def _modalities(preprocessed: Path) -> dict:
     from planning.plans import load_plans
+
     return {p.parent.name: load_plans(p).modality for p in sorted(preprocessed.glob("*/plans.json"))}
 
 
 def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=None, val_per_source: int = 5) -> Plan:
     """The protocol's runs; single-dg first adds its ``single_<CT>_to_<MR>`` folds to ``splits.json``."""
     from preprocessing.splits import add_fold, load_splits
+
     splits_path = preprocessed / "splits.json"
     splits = load_splits(splits_path)
     if name == "single-dg":
@@ -41,12 +43,14 @@ def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=
     return make_plan(name, splits, trainers, seeds, fold)
 
 
-def run_one(run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path, config, device, evaluation: str,
-            log=print) -> Path:
+def run_one(
+    run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path, config, device, evaluation: str, log=print
+) -> Path:
     """Train (or resume), predict the fold's target and evaluate; returns the run folder."""
     from ..evaluation import evaluate_folders
     from ..inference import predict
     from ..training import train_fold
+
     folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
     if (folder / "run.json").is_file():
         return folder
@@ -54,36 +58,75 @@ def run_one(run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path,
     fold = splits["folds"][run.fold]
     seeded = config.updated(seed=run.seed)
     # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
-    trained = train_fold(run.fold, run.trainer, preprocessed=str(preprocessed),
-                         results=str(output / "models" / f"seed{run.seed}"), device=device, config=seeded,
-                         progress=False, log=lambda *a: None)
+    trained = train_fold(
+        run.fold,
+        run.trainer,
+        preprocessed=str(preprocessed),
+        results=str(output / "models" / f"seed{run.seed}"),
+        device=device,
+        config=seeded,
+        progress=False,
+        log=lambda *a: None,
+    )
     model = Path(trained["output"])
     target = fold["target"]
     images, labels = raw / target / "imagesTr", raw / target / "labelsTr"
     if not images.is_dir():
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
     report = predict(images, folder / "predictions", model, device=device, progress=False, log=lambda *a: None)
-    table, summary, failures = evaluate_folders(folder / "predictions", labels, output_csv=folder / "results.csv",
-                                                log=lambda *a: None, progress=False, protocol=evaluation)
-    write_json_atomic(folder / "run.json", {
-        "fold": run.fold, "trainer": run.trainer, "seed": run.seed, "target": target, "model": str(model),
-        "evaluation_protocol": evaluation, "config": seeded.to_json(), "n_scans": int(len(table)),
-        "failed": {**failures, **{s["name"]: s["error"] for s in report["scans"] if s["error"]}},
-        "dice_mean": summary["dice"]["mean"], "seconds": round(time.perf_counter() - start, 1)})
-    log(f"{run.key}: Dice {summary['dice']['mean']:.3f} on {len(table)} {target} scans "
-        f"({time.perf_counter() - start:.0f} s)")
+    table, summary, failures = evaluate_folders(
+        folder / "predictions",
+        labels,
+        output_csv=folder / "results.csv",
+        log=lambda *a: None,
+        progress=False,
+        protocol=evaluation,
+    )
+    write_json_atomic(
+        folder / "run.json",
+        {
+            "fold": run.fold,
+            "trainer": run.trainer,
+            "seed": run.seed,
+            "target": target,
+            "model": str(model),
+            "evaluation_protocol": evaluation,
+            "config": seeded.to_json(),
+            "n_scans": int(len(table)),
+            "failed": {**failures, **{s["name"]: s["error"] for s in report["scans"] if s["error"]}},
+            "dice_mean": summary["dice"]["mean"],
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    )
+    log(
+        f"{run.key}: Dice {summary['dice']['mean']:.3f} on {len(table)} {target} scans "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
     return folder
 
 
-def run_experiment(name: str, raw=None, preprocessed=None, results=None, output=None, trainers=None, seeds=None,
-                   fold=None, config=None, device="auto", evaluation: str = "native",
-                   quick: bool = False, log=print) -> dict:
+def run_experiment(
+    name: str,
+    raw=None,
+    preprocessed=None,
+    results=None,
+    output=None,
+    trainers=None,
+    seeds=None,
+    fold=None,
+    config=None,
+    device="auto",
+    evaluation: str = "native",
+    quick: bool = False,
+    log=print,
+) -> dict:
     """Run protocol ``name`` end to end; returns the report dict (also written as JSON and Markdown)."""
     from preprocessing.splits import load_splits
 
     from ..paths import preprocessed_folder, raw_folder, results_folder
     from ..training import TrainerConfig
     from .report import collect, write_report
+
     raw_root, pre_root = raw_folder(raw, must_exist=True), preprocessed_folder(preprocessed, must_exist=True)
     output = Path(output) if output else results_folder(results) / "experiments" / name
     config = config or TrainerConfig()
@@ -93,11 +136,23 @@ def run_experiment(name: str, raw=None, preprocessed=None, results=None, output=
     splits = load_splits(pre_root / "splits.json")
     paper = {"multi-dg": "multi-dg", "single-dg": "single-dg"}.get(name, "multi-dg")
     protocol = paper if evaluation == "paper" else evaluation
-    log(f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
-        f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}")
+    log(
+        f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
+        f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
+    )
     for run in plan.runs:
         run_one(run, splits, raw_root, pre_root, output, config, device, protocol, log)
     table = collect(output, plan)
-    return write_report(output, plan, table, {"protocol": name, "output": str(output), "evaluation": protocol,
-                                              "quick": quick,
-                                              "config": config.to_json(), "device": str(device)})
+    return write_report(
+        output,
+        plan,
+        table,
+        {
+            "protocol": name,
+            "output": str(output),
+            "evaluation": protocol,
+            "quick": quick,
+            "config": config.to_json(),
+            "device": str(device),
+        },
+    )

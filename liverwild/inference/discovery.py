@@ -1,4 +1,5 @@
 """Find the scans to segment: a file, a folder of files, DICOM series folders, or a folder of those."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,9 @@ def find_scans(source, exclude=None) -> tuple:
     if not source.exists():
         raise LiverwildError(f"{source}: input does not exist")
     if source.is_file():
-        return ([(scan_name(source), source)], []) if image_suffix(source) else ([], [(source, "unsupported file type")])
+        return (
+            ([(scan_name(source), source)], []) if image_suffix(source) else ([], [(source, "unsupported file type")])
+        )
     if is_dicom_folder(source):
         return [(scan_name(source), source)], []
     scans, rejected = [], []
@@ -53,7 +56,7 @@ def find_scans(source, exclude=None) -> tuple:
             rejected.append((path, "unsupported file type"))
     names = [n for n, _ in scans]
     dupes = {n for n in names if names.count(n) > 1}
-    for name in sorted(dupes):                 # never let one input overwrite another's mask: skip them all
+    for name in sorted(dupes):  # never let one input overwrite another's mask: skip them all
         clash = [p for n, p in scans if n == name]
         for path in clash:
             others = ", ".join(q.name for q in clash if q != path)

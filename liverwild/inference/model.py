@@ -1,4 +1,5 @@
 """Load a trained model folder: network weights, the plans it was trained with, the backbone."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,13 @@ def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
     ``None``/``'default'`` for the default model shipped with liverwild."""
     if model in (None, "default") and not Path("default").is_dir():
         from ..default_model import default_model_dir
+
         return default_model_dir()
     path = Path(model)
     if (path / "config.json").is_file():
         return path
     from ..paths import results_folder
+
     fold_dir = results_folder(results) / str(model)
     if not fold_dir.is_dir():
         raise LiverwildError(f"{model}: neither a model folder (with config.json) nor a fold under {fold_dir.parent}")
@@ -32,15 +35,18 @@ def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
         runs = [p for p in runs if p.name.startswith(trainer + "__")]
     if len(runs) != 1:
         names = ", ".join(p.name for p in runs) or "none"
-        raise LiverwildError(f"fold {model} holds {len(runs)} trained models ({names}); pass the model folder with -m "
-                             "or choose one with --trainer")
+        raise LiverwildError(
+            f"fold {model} holds {len(runs)} trained models ({names}); pass the model folder with -m "
+            "or choose one with --trainer"
+        )
     return runs[0]
 
 
 class TrainedModel:
     """Everything prediction needs from a training output folder."""
 
-    def __init__(self, model_dir, checkpoint: str = "best", device=torch.device("cpu"), backbone_weights=None):
+    def __init__(self, model_dir, checkpoint: str = "best", device="cpu", backbone_weights=None):
+        device = torch.device(device)
         self.folder = Path(model_dir)
         self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
         name = CHECKPOINTS.get(checkpoint, checkpoint)
@@ -49,7 +55,7 @@ class TrainedModel:
             raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
         state = load_checkpoint(path)
         self.checkpoint = str(path)
-        self.plans = state["plans"]                     # per source dataset
+        self.plans = state["plans"]  # per source dataset
         self._check_plans(path)
         self.net = build_network(state["network_config"])
         self.net.load_state_dict(state["network"])
@@ -58,39 +64,48 @@ class TrainedModel:
         self.backbone_spec = dict(first["backbone"])
         self.slice_size = first["slice_size"]
         self.uses_teacher = uses_teacher(state["network_config"])
-        self.backbone = None              # image baselines (U-Nets) segment the slices themselves
+        self.backbone = None  # image baselines (U-Nets) segment the slices themselves
         if self.uses_teacher:
-            self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights),
-                                                       self.slice_size[0]).to(device)
+            self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights), self.slice_size[0]).to(
+                device
+            )
         self.random_backbone = self.uses_teacher and self.backbone_spec.get("weights") == "random"
 
     def _check_plans(self, path):
         from planning.plans import OutdatedPlansError, check_plans_version
+
         for source, plans in self.plans.items():
             try:
                 check_plans_version(plans, f"{path} (source {source})")
             except OutdatedPlansError as exc:
-                raise ConfigurationError(f"{path}: this model was trained on features of plans version "
-                                         f"{plans.get('plans_version', 1)}, made with the wrong teacher input "
-                                         "scaling; it is not used. Re-run lw_plan_and_preprocess --replan on its "
-                                         "sources and retrain it with lw_train.") from exc
+                raise ConfigurationError(
+                    f"{path}: this model was trained on features of plans version "
+                    f"{plans.get('plans_version', 1)}, made with the wrong teacher input "
+                    "scaling; it is not used. Re-run lw_plan_and_preprocess --replan on its "
+                    "sources and retrain it with lw_train."
+                ) from exc
 
     def _teacher_config(self, backbone_weights) -> dict:
         """The teacher the model was trained with; ``backbone_weights`` replaces a moved weights file."""
         weights = str(backbone_weights) if backbone_weights else self.backbone_spec.get("weights")
         named = weights in ("random", "timm-cache") or str(weights).startswith("package:")
         if weights is None or not (named or Path(weights).is_file()):
-            raise ConfigurationError(f"the backbone weights this model was trained with ({weights}) are not "
-                                     "available: pass --backbone-weights FILE")
+            raise ConfigurationError(
+                f"the backbone weights this model was trained with ({weights}) are not "
+                "available: pass --backbone-weights FILE"
+            )
         config = with_weights(self.backbone_spec, weights)
         if config.get("weights_tag") != self.backbone_spec.get("weights_tag"):
-            raise ConfigurationError(f"{weights}: not the backbone weights this model was trained with "
-                                     f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})")
+            raise ConfigurationError(
+                f"{weights}: not the backbone weights this model was trained with "
+                f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})"
+            )
         return config
 
     def segment(self, slices: torch.Tensor) -> tuple:
         """``(logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, 1, H, W)``."""
         import time
+
         if self.backbone is None:
             return self.net(slices), 0.0
         start = time.perf_counter()
@@ -109,10 +124,17 @@ class TrainedModel:
 
     def describe(self) -> dict:
         from ..default_model import DISCLAIMER
-        return {"folder": str(self.folder), "checkpoint": self.checkpoint, "trainer": self.config.get("trainer"),
-                "default_model": bool(self.config.get("default_model")),
-                "note": DISCLAIMER if self.config.get("default_model") else "",
-                "fold": self.config.get("fold_name"), "backbone": self.backbone_spec,
-                "teacher": describe_teacher(self.backbone_spec) if self.uses_teacher else "none (image model)",
-                "network": self.net.config.get("architecture", "contrastive_distillation"),
-                "sources": list(self.plans), "random_backbone": self.random_backbone}
+
+        return {
+            "folder": str(self.folder),
+            "checkpoint": self.checkpoint,
+            "trainer": self.config.get("trainer"),
+            "default_model": bool(self.config.get("default_model")),
+            "note": DISCLAIMER if self.config.get("default_model") else "",
+            "fold": self.config.get("fold_name"),
+            "backbone": self.backbone_spec,
+            "teacher": describe_teacher(self.backbone_spec) if self.uses_teacher else "none (image model)",
+            "network": self.net.config.get("architecture", "contrastive_distillation"),
+            "sources": list(self.plans),
+            "random_backbone": self.random_backbone,
+        }

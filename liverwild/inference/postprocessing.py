@@ -1,10 +1,11 @@
 """Post-processing of a binary liver mask: largest 3D connected component, then hole filling."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-FULL = ndimage.generate_binary_structure(3, 3)      # 26-connectivity
+FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ back to the canonical in-plane grid (bilinear, on probabilities) → threshold 0
 post-processing (largest 3D component, hole filling) → inverse reorientation → uint8 mask with exactly
 the input's size, spacing, origin and direction. Seconds per stage are recorded.
 """
+
 from __future__ import annotations
 
 import platform
@@ -22,8 +23,8 @@ from .. import __version__
 from ..atomic import write_json_atomic
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
-from ..locking import acquire, release
 from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
+from ..locking import acquire, release
 from .discovery import find_scans
 from .model import TrainedModel
 from .postprocessing import postprocess
@@ -53,8 +54,15 @@ class ScanResult:
 class Predictor:
     """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder."""
 
-    def __init__(self, model: TrainedModel, device, batch_size: int | None = None, postprocess: bool = True,
-                 amp: bool = True, modality: str = "auto"):
+    def __init__(
+        self,
+        model: TrainedModel,
+        device,
+        batch_size: int | None = None,
+        postprocess: bool = True,
+        amp: bool = True,
+        modality: str = "auto",
+    ):
         self.model, self.device = model, device
         self.batch_size = batch_size or (128 if device.type == "cuda" else 16)
         self.postprocess, self.amp, self.modality = postprocess, amp, modality
@@ -65,12 +73,14 @@ class Predictor:
 
     def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
         from planning.plans import default_normalization
+
         plan = self.model.normalization_for(modality)
         if plan is not None:
             return plan
         aggregate = None
-        if modality == "MR":                     # no MR source: derive the window from this scan
+        if modality == "MR":  # no MR source: derive the window from this scan
             from planning.fingerprint import body_mask
+
             values = image[body_mask(image, "MR")]
             p50, p995 = np.percentile(values, [50, 99.5])
             aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
@@ -81,20 +91,25 @@ class Predictor:
         """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization}, seconds
         per stage)``.
 
-        ``release_input=True`` normalises ``volume.array`` in place and drops it afterwards (large scans
+        ``release_input=True`` normalises ``volume.array`` in place and empties it afterwards (large scans
         then need about one copy of the volume in memory); the caller must not use it again.
         """
         from planning.plans import Plans
         from preprocessing.pipeline import prepare_slices
+
         seconds = {}
         t = time.perf_counter()
         modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
-        plans = Plans(dataset="input", modality=modality, normalization=self.normalization(volume.array, modality),
-                      slice_size=list(self.model.slice_size))
+        plans = Plans(
+            dataset="input",
+            modality=modality,
+            normalization=self.normalization(volume.array, modality),
+            slice_size=list(self.model.slice_size),
+        )
         inplace = release_input and volume.array.dtype == np.float32
         slices, _, reorient = prepare_slices(volume.array, volume.geometry, plans, inplace=inplace)
         if release_input:
-            volume.array = None
+            volume.array = np.empty((0, 0, 0), volume.array.dtype)  # released: the memory goes back
         canonical_shape = reorient.canonical_geometry(volume.geometry).shape
         seconds["preprocess"] = time.perf_counter() - t
         nz, ny, nx = canonical_shape
@@ -113,10 +128,10 @@ class Predictor:
             t1 = t + teacher_seconds
             if (ny, nx) != tuple(p.shape[-2:]):
                 p = F.interpolate(p, size=(ny, nx), mode="bilinear", align_corners=False)
-            p = p[:, 0].cpu().numpy()
-            mask[start:stop] = p >= 0.5
+            chunk = p[:, 0].cpu().numpy()
+            mask[start:stop] = chunk >= 0.5
             if probs is not None:
-                probs[start:stop] = p
+                probs[start:stop] = chunk
             t3 = time.perf_counter()
             seconds["backbone"] += t1 - t
             seconds["head_decoder"] += t2 - t1
@@ -147,18 +162,32 @@ class Predictor:
         result.seconds["write"] = time.perf_counter() - t
         if overlay:
             from ..visualization import canonical_views, overlay_grid
-            overlay_grid([(name, result.modality, canonical_views(volume, mask))],
-                         Path(output_dir) / "overlays" / f"{name}.png", title=f"{name}: liver mask (red)")
+
+            overlay_grid(
+                [(name, result.modality, canonical_views(volume, mask))],
+                Path(output_dir) / "overlays" / f"{name}.png",
+                title=f"{name}: liver mask (red)",
+            )
         result.output, result.slices = str(out), int(n_slices)
         result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
         result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in STAGES}
         return result
 
 
-def segment_all(predictor: Predictor, scans, rejected, output: Path, input_paths: set, save_probabilities: bool,
-                overlays: bool, progress: bool, log) -> tuple:
+def segment_all(
+    predictor: Predictor,
+    scans,
+    rejected,
+    output: Path,
+    input_paths: set,
+    save_probabilities: bool,
+    overlays: bool,
+    progress: bool,
+    log,
+) -> tuple:
     """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``."""
     from tqdm import tqdm
+
     results = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
     for r in results:
         log(f"FAILED {r.error}")
@@ -184,49 +213,83 @@ def segment_all(predictor: Predictor, scans, rejected, output: Path, input_paths
 def versions() -> dict:
     import SimpleITK
     import timm
-    return {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "timm": timm.__version__, "SimpleITK": SimpleITK.Version.VersionString(), "numpy": np.__version__}
+
+    return {
+        "liverwild": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "SimpleITK": SimpleITK.Version.VersionString(),
+        "numpy": np.__version__,
+    }
 
 
-def predict(inputs, output, model="default", results=None, trainer=None, checkpoint="best", device="auto",
-            batch_size=None, postprocess=True, save_probabilities=False, overlays=False, modality="auto",
-            backbone_weights=None, progress=True, log=print) -> dict:
+def predict(
+    inputs,
+    output,
+    model="default",
+    results=None,
+    trainer=None,
+    checkpoint="best",
+    device="auto",
+    batch_size=None,
+    postprocess=True,
+    save_probabilities=False,
+    overlays=False,
+    modality="auto",
+    backbone_weights=None,
+    progress=True,
+    log=print,
+) -> dict:
     """Segment every scan in ``inputs`` (file or folder) into ``output``; returns the run report.
 
     Failures are reported per scan (one line naming the file) and do not stop the others.
     """
     from .model import resolve_model_dir
+
     inputs, output = Path(inputs), Path(output)
     if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
-        raise LiverwildError(f"{output}: the output folder must differ from the input folder (inputs are never "
-                             "overwritten)")
+        raise LiverwildError(
+            f"{output}: the output folder must differ from the input folder (inputs are never overwritten)"
+        )
     scans, rejected = find_scans(inputs, exclude=output)
     input_paths = {Path(p).resolve() for _, p in scans}
     dev = resolve_device(device)
     trained = TrainedModel(resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights)
     if trained.config.get("default_model"):
         from ..default_model import DISCLAIMER
+
         log(f"NOTE: {DISCLAIMER}")
     if trained.random_backbone:
-        log("WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
-            "are not meant for real use.")
+        log(
+            "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
+            "are not meant for real use."
+        )
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
     try:
-        lock = acquire(output, "lw_predict", log)           # one writer per output folder
+        lock = acquire(output, "lw_predict", log)  # one writer per output folder
     except OSError as exc:
-        raise LiverwildError(f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was "
-                             "segmented") from exc
+        raise LiverwildError(
+            f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
+        ) from exc
     try:
-        results_list, seconds = segment_all(predictor, scans, rejected, output, input_paths, save_probabilities,
-                                            overlays, progress, log)
+        results_list, seconds = segment_all(
+            predictor, scans, rejected, output, input_paths, save_probabilities, overlays, progress, log
+        )
         report = {
-            "inputs": str(inputs), "output": str(output), "model": trained.describe(), "plans": trained.plans,
+            "inputs": str(inputs),
+            "output": str(output),
+            "model": trained.describe(),
+            "plans": trained.plans,
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
-            "threshold": 0.5, "versions": versions(), "seconds_total": round(seconds, 3),
+            "threshold": 0.5,
+            "versions": versions(),
+            "seconds_total": round(seconds, 3),
             "scans": [asdict(r) for r in results_list],
-            "n_ok": sum(not r.error for r in results_list), "n_failed": sum(bool(r.error) for r in results_list),
+            "n_ok": sum(not r.error for r in results_list),
+            "n_failed": sum(bool(r.error) for r in results_list),
         }
         write_json_atomic(output / "prediction_report.json", report)
     finally:

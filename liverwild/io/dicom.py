@@ -4,6 +4,7 @@ Slices are ordered by their position along the slice normal (ImagePositionPatien
 cross product of the ImageOrientationPatient row and column vectors), never by file name. A folder that
 holds several series is an error naming them unless a series UID is chosen.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 
 from ..errors import ImageReadError
 
-GAP_FACTOR = 1.5        # a step this many times the smallest step is a missing slice
+GAP_FACTOR = 1.5  # a step this many times the smallest step is a missing slice
 
 
 def _series_ids(folder: str) -> tuple:
@@ -48,8 +49,7 @@ def _slice_header(file_name: str):
         position = [float(v) for v in reader.GetMetaData("0020|0032").split("\\")]
         orientation = [float(v) for v in reader.GetMetaData("0020|0037").split("\\")]
     except RuntimeError as exc:
-        raise ImageReadError(file_name, "DICOM slice without ImagePositionPatient/"
-                                        "ImageOrientationPatient") from exc
+        raise ImageReadError(file_name, "DICOM slice without ImagePositionPatient/ImageOrientationPatient") from exc
     return np.asarray(position), np.asarray(orientation)
 
 
@@ -63,8 +63,9 @@ def sorted_series_files(folder, series_uid: str | None = None) -> list:
     if series_uid is None:
         if len(series) > 1:
             listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
-            raise ImageReadError(folder, f"holds {len(series)} DICOM series ({listing}); "
-                                         "choose one with series_uid / --series-uid")
+            raise ImageReadError(
+                folder, f"holds {len(series)} DICOM series ({listing}); choose one with series_uid / --series-uid"
+            )
         series_uid = next(iter(series))
     if series_uid not in series:
         raise ImageReadError(folder, f"no series with UID {series_uid}")
@@ -91,21 +92,30 @@ def sort_by_position(files, where=None) -> list:
         steps = np.diff(distance)
         if np.any(steps < 1e-3):
             k = int(np.argmin(steps))
-            raise ImageReadError(where, f"two slices share the position {distance[k]:.3f} mm "
-                                        f"({Path(files[k]).name}, {Path(files[k + 1]).name})")
+            raise ImageReadError(
+                where,
+                f"two slices share the position {distance[k]:.3f} mm "
+                f"({Path(files[k]).name}, {Path(files[k + 1]).name})",
+            )
         positions = np.array([headers[i][0] for i in order])
         along = positions[-1] - positions[0]
         sideways = float(np.linalg.norm(along - (along @ normal) * normal))
         if sideways > 0.01 * max(float(along @ normal), 1e-6) and sideways > 0.1:
             angle = float(np.degrees(np.arctan2(sideways, float(along @ normal))))
-            raise ImageReadError(where, f"slices are not stacked along their normal (gantry tilt of about {angle:.1f}°); "
-                                        "resample it to an orthogonal grid first (e.g. dcm2niix, which corrects tilt)")
+            raise ImageReadError(
+                where,
+                f"slices are not stacked along their normal (gantry tilt of about {angle:.1f}°); "
+                "resample it to an orthogonal grid first (e.g. dcm2niix, which corrects tilt)",
+            )
         regular = float(steps.min())
         if np.any(steps > GAP_FACTOR * regular):
             k = int(np.argmax(steps))
-            raise ImageReadError(where, f"gap in the series: {steps[k]:.2f} mm between "
-                                        f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
-                                        f"where {regular:.2f} mm is the slice step")
+            raise ImageReadError(
+                where,
+                f"gap in the series: {steps[k]:.2f} mm between "
+                f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
+                f"where {regular:.2f} mm is the slice step",
+            )
     return files
 
 
@@ -117,7 +127,9 @@ def read_dicom_files(files, where=None) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as exc:
-        raise ImageReadError(where or Path(ordered[0]).parent, f"DICOM series cannot be read: {_first_line(exc)}") from exc
+        raise ImageReadError(
+            where or Path(ordered[0]).parent, f"DICOM series cannot be read: {_first_line(exc)}"
+        ) from exc
 
 
 def dicom_tag(file_name, tag: str, default=None):
@@ -133,8 +145,16 @@ def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:
     return read_dicom_files(sorted_series_files(folder, series_uid), folder)
 
 
-def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, series_uid=None,
-                       modality: str = "CT", extra_tags: dict | None = None, compression: str | None = None) -> list:
+def write_dicom_series(
+    array: np.ndarray,
+    geometry,
+    folder,
+    file_names=None,
+    series_uid=None,
+    modality: str = "CT",
+    extra_tags: dict | None = None,
+    compression: str | None = None,
+) -> list:
     """Write an int16 ``(z, y, x)`` array as a DICOM series (one file per slice) with ``geometry``.
 
     For tests, examples and exports. ``file_names`` (one per slice, in array order) lets a caller
@@ -142,6 +162,7 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
     (lossless transfer syntaxes). Returns the written paths.
     """
     from .geometry import Geometry  # local: keeps the module import light
+
     assert isinstance(geometry, Geometry)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,8 +173,8 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
     orientation = "\\".join(f"{v:.6f}" for v in (*d[:, 0], *d[:, 1]))
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    writer.SetImageIO("GDCMImageIO")              # also for names without .dcm (IRCADb: image_0)
-    if compression:                               # 'JPEG2000' or 'JPEG' (lossless), as PACS exports may be
+    writer.SetImageIO("GDCMImageIO")  # also for names without .dcm (IRCADb: image_0)
+    if compression:  # 'JPEG2000' or 'JPEG' (lossless), as PACS exports may be
         writer.SetUseCompression(True)
         writer.SetCompressor(compression)
     paths = []
@@ -161,11 +182,18 @@ def write_dicom_series(array: np.ndarray, geometry, folder, file_names=None, ser
         piece = image[:, :, k]
         position = geometry.index_to_physical((0, 0, k))
         tags = {
-            "0008|0060": modality, "0020|000e": series_uid, "0020|000d": series_uid + ".1",
-            "0008|0018": f"{series_uid}.{k + 1}", "0020|0013": str(k + 1),
-            "0020|0032": "\\".join(f"{v:.6f}" for v in position), "0020|0037": orientation,
-            "0018|0050": f"{geometry.spacing[2]:.6f}", "0028|1050": "40", "0028|1051": "400",
-            "0028|1052": "0", "0028|1053": "1",
+            "0008|0060": modality,
+            "0020|000e": series_uid,
+            "0020|000d": series_uid + ".1",
+            "0008|0018": f"{series_uid}.{k + 1}",
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in position),
+            "0020|0037": orientation,
+            "0018|0050": f"{geometry.spacing[2]:.6f}",
+            "0028|1050": "40",
+            "0028|1051": "400",
+            "0028|1052": "0",
+            "0028|1053": "1",
         }
         for key, value in {**tags, **(extra_tags or {})}.items():
             piece.SetMetaData(key, value)

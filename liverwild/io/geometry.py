@@ -7,6 +7,7 @@ Conventions (those of SimpleITK/ITK and DICOM):
   axes i, j, k in physical LPS space (x → patient left, y → posterior, z → superior).
 - Arrays are NumPy ``(z, y, x)``, as ``SimpleITK.GetArrayFromImage`` returns them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,24 +18,36 @@ import SimpleITK as sitk
 
 @dataclass(frozen=True)
 class Geometry:
-    size: tuple          # (nx, ny, nz) voxels
-    spacing: tuple       # (sx, sy, sz) mm
-    origin: tuple        # (ox, oy, oz) mm, LPS position of voxel (0, 0, 0)
-    direction: tuple     # 9 floats, row-major; columns are index-axis directions
+    size: tuple  # (nx, ny, nz) voxels
+    spacing: tuple  # (sx, sy, sz) mm
+    origin: tuple  # (ox, oy, oz) mm, LPS position of voxel (0, 0, 0)
+    direction: tuple  # 9 floats, row-major; columns are index-axis directions
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Geometry":
-        return cls(tuple(int(v) for v in image.GetSize()), tuple(float(v) for v in image.GetSpacing()),
-                   tuple(float(v) for v in image.GetOrigin()), tuple(float(v) for v in image.GetDirection()))
+    def from_sitk(cls, image: sitk.Image) -> Geometry:
+        return cls(
+            tuple(int(v) for v in image.GetSize()),
+            tuple(float(v) for v in image.GetSpacing()),
+            tuple(float(v) for v in image.GetOrigin()),
+            tuple(float(v) for v in image.GetDirection()),
+        )
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Geometry":
-        return cls(tuple(int(v) for v in d["size"]), tuple(float(v) for v in d["spacing"]),
-                   tuple(float(v) for v in d["origin"]), tuple(float(v) for v in d["direction"]))
+    def from_dict(cls, d: dict) -> Geometry:
+        return cls(
+            tuple(int(v) for v in d["size"]),
+            tuple(float(v) for v in d["spacing"]),
+            tuple(float(v) for v in d["origin"]),
+            tuple(float(v) for v in d["direction"]),
+        )
 
     def to_dict(self) -> dict:
-        return {"size": list(self.size), "spacing": list(self.spacing),
-                "origin": list(self.origin), "direction": list(self.direction)}
+        return {
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+        }
 
     @property
     def shape(self) -> tuple:
@@ -59,8 +72,9 @@ class Geometry:
         index = np.asarray(index_xyz, dtype=float)
         return np.asarray(self.origin) + (index * np.asarray(self.spacing)) @ self.direction_matrix.T
 
-    def differences(self, other: "Geometry", spacing_tol: float = 1e-4, origin_tol: float = 1e-3,
-                    direction_tol: float = 1e-4) -> list:
+    def differences(
+        self, other: Geometry, spacing_tol: float = 1e-4, origin_tol: float = 1e-3, direction_tol: float = 1e-4
+    ) -> list:
         """Human-readable list of what differs from ``other`` (empty when the grids agree).
 
         Tolerances are relative for spacing, in mm for origin and absolute for direction cosines,

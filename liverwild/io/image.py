@@ -4,6 +4,7 @@ Supported inputs: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), Me
 ``.mhd``) and DICOM series folders. Every problem is raised as :class:`~liverwild.errors.ImageReadError`
 whose message is one line naming the file and the problem.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,8 +22,8 @@ from .dicom import _first_line, is_dicom_folder, read_dicom_series
 from .geometry import Geometry
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")       # single-file formats: atomic rename works
-DEFAULT_MAX_IMAGE_GB = 16.0                                   # LW_MAX_IMAGE_GB overrides
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")  # single-file formats: atomic rename works
+DEFAULT_MAX_IMAGE_GB = 16.0  # LW_MAX_IMAGE_GB overrides
 
 
 def max_image_bytes() -> float:
@@ -43,10 +44,13 @@ def check_header(path, size, spacing, direction, bytes_per_voxel: int) -> None:
     non-finite spacing, or direction cosines that are not orthonormal."""
     n = float(np.prod([float(v) for v in size]))
     if n * bytes_per_voxel > max_image_bytes():
-        raise ImageReadError(path, f"header claims {'×'.join(str(int(v)) for v in size)} voxels "
-                                   f"({n * bytes_per_voxel / 2**30:.0f} GiB), more than liverwild reads "
-                                   f"({max_image_bytes() / 2**30:.0f} GiB; LW_MAX_IMAGE_GB raises it) — refused "
-                                   "before allocating")
+        raise ImageReadError(
+            path,
+            f"header claims {'×'.join(str(int(v)) for v in size)} voxels "
+            f"({n * bytes_per_voxel / 2**30:.0f} GiB), more than liverwild reads "
+            f"({max_image_bytes() / 2**30:.0f} GiB; LW_MAX_IMAGE_GB raises it) — refused "
+            "before allocating",
+        )
     if any(v == 0 for v in size):
         raise ImageReadError(path, f"has an empty dimension (size {tuple(int(v) for v in size)})")
     if not all(np.isfinite(v) and v > 0 for v in spacing):
@@ -54,13 +58,17 @@ def check_header(path, size, spacing, direction, bytes_per_voxel: int) -> None:
     d = int(round(len(direction) ** 0.5))
     matrix = np.asarray(direction, float).reshape(d, d)
     if not np.all(np.isfinite(matrix)) or not np.allclose(matrix @ matrix.T, np.eye(d), atol=1e-3):
-        raise ImageReadError(path, "direction cosines are not orthonormal (sheared or degenerate orientation "
-                                   f"{tuple(round(float(v), 4) for v in direction)})")
+        raise ImageReadError(
+            path,
+            "direction cosines are not orthonormal (sheared or degenerate orientation "
+            f"{tuple(round(float(v), 4) for v in direction)})",
+        )
 
 
 @dataclass
 class Volume:
     """A 3D scan: ``array`` is NumPy ``(z, y, x)``; ``geometry`` places it in patient space."""
+
     array: np.ndarray
     geometry: Geometry
     path: str = ""
@@ -88,8 +96,13 @@ def checked_reader(path: Path) -> sitk.ImageFileReader:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
-    check_header(path, reader.GetSize(), reader.GetSpacing(), reader.GetDirection(),
-                 _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents())
+    check_header(
+        path,
+        reader.GetSize(),
+        reader.GetSpacing(),
+        reader.GetDirection(),
+        _bytes_per_component(reader.GetPixelID()) * reader.GetNumberOfComponents(),
+    )
     return reader
 
 
@@ -102,8 +115,9 @@ def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
         image = read_dicom_series(path, series_uid)
     else:
         if not image_suffix(path):
-            raise ImageReadError(path, "unsupported file type (expected " + ", ".join(IMAGE_SUFFIXES)
-                                       + " or a DICOM series folder)")
+            raise ImageReadError(
+                path, "unsupported file type (expected " + ", ".join(IMAGE_SUFFIXES) + " or a DICOM series folder)"
+            )
         if path.stat().st_size == 0:
             raise ImageReadError(path, "is empty (0 bytes)")
         reader = checked_reader(path)
@@ -112,11 +126,12 @@ def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
         except RuntimeError as exc:
             raise ImageReadError(path, f"cannot be read, corrupt or truncated ({_first_line(exc)})") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ImageReadError(path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-                                   "a scalar (grey-value) volume is needed")
+        raise ImageReadError(
+            path,
+            f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; a scalar (grey-value) volume is needed",
+        )
     if image.GetDimension() != 3:
-        raise ImageReadError(path, f"is {image.GetDimension()}D (size {image.GetSize()}); "
-                                   "liverwild needs a 3D volume")
+        raise ImageReadError(path, f"is {image.GetDimension()}D (size {image.GetSize()}); liverwild needs a 3D volume")
     return image
 
 
@@ -136,7 +151,7 @@ def check_nifti_complete(path) -> None:
         raise ImageReadError(path, f"cannot be read, corrupt or truncated ({exc})") from exc
     info = _nifti_header_info(header)
     if info is None:
-        return                                   # not a NIfTI header: let ITK report it
+        return  # not a NIfTI header: let ITK report it
     expected = info["expected_bytes"]
     if not gz:
         actual = path.stat().st_size
@@ -152,7 +167,7 @@ def check_nifti_complete(path) -> None:
                 while chunk := f.read(1 << 22):
                     actual += len(chunk)
         except (OSError, EOFError):
-            pass                                 # a truncated stream: 'actual' is what could be read
+            pass  # a truncated stream: 'actual' is what could be read
     if actual < expected:
         raise ImageReadError(path, f"truncated: {actual} bytes of {expected} expected from its header")
 
@@ -185,18 +200,22 @@ def _nifti_header_info(header: bytes):
     else:
         return None
     sizeof_header = struct.unpack(endian + "i", header[:4])[0]
-    if sizeof_header == 348:                                         # NIfTI-1
+    if sizeof_header == 348:  # NIfTI-1
         dims = struct.unpack(endian + "8h", header[40:56])
         bitpix = struct.unpack(endian + "h", header[72:74])[0]
         offset = struct.unpack(endian + "f", header[108:112])[0]
-    else:                                                            # NIfTI-2
+    else:  # NIfTI-2
         dims = struct.unpack(endian + "8q", header[16:80])
         bitpix = struct.unpack(endian + "h", header[14:16])[0]
         offset = struct.unpack(endian + "q", header[168:176])[0]
     datatype = struct.unpack(endian + "h", header[70:72] if sizeof_header == 348 else header[12:14])[0]
-    n = int(np.prod([max(1, d) for d in dims[1: 1 + max(0, min(int(dims[0]), 7))]]))
-    return {"offset": int(offset), "datatype": int(datatype), "endian": endian,
-            "expected_bytes": int(offset) + n * bitpix // 8}
+    n = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(int(dims[0]), 7))]]))
+    return {
+        "offset": int(offset),
+        "datatype": int(datatype),
+        "endian": endian,
+        "expected_bytes": int(offset) + n * bitpix // 8,
+    }
 
 
 def read_geometry(path) -> Geometry:
@@ -204,15 +223,22 @@ def read_geometry(path) -> Geometry:
     dimensionality, components and NIfTI completeness as :func:`read_sitk`."""
     path = Path(path)
     if not path.is_file() or not image_suffix(path):
-        return Geometry.from_sitk(read_sitk(path))          # DICOM folders and errors: the full path
+        return Geometry.from_sitk(read_sitk(path))  # DICOM folders and errors: the full path
     reader = checked_reader(path)
     if reader.GetDimension() != 3:
-        raise ImageReadError(path, f"is {reader.GetDimension()}D (size {reader.GetSize()}); liverwild needs a 3D volume")
+        raise ImageReadError(
+            path, f"is {reader.GetDimension()}D (size {reader.GetSize()}); liverwild needs a 3D volume"
+        )
     if reader.GetNumberOfComponents() != 1:
-        raise ImageReadError(path, f"has {reader.GetNumberOfComponents()} components per voxel; "
-                                   "a scalar (grey-value) volume is needed")
-    return Geometry(tuple(int(v) for v in reader.GetSize()), tuple(float(v) for v in reader.GetSpacing()),
-                    tuple(float(v) for v in reader.GetOrigin()), tuple(float(v) for v in reader.GetDirection()))
+        raise ImageReadError(
+            path, f"has {reader.GetNumberOfComponents()} components per voxel; a scalar (grey-value) volume is needed"
+        )
+    return Geometry(
+        tuple(int(v) for v in reader.GetSize()),
+        tuple(float(v) for v in reader.GetSpacing()),
+        tuple(float(v) for v in reader.GetOrigin()),
+        tuple(float(v) for v in reader.GetDirection()),
+    )
 
 
 def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan: bool = False) -> Volume:
@@ -223,10 +249,10 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
     image = read_sitk(path, series_uid)
     geometry = Geometry.from_sitk(image)
     try:
-        view = sitk.GetArrayViewFromImage(image)          # no copy yet
+        view = sitk.GetArrayViewFromImage(image)  # no copy yet
     except RuntimeError as exc:  # lazily read pixel data can still fail
         raise ImageReadError(path, f"pixel data cannot be read ({_first_line(exc)})") from exc
-    array = view.astype(dtype if dtype is not None else view.dtype, copy=True)   # one copy, then free ITK's
+    array = view.astype(dtype if dtype is not None else view.dtype, copy=True)  # one copy, then free ITK's
     del view, image
     if not allow_nan and array.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(array)))
@@ -241,8 +267,9 @@ def check_not_constant(volume: Volume) -> None:
     """A scan whose voxels all have one value holds nothing to segment: a one-line error naming it."""
     a = volume.array
     if a.size and float(a.min()) == float(a.max()):
-        raise ImageReadError(volume.path or "image", f"is constant (every voxel is {float(a.min()):g}): nothing to "
-                                                     "segment")
+        raise ImageReadError(
+            volume.path or "image", f"is constant (every voxel is {float(a.min()):g}): nothing to segment"
+        )
 
 
 def read_label(path) -> Volume:
@@ -265,8 +292,10 @@ def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compre
     path = Path(path)
     suffix = image_suffix(path)
     if suffix not in WRITE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported output suffix (use one of {', '.join(WRITE_SUFFIXES)}; "
-                         "detached-header formats cannot be written atomically)")
+        raise ValueError(
+            f"{path}: unsupported output suffix (use one of {', '.join(WRITE_SUFFIXES)}; "
+            "detached-header formats cannot be written atomically)"
+        )
     array = np.asarray(array)
     if dtype is not None:
         array = array.astype(dtype, copy=False)
@@ -291,8 +320,11 @@ def verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
     except (ImageReadError, RuntimeError) as exc:
         problem = str(exc).split(": ", 1)[-1]
     if problem:
-        raise ImageReadError(path, f"cannot be written — the file came out incomplete ({problem}); disk full or "
-                                   "file-size limit? Nothing was kept")
+        raise ImageReadError(
+            path,
+            f"cannot be written — the file came out incomplete ({problem}); disk full or "
+            "file-size limit? Nothing was kept",
+        )
 
 
 def write_mask(mask: np.ndarray, reference: Geometry, path) -> Path:

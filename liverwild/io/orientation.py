@@ -7,6 +7,7 @@ sign the scanner stored the axes in. Only axis permutations and flips are applie
 lossless and :meth:`Reorientation.from_canonical` undoes :meth:`Reorientation.to_canonical` exactly.
 For oblique scans each index axis is assigned to the physical axis it is closest to.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,20 +24,22 @@ class Reorientation:
     ``order[c]`` is the stored NumPy axis that becomes canonical NumPy axis ``c``; ``flip[c]`` says
     whether canonical axis ``c`` is reversed after the transpose.
     """
+
     order: tuple
     flip: tuple
 
     @classmethod
-    def from_geometry(cls, geometry: Geometry) -> "Reorientation":
+    def from_geometry(cls, geometry: Geometry) -> Reorientation:
         d = geometry.direction_matrix
         physical_of_index = [int(np.argmax(np.abs(d[:, a]))) for a in range(3)]
         if sorted(physical_of_index) != [0, 1, 2]:
-            raise ValueError(f"direction {geometry.direction} is too oblique to assign each index axis "
-                             "to a distinct patient axis")
+            raise ValueError(
+                f"direction {geometry.direction} is too oblique to assign each index axis to a distinct patient axis"
+            )
         order = [0, 0, 0]
         flip = [False, False, False]
         for a, p in enumerate(physical_of_index):
-            order[2 - p] = 2 - a              # numpy axis of index axis a is 2 - a
+            order[2 - p] = 2 - a  # numpy axis of index axis a is 2 - a
             flip[2 - p] = bool(d[p, a] < 0)
         return cls(tuple(order), tuple(flip))
 
@@ -69,17 +72,21 @@ class Reorientation:
         size = np.asarray(geometry.size)
         spacing = np.asarray(geometry.spacing)
         new_size, new_spacing, new_dir = [0] * 3, [0.0] * 3, np.zeros((3, 3))
-        corner = np.zeros(3)                    # stored index of the canonical (0, 0, 0) voxel
-        for c in range(3):                      # canonical numpy axis c ↔ canonical index axis 2 - c
-            a = 2 - self.order[c]               # stored index axis
+        corner = np.zeros(3)  # stored index of the canonical (0, 0, 0) voxel
+        for c in range(3):  # canonical numpy axis c ↔ canonical index axis 2 - c
+            a = 2 - self.order[c]  # stored index axis
             new_size[2 - c] = int(size[a])
             new_spacing[2 - c] = float(spacing[a])
             sign = -1.0 if self.flip[c] else 1.0
             new_dir[:, 2 - c] = sign * d[:, a]
             corner[a] = size[a] - 1 if self.flip[c] else 0
         origin = geometry.index_to_physical(corner)
-        return Geometry(tuple(new_size), tuple(new_spacing), tuple(float(v) for v in origin),
-                        tuple(float(v) + 0.0 for v in new_dir.reshape(-1)))
+        return Geometry(
+            tuple(new_size),
+            tuple(new_spacing),
+            tuple(float(v) for v in origin),
+            tuple(float(v) + 0.0 for v in new_dir.reshape(-1)),
+        )
 
 
 def stored_geometry(canonical: Geometry, direction) -> Geometry:
@@ -91,12 +98,16 @@ def stored_geometry(canonical: Geometry, direction) -> Geometry:
     """
     d = np.asarray(direction, dtype=float).reshape(3, 3)
     size, spacing, new_size, new_spacing = canonical.size, canonical.spacing, [0] * 3, [0.0] * 3
-    corner = np.zeros(3)                        # canonical index of stored voxel (0, 0, 0)
+    corner = np.zeros(3)  # canonical index of stored voxel (0, 0, 0)
     for a in range(3):
         p = int(np.argmax(np.abs(d[:, a])))
         new_size[a], new_spacing[a] = size[p], spacing[p]
         if d[p, a] < 0:
             corner[p] = size[p] - 1
     origin = canonical.index_to_physical(corner)
-    return Geometry(tuple(new_size), tuple(new_spacing), tuple(float(v) for v in origin),
-                    tuple(float(v) + 0.0 for v in d.reshape(-1)))
+    return Geometry(
+        tuple(new_size),
+        tuple(new_spacing),
+        tuple(float(v) for v in origin),
+        tuple(float(v) + 0.0 for v in d.reshape(-1)),
+    )

@@ -3,11 +3,32 @@
 Each loss is a plain function (``focal_loss`` ...) with a ``torch.nn.Module`` twin (``FocalLoss`` ...),
 in MONAI's style. Segmentation losses take logits ``(B, 1, H, W)`` and binary targets of the same shape.
 """
+
 from .contrastive import ContrastiveDistillationLoss, contrastive_correlation_loss, tensor_correlation
 from .sampling import SAMPLING_STRATEGIES, contrastive_partners
-from .segmentation import (EntropyLoss, FocalLoss, LogIoULoss, TverskyLoss, entropy_loss, focal_loss, log_iou_loss,
-                           tversky_loss)
+from .segmentation import (
+    EntropyLoss,
+    FocalLoss,
+    LogIoULoss,
+    TverskyLoss,
+    entropy_loss,
+    focal_loss,
+    log_iou_loss,
+    tversky_loss,
+)
 
-__all__ = ["ContrastiveDistillationLoss", "contrastive_correlation_loss", "tensor_correlation",
-           "SAMPLING_STRATEGIES", "contrastive_partners", "FocalLoss", "TverskyLoss", "LogIoULoss", "EntropyLoss",
-           "focal_loss", "tversky_loss", "log_iou_loss", "entropy_loss"]
+__all__ = [
+    "ContrastiveDistillationLoss",
+    "contrastive_correlation_loss",
+    "tensor_correlation",
+    "SAMPLING_STRATEGIES",
+    "contrastive_partners",
+    "FocalLoss",
+    "TverskyLoss",
+    "LogIoULoss",
+    "EntropyLoss",
+    "focal_loss",
+    "tversky_loss",
+    "log_iou_loss",
+    "entropy_loss",
+]

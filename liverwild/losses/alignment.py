@@ -13,6 +13,7 @@ from a domain's batch is left out of every term that needs it.
 - :func:`centroid_cosine_alignment` — TaskAug's feature alignment: ``1 − cos`` between the class
   centroids of two sets of pixels.
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,9 @@ def symmetric_kl_alignment(a: dict, b: dict, eps: float = 1e-8) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def sample_class_pixels(embeddings: torch.Tensor, labels: torch.Tensor, n: int,
-                        generator: torch.Generator | None = None) -> tuple:
+def sample_class_pixels(
+    embeddings: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> tuple:
     """At most ``n`` pixels per class: ``(vectors (M, E), classes (M,))`` from embeddings ``(B, E, H, W)``
     and labels ``(B, 1, H, W)``."""
     e = embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])

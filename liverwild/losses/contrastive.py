@@ -8,6 +8,7 @@ with every position of b: ``X[n, h, w, i, j] = <a[n,:,h,w], b[n,:,i,j]> / (|a||b
 with S the spatial centring of the backbone correlation (subtract, for each (h, w), the mean over
 (i, j)). A mean instead of the paper's sum keeps it independent of the map size, as in STEGO.
 """
+
 from __future__ import annotations
 
 import torch

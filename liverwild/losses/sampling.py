@@ -10,9 +10,10 @@ Positives outside the scan are dropped (the first slice has only i+1); if none i
 slice, or of two with distance 2 — the slice itself is the positive. In a one-slice scan the negative
 is the slice itself too: callers should not train on such scans, but nothing breaks.
 """
+
 from __future__ import annotations
 
-SAMPLING_STRATEGIES = {
+SAMPLING_STRATEGIES: dict[str, dict[str, tuple[int, ...]]] = {
     "neighbours": {"positive_offsets": (-1, 1), "negative_offsets": (0,)},
     "neighbours2": {"positive_offsets": (-2, 2), "negative_offsets": (0,)},
     "two_negatives": {"positive_offsets": (-1, 1), "negative_offsets": (0, 1)},

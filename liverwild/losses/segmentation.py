@@ -8,6 +8,7 @@
 Soft counts use a smoothing term ``smooth`` (1 pixel), so empty target and empty prediction give a
 loss of 0 instead of NaN.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Networks: the distillation head, the upsampling decoder and the full segmentation model; the 2D
 U-Nets of the image baselines; ``build_network`` rebuilds any of them from its saved ``config``."""
+
 from .decoder import UpsamplingDecoder
 from .head import DistillationHead
 from .model import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
@@ -18,10 +19,22 @@ def build_network(config: dict):
         return ContrastiveDistillationNet(**{**kwargs, "decoder_channels": tuple(kwargs["decoder_channels"])})
     architecture = config["architecture"]
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown network architecture {architecture!r}; known: contrastive_distillation, "
-                         + ", ".join(ARCHITECTURES))
+        raise ValueError(
+            f"unknown network architecture {architecture!r}; known: contrastive_distillation, "
+            + ", ".join(ARCHITECTURES)
+        )
     return ARCHITECTURES[architecture](**kwargs)
 
 
-__all__ = ["DistillationHead", "UpsamplingDecoder", "ContrastiveDistillationNet", "SegmentationPipeline",
-           "count_trainable", "UNet2d", "DualNormUNet2d", "DualBatchNorm2d", "build_network", "uses_teacher"]
+__all__ = [
+    "DistillationHead",
+    "UpsamplingDecoder",
+    "ContrastiveDistillationNet",
+    "SegmentationPipeline",
+    "count_trainable",
+    "UNet2d",
+    "DualNormUNet2d",
+    "DualBatchNorm2d",
+    "build_network",
+    "uses_teacher",
+]

@@ -1,4 +1,5 @@
 """Learnable upsampling: code ``(B, 70, h, w)`` + input slice ``(B, 1, 224, 224)`` → logits ``(B, 1, 224, 224)``."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,9 @@ from torch import nn
 
 
 def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout))          # element-wise: whole-channel dropout of 5 maps is too harsh
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Dropout(dropout)
+    )  # element-wise: whole-channel dropout of 5 maps is too harsh
 
 
 class UpsamplingDecoder(nn.Module):
@@ -22,15 +24,24 @@ class UpsamplingDecoder(nn.Module):
     last one gives logits (the sigmoid is applied by the losses and at prediction).
     """
 
-    def __init__(self, code_channels: int = 70, channels=(70, 40, 20, 10, 5), out_size: int = 224,
-                 dropout: float = 0.3, skip_channels: int = 1):
+    def __init__(
+        self,
+        code_channels: int = 70,
+        channels=(70, 40, 20, 10, 5),
+        out_size: int = 224,
+        dropout: float = 0.3,
+        skip_channels: int = 1,
+    ):
         super().__init__()
         self.out_size = out_size
         chans = [code_channels, *channels]
         self.stages = nn.ModuleList(conv_block(a, b, dropout) for a, b in zip(chans[:-1], chans[1:]))
         last = channels[-1]
-        self.fuse = nn.Sequential(conv_block(last + skip_channels, last, dropout), conv_block(last, last, dropout),
-                                  nn.Conv2d(last, 1, 3, padding=1))
+        self.fuse = nn.Sequential(
+            conv_block(last + skip_channels, last, dropout),
+            conv_block(last, last, dropout),
+            nn.Conv2d(last, 1, 3, padding=1),
+        )
 
     def stage_sizes(self, h: int) -> list:
         n = len(self.stages)

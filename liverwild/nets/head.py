@@ -1,4 +1,5 @@
 """Non-linear distillation head C: backbone maps F(x) ``(B, C_in, h, w)`` → code ``(B, 70, h, w)``."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """The trainable model (head + decoder) and the inference pipeline (frozen backbone + model)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,12 +20,24 @@ class ContrastiveDistillationNet(nn.Module):
     ``(B, 1, 224, 224)`` for the skip connection. ``logits`` ``(B, 1, 224, 224)``; ``code`` ``(B, 70, h, w)``.
     """
 
-    def __init__(self, in_channels: int = 384, code_channels: int = 70, head_dropout: float = 0.1,
-                 decoder_channels=(70, 40, 20, 10, 5), decoder_dropout: float = 0.3, out_size: int = 224):
+    def __init__(
+        self,
+        in_channels: int = 384,
+        code_channels: int = 70,
+        head_dropout: float = 0.1,
+        decoder_channels=(70, 40, 20, 10, 5),
+        decoder_dropout: float = 0.3,
+        out_size: int = 224,
+    ):
         super().__init__()
-        self.config = {"in_channels": in_channels, "code_channels": code_channels, "head_dropout": head_dropout,
-                       "decoder_channels": list(decoder_channels), "decoder_dropout": decoder_dropout,
-                       "out_size": out_size}
+        self.config = {
+            "in_channels": in_channels,
+            "code_channels": code_channels,
+            "head_dropout": head_dropout,
+            "decoder_channels": list(decoder_channels),
+            "decoder_dropout": decoder_dropout,
+            "out_size": out_size,
+        }
         self.head = DistillationHead(in_channels, code_channels, head_dropout)
         self.decoder = UpsamplingDecoder(code_channels, decoder_channels, out_size, decoder_dropout)
 

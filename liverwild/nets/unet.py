@@ -9,6 +9,7 @@ convolution, so the logit of a mean feature is the mean of the logits.
 ``norm="dual"`` gives every normalisation layer two BatchNorms (:class:`DualBatchNorm2d`) — the
 dual-normalisation network of Zhou et al. (CVPR 2022); see :class:`DualNormUNet2d`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,7 @@ class DualBatchNorm2d(nn.Module):
         super().__init__()
         self.norms = nn.ModuleList([nn.BatchNorm2d(channels), nn.BatchNorm2d(channels)])
         self.branch = 0
-        self.record: list | None = None          # when a list: per-sample input statistics are appended
+        self.record: list | None = None  # when a list: per-sample input statistics are appended
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.record is not None:
@@ -38,9 +39,15 @@ class ConvBlock(nn.Sequential):
     """Two 3×3 convolution – normalisation – ReLU layers (dropout after the second)."""
 
     def __init__(self, cin: int, cout: int, norm: str, dropout: float):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
-                         nn.Dropout2d(dropout) if dropout else nn.Identity())
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            _norm(norm, cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            _norm(norm, cout),
+            nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout) if dropout else nn.Identity(),
+        )
 
 
 class UNet2d(nn.Module):
@@ -49,19 +56,30 @@ class UNet2d(nn.Module):
 
     architecture = "unet2d"
 
-    def __init__(self, in_channels: int = 1, base_channels: int = 16, depth: int = 4, dropout: float = 0.0,
-                 norm: str = "batch"):
+    def __init__(
+        self, in_channels: int = 1, base_channels: int = 16, depth: int = 4, dropout: float = 0.0, norm: str = "batch"
+    ):
         super().__init__()
         if norm not in ("batch", "dual"):
             raise ValueError(f"norm must be 'batch' or 'dual', not {norm!r}")
-        self.config = {"architecture": self.architecture, "in_channels": in_channels, "base_channels": base_channels,
-                       "depth": depth, "dropout": dropout, "norm": norm}
-        widths = [base_channels * 2 ** level for level in range(depth + 1)]
-        self.encoder = nn.ModuleList([ConvBlock(in_channels, widths[0], norm, 0.0)]
-                                     + [ConvBlock(widths[i - 1], widths[i], norm, dropout) for i in range(1, depth + 1)])
+        self.config = {
+            "architecture": self.architecture,
+            "in_channels": in_channels,
+            "base_channels": base_channels,
+            "depth": depth,
+            "dropout": dropout,
+            "norm": norm,
+        }
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+        self.encoder = nn.ModuleList(
+            [ConvBlock(in_channels, widths[0], norm, 0.0)]
+            + [ConvBlock(widths[i - 1], widths[i], norm, dropout) for i in range(1, depth + 1)]
+        )
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2) for i in range(depth, 0, -1))
-        self.decoder = nn.ModuleList(ConvBlock(2 * widths[i - 1], widths[i - 1], norm, 0.0) for i in range(depth, 0, -1))
+        self.decoder = nn.ModuleList(
+            ConvBlock(2 * widths[i - 1], widths[i - 1], norm, 0.0) for i in range(depth, 0, -1)
+        )
         self.output = nn.Conv2d(widths[0], 1, 1)
         self.feature_channels = widths[0]
 
@@ -86,8 +104,9 @@ class DualNormUNet2d(UNet2d):
 
     architecture = "dual_norm_unet2d"
 
-    def __init__(self, in_channels: int = 1, base_channels: int = 16, depth: int = 4, dropout: float = 0.0,
-                 norm: str = "dual"):
+    def __init__(
+        self, in_channels: int = 1, base_channels: int = 16, depth: int = 4, dropout: float = 0.0, norm: str = "dual"
+    ):
         super().__init__(in_channels, base_channels, depth, dropout, "dual")
         self.config["architecture"] = self.architecture
         self.branch: int | str = "auto"
@@ -111,7 +130,7 @@ class DualNormUNet2d(UNet2d):
             outputs.append(UNet2d.forward(self, x))
             d = torch.zeros(x.shape[0], device=x.device)
             for m in norms:
-                (mean, var), = m.record
+                ((mean, var),) = m.record
                 bn = m.norms[branch]
                 d += torch.linalg.vector_norm(mean - bn.running_mean, dim=1)
                 d += torch.linalg.vector_norm(var - bn.running_var, dim=1)

@@ -1,4 +1,5 @@
 """Generate phantom cases and whole raw datasets (one per domain)."""
+
 from __future__ import annotations
 
 import time
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.format import CHANNEL, ORGAN_FOLDER, DatasetInfo, write_dataset_json
-from ..parallel import bounded_imap
 from ..io import Geometry, Reorientation, Volume, stored_geometry, write_mask, write_volume
+from ..parallel import bounded_imap
 from .anatomy import Abdomen, Grid
 from .domains import DOMAINS, Domain
 from .tissues import LIVER_TISSUES, Tissue
@@ -44,11 +45,11 @@ def generate_case(domain: Domain | str, seed: int = 0, case: int = 0, n_slices: 
     tissue map. ``n_slices`` overrides the domain's slice count (the z extent is kept centred).
     """
     from .render import render
-    if isinstance(domain, str):
-        domain = DOMAINS[domain]
+
+    domain = DOMAINS[domain] if isinstance(domain, str) else domain
     rng = np.random.default_rng(case_seed(seed, domain, case))
     grid, canonical = canonical_grid(domain, n_slices)
-    if tuple(domain.anatomy_scale) != (1.0, 1.0, 1.0):          # a larger patient = a finer grid in body units
+    if tuple(domain.anatomy_scale) != (1.0, 1.0, 1.0):  # a larger patient = a finer grid in body units
         ax, ay, az = domain.anatomy_scale
         grid = Grid(grid.x / ax, grid.y / ay, grid.z / az)
     tissues = Abdomen(rng).paint(grid)
@@ -81,23 +82,30 @@ def _write_case(args):
     start = time.perf_counter()
     image, label, tissues = generate_case(domain, seed, case, n_slices)
     reorient = Reorientation.from_geometry(image.geometry)
-    write_volume(label.array, label.geometry, label_path)        # labels first: the image marks completion
+    write_volume(label.array, label.geometry, label_path)  # labels first: the image marks completion
     write_mask(np.ascontiguousarray(reorient.from_canonical(tissues)), label.geometry, organs_path)
     write_volume(image.array, image.geometry, image_path)
     return name, time.perf_counter() - start
 
 
-def write_domain(domain: Domain | str, out_root, n_cases: int | None = None, seed: int = 0,
-                 scale: float = 1.0, n_slices: int | None = None, workers: int = 1,
-                 overwrite: bool = False, progress: bool = True) -> Path:
+def write_domain(
+    domain: Domain | str,
+    out_root,
+    n_cases: int | None = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    n_slices: int | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Write one domain as a raw dataset ``out_root/<domain name>/``; returns the folder.
 
     Cases already on disk are kept (re-runs are cheap) unless ``overwrite``.
     """
     from tqdm import tqdm
-    if isinstance(domain, str):
-        domain = DOMAINS[domain]
-    domain = domain.scaled(scale)
+
+    domain = (DOMAINS[domain] if isinstance(domain, str) else domain).scaled(scale)
     n_cases = n_cases or domain.cases
     folder = Path(out_root) / domain.name
     jobs = [(domain, folder, seed, case, n_slices, overwrite) for case in range(n_cases)]
@@ -107,35 +115,58 @@ def write_domain(domain: Domain | str, out_root, n_cases: int | None = None, see
         names.append(name)
         bar.update()
     bar.close()
-    info = DatasetInfo(name=domain.name, modality=domain.modality, cases=sorted(names),
-                       source=SOURCE, licence=LICENCE, description=domain.description,
-                       extra={"phantom": {"seed": seed, "scale": scale, "spacing_mm": list(domain.spacing),
-                                          "orientation": Geometry((1, 1, 1), (1, 1, 1), (0, 0, 0),
-                                                                  domain.direction).orientation_code()},
-                              "organ_labels": organ_labels(), "organ_label_folder": ORGAN_FOLDER})
+    info = DatasetInfo(
+        name=domain.name,
+        modality=domain.modality,
+        cases=sorted(names),
+        source=SOURCE,
+        licence=LICENCE,
+        description=domain.description,
+        extra={
+            "phantom": {
+                "seed": seed,
+                "scale": scale,
+                "spacing_mm": list(domain.spacing),
+                "orientation": Geometry((1, 1, 1), (1, 1, 1), (0, 0, 0), domain.direction).orientation_code(),
+            },
+            "organ_labels": organ_labels(),
+            "organ_label_folder": ORGAN_FOLDER,
+        },
+    )
     write_dataset_json(folder, info)
     return folder
 
 
-def write_phantoms(out_root, domains=None, n_cases: int | None = None, seed: int = 0, scale: float = 1.0,
-                   n_slices: int | None = None, workers: int = 1, overwrite: bool = False,
-                   progress: bool = True) -> list:
+def write_phantoms(
+    out_root,
+    domains=None,
+    n_cases: int | None = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    n_slices: int | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list:
     """Write several domains (default: all registered) under ``out_root``; returns their folders."""
     names = list(domains or DOMAINS)
     unknown = [n for n in names if n not in DOMAINS]
     if unknown:
         raise KeyError(f"unknown phantom domain(s) {unknown}; known: {', '.join(DOMAINS)}")
-    return [write_domain(DOMAINS[n], out_root, n_cases, seed, scale, n_slices, workers, overwrite, progress)
-            for n in names]
+    return [
+        write_domain(DOMAINS[n], out_root, n_cases, seed, scale, n_slices, workers, overwrite, progress) for n in names
+    ]
 
 
 def save_preview(path, domains=None, seed: int = 0, case: int = 0, scale: float = 1.0):
     """PNG with axial, coronal and sagittal views of one case per domain, liver outlined in red."""
     from ..visualization import canonical_views, overlay_grid
+
     rows = []
     for name in domains or DOMAINS:
         domain = DOMAINS[name].scaled(scale)
         image, label, _ = generate_case(domain, seed, case)
-        rows.append((f"{name} ({image.geometry.orientation_code()})", domain.modality,
-                     canonical_views(image, label.array)))
+        rows.append(
+            (f"{name} ({image.geometry.orientation_code()})", domain.modality, canonical_views(image, label.array))
+        )
     return overlay_grid(rows, path, title="liverwild phantom domains (canonical LPS display; red: liver label)")

@@ -20,6 +20,7 @@ Per case (:func:`sample_domain`):
 ``write_randomized(DIR, "CT", n)`` writes ``DIR/PhantomRandomCT`` as a raw dataset whose
 ``dataset.json`` records every case's sampled domain.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -38,26 +39,67 @@ _FLUIDS = ("CSF", "GALLBLADDER", "STOMACH")
 MR_ARCHETYPES = {  # relative intensities per tissue; unlisted tissues come from T2 fat-suppressed
     "t2_fatsat": dict(MR_T2),
     "t2": {**MR_T2, "FAT": (420, 40), "MARROW": (330, 30), "LIVER": (130, 12), "SPLEEN": (280, 20)},
-    "t1_in_phase": {**MR_T2, "FAT": (520, 40), "LIVER": (330, 20), "SPLEEN": (240, 20), "MUSCLE": (200, 15),
-                    "KIDNEY_CORTEX": (260, 20), "KIDNEY_MEDULLA": (200, 20), "LESION": (180, 30),
-                    "MARROW": (420, 40), "BOWEL": (220, 40), "LIVER_VESSEL": (120, 20), "AORTA": (90, 20),
-                    "VEIN": (110, 20), "HEART": (180, 30), "DISC": (200, 20),
-                    **{f: (70, 10) for f in _FLUIDS}},
-    "t1_opposed_phase": {**MR_T2, "FAT": (470, 40), "LIVER": (270, 30), "SPLEEN": (250, 20), "MUSCLE": (180, 15),
-                         "KIDNEY_CORTEX": (240, 20), "KIDNEY_MEDULLA": (180, 20), "LESION": (160, 30),
-                         "MARROW": (250, 40), "BOWEL": (200, 40), "LIVER_VESSEL": (100, 20), "AORTA": (80, 20),
-                         "VEIN": (90, 20), "HEART": (160, 30), "DISC": (180, 20), **{f: (60, 10) for f in _FLUIDS}},
-    "t1_post_contrast": {**MR_T2, "FAT": (90, 15), "LIVER": (380, 25), "SPLEEN": (420, 30), "MUSCLE": (170, 15),
-                         "KIDNEY_CORTEX": (560, 40), "KIDNEY_MEDULLA": (420, 40), "LESION": (220, 50),
-                         "MARROW": (200, 30), "BOWEL": (260, 50), "LIVER_VESSEL": (600, 40), "AORTA": (650, 40),
-                         "VEIN": (600, 40), "HEART": (500, 50), "DISC": (150, 20), **{f: (50, 10) for f in _FLUIDS}},
+    "t1_in_phase": {
+        **MR_T2,
+        "FAT": (520, 40),
+        "LIVER": (330, 20),
+        "SPLEEN": (240, 20),
+        "MUSCLE": (200, 15),
+        "KIDNEY_CORTEX": (260, 20),
+        "KIDNEY_MEDULLA": (200, 20),
+        "LESION": (180, 30),
+        "MARROW": (420, 40),
+        "BOWEL": (220, 40),
+        "LIVER_VESSEL": (120, 20),
+        "AORTA": (90, 20),
+        "VEIN": (110, 20),
+        "HEART": (180, 30),
+        "DISC": (200, 20),
+        **{f: (70, 10) for f in _FLUIDS},
+    },
+    "t1_opposed_phase": {
+        **MR_T2,
+        "FAT": (470, 40),
+        "LIVER": (270, 30),
+        "SPLEEN": (250, 20),
+        "MUSCLE": (180, 15),
+        "KIDNEY_CORTEX": (240, 20),
+        "KIDNEY_MEDULLA": (180, 20),
+        "LESION": (160, 30),
+        "MARROW": (250, 40),
+        "BOWEL": (200, 40),
+        "LIVER_VESSEL": (100, 20),
+        "AORTA": (80, 20),
+        "VEIN": (90, 20),
+        "HEART": (160, 30),
+        "DISC": (180, 20),
+        **{f: (60, 10) for f in _FLUIDS},
+    },
+    "t1_post_contrast": {
+        **MR_T2,
+        "FAT": (90, 15),
+        "LIVER": (380, 25),
+        "SPLEEN": (420, 30),
+        "MUSCLE": (170, 15),
+        "KIDNEY_CORTEX": (560, 40),
+        "KIDNEY_MEDULLA": (420, 40),
+        "LESION": (220, 50),
+        "MARROW": (200, 30),
+        "BOWEL": (260, 50),
+        "LIVER_VESSEL": (600, 40),
+        "AORTA": (650, 40),
+        "VEIN": (600, 40),
+        "HEART": (500, 50),
+        "DISC": (150, 20),
+        **{f: (50, 10) for f in _FLUIDS},
+    },
 }
 _DARK_IN_MR = ("AIR", "GAS", "LUNG", "TABLE")
 
 
 def _ct_intensities(rng) -> dict:
     weights = rng.dirichlet([0.7, 0.7, 0.7])
-    out = {}
+    out: dict = {}
     for tissue in Tissue:
         name = tissue.name
         mean = sum(w * phase[name][0] for w, phase in zip(weights, (CT_NATIVE, CT_ARTERIAL, CT_PORTAL)))
@@ -65,9 +107,9 @@ def _ct_intensities(rng) -> dict:
         if name not in ("AIR", "GAS", "LUNG", "TABLE", "BONE"):
             mean += rng.normal(0, 12)
         out[name] = (float(mean), float(texture * rng.uniform(0.5, 2.0)))
-    if rng.random() < 0.2:                                          # fatty liver
+    if rng.random() < 0.2:  # fatty liver
         out["LIVER"] = (float(rng.uniform(-30, 40)), out["LIVER"][1])
-    elif rng.random() < 0.1:                                        # dense liver (iron, amiodarone)
+    elif rng.random() < 0.1:  # dense liver (iron, amiodarone)
         out["LIVER"] = (float(rng.uniform(80, 130)), out["LIVER"][1])
     return out
 
@@ -76,19 +118,16 @@ def _mr_intensities(rng) -> tuple[dict, str]:
     if rng.random() < 0.5:
         archetype = str(rng.choice(list(MR_ARCHETYPES)))
         base = MR_ARCHETYPES[archetype]
-        out = {}
+        out: dict = {}
         for tissue in Tissue:
             mean, texture = base[tissue.name]
             factor = 1.0 if tissue.name in _DARK_IN_MR else float(rng.lognormal(0, 0.25))
             out[tissue.name] = (float(mean * factor), float(texture * factor * rng.uniform(0.5, 2.0)))
         return out, archetype
     out = {}
-    for tissue in Tissue:                                           # SynthSeg-style: any contrast at all
-        if tissue.name in _DARK_IN_MR:
-            mean = float(rng.uniform(0, 30))
-        else:
-            mean = float(rng.uniform(20, 800))
-        out[tissue.name] = (mean, float(mean * rng.uniform(0.02, 0.15)))
+    for tissue in Tissue:  # SynthSeg-style: any contrast at all
+        level = float(rng.uniform(0, 30)) if tissue.name in _DARK_IN_MR else float(rng.uniform(20, 800))
+        out[tissue.name] = (level, float(level * rng.uniform(0.02, 0.15)))
     return out, "random"
 
 
@@ -107,19 +146,26 @@ def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 64)
     fov = rng.uniform(300, 460)
     z_range = (float(rng.uniform(-300, -170)), float(rng.uniform(-40, 60)))
     extent = slice_mm * max_slices
-    if z_range[1] - z_range[0] > extent:             # thin slices: a shorter stack that still holds liver
+    if z_range[1] - z_range[0] > extent:  # thin slices: a shorter stack that still holds liver
         low = float(rng.uniform(max(z_range[0], -190 - 0.5 * extent), min(z_range[1] - extent, -0.5 * extent)))
         z_range = (low, low + extent)
     body = rng.uniform(0.85, 1.15)
-    kwargs = dict(
-        fov_mm=float(fov), matrix=int(round(fov / spacing)), slice_mm=float(slice_mm), z_range=z_range,
+    kwargs: dict = dict(
+        fov_mm=float(fov),
+        matrix=int(round(fov / spacing)),
+        slice_mm=float(slice_mm),
+        z_range=z_range,
         direction=ORIENTATIONS[int(rng.integers(len(ORIENTATIONS)))],
         psf_mm=(float(rng.uniform(0.5, 1.2)), float(rng.uniform(0.4, 1.0))),
         noise_corr=float(rng.uniform(0.3, 1.2)),
         ghosting=float(rng.uniform(0.03, 0.15)) if rng.random() < 0.25 else 0.0,
-        anatomy_scale=(float(body * rng.uniform(0.95, 1.05)), float(body * rng.uniform(0.95, 1.05)),
-                       float(rng.uniform(0.85, 1.15))),
-        extra={"contrast": contrast, "generator_version": GENERATOR_VERSION})
+        anatomy_scale=(
+            float(body * rng.uniform(0.95, 1.05)),
+            float(body * rng.uniform(0.95, 1.05)),
+            float(rng.uniform(0.85, 1.15)),
+        ),
+        extra={"contrast": contrast, "generator_version": GENERATOR_VERSION},
+    )
     if modality == "CT":
         kwargs.update(noise=float(rng.uniform(4, 40)), gain=(0.97, 1.03), offset=(-25.0, 25.0), dtype="int16")
         if rng.random() < 0.3:
@@ -128,8 +174,12 @@ def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 64)
             kwargs.update(circular_fov_value=float(rng.choice([-1024, -2048, -3024])))
     else:
         liver = intensities["LIVER"][0]
-        kwargs.update(noise=float(rng.uniform(0.02, 0.1) * max(liver, 50.0)), gain=(0.3, 4.0),
-                      bias_field=float(rng.uniform(0.0, 0.6)), dtype=str(rng.choice(["uint16", "float32"])))
+        kwargs.update(
+            noise=float(rng.uniform(0.02, 0.1) * max(liver, 50.0)),
+            gain=(0.3, 4.0),
+            bias_field=float(rng.uniform(0.0, 0.6)),
+            dtype=str(rng.choice(["uint16", "float32"])),
+        )
     return Domain(FAMILY[modality], modality, f"randomised {modality} ({contrast})", intensities, **kwargs)
 
 
@@ -146,8 +196,9 @@ def case_domain(seed: int, modality: str, case: int, max_slices: int = 64) -> Do
     return sample_domain(rng, modality, max_slices)
 
 
-def write_randomized(out_root, modality: str, n_cases: int, seed: int = 0, max_slices: int = 64, workers: int = 1,
-                     progress: bool = True):
+def write_randomized(
+    out_root, modality: str, n_cases: int, seed: int = 0, max_slices: int = 64, workers: int = 1, progress: bool = True
+):
     """Write ``out_root/PhantomRandom<modality>/`` with ``n_cases`` randomised cases; returns the folder."""
     from pathlib import Path
 
@@ -156,17 +207,36 @@ def write_randomized(out_root, modality: str, n_cases: int, seed: int = 0, max_s
     from ..datasets.format import ORGAN_FOLDER, DatasetInfo, write_dataset_json
     from ..parallel import bounded_imap
     from .generate import LICENCE, SOURCE, _write_case, organ_labels
+
     folder = Path(out_root) / FAMILY[modality]
     domains = [case_domain(seed, modality, case, max_slices) for case in range(n_cases)]
     jobs = [(domain, folder, seed, case, None, False) for case, domain in enumerate(domains)]
     names = []
-    for name, _ in tqdm(bounded_imap(_write_case, jobs, workers), total=n_cases, desc=FAMILY[modality], unit="case",
-                        disable=not progress):
+    for name, _ in tqdm(
+        bounded_imap(_write_case, jobs, workers),
+        total=n_cases,
+        desc=FAMILY[modality],
+        unit="case",
+        disable=not progress,
+    ):
         names.append(name)
-    info = DatasetInfo(name=FAMILY[modality], modality=modality, cases=sorted(names), source=SOURCE, licence=LICENCE,
-                       description=f"domain-randomised {modality} phantoms (generator version {GENERATOR_VERSION})",
-                       extra={"phantom": {"seed": seed, "generator_version": GENERATOR_VERSION, "randomised": True,
-                                          "cases": {n: domain_summary(d) for n, d in zip(names, domains)}},
-                              "organ_labels": organ_labels(), "organ_label_folder": ORGAN_FOLDER})
+    info = DatasetInfo(
+        name=FAMILY[modality],
+        modality=modality,
+        cases=sorted(names),
+        source=SOURCE,
+        licence=LICENCE,
+        description=f"domain-randomised {modality} phantoms (generator version {GENERATOR_VERSION})",
+        extra={
+            "phantom": {
+                "seed": seed,
+                "generator_version": GENERATOR_VERSION,
+                "randomised": True,
+                "cases": {n: domain_summary(d) for n, d in zip(names, domains)},
+            },
+            "organ_labels": organ_labels(),
+            "organ_label_folder": ORGAN_FOLDER,
+        },
+    )
     write_dataset_json(folder, info)
     return folder

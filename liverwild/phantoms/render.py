@@ -1,4 +1,5 @@
 """Render a tissue map into a scan of one domain: contrast, texture, blur, noise, artefacts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,7 +61,7 @@ def render(tissues: np.ndarray, domain: Domain, spacing, rng: np.random.Generato
         if domain.bias_field > 0:
             image *= np.exp(domain.bias_field * smooth_field(rng, image.shape, (3, 3, 3)))
         second = rng.standard_normal(image.shape).astype(np.float32)
-        image = np.sqrt((image + domain.noise * noise) ** 2 + (domain.noise * second) ** 2)   # Rician
+        image = np.sqrt((image + domain.noise * noise) ** 2 + (domain.noise * second) ** 2)  # Rician
         image *= rng.uniform(*domain.gain)
     return image
 
@@ -85,4 +86,4 @@ def add_ghosts(image: np.ndarray, amplitude: float, rng) -> None:
     base = image.copy()
     for k in (1, -1):
         image += amplitude / 2 * np.roll(base, k * int(n * rng.uniform(0.15, 0.35)), axis=axis)
-    image -= amplitude * float(np.median(base))          # keep the background level
+    image -= amplitude * float(np.median(base))  # keep the background level

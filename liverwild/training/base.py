@@ -10,6 +10,7 @@ fold, datasets, plans), ``checkpoint_latest.pth`` (every epoch), ``checkpoint_be
 validation Dice), ``checkpoint_final.pth``, ``log.json`` / ``log.csv`` (one row per epoch) and
 ``progress.png``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,10 +47,18 @@ class Trainer:
     changes) or override one hook."""
 
     overrides: dict = {}
-    min_sources = 1                  # source datasets a fold needs for this trainer
+    min_sources = 1  # source datasets a fold needs for this trainer
 
-    def __init__(self, fold_name: str, fold: dict, preprocessed_root, results_root, config: TrainerConfig | None = None,
-                 device="auto", log=print):
+    def __init__(
+        self,
+        fold_name: str,
+        fold: dict,
+        preprocessed_root,
+        results_root,
+        config: TrainerConfig | None = None,
+        device="auto",
+        log=print,
+    ):
         self.fold_name, self.fold = fold_name, fold
         self.preprocessed_root, self.results_root = Path(preprocessed_root), Path(results_root)
         base = config or TrainerConfig()
@@ -59,7 +68,8 @@ class Trainer:
         self.plans = self._load_plans()
         self.plans_id = plans_identifier(next(iter(self.plans.values())))
         self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
-        self.history, self.best_dice, self.start_epoch = [], -1.0, 0
+        self.history: list[dict] = []
+        self.best_dice, self.start_epoch = -1.0, 0
 
     @classmethod
     def name(cls) -> str:
@@ -69,6 +79,7 @@ class Trainer:
 
     def _load_plans(self) -> dict:
         from planning.plans import load_plans
+
         plans = {}
         for source in self.fold["sources"]:
             path = self.preprocessed_root / source / "plans.json"
@@ -77,10 +88,12 @@ class Trainer:
             plans[source] = load_plans(path).to_json()
         ids = {s: plans_identifier(p) for s, p in plans.items()}
         if len(set(ids.values())) > 1:
-            raise LiverwildError("the fold's sources were preprocessed with different teachers (backbone, weights, "
-                                 f"feature tap) or view counts ({', '.join(f'{s}: {i}' for s, i in ids.items())}); re-run "
-                                 "lw_plan_and_preprocess -d " + " ".join(plans) + " with the same --backbone, "
-                                 "--backbone-weights, --feature-tap and --views")
+            raise LiverwildError(
+                "the fold's sources were preprocessed with different teachers (backbone, weights, "
+                f"feature tap) or view counts ({', '.join(f'{s}: {i}' for s, i in ids.items())}); re-run "
+                "lw_plan_and_preprocess -d " + " ".join(plans) + " with the same --backbone, "
+                "--backbone-weights, --feature-tap and --views"
+            )
         return plans
 
     def select_training_cases(self, source: str, cases: list) -> list:
@@ -106,27 +119,43 @@ class Trainer:
         train, _, self.val_cases = self.fold_cases()
         if self.config.augmentation == "online":
             from .data import OnlineAugmentedSliceDataset
+
             plans = next(iter(self.plans.values()))
-            self.train_set = OnlineAugmentedSliceDataset(train, plans["augmentation"], self.config.sampling,
-                                                         self.config.seed)
+            self.train_set = OnlineAugmentedSliceDataset(
+                train, plans["augmentation"], self.config.sampling, self.config.seed
+            )
         elif self.config.augmentation == "cached":
-            self.train_set = SliceDataset(train, self.config.sampling, self.config.seed, self.config.use_augmented_views)
+            self.train_set = SliceDataset(
+                train, self.config.sampling, self.config.seed, self.config.use_augmented_views
+            )
         else:
             raise LiverwildError(f"augmentation must be 'cached' or 'online', not {self.config.augmentation!r}")
         self.feature_channels = int(train[0].features.shape[2])
 
     def build_network(self) -> torch.nn.Module:
         from ..nets import ContrastiveDistillationNet
+
         c = self.config
-        return ContrastiveDistillationNet(self.feature_channels, c.code_channels, c.head_dropout, c.decoder_channels,
-                                          c.decoder_dropout, int(self.train_set.cases[0].slices.shape[-1]))
+        return ContrastiveDistillationNet(
+            self.feature_channels,
+            c.code_channels,
+            c.head_dropout,
+            c.decoder_channels,
+            c.decoder_dropout,
+            int(self.train_set.cases[0].slices.shape[-1]),
+        )
 
     def build_losses(self) -> dict:
         from .. import losses as L
+
         c = self.config
-        return {"distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
-                "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma), "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta),
-                "log_iou": L.LogIoULoss(), "entropy": L.EntropyLoss()}
+        return {
+            "distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
+            "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma),
+            "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta),
+            "log_iou": L.LogIoULoss(),
+            "entropy": L.EntropyLoss(),
+        }
 
     def build_auxiliary(self) -> torch.nn.ModuleDict:
         """Training-only modules (trained with the network, kept in checkpoints, unused at inference)."""
@@ -137,8 +166,9 @@ class Trainer:
         return torch.optim.RAdam(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def build_scheduler(self, optimizer):
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=self.config.plateau_factor,
-                                                          patience=self.config.plateau_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=self.config.plateau_factor, patience=self.config.plateau_patience
+        )
 
     def initialize(self):
         torch.manual_seed(self.config.seed)
@@ -161,6 +191,7 @@ class Trainer:
             return batch
         if getattr(self, "teacher", None) is None:
             from ..backbones import FrozenBackbone
+
             plans = next(iter(self.plans.values()))
             self.teacher = FrozenBackbone.from_config(plans["backbone"], plans["slice_size"][0]).to(self.device)
         negatives = batch["negative_slices"]
@@ -168,8 +199,13 @@ class Trainer:
         stack = torch.cat([batch["slice"], batch["positive_slice"], negatives.flatten(0, 1)])
         with autocast(self.device, self.config.amp):
             features = self.teacher(stack).float()
-        return {"features": features[:b], "slice": batch["slice"], "label": batch["label"],
-                "positive": features[b:2 * b], "negatives": features[2 * b:].unflatten(0, (b, n))}
+        return {
+            "features": features[:b],
+            "slice": batch["slice"],
+            "label": batch["label"],
+            "positive": features[b : 2 * b],
+            "negatives": features[2 * b :].unflatten(0, (b, n)),
+        }
 
     def segmentation_terms(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
         """The supervised and regularising terms with a non-zero weight (focal, Tversky, −log IoU, entropy)."""
@@ -202,9 +238,12 @@ class Trainer:
             if weights.get("distillation", 0):
                 positive_code = self.network.head(batch["positive"])
                 negatives = batch["negatives"]
-                negative_pairs = [(negatives[:, j], self.network.head(negatives[:, j])) for j in range(negatives.shape[1])]
+                negative_pairs = [
+                    (negatives[:, j], self.network.head(negatives[:, j])) for j in range(negatives.shape[1])
+                ]
                 terms["distillation"], sims = self.losses["distillation"](
-                    feats, code, [(batch["positive"], positive_code)], negative_pairs)
+                    feats, code, [(batch["positive"], positive_code)], negative_pairs
+                )
             else:
                 sims = {}
             terms.update(self.segmentation_terms(logits, labels))
@@ -230,7 +269,9 @@ class Trainer:
                 inter = pred_sum = ref_sum = 0.0
                 for start in range(0, case.n_slices, self.config.val_batch_size):
                     stop = min(start + self.config.val_batch_size, case.n_slices)
-                    slices = torch.from_numpy(np.asarray(case.slices[0, start:stop], np.float32))[:, None].to(self.device)
+                    slices = torch.from_numpy(np.asarray(case.slices[0, start:stop], np.float32))[:, None].to(
+                        self.device
+                    )
                     with autocast(self.device, self.config.amp):
                         logits = self.validation_logits(case, start, stop, slices)
                     pred = (logits.float() > 0).cpu().numpy()[:, 0]
@@ -249,8 +290,9 @@ class Trainer:
         or one pass."""
         generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
         n = self.config.steps_per_epoch * self.config.batch_size if self.config.steps_per_epoch else None
-        sampler = RandomSampler(self.train_set, replacement=n is not None and n > len(self.train_set),
-                                num_samples=n, generator=generator)
+        sampler = RandomSampler(
+            self.train_set, replacement=n is not None and n > len(self.train_set), num_samples=n, generator=generator
+        )
         return BatchSampler(sampler, self.config.batch_size, drop_last=True)
 
     def loader(self, epoch: int) -> DataLoader:
@@ -259,16 +301,24 @@ class Trainer:
         workers = self.config.num_workers
         if workers is None:
             import os
+
             workers = 0 if self.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
-        return DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False,
-                          prefetch_factor=4 if workers else None)
+        return DataLoader(
+            self.train_set,
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
 
     def run_epoch(self, epoch: int) -> dict:
         from tqdm import tqdm
-        torch.manual_seed(self.config.seed * 100003 + epoch)        # dropout etc.: same per epoch on resume
+
+        torch.manual_seed(self.config.seed * 100003 + epoch)  # dropout etc.: same per epoch on resume
         self.network.train()
-        sums, count, slices_seen, start = {}, 0, 0, time.perf_counter()
+        sums: dict[str, float] = {}
+        count, slices_seen, start = 0, 0, time.perf_counter()
         for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
             batch = self.prepare_batch({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             slices_seen += len(next(iter(batch.values())))
@@ -281,13 +331,20 @@ class Trainer:
         row.update({k: v / max(count, 1) for k, v in sums.items()})
         val = self.validate()
         self.scheduler.step(val["val_dice"])
-        row.update({"val_dice": val["val_dice"], "train_seconds": round(train_seconds, 3),
-                    "epoch_seconds": round(time.perf_counter() - start, 3), "train_slices": slices_seen})
+        row.update(
+            {
+                "val_dice": val["val_dice"],
+                "train_seconds": round(train_seconds, 3),
+                "epoch_seconds": round(time.perf_counter() - start, 3),
+                "train_slices": slices_seen,
+            }
+        )
         return row
 
     def fit(self, continue_training: bool = False, progress: bool = True) -> dict:
         """Train (or resume) to ``config.epochs``; one process at a time per output folder."""
         from ..locking import folder_lock
+
         self.output.mkdir(parents=True, exist_ok=True)
         with folder_lock(self.output, f"lw_train {self.fold_name} -tr {self.name()}", self.log):
             return self._fit(continue_training, progress)
@@ -301,7 +358,7 @@ class Trainer:
                 raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
             self.load_checkpoint(latest)
             self.log(f"continuing {self.output} after epoch {self.start_epoch - 1}")
-        elif (self.output / "checkpoint_latest.pth").is_file():     # the same command again: reuse or resume
+        elif (self.output / "checkpoint_latest.pth").is_file():  # the same command again: reuse or resume
             self.check_same_configuration(self.output / "checkpoint_latest.pth")
             self.load_checkpoint(self.output / "checkpoint_latest.pth")
             if self.start_epoch >= self.config.epochs and (self.output / "checkpoint_final.pth").is_file():
@@ -321,31 +378,50 @@ class Trainer:
                 self.save_checkpoint("checkpoint_best.pth")
             write_log(self.history, self.output)
             plot_progress(self.history, self.output / "progress.png")
-            self.log(f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
-                     f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s")
+            self.log(
+                f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
+                f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s"
+            )
         self.save_checkpoint("checkpoint_final.pth")
         return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
 
     # ---- artefacts -------------------------------------------------------------------------------
 
     def write_config(self):
-        write_json_atomic(self.output / "config.json", {
-            "trainer": self.name(), "fold_name": self.fold_name, "fold": self.fold, "config": self.config.to_json(),
-            "network": self.network.config, "trainable_parameters": sum(p.numel() for p in self.network.parameters()
-                                                                          if p.requires_grad),
-            "plans_identifier": self.plans_id, "plans": self.plans, "device": str(self.device),
-            "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
-            "teacher": describe_teacher(next(iter(self.plans.values()))["backbone"]),
-            "notes": list(getattr(self, "notes", [])),
-        })
+        write_json_atomic(
+            self.output / "config.json",
+            {
+                "trainer": self.name(),
+                "fold_name": self.fold_name,
+                "fold": self.fold,
+                "config": self.config.to_json(),
+                "network": self.network.config,
+                "trainable_parameters": sum(p.numel() for p in self.network.parameters() if p.requires_grad),
+                "plans_identifier": self.plans_id,
+                "plans": self.plans,
+                "device": str(self.device),
+                "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
+                "teacher": describe_teacher(next(iter(self.plans.values()))["backbone"]),
+                "notes": list(getattr(self, "notes", [])),
+            },
+        )
 
     def checkpoint_state(self) -> dict:
-        return {"trainer": self.name(), "network": self.network.state_dict(), "network_config": self.network.config,
-                "auxiliary": self.auxiliary.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "epochs_done": self.start_epoch, "best_dice": self.best_dice,
-                "history": self.history, "config": self.config.to_json(), "plans": self.plans,
-                "fold_name": self.fold_name}
+        return {
+            "trainer": self.name(),
+            "network": self.network.state_dict(),
+            "network_config": self.network.config,
+            "auxiliary": self.auxiliary.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epochs_done": self.start_epoch,
+            "best_dice": self.best_dice,
+            "history": self.history,
+            "config": self.config.to_json(),
+            "plans": self.plans,
+            "fold_name": self.fold_name,
+        }
 
     def save_checkpoint(self, name: str):
         """Atomic save; a write that fails (disk full) leaves the previous checkpoint, never a partial one."""
@@ -353,9 +429,11 @@ class Trainer:
         try:
             with atomic_path(path, ".pth") as tmp:
                 torch.save(self.checkpoint_state(), tmp)
-        except RuntimeError as exc:                       # torch's zip writer reports a full disk this way
-            raise LiverwildError(f"{path}: cannot be written — {str(exc).splitlines()[0]} (disk full or file-size "
-                                 "limit?); the previous checkpoint is kept") from exc
+        except RuntimeError as exc:  # torch's zip writer reports a full disk this way
+            raise LiverwildError(
+                f"{path}: cannot be written — {str(exc).splitlines()[0]} (disk full or file-size "
+                "limit?); the previous checkpoint is kept"
+            ) from exc
 
     def check_same_configuration(self, path) -> None:
         """A re-run may extend ``epochs``; any other change of the configuration needs a new folder."""
@@ -363,8 +441,10 @@ class Trainer:
         ignore = {"epochs", "num_workers", "val_batch_size"}
         changed = sorted(k for k, v in self.config.to_json().items() if k not in ignore and previous.get(k, v) != v)
         if changed:
-            raise LiverwildError(f"{self.output} holds a run trained with another configuration ({', '.join(changed)} "
-                                 "differ): remove the folder, or change the seed, to train this one")
+            raise LiverwildError(
+                f"{self.output} holds a run trained with another configuration ({', '.join(changed)} "
+                "differ): remove the folder, or change the seed, to train this one"
+            )
 
     def load_checkpoint(self, path):
         state = load_checkpoint(path, map_location=self.device)

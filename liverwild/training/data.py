@@ -6,6 +6,7 @@ positives and the slice's negatives (:func:`liverwild.losses.contrastive_partner
 from the same view of the same scan. The draw does not depend on worker processes, so a run is
 reproducible and a resumed run continues exactly.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,6 +40,7 @@ class SliceDataset(Dataset):
 
         def f(i):
             return torch.from_numpy(np.asarray(case.features[view, i], dtype=np.float32))
+
         return {
             "features": f(si),
             "slice": torch.from_numpy(np.asarray(case.slices[view, si], dtype=np.float32))[None],
@@ -51,16 +53,20 @@ class SliceDataset(Dataset):
 def load_cases(preprocessed_root, dataset: str, data_identifier: str, names: list) -> list:
     """CachedCase objects, with a message naming the command to run when something is missing."""
     from ..errors import LiverwildError
+
     folder = Path(preprocessed_root) / dataset / data_identifier
     if not folder.is_dir():
-        raise LiverwildError(f"no cache {folder}: run lw_plan_and_preprocess -d {dataset} (or --preprocess-only "
-                             f"after editing plans.json)")
+        raise LiverwildError(
+            f"no cache {folder}: run lw_plan_and_preprocess -d {dataset} (or --preprocess-only "
+            f"after editing plans.json)"
+        )
     cases = []
     for name in names:
         case_dir = folder / name
         if not (case_dir / "properties.json").is_file():
-            raise LiverwildError(f"case {name} of {dataset} is not in the cache {folder}: "
-                                 f"run lw_plan_and_preprocess -d {dataset}")
+            raise LiverwildError(
+                f"case {name} of {dataset} is not in the cache {folder}: run lw_plan_and_preprocess -d {dataset}"
+            )
         cases.append(CachedCase(case_dir))
     return cases
 
@@ -78,6 +84,7 @@ class OnlineAugmentedSliceDataset(SliceDataset):
 
     def __getitem__(self, k: int) -> dict:
         from preprocessing.augmentation import augment_stack
+
         ci, si = self.index[k]
         case = self.cases[ci]
         rng = np.random.default_rng([self.seed, self.epoch, k])
@@ -88,5 +95,9 @@ class OnlineAugmentedSliceDataset(SliceDataset):
         labels = np.asarray(case.labels[0, order], dtype=np.uint8)
         slices, labels = augment_stack(slices, labels, self.augmentation, int(rng.integers(2**31)))
         t = torch.from_numpy(slices)[:, None]
-        return {"slice": t[0], "label": torch.from_numpy(labels[0].astype(np.float32))[None],
-                "positive_slice": t[1], "negative_slices": t[2:]}
+        return {
+            "slice": t[0],
+            "label": torch.from_numpy(labels[0].astype(np.float32))[None],
+            "positive_slice": t[1],
+            "negative_slices": t[2:],
+        }

@@ -4,6 +4,7 @@ source-domain index, and a sampler that draws the same number of slices from eve
 The slices are those of the preprocessing cache — the same normalisation, 224² grid and cached
 augmented views as the distillation trainer — so baselines and method see identical inputs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,15 @@ class ImageSliceDataset(Dataset):
     (index of the case's source in ``sources``).
     """
 
-    def __init__(self, cases: list, domains: list, seed: int = 0, use_views: bool = True,
-                 augmentation: str = "cached", augmentation_params: dict | None = None):
+    def __init__(
+        self,
+        cases: list,
+        domains: list,
+        seed: int = 0,
+        use_views: bool = True,
+        augmentation: str = "cached",
+        augmentation_params: dict | None = None,
+    ):
         if len(cases) != len(domains):
             raise ValueError("one domain index per case")
         if augmentation not in ("cached", "online"):
@@ -30,7 +38,9 @@ class ImageSliceDataset(Dataset):
         self.index = [(ci, si) for ci, c in enumerate(self.cases) for si in range(c.n_slices)]
         self.domains = np.array([self.case_domains[ci] for ci, _ in self.index], dtype=np.int64)
         self.seed, self.use_views, self.epoch = seed, use_views, 0
-        self.augmentation, self.augmentation_params = augmentation, augmentation_params
+        self.augmentation, self.augmentation_params = augmentation, augmentation_params or {}
+        if augmentation == "online" and not augmentation_params:
+            raise ValueError("online augmentation needs the plans' augmentation parameters")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -44,18 +54,24 @@ class ImageSliceDataset(Dataset):
         case = self.cases[ci]
         if self.augmentation == "online":
             from preprocessing.augmentation import augment_stack
-            s, m = augment_stack(np.asarray(case.slices[0, si:si + 1], np.float32),
-                                 np.asarray(case.labels[0, si:si + 1], np.uint8), self.augmentation_params,
-                                 int(rng.integers(2**31)))
+
+            s, m = augment_stack(
+                np.asarray(case.slices[0, si : si + 1], np.float32),
+                np.asarray(case.labels[0, si : si + 1], np.uint8),
+                self.augmentation_params,
+                int(rng.integers(2**31)),
+            )
             return s[0], m[0]
         view = int(rng.integers(case.n_views)) if self.use_views else 0
         return np.asarray(case.slices[view, si], np.float32), np.asarray(case.labels[view, si], np.uint8)
 
     def __getitem__(self, k: int) -> dict:
         image, label = self.view(k, self.rng(k))
-        return {"slice": torch.from_numpy(np.ascontiguousarray(image))[None],
-                "label": torch.from_numpy(label.astype(np.float32))[None],
-                "domain": torch.tensor(self.domains[k])}
+        return {
+            "slice": torch.from_numpy(np.ascontiguousarray(image))[None],
+            "label": torch.from_numpy(label.astype(np.float32))[None],
+            "domain": torch.tensor(self.domains[k]),
+        }
 
 
 class DomainBalancedBatchSampler(Sampler):

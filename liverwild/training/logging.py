@@ -1,4 +1,5 @@
 """Per-epoch training log as JSON and CSV, and a progress plot."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from ..atomic import atomic_path, write_json_atomic
 def write_log(history: list, folder) -> None:
     """``log.json`` (list of epoch dicts) and ``log.csv`` (one row per epoch, union of keys)."""
     import pandas as pd
+
     folder = Path(folder)
     write_json_atomic(folder / "log.json", history)
     with atomic_path(folder / "log.csv", ".csv") as tmp:
@@ -18,10 +20,12 @@ def write_log(history: list, folder) -> None:
 def plot_progress(history: list, path) -> Path:
     """Losses per term, validation Dice, learning rate and code similarities against the epoch."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..visualization import save_figure_atomic
+
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), dpi=90)
     for key in sorted({k for h in history for k in h if k.startswith("loss")}):

@@ -2,6 +2,7 @@
 
 Trainers are registered by class name; ``lw_train FOLD -tr NAME`` picks one.
 """
+
 from __future__ import annotations
 
 from .base import Trainer
@@ -17,6 +18,7 @@ def register_trainer(cls):
 def get_trainer(name: str):
     if name not in TRAINERS:
         from ..errors import LiverwildError
+
         raise LiverwildError(f"unknown trainer {name!r}; available: {', '.join(sorted(TRAINERS))}")
     return TRAINERS[name]
 
@@ -57,12 +59,14 @@ class NoEntropyTrainer(ContrastiveDistillationTrainer):
 @register_trainer
 class Positives2ApartTrainer(ContrastiveDistillationTrainer):
     """Positives i±2 instead of i±1."""
+
     overrides = {"sampling": "neighbours2"}
 
 
 @register_trainer
 class TwoNegativesTrainer(ContrastiveDistillationTrainer):
     """Negatives i+|I|/2 and i+|I|/2+1."""
+
     overrides = {"sampling": "two_negatives"}
 
 
@@ -87,4 +91,5 @@ class Scans15PerSourceTrainer(ContrastiveDistillationTrainer):
 class OnlineAugmentationTrainer(ContrastiveDistillationTrainer):
     """Augments the normalised slices on the fly and runs the frozen teacher in the loop (as the paper),
     instead of drawing one of the K views cached at preprocessing. Practical on a GPU, slow on CPU."""
+
     overrides = {"augmentation": "online"}

@@ -1,13 +1,23 @@
 """Converters for the public liver datasets, as distributed, into liverwild raw datasets."""
+
 from __future__ import annotations
 
 from .base import ConversionReport, Converter, run_conversion
 from .chaos import CHAOS
 from .ircadb import IRCADb
-from .nifti import AMOS, BTCV, MSDLiver, NNUNet, AbdomenCT1K, LiTS
+from .nifti import AMOS, BTCV, AbdomenCT1K, LiTS, MSDLiver, NNUNet
 
-DEFAULT_NAMES = {"btcv": "BTCV", "chaos-ct": "CHAOS_CT", "chaos-mr": "CHAOS_MR", "ircadb": "IRCADb", "lits": "LiTS",
-                 "msd-liver": "MSD_Liver", "amos": "AMOS", "act1k": "AbdomenCT1K", "nnunet": None}
+DEFAULT_NAMES = {
+    "btcv": "BTCV",
+    "chaos-ct": "CHAOS_CT",
+    "chaos-mr": "CHAOS_MR",
+    "ircadb": "IRCADb",
+    "lits": "LiTS",
+    "msd-liver": "MSD_Liver",
+    "amos": "AMOS",
+    "act1k": "AbdomenCT1K",
+    "nnunet": None,
+}
 KINDS = tuple(DEFAULT_NAMES)
 
 
@@ -35,15 +45,43 @@ def make_converters(kind: str, sequence: str = "T2SPIR", liver_label=(1,), amos_
     raise KeyError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def convert(kind: str, src, raw_root, name: str | None = None, workers: int = 1, overwrite: bool = False,
-            sequence: str = "T2SPIR", liver_label=(1,), amos_modalities=("CT", "MR"), progress: bool = True,
-            log=print) -> list:
+def convert(
+    kind: str,
+    src,
+    raw_root,
+    name: str | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    sequence: str = "T2SPIR",
+    liver_label=(1,),
+    amos_modalities=("CT", "MR"),
+    progress: bool = True,
+    log=print,
+) -> list:
     """Convert a public dataset unpacked at ``src`` into ``raw_root``; one report per written dataset."""
     from pathlib import Path
+
     base = name or DEFAULT_NAMES[kind] or Path(src).name
-    return [run_conversion(conv, src, raw_root, base + suffix, workers, overwrite, progress=progress, log=log)
-            for conv, suffix in make_converters(kind, sequence, liver_label, amos_modalities)]
+    return [
+        run_conversion(conv, src, raw_root, base + suffix, workers, overwrite, progress=progress, log=log)
+        for conv, suffix in make_converters(kind, sequence, liver_label, amos_modalities)
+    ]
 
 
-__all__ = ["Converter", "ConversionReport", "run_conversion", "convert", "make_converters", "KINDS", "DEFAULT_NAMES",
-           "BTCV", "CHAOS", "IRCADb", "LiTS", "MSDLiver", "AMOS", "AbdomenCT1K", "NNUNet"]
+__all__ = [
+    "Converter",
+    "ConversionReport",
+    "run_conversion",
+    "convert",
+    "make_converters",
+    "KINDS",
+    "DEFAULT_NAMES",
+    "BTCV",
+    "CHAOS",
+    "IRCADb",
+    "LiTS",
+    "MSDLiver",
+    "AMOS",
+    "AbdomenCT1K",
+    "NNUNet",
+]

@@ -11,6 +11,7 @@ A converter (one small module per dataset) lists :class:`CaseSource` objects and
 cases in parallel with a progress bar, finished cases skipped on a re-run, every failing case reported
 by name while the others are converted, and the dataset verifier's report at the end.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,22 +26,22 @@ from ...errors import ImageReadError, LiverwildError
 from ...io import Geometry, write_mask, write_volume
 from ...parallel import bounded_imap
 from ..format import CHANNEL, ORGAN_FOLDER, DatasetInfo, write_dataset_json
-from ..verify import verify_dataset
+from ..verify import VerificationReport, verify_dataset
 
 
 @dataclass
 class CaseSource:
-    case: str                     # output case identifier
-    image: Path                   # file or folder
-    label: Path | None = None     # file, folder, or None when the converter finds it itself
+    case: str  # output case identifier
+    image: Path  # file or folder
+    label: Path | None = None  # file, folder, or None when the converter finds it itself
     extra: dict = field(default_factory=dict)
 
 
 @dataclass
 class LoadedCase:
-    liver: np.ndarray             # (z, y, x) bool/uint8
-    geometry: Geometry            # the image's geometry
-    image_array: np.ndarray | None = None   # only when the image is not a NIfTI file to copy
+    liver: np.ndarray  # (z, y, x) bool/uint8
+    geometry: Geometry  # the image's geometry
+    image_array: np.ndarray | None = None  # only when the image is not a NIfTI file to copy
     organs: np.ndarray | None = None
 
 
@@ -53,7 +54,7 @@ class Converter:
     description = ""
     source_url = ""
     licence = ""
-    organ_labels: dict | None = None      # name → value of the organ map, when kept
+    organ_labels: dict | None = None  # name → value of the organ map, when kept
 
     def __init__(self, **options):
         self.options = options
@@ -101,7 +102,7 @@ def _convert_one(job):
             write_mask(loaded.organs, loaded.geometry, organs_out)
         write_mask(loaded.liver > 0, loaded.geometry, label_out)
         if loaded.image_array is None:
-            copy_image_losslessly(Path(case.image), image_out)       # last: marks the case complete
+            copy_image_losslessly(Path(case.image), image_out)  # last: marks the case complete
         else:
             write_volume(loaded.image_array, loaded.geometry, image_out)
         return case.case, "converted", None
@@ -118,33 +119,52 @@ class ConversionReport:
     converted: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
-    verification: object = None
+    verification: VerificationReport | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failed and (self.verification is None or self.verification.ok)
 
     def summary(self) -> str:
-        return (f"{self.dataset}: {len(self.converted)} converted, {len(self.skipped)} already done, "
-                f"{len(self.failed)} failed → {self.folder}")
+        return (
+            f"{self.dataset}: {len(self.converted)} converted, {len(self.skipped)} already done, "
+            f"{len(self.failed)} failed → {self.folder}"
+        )
 
 
-def run_conversion(converter: Converter, src, out_root, name: str, workers: int = 1, overwrite: bool = False,
-                   cases: list | None = None, progress: bool = True, log=print) -> ConversionReport:
+def run_conversion(
+    converter: Converter,
+    src,
+    out_root,
+    name: str,
+    workers: int = 1,
+    overwrite: bool = False,
+    cases: list | None = None,
+    progress: bool = True,
+    log=print,
+) -> ConversionReport:
     """Convert every case ``converter`` finds in ``src`` into ``out_root/name``; verify at the end."""
     from tqdm import tqdm
+
     src = Path(src)
     if not src.exists():
         raise LiverwildError(f"{src}: source folder does not exist")
     cases = converter.find_cases(src) if cases is None else cases
     if not cases:
-        raise LiverwildError(f"{src}: no {converter.kind} cases found; expected the layout described in "
-                             f"documentation/datasets/{converter.kind}.md")
+        raise LiverwildError(
+            f"{src}: no {converter.kind} cases found; expected the layout described in "
+            f"documentation/datasets/{converter.kind}.md"
+        )
     folder = Path(out_root) / name
     report = ConversionReport(name, str(folder))
     jobs = [(converter, c, folder, overwrite) for c in cases]
-    for case, status, error in tqdm(bounded_imap(_convert_one, jobs, workers), total=len(jobs), desc=f"convert {name}",
-                                    unit="case", disable=not progress):
+    for case, status, error in tqdm(
+        bounded_imap(_convert_one, jobs, workers),
+        total=len(jobs),
+        desc=f"convert {name}",
+        unit="case",
+        disable=not progress,
+    ):
         if status == "failed":
             report.failed[case] = error
             log(f"FAILED {error}")
@@ -156,8 +176,18 @@ def run_conversion(converter: Converter, src, out_root, name: str, workers: int 
     if converter.organ_labels:
         extra["organ_labels"] = converter.organ_labels
         extra["organ_label_folder"] = ORGAN_FOLDER
-    write_dataset_json(folder, DatasetInfo(name=name, modality=converter.modality, labels=labels, cases=done,
-                                           source=converter.source_url, licence=converter.licence,
-                                           description=converter.description, extra=extra))
+    write_dataset_json(
+        folder,
+        DatasetInfo(
+            name=name,
+            modality=converter.modality,
+            labels=labels,
+            cases=done,
+            source=converter.source_url,
+            licence=converter.licence,
+            description=converter.description,
+            extra=extra,
+        ),
+    )
     report.verification = verify_dataset(folder, max(1, workers))
     return report

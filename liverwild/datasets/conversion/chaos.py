@@ -7,6 +7,7 @@ at the position its DICOM slice has in the volume, which is itself ordered by Im
 PNG's rows and columns are the DICOM slice's rows and columns. A PNG without its slice, a different
 count of masks and slices, or a mask of the wrong size is an error naming the files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,7 @@ from ...errors import LiverwildError
 from ...io import Geometry, dicom_tag, read_dicom_files, sort_by_position
 from .base import CaseSource, Converter, LoadedCase
 
-MR_RANGES = {1: (55, 70), 2: (110, 135), 3: (175, 200), 4: (240, 255)}   # liver, R kidney, L kidney, spleen
+MR_RANGES = {1: (55, 70), 2: (110, 135), 3: (175, 200), 4: (240, 255)}  # liver, R kidney, L kidney, spleen
 
 
 def read_png(path) -> np.ndarray:
@@ -32,7 +33,7 @@ def dicom_files(folder: Path) -> list:
 
 def split_t1_dual(files: list, phase: str) -> list:
     """T1-DUAL folders hold in- and opposed-phase slices; in-phase has the longer echo time."""
-    by_te = {}
+    by_te: dict = {}
     for f in files:
         te = dicom_tag(f, "0018|0081")
         if te is None:
@@ -75,15 +76,17 @@ class CHAOS(Converter):
         files = dicom_files(Path(case.image))
         if self.sequence.startswith("T1DUAL"):
             files = split_t1_dual(files, "in" if self.sequence.endswith("in") else "out")
+        if case.label is None:
+            raise LiverwildError(f"{case.image}: no ground-truth folder found for this CHAOS case")
         ground = Path(case.label)
         pngs = sorted(ground.glob("*.png")) if ground.is_dir() else []
         if not pngs:
             raise LiverwildError(f"{ground}: no PNG masks for case {case.case}")
         stems = {f.stem: f for f in files}
         if all(p.stem in stems for p in pngs) and len(pngs) == len(files):
-            pairs = [(p, stems[p.stem]) for p in pngs]                       # MR: PNG named after its slice
+            pairs = [(p, stems[p.stem]) for p in pngs]  # MR: PNG named after its slice
         elif len(pngs) == len(files):
-            pairs = list(zip(pngs, files))                                    # CT: k-th PNG ↔ k-th DICOM by name
+            pairs = list(zip(pngs, files))  # CT: k-th PNG ↔ k-th DICOM by name
         else:
             unmatched = [p.name for p in pngs if p.stem not in stems]
             detail = f"; e.g. {unmatched[0]} has no matching slice" if unmatched and len(unmatched) < len(pngs) else ""

@@ -4,6 +4,7 @@ The patient and the liver mask are both DICOM series (files ``image_<k>`` withou
 ordered by ImagePositionPatient; the mask must have the patient's geometry; mask > 0 is liver. IRCADb
 is part of LiTS, so the dataset is marked ``"contained_in": ["LiTS"]`` (no LiTS-sourced fold targets it).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ def _files(folder: Path) -> list:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-MAX_UNZIPPED_BYTES = 16 * 2**30           # one IRCADb series unzips to ~100 MB; more is not an IRCADb archive
+MAX_UNZIPPED_BYTES = 16 * 2**30  # one IRCADb series unzips to ~100 MB; more is not an IRCADb archive
 
 
 def check_archive(archive: Path, z: zipfile.ZipFile, target: Path) -> None:
@@ -32,12 +33,16 @@ def check_archive(archive: Path, z: zipfile.ZipFile, target: Path) -> None:
     for member in z.infolist():
         dest = os.path.normpath(os.path.join(root, member.filename))
         if os.path.isabs(member.filename) or not (dest == root or dest.startswith(root + os.sep)):
-            raise LiverwildError(f"{archive}: member {member.filename!r} would be written outside the extraction "
-                                 "folder; refusing the archive")
+            raise LiverwildError(
+                f"{archive}: member {member.filename!r} would be written outside the extraction "
+                "folder; refusing the archive"
+            )
     total = sum(m.file_size for m in z.infolist())
     if total > MAX_UNZIPPED_BYTES:
-        raise LiverwildError(f"{archive}: declares {total / 2**30:.1f} GiB uncompressed (limit "
-                             f"{MAX_UNZIPPED_BYTES / 2**30:.0f} GiB); refusing to extract it")
+        raise LiverwildError(
+            f"{archive}: declares {total / 2**30:.1f} GiB uncompressed (limit "
+            f"{MAX_UNZIPPED_BYTES / 2**30:.0f} GiB); refusing to extract it"
+        )
 
 
 def _folder(base: Path, name: str, tmp: Path) -> Path:
@@ -64,15 +69,18 @@ class IRCADb(Converter):
     licence = "IRCAD terms (research use; see the provider)"
 
     def find_cases(self, src: Path) -> list:
-        return [CaseSource(f"ircadb_{int(p.name.split('.')[-1]):02d}", p) for p in sorted(src.rglob("3Dircadb1.*"))
-                if p.is_dir() and p.name.split(".")[-1].isdigit()]
+        return [
+            CaseSource(f"ircadb_{int(p.name.split('.')[-1]):02d}", p)
+            for p in sorted(src.rglob("3Dircadb1.*"))
+            if p.is_dir() and p.name.split(".")[-1].isdigit()
+        ]
 
     def dataset_extra(self) -> dict:
-        return {"contained_in": ["LiTS", "MSD_Liver"]}         # IRCADb's 20 scans are LiTS 28–47
+        return {"contained_in": ["LiTS", "MSD_Liver"]}  # IRCADb's 20 scans are LiTS 28–47
 
     def load(self, case: CaseSource) -> LoadedCase:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
             patient = _folder(Path(case.image), "PATIENT_DICOM", tmp)
             masks = _folder(Path(case.image), "MASKS_DICOM", tmp)
             if not (masks / "liver").is_dir():
@@ -82,6 +90,7 @@ class IRCADb(Converter):
             geometry = Geometry.from_sitk(image)
             diffs = Geometry.from_sitk(mask).differences(geometry)
             if diffs:
-                raise LiverwildError(f"{masks / 'liver'}: mask geometry differs from the patient series: "
-                                     + "; ".join(diffs))
+                raise LiverwildError(
+                    f"{masks / 'liver'}: mask geometry differs from the patient series: " + "; ".join(diffs)
+                )
             return LoadedCase(sitk.GetArrayFromImage(mask) > 0, geometry, sitk.GetArrayFromImage(image))

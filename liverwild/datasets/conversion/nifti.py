@@ -1,4 +1,5 @@
 """Datasets distributed as NIfTI image/label pairs: BTCV, LiTS, MSD Task03, AMOS22, AbdomenCT-1K, nnU-Net."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,13 @@ def _visible(paths):
 class NiftiPairConverter(Converter):
     """Image/label NIfTI pairs; ``liver_values`` of the label map become liver."""
 
-    liver_values = (1,)
+    liver_values: tuple[int, ...] = (1,)
     keep_organs = False
 
     def load(self, case: CaseSource) -> LoadedCase:
         if case.label is None or not Path(case.label).is_file():
             raise LiverwildError(f"{case.label or case.image}: label of case {case.case} is missing")
-        copied = str(case.image).lower().endswith((".nii", ".nii.gz"))   # copied as is: the header suffices
+        copied = str(case.image).lower().endswith((".nii", ".nii.gz"))  # copied as is: the header suffices
         if copied:
             geometry, image_array = read_geometry(case.image), None
         else:
@@ -49,9 +50,21 @@ class BTCV(NiftiPairConverter):
     source_url = "https://www.synapse.org/#!Synapse:syn3193805/wiki/217789"
     licence = "Synapse/BTCV data use terms (registration required; research use)"
     liver_values, keep_organs = (6,), True
-    organ_labels = {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "gallbladder": 4, "esophagus": 5, "liver": 6,
-                    "stomach": 7, "aorta": 8, "inferior_vena_cava": 9, "portal_and_splenic_vein": 10, "pancreas": 11,
-                    "right_adrenal_gland": 12, "left_adrenal_gland": 13}
+    organ_labels = {
+        "spleen": 1,
+        "right_kidney": 2,
+        "left_kidney": 3,
+        "gallbladder": 4,
+        "esophagus": 5,
+        "liver": 6,
+        "stomach": 7,
+        "aorta": 8,
+        "inferior_vena_cava": 9,
+        "portal_and_splenic_vein": 10,
+        "pancreas": 11,
+        "right_adrenal_gland": 12,
+        "left_adrenal_gland": 13,
+    }
 
     def find_cases(self, src: Path) -> list:
         images = _visible(src.rglob("img*.nii.gz"))
@@ -95,22 +108,39 @@ class MSDLiver(NiftiPairConverter):
         if root is None:
             return []
         root = root if root.name != "imagesTr" else root.parent
-        return [CaseSource(f"msdliver_{_number(p.name):0>3}", p, root / "labelsTr" / p.name)
-                for p in _visible((root / "imagesTr").glob("liver_*.nii*"))]
+        return [
+            CaseSource(f"msdliver_{_number(p.name):0>3}", p, root / "labelsTr" / p.name)
+            for p in _visible((root / "imagesTr").glob("liver_*.nii*"))
+        ]
 
     def dataset_extra(self) -> dict:
-        return {"contained_in": ["LiTS"]}            # Task03's training scans are LiTS's
+        return {"contained_in": ["LiTS"]}  # Task03's training scans are LiTS's
 
 
 class AMOS(NiftiPairConverter):
     """AMOS22: ids < 500 are CT, ≥ 500 MR; ``modality`` option picks which part this converter writes."""
+
     kind = "amos"
     source_url = "https://amos22.grand-challenge.org/"
     licence = "CC BY 4.0 (AMOS22)"
     liver_values, keep_organs = (6,), True
-    organ_labels = {"spleen": 1, "right_kidney": 2, "left_kidney": 3, "gallbladder": 4, "esophagus": 5, "liver": 6,
-                    "stomach": 7, "aorta": 8, "postcava": 9, "pancreas": 10, "right_adrenal_gland": 11,
-                    "left_adrenal_gland": 12, "duodenum": 13, "bladder": 14, "prostate_uterus": 15}
+    organ_labels = {
+        "spleen": 1,
+        "right_kidney": 2,
+        "left_kidney": 3,
+        "gallbladder": 4,
+        "esophagus": 5,
+        "liver": 6,
+        "stomach": 7,
+        "aorta": 8,
+        "postcava": 9,
+        "pancreas": 10,
+        "right_adrenal_gland": 11,
+        "left_adrenal_gland": 12,
+        "duodenum": 13,
+        "bladder": 14,
+        "prostate_uterus": 15,
+    }
 
     def __init__(self, modality: str = "CT", **options):
         super().__init__(**options)
@@ -145,11 +175,12 @@ class AbdomenCT1K(NiftiPairConverter):
         return cases
 
     def dataset_extra(self) -> dict:
-        return {"contained_in": ["LiTS", "MSD_Liver"]}   # it reuses public scans, LiTS's among them
+        return {"contained_in": ["LiTS", "MSD_Liver"]}  # it reuses public scans, LiTS's among them
 
 
 class NNUNet(NiftiPairConverter):
     """Any nnU-Net raw dataset; ``liver_label`` values become liver, the full map is kept."""
+
     kind = "nnunet"
     description = "nnU-Net raw dataset"
     keep_organs = True
@@ -160,6 +191,7 @@ class NNUNet(NiftiPairConverter):
 
     def find_cases(self, src: Path) -> list:
         from ..format import modality_from_channel
+
         meta_path = src / "dataset.json"
         if not meta_path.is_file():
             raise LiverwildError(f"{src}: no dataset.json; not an nnU-Net raw dataset")
@@ -171,5 +203,7 @@ class NNUNet(NiftiPairConverter):
         self.description = f"converted from nnU-Net dataset {src.name}; liver = {list(self.liver_values)}"
         self.source_url = str(src)
         self.licence = meta.get("licence", meta.get("license", "see the source dataset"))
-        return [CaseSource(p.name[: -len("_0000" + ending)], p, src / "labelsTr" / p.name.replace("_0000" + ending, ending))
-                for p in _visible((src / "imagesTr").glob(f"*_0000{ending}"))]
+        return [
+            CaseSource(p.name[: -len("_0000" + ending)], p, src / "labelsTr" / p.name.replace("_0000" + ending, ending))
+            for p in _visible((src / "imagesTr").glob(f"*_0000{ending}"))
+        ]

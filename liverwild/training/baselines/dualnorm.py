@@ -14,6 +14,7 @@ the network sees the same z-scored inputs as every other trainer. The reference 
 with the statistics of a whole test batch; here each slice is judged on its own, so a prediction does
 not depend on the batch size.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ class StyleCopiesDataset(ImageSliceDataset):
     """Items add ``slice_similar`` and ``slice_dissimilar`` ``(1, H, W)``: one curve of each set drawn per
     item; the [−1, 1] mapping uses the range of the case's original slices."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.ranges: dict = {}
 
@@ -43,11 +44,20 @@ class StyleCopiesDataset(ImageSliceDataset):
     def __getitem__(self, k: int) -> dict:
         rng = self.rng(k)
         image, label = self.view(k, rng)
-        similar, dissimilar = style_copies(image, *self.case_range(self.index[k][0]),
-                                           int(rng.integers(len(INNER_POINTS))), int(rng.integers(len(INNER_POINTS))))
-        return {"slice_similar": torch.from_numpy(similar)[None], "slice_dissimilar": torch.from_numpy(dissimilar)[None],
-                "label": torch.from_numpy(label.astype(np.float32))[None],
-                "domain": torch.tensor(self.domains[k])}
+        low, high = self.case_range(self.index[k][0])
+        similar, dissimilar = style_copies(
+            image,
+            low,
+            high,
+            int(rng.integers(len(INNER_POINTS))),
+            int(rng.integers(len(INNER_POINTS))),
+        )
+        return {
+            "slice_similar": torch.from_numpy(similar)[None],
+            "slice_dissimilar": torch.from_numpy(dissimilar)[None],
+            "label": torch.from_numpy(label.astype(np.float32))[None],
+            "domain": torch.tensor(self.domains[k]),
+        }
 
 
 @register_trainer
@@ -56,11 +66,18 @@ class DualNormTrainer(SupervisedUNetTrainer):
 
     def make_dataset(self, cases: list, domains: list):
         plans = next(iter(self.plans.values()))
-        return StyleCopiesDataset(cases, domains, self.config.seed, self.config.use_augmented_views,
-                                  self.config.augmentation, plans["augmentation"])
+        return StyleCopiesDataset(
+            cases,
+            domains,
+            self.config.seed,
+            self.config.use_augmented_views,
+            self.config.augmentation,
+            plans["augmentation"],
+        )
 
     def build_network(self) -> torch.nn.Module:
         from ...nets import DualNormUNet2d
+
         c = self.config
         return DualNormUNet2d(1, c.unet_channels, c.unet_depth, c.unet_dropout)
 

@@ -6,6 +6,7 @@ step is first-order (the gradient of the meta-train loss is treated as a constan
 MAML): the fast weights ``θ' = θ − α · clip(∇θ L_task)`` stay differentiable in ``θ`` with Jacobian
 one, so the meta-test losses at ``θ'`` send their gradient straight to ``θ``.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,8 @@ def first_order_step(network: nn.Module, loss: torch.Tensor, lr: float, clip: fl
     its global norm is at most ``clip``)."""
     names = [n for n, p in network.named_parameters() if p.requires_grad]
     params = [p for p in network.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+    raw = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, raw)]
     scale = 1.0
     if clip:
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
@@ -70,8 +71,10 @@ class EpisodicTrainer(SupervisedUNetTrainer):
     def build_datasets(self):
         super().build_datasets()
         if len(self.sources) < self.min_sources:
-            raise LiverwildError(f"{self.name()} needs at least two source datasets (episodes split them into "
-                                 f"meta-train and meta-test); fold {self.fold_name} has {len(self.sources)}")
+            raise LiverwildError(
+                f"{self.name()} needs at least two source datasets (episodes split them into "
+                f"meta-train and meta-test); fold {self.fold_name} has {len(self.sources)}"
+            )
         self.episodes = torch.Generator().manual_seed(self.config.seed)
 
     def build_auxiliary(self) -> nn.ModuleDict:
@@ -82,7 +85,7 @@ class EpisodicTrainer(SupervisedUNetTrainer):
         steps = self.config.steps_per_epoch or max(1, math.ceil(len(self.train_set) / (per_domain * len(self.sources))))
         sampler = DomainBalancedBatchSampler(self.train_set.domains, per_domain, steps, self.config.seed)
         sampler.epoch = epoch
-        self.episodes.manual_seed(self.config.seed * 100003 + epoch)      # episode splits: same on resume
+        self.episodes.manual_seed(self.config.seed * 100003 + epoch)  # episode splits: same on resume
         return sampler
 
     @property
@@ -91,8 +94,9 @@ class EpisodicTrainer(SupervisedUNetTrainer):
 
     def pixels(self, features: torch.Tensor, labels: torch.Tensor) -> tuple:
         """Sampled unit embeddings and classes of at most ``pixels_per_class`` pixels per class."""
-        return sample_class_pixels(self.auxiliary["metric"](features), labels, self.config.pixels_per_class,
-                                   self.episodes)
+        return sample_class_pixels(
+            self.auxiliary["metric"](features), labels, self.config.pixels_per_class, self.episodes
+        )
 
 
 def members(domains: torch.Tensor, ids) -> torch.Tensor:

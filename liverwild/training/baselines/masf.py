@@ -17,6 +17,7 @@ way MASF is run on large networks); the task loss is the method's segmentation l
 network works per pixel on the U-Net's last decoder features (MASF's was on image-level features for
 classification).
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,12 +42,18 @@ class MASFTrainer(EpisodicTrainer):
             fast = first_order_step(self.network, task, self.inner_lr, c.inner_clip)
             outputs = {k: forward_with(self.network, fast, x[d == k]) for k in train_ids + test_ids}
             soft = {k: class_soft_labels(outputs[k][0], y[d == k], c.temperature) for k in outputs}
-            global_loss = torch.stack([symmetric_kl_alignment(soft[i], soft[j]) for i in train_ids
-                                       for j in test_ids]).mean()
+            global_loss = torch.stack(
+                [symmetric_kl_alignment(soft[i], soft[j]) for i in train_ids for j in test_ids]
+            ).mean()
             pixels = [self.pixels(outputs[k][1], y[d == k]) for k in outputs]
-            local_loss = batch_hard_triplet_loss(torch.cat([p[0] for p in pixels]), torch.cat([p[1] for p in pixels]),
-                                                 c.triplet_margin)
+            local_loss = batch_hard_triplet_loss(
+                torch.cat([p[0] for p in pixels]), torch.cat([p[1] for p in pixels]), c.triplet_margin
+            )
             total = task + c.global_weight * global_loss + c.local_weight * local_loss
         self.optimize(total)
-        return {"loss": float(total.detach()), "loss_task": float(task.detach()),
-                "loss_global": float(global_loss.detach()), "loss_local": float(local_loss.detach())}
+        return {
+            "loss": float(total.detach()),
+            "loss_task": float(task.detach()),
+            "loss_global": float(global_loss.detach()),
+            "loss_local": float(local_loss.detach()),
+        }

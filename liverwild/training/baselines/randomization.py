@@ -8,6 +8,7 @@ falls back to its liver label; in both cases the unlabelled background is split 
 classes of the real slice. The fallback is logged and written to ``config.json`` (``notes``).
 Validation runs on the real (cached) slices of the sources.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,10 +33,14 @@ class SynthesisDataset(ImageSliceDataset):
         case = self.cases[ci]
         liver = np.asarray(case.labels[0, si], np.uint8)
         labels = np.asarray(case.organs[si], np.uint8) if case.organs is not None else liver
-        image, label = synthesize(labels, liver, np.asarray(case.slices[0, si], np.float32), self.rng(k),
-                                  self.background_classes)
-        return {"slice": torch.from_numpy(image)[None], "label": torch.from_numpy(label.astype(np.float32))[None],
-                "domain": torch.tensor(self.domains[k])}
+        image, label = synthesize(
+            labels, liver, np.asarray(case.slices[0, si], np.float32), self.rng(k), self.background_classes
+        )
+        return {
+            "slice": torch.from_numpy(image)[None],
+            "label": torch.from_numpy(label.astype(np.float32))[None],
+            "domain": torch.tensor(self.domains[k]),
+        }
 
 
 @register_trainer
@@ -47,8 +52,10 @@ class DomainRandomizationTrainer(SupervisedUNetTrainer):
         for index, source in enumerate(self.sources):
             lacking = sum(1 for c, d in zip(cases, domains) if d == index and c.organs is None)
             if lacking:
-                note = (f"{source}: {lacking} training case(s) have no organ map (labelsTr_organs/); their images are "
-                        "synthesised from the liver label and intensity classes of the background")
+                note = (
+                    f"{source}: {lacking} training case(s) have no organ map (labelsTr_organs/); their images are "
+                    "synthesised from the liver label and intensity classes of the background"
+                )
                 self.notes.append(note)
                 self.log(f"NOTE: {note}")
         return SynthesisDataset(cases, domains, self.config.seed, self.config.background_classes)

@@ -12,12 +12,13 @@ The curve sets are fixed (identity, inner points ±0.5 and ±0.75), so the augme
 form a fixed, offline set, as in the paper; the data set draws one similar and one dissimilar copy
 per item.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import comb
 
-INNER_POINTS = (None, ((-0.5, 0.5), (0.5, -0.5)), ((-0.75, 0.75), (0.75, -0.75)))   # None: a straight line
+INNER_POINTS = (None, ((-0.5, 0.5), (0.5, -0.5)), ((-0.75, 0.75), (0.75, -0.75)))  # None: a straight line
 
 
 def bezier_curve(points, n: int = 1000) -> tuple:
@@ -25,7 +26,7 @@ def bezier_curve(points, n: int = 1000) -> tuple:
     points = np.asarray(points, np.float64)
     degree = len(points) - 1
     t = np.linspace(0.0, 1.0, n)
-    basis = np.stack([comb(degree, i) * t**i * (1 - t) ** (degree - i) for i in range(degree + 1)])   # (k, n)
+    basis = np.stack([comb(degree, i) * t**i * (1 - t) ** (degree - i) for i in range(degree + 1)])  # (k, n)
     curve = basis.T @ points
     return curve[:, 0], curve[:, 1]
 
@@ -62,6 +63,11 @@ def style_copies(image: np.ndarray, low: float, high: float, similar: int, dissi
     ``[low, high]``; both are returned on the input's scale (mapped to [−1, 1], remapped, mapped back)."""
     scale = max(high - low, 1e-6)
     unit = np.clip(2 * (image - low) / scale - 1, -1, 1)
-    back = (lambda v: (v + 1) / 2 * scale + low)
-    return (back(remap(unit, similar_curve(similar))).astype(np.float32),
-            back(remap(unit, dissimilar_curve(dissimilar), keep_minimum=True)).astype(np.float32))
+
+    def back(v):
+        return (v + 1) / 2 * scale + low
+
+    return (
+        back(remap(unit, similar_curve(similar))).astype(np.float32),
+        back(remap(unit, dissimilar_curve(dissimilar), keep_minimum=True)).astype(np.float32),
+    )

@@ -5,6 +5,7 @@ in-domain upper bound. Same data, optimiser, learning rate, epochs and segmentat
 Tversky, −log IoU, entropy) as the contrastive-distillation trainer; only the model differs: a U-Net
 learns from pixels instead of a head and decoder on frozen-teacher features.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,14 @@ class SupervisedUNetTrainer(Trainer):
     def make_dataset(self, cases: list, domains: list):
         """The training set over the fold's cases (``domains``: source index per case)."""
         plans = next(iter(self.plans.values()))
-        return ImageSliceDataset(cases, domains, self.config.seed, self.config.use_augmented_views,
-                                 self.config.augmentation, plans["augmentation"])
+        return ImageSliceDataset(
+            cases,
+            domains,
+            self.config.seed,
+            self.config.use_augmented_views,
+            self.config.augmentation,
+            plans["augmentation"],
+        )
 
     def build_datasets(self):
         train, domains, self.val_cases = self.fold_cases()
@@ -32,6 +39,7 @@ class SupervisedUNetTrainer(Trainer):
 
     def build_network(self) -> torch.nn.Module:
         from ...nets import UNet2d
+
         c = self.config
         return UNet2d(1, c.unet_channels, c.unet_depth, c.unet_dropout)
 

@@ -17,6 +17,7 @@ Per item, from a label map ``(H, W)``:
 Deviation: SynthSeg works on 3D volumes and samples every stage per volume; here every stage is 2D
 and per slice, because the baselines train on the cached 224² slices.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,9 @@ def smooth_field(shape, rng: np.random.Generator, grid: int = 4, sd: float = 1.0
     return ndimage.zoom(coarse, (shape[0] / grid, shape[1] / grid), order=3)[: shape[0], : shape[1]]
 
 
-def synthesize(labels: np.ndarray, liver: np.ndarray, image: np.ndarray, rng: np.random.Generator,
-               background_classes: int = 4) -> tuple:
+def synthesize(
+    labels: np.ndarray, liver: np.ndarray, image: np.ndarray, rng: np.random.Generator, background_classes: int = 4
+) -> tuple:
     """One synthetic slice: ``(image (H, W) float32 z-scored, liver (H, W) uint8)`` from a label map,
     the liver mask and the real slice (used only to split the background)."""
     shape = labels.shape

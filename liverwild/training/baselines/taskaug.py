@@ -16,6 +16,7 @@ loss, at ``θ'``:
 Deviations: the paper classifies images; here the alignment terms are per pixel class of a
 segmentation, on the U-Net's last decoder features, and the inner step is first-order.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,12 +56,21 @@ class TaskAugTrainer(EpisodicTrainer):
             train_logits, train_features = forward_with(self.network, fast, x[train_mask])
             test_logits, test_features = forward_with(self.network, fast, x[test_items])
             meta_task = self.segmentation_loss(test_logits, y[test_items])
-            kl = symmetric_kl_alignment(class_soft_labels(train_logits, y[train_mask], c.temperature),
-                                        class_soft_labels(test_logits, y[test_items], c.temperature))
-            centroids = [class_centroids(*self.pixels(f, t)) for f, t in ((train_features, y[train_mask]),
-                                                                            (test_features, y[test_items]))]
+            kl = symmetric_kl_alignment(
+                class_soft_labels(train_logits, y[train_mask], c.temperature),
+                class_soft_labels(test_logits, y[test_items], c.temperature),
+            )
+            centroids = [
+                class_centroids(*self.pixels(f, t))
+                for f, t in ((train_features, y[train_mask]), (test_features, y[test_items]))
+            ]
             cosine = centroid_cosine_alignment(*centroids)
             total = task + meta_task + c.global_weight * kl + c.local_weight * cosine
         self.optimize(total)
-        return {"loss": float(total.detach()), "loss_task": float(task.detach()), "loss_meta_test": float(meta_task.detach()),
-                "loss_kl": float(kl.detach()), "loss_centroid": float(cosine.detach())}
+        return {
+            "loss": float(total.detach()),
+            "loss_task": float(task.detach()),
+            "loss_meta_test": float(meta_task.detach()),
+            "loss_kl": float(kl.detach()),
+            "loss_centroid": float(cosine.detach()),
+        }
