@@ -59,9 +59,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, image, reference in pairs:
             start = time.perf_counter()
-            report = predict(
-                image, Path(tmp) / name, args.model, device=args.device, progress=False, log=lambda *a: None
-            )
+            report = predict(image, Path(tmp) / name, model=args.model, device=args.device, progress=False)
             seconds = time.perf_counter() - start
             scan = report["scans"][0]
             if scan["error"]:

@@ -103,11 +103,10 @@ def main():
         report = predict(
             tmp / "in",
             tmp / "out",
-            model_dir,
+            model=model_dir,
             device=device,
             batch_size=args.batch_size,
             progress=False,
-            log=lambda *a: None,
         )
         total = time.perf_counter() - start
         scan = report["scans"][0]

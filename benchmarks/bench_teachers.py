@@ -50,7 +50,6 @@ def run_one(workdir: Path, backbone: str, random_backbone: bool, tap, seed: int,
             random_backbone=random_backbone,
             tap=tap,
             device="cpu",
-            log=lambda *a: None,
         )
     import pandas as pd
 

@@ -60,9 +60,7 @@ def main():
             "val": {"DS": ["case03"]},
         }
         config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
-        trainer = ContrastiveDistillationTrainer(
-            "bench", fold, tmp, Path(tmp) / "res", config, device, log=lambda *a: None
-        )
+        trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device)
         trainer.initialize()
         batches = iter(trainer.loader(0))
         load_time = step_time = 0.0

@@ -26,7 +26,9 @@ from .atomic import atomic_path, write_json_atomic
 from .backbones.weights import file_sha256
 from .checkpoints import load_checkpoint
 from .errors import ConfigurationError
+from .log import get_logger
 
+logger = get_logger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
 DISCLAIMER = (
     "liverwild's default model was trained on synthetic phantoms only (no real scan, no real label) "
@@ -83,12 +85,12 @@ def export_model(run_folder, output, provenance: dict) -> Path:
 
 def build_default_model(
     workdir,
+    *,
     output=DEFAULT_MODEL_DIR,
     recipe: Recipe | None = None,
     device="auto",
     workers: int = 1,
     command: str | None = None,
-    log=print,
 ) -> dict:
     """Build the default model from scratch in ``workdir`` and export it to ``output``; returns provenance."""
     from preprocessing.pipeline import plan_and_preprocess
@@ -104,11 +106,11 @@ def build_default_model(
     raw, pre, res = workdir / "raw", workdir / "preprocessed", workdir / "results"
     start = time.perf_counter()
     torch.manual_seed(recipe.seed)
-    log(f"[1/4] randomised phantoms: {recipe.ct_cases} CT + {recipe.mr_cases} MR cases in {raw}")
+    logger.info(f"[1/4] randomised phantoms: {recipe.ct_cases} CT + {recipe.mr_cases} MR cases in {raw}")
     write_randomized(raw, "CT", recipe.ct_cases, recipe.seed, recipe.max_slices, workers, progress=False)
     write_randomized(raw, "MR", recipe.mr_cases, recipe.seed, recipe.max_slices, workers, progress=False)
     names = [FAMILY["CT"], FAMILY["MR"]]
-    log(f"[2/4] plan and preprocess with the teacher {recipe.teacher}")
+    logger.info(f"[2/4] plan and preprocess with the teacher {recipe.teacher}")
     reports = plan_and_preprocess(
         names,
         raw=str(raw),
@@ -119,13 +121,12 @@ def build_default_model(
         workers=workers,
         replan=True,
         progress=False,
-        log=lambda *a: None,
     )
     failed = {r.dataset: r.failed for r in reports if r.failed}
     if failed:
         raise ConfigurationError(f"preprocessing failed for {failed}")
     add_fold(pre / "splits.json", FOLD, pooled_fold(_cached_cases(pre, names), recipe.val_per_source, recipe.seed))
-    log(f"[3/4] train {FOLD}: {recipe.epochs} epochs × {recipe.steps_per_epoch} steps of {recipe.batch_size}")
+    logger.info(f"[3/4] train {FOLD}: {recipe.epochs} epochs × {recipe.steps_per_epoch} steps of {recipe.batch_size}")
     config = TrainerConfig().updated(
         epochs=recipe.epochs,
         steps_per_epoch=recipe.steps_per_epoch,
@@ -133,9 +134,7 @@ def build_default_model(
         lr=recipe.lr,
         seed=recipe.seed,
     )
-    trained = train_fold(
-        FOLD, preprocessed=str(pre), results=str(res), device=device, config=config, progress=False, log=lambda *a: None
-    )
+    trained = train_fold(FOLD, preprocessed=str(pre), results=str(res), device=device, config=config, progress=False)
     teacher = teacher_config(recipe.teacher)
     provenance: dict = {
         "description": DISCLAIMER,
@@ -158,7 +157,7 @@ def build_default_model(
         "build_seconds": round(time.perf_counter() - start, 1),
     }
     export_model(trained["output"], output, provenance)
-    log(
+    logger.info(
         f"[4/4] default model → {output} (validation Dice on held-out phantoms "
         f"{provenance['best_val_dice_on_phantoms']:.3f}, "
         f"{provenance['build_seconds'] / 60:.1f} min)"

@@ -12,8 +12,17 @@ from pathlib import Path
 
 from .atomic import write_json_atomic
 from .datasets import verify_dataset
+from .log import get_logger, quieter
 from .phantoms import DOMAINS, write_phantoms
 
+logger = get_logger(__name__)
+STAGE_LOGGERS = (
+    "liverwild.preprocessing",
+    "liverwild.planning",
+    "liverwild.training",
+    "liverwild.inference",
+    "liverwild.evaluation",
+)  # the stages' own progress lines stay out of the demo's summary
 TARGET = "PhantomT2MR"  # the unseen domain: CT sources → MR target, the hardest shift
 DEMO_TEACHER = "imagenet-effnet-lite0"  # real pretrained weights that install with pip
 
@@ -24,6 +33,7 @@ def _folder_size_mb(folder: Path) -> float:
 
 def run_demo(
     workdir,
+    *,
     cases: int = 5,
     scale: float = 1.0,
     seed: int = 0,
@@ -36,15 +46,34 @@ def run_demo(
     epochs: int = 12,
     lr: float = 1e-2,
     target: str = TARGET,
-    log=print,
     backbone: str = DEMO_TEACHER,
     random_backbone: bool = False,
     tap: str | None = None,
 ) -> dict:
-    """Run the demo in ``workdir``; returns the report dict. ``quick`` shrinks everything (≈1 minute).
+    """Run the demo end to end in ``workdir`` — what ``lw_demo`` runs.
 
-    The teacher is ``backbone`` (default: ImageNet EfficientNet-Lite0, real weights installed by pip);
-    ``random_backbone`` replaces its weights with random ones (tests).
+    Args:
+        workdir: folder for everything the demo writes (raw phantoms, cache, model, predictions).
+        cases, scale, slices, seed: phantom cases per domain, matrix scale, slices per case, seed.
+        quick: shrink everything (about 30 s on 2 CPU cores).
+        workers: processes for phantom generation and preprocessing.
+        views: augmented views cached per slice.
+        backbone, backbone_weights, random_backbone, tap: the teacher (default ImageNet
+            EfficientNet-Lite0, whose real weights install with pip); ``random_backbone`` replaces its
+            weights with random ones (tests).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        epochs, lr: the training budget (a demo setting; the paper trains 150 epochs at 1e-4).
+        target: the unseen phantom domain.
+
+    Returns:
+        The report written to ``demo_report.json``: seconds per stage, teacher, model folder, the
+        evaluation summary (Dice, ASSD, MSSD), QC picture and failures.
+
+    Example::
+
+        from liverwild.demo import run_demo
+        report = run_demo("/tmp/lw_demo", quick=True, device="cpu")
+        print(report["summary"]["dice"]["mean"])
     """
     from preprocessing.pipeline import plan_and_preprocess
 
@@ -67,14 +96,17 @@ def run_demo(
         "teacher": describe_teacher(teacher),
         "backbone": {k: v for k, v in teacher.items() if k != "weights"},
     }
-    log("liverwild demo — synthetic phantoms, not patients.")
-    log(f"teacher: {report['teacher']}")
+    logger.info("liverwild demo — synthetic phantoms, not patients.")
+    logger.info(f"teacher: {report['teacher']}")
     if teacher["weights"] == "random":
-        log("NOTE: the teacher has RANDOM weights (--random-backbone): the model is for testing the pipeline only.")
+        logger.info(
+            "NOTE: the teacher has RANDOM weights (--random-backbone): the model is for testing the pipeline only."
+        )
 
     def stage(name, fn):
         start = time.perf_counter()
-        value = fn()
+        with quieter(*STAGE_LOGGERS):
+            value = fn()
         report["seconds"][name] = round(time.perf_counter() - start, 2)
         return value
 
@@ -82,13 +114,13 @@ def run_demo(
         "phantoms",
         lambda: write_phantoms(raw, list(DOMAINS), cases, seed, scale, slices, workers=workers, progress=False),
     )
-    log(
+    logger.info(
         f"[1/6] phantoms: {len(folders)} domains × {cases} cases × {slices} slices in {raw} "
         f"({report['seconds']['phantoms']} s)"
     )
     reports = stage("verify", lambda: [verify_dataset(f) for f in folders])
     report["verified"] = all(r.ok for r in reports)
-    log("[2/6] verify: " + "; ".join(r.summary() for r in reports))
+    logger.info("[2/6] verify: " + "; ".join(r.summary() for r in reports))
     pp = stage(
         "plan_and_preprocess",
         lambda: plan_and_preprocess(
@@ -103,11 +135,10 @@ def run_demo(
             workers=workers,
             replan=True,
             progress=False,
-            log=lambda *a: None,
         ),
     )
     report["preprocessed_ok"] = not any(r.failed for r in pp)
-    log(
+    logger.info(
         f"[3/6] plan and preprocess: {sum(r.slices for r in pp)} slices × {1 + views} views, cache "
         f"{_folder_size_mb(pre):.0f} MB ({report['seconds']['plan_and_preprocess']} s)"
     )
@@ -124,10 +155,9 @@ def run_demo(
             device=device,
             config=config,
             progress=False,
-            log=lambda *a: None,
         ),
     )
-    log(
+    logger.info(
         f"[4/6] train {fold} ({epochs} epochs, lr {lr:g}: a demo setting, the paper trains 150 epochs at 1e-4): "
         f"best validation Dice on the source domains {trained['best_val_dice']:.3f} ({report['seconds']['train']} s)"
     )
@@ -136,25 +166,24 @@ def run_demo(
         lambda: predict(
             raw / target / "imagesTr",
             out,
-            trained["output"],
+            model=trained["output"],
             device=device,
             overlays=True,
             progress=False,
-            log=lambda *a: None,
         ),
     )
-    log(f"[5/6] predict the unseen domain {target}: {pred['n_ok']} scans → {out} ({report['seconds']['predict']} s)")
+    logger.info(
+        f"[5/6] predict the unseen domain {target}: {pred['n_ok']} scans → {out} ({report['seconds']['predict']} s)"
+    )
     table, summary, failures = stage(
         "evaluate",
-        lambda: evaluate_folders(
-            out, raw / target / "labelsTr", output_csv=out / "results.csv", log=lambda *a: None, progress=False
-        ),
+        lambda: evaluate_folders(out, raw / target / "labelsTr", output_csv=out / "results.csv", progress=False),
     )
-    log(f"[6/6] evaluate against the phantom labels ({report['seconds']['evaluate']} s):")
-    log(f"      {'case':22s} {'Dice':>6s} {'ASSD mm':>8s} {'MSSD mm':>8s}")
+    logger.info(f"[6/6] evaluate against the phantom labels ({report['seconds']['evaluate']} s):")
+    logger.info(f"      {'case':22s} {'Dice':>6s} {'ASSD mm':>8s} {'MSSD mm':>8s}")
     for row in table.itertuples():
-        log(f"      {row.case:22s} {row.dice:6.3f} {row.assd_mm:8.2f} {row.mssd_mm:8.2f}")
-    log(
+        logger.info(f"      {row.case:22s} {row.dice:6.3f} {row.assd_mm:8.2f} {row.mssd_mm:8.2f}")
+    logger.info(
         f"      {'mean ± s.d.':22s} {summary['dice']['mean']:6.3f} {summary['assd_mm']['mean']:8.2f} "
         f"{summary['mssd_mm']['mean']:8.2f}   (Dice s.d. {summary['dice']['std']:.3f})"
     )
@@ -173,11 +202,11 @@ def run_demo(
     )
     write_json_atomic(workdir / "demo_report.json", report)
     total = sum(report["seconds"].values())
-    log(
+    logger.info(
         f"Done in {total:.0f} s. Files: raw {raw}, preprocessed {pre}, model {trained['output']}, predictions {out}, "
         f"QC picture {report['qc_picture']}, report {workdir / 'demo_report.json'}."
     )
-    log(
+    logger.info(
         "Reminder: synthetic phantoms — these numbers show the pipeline works, not clinical accuracy"
         + (" (and the teacher has random weights)." if teacher["weights"] == "random" else ".")
     )

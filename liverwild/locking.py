@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 from .errors import LiverwildError
+from .log import get_logger
+
+logger = get_logger(__name__)
 
 LOCK_NAME = ".lw.lock"
 
@@ -43,7 +46,7 @@ def _holder(path: Path) -> dict:
         return {}
 
 
-def acquire(folder, command: str | None = None, log=None) -> Path:
+def acquire(folder, command: str | None = None) -> Path:
     """Create ``folder/.lw.lock`` for this process; raises :class:`LockedError` if a live process holds it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,8 +71,7 @@ def acquire(folder, command: str | None = None, log=None) -> Path:
                 ) from None
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # stale: its process is dead (or the file empty)
-            if log:
-                log(f"{path}: took over a stale lock of process {pid} (no longer running)")
+            logger.warning(f"{path}: took over a stale lock of process {pid} (no longer running)")
             continue
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
@@ -85,9 +87,9 @@ def release(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder, command: str | None = None, log=None):
+def folder_lock(folder, command: str | None = None):
     """Hold ``folder``'s lock for the block (see the module docstring)."""
-    path = acquire(folder, command, log)
+    path = acquire(folder, command)
     try:
         yield path
     finally:

@@ -23,6 +23,7 @@ from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import Reorientation, check_not_constant, read_image, read_label
 from liverwild.locking import folder_lock
+from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
 from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
@@ -34,6 +35,8 @@ from .cache import input_signature, is_complete, list_cases, remove_stale_tempor
 from .normalization import normalize_scan
 from .slices import resize_label_map_stack, resize_label_stack, resize_stack
 from .splits import update_splits
+
+logger = get_logger(__name__)
 
 # ---- CPU stage ---------------------------------------------------------------------------------
 
@@ -176,7 +179,6 @@ def preprocess_dataset(
     extractor: FeatureExtractor | None = None,
     workers: int = 1,
     progress: bool = True,
-    log=print,
     failed: dict | None = None,
 ) -> DatasetReport:
     """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
@@ -214,7 +216,7 @@ def preprocess_dataset(
     for case, arrays, properties, error in bounded_imap(prepare_case, todo, workers, pool_from=1):
         if error:
             report.failed[case] = error
-            log(f"FAILED {error}")
+            logger.warning(f"FAILED {error}")
         else:
             assert extractor is not None  # made above whenever there is a case to cache
             v, z = arrays["slices"].shape[:2]
@@ -309,6 +311,7 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
 
 def plan_and_preprocess(
     names,
+    *,
     raw=None,
     preprocessed=None,
     backbone=None,
@@ -325,11 +328,37 @@ def plan_and_preprocess(
     seed: int = 0,
     threads: int | None = None,
     progress: bool = True,
-    log=print,
     tap=None,
     normalization: str | None = None,
 ) -> list:
-    """Run the whole stage for the named raw datasets; returns one :class:`DatasetReport` each."""
+    """Fingerprint, plan and cache the named raw datasets, then refresh ``splits.json`` — what
+    ``lw_plan_and_preprocess`` runs.
+
+    Args:
+        names: raw dataset names (folders of ``raw``) or nnU-Net dataset numbers.
+        raw, preprocessed: folders; default ``$LW_raw`` and ``$LW_preprocessed``.
+        backbone: a registered teacher (``dino-vits16``, ``imagenet-effnet-lite0``, ...) or a timm name.
+        weights: the teacher's weights (a file, ``"package:..."``, ``"timm-cache"``); ``random_backbone``
+            uses random weights instead (tests and demos; recorded in every artefact).
+        views: augmented views cached per slice (default 2).
+        device, batch_size: where and in which batches the teacher runs.
+        workers: processes for the per-case CPU stage.
+        plan_only, preprocess_only, replan: stop after planning; cache with the stored plans; plan
+            from the defaults again.
+        val_per_source, seed: held-out validation cases per source in the folds, and their seed.
+        threads: torch CPU threads.
+        progress: show progress bars.
+        tap: the teacher's feature tap (default per teacher).
+        normalization: ``"default"`` or ``"single-dg"`` (the paper's CT→MR preset).
+
+    Returns:
+        One :class:`DatasetReport` per dataset (processed, unchanged and failed cases, slices, seconds).
+
+    Example::
+
+        from preprocessing.pipeline import plan_and_preprocess
+        plan_and_preprocess(["BTCV", "CHAOS"], backbone="imagenet-effnet-lite0", device="cuda")
+    """
     raw_root = raw_folder(raw, must_exist=True)
     pre_root = preprocessed_folder(preprocessed)
     weights = resolve_weights(weights, random_backbone)
@@ -337,7 +366,7 @@ def plan_and_preprocess(
     folders = [find_dataset(n, raw_root) for n in names]
     with contextlib.ExitStack() as locks:  # one writer per dataset folder
         for name in sorted({f.name for f in folders}):
-            locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names), log))
+            locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names)))
         plans, rejected = plan_datasets(
             folders,
             pre_root,
@@ -350,13 +379,14 @@ def plan_and_preprocess(
             preprocess_only,
             workers,
             progress,
-            log,
         )
         if plan_only:
             return []
-        reports = cache_datasets(folders, pre_root, plans, rejected, device, batch_size, workers, progress, log)
+        reports = cache_datasets(folders, pre_root, plans, rejected, device, batch_size, workers, progress)
         splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
-        log(f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}")
+        logger.info(
+            f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}"
+        )
         return reports
 
 
@@ -372,7 +402,6 @@ def plan_datasets(
     preprocess_only: bool,
     workers: int,
     progress: bool,
-    log,
 ) -> tuple:
     """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
@@ -386,12 +415,12 @@ def plan_datasets(
         fingerprint = extract_fingerprint(folder, workers, progress, previous)
         save_fingerprint(fingerprint, target)
         for reason in fingerprint["failed"].values():
-            log(f"FAILED {reason}")
+            logger.warning(f"FAILED {reason}")
         rejected[folder.name] = fingerprint["failed"]
         plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap, normalization)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
-        log(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")
+        logger.info(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")
     return plans_by_dataset, rejected
 
 
@@ -404,7 +433,6 @@ def cache_datasets(
     batch_size: int,
     workers: int,
     progress: bool,
-    log,
 ) -> list:
     """Cache every dataset with its plans; one feature extractor per distinct teacher."""
     reports, extractors = [], {}
@@ -414,15 +442,15 @@ def cache_datasets(
         key = json.dumps(plans.backbone, sort_keys=True)
         if key not in extractors:
             extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
-        log(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
+        logger.info(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
         if plans.backbone["weights"] == "random":
-            log(
+            logger.warning(
                 f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
                 "features are for tests only, and the cache is labelled 'random'."
             )
         report = preprocess_dataset(
-            folder, pre_root, plans, extractors[key], workers, progress, log, rejected.get(folder.name)
+            folder, pre_root, plans, extractors[key], workers, progress, rejected.get(folder.name)
         )
-        log(report.summary())
+        logger.info(report.summary())
         reports.append(report)
     return reports

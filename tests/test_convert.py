@@ -36,7 +36,7 @@ def organ_map(shape, liver_value, others=()):
 
 
 def run(kind, src, raw, **kw):
-    return convert(kind, src, raw, progress=False, log=lambda *a: None, **kw)
+    return convert(kind, src, raw, progress=False, **kw)
 
 
 def check_pair(raw, name, case, expected_liver, image_array=None):

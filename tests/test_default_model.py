@@ -82,7 +82,7 @@ def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
 @pytest.mark.slow
 def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
     provenance = build_default_model(
-        tmp_path / "work", tmp_path / "model", Recipe().quick(), device="cpu", log=lambda *a: None
+        tmp_path / "work", output=tmp_path / "model", recipe=Recipe().quick(), device="cpu"
     )
     assert provenance["checkpoint_sha256"] == sha256(tmp_path / "model" / "checkpoint_best.pth")
     assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1

@@ -28,7 +28,6 @@ def folders(tmp_path_factory):
         views=0,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     return root
 
@@ -94,7 +93,6 @@ def test_interrupted_training_resumes_inside_the_experiment(folders):
         device="cpu",
         config=config,
         progress=False,
-        log=lambda *a: None,
     )
     assert cli(folders, "multi-dg", "-o", str(out)) == 0
     log = pd.read_csv(f"{first['output']}/log.csv")
@@ -115,7 +113,6 @@ def test_scan_caps_of_10_and_15_per_source_train(folders):
             folders / "res" / "caps",
             TrainerConfig().updated(epochs=1, steps_per_epoch=2, batch_size=4),
             "cpu",
-            log=lambda *a: None,
         )
         trainer.build_datasets()
         per_source = pd.Series([c.folder.parent.parent.name for c in trainer.train_set.cases]).value_counts()

@@ -113,7 +113,6 @@ def test_planted_duplicate_is_excluded_by_plan_and_preprocess(tmp_path):
         views=0,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     splits = json.loads((tmp_path / "pre" / "splits.json").read_text(encoding="utf-8"))
     fold = splits["folds"]["loo_PhantomT2MR"]

@@ -41,15 +41,14 @@ def test_live_holder_blocks_with_its_name(tmp_path, live_pid):
     assert json.loads((tmp_path / LOCK_NAME).read_text(encoding="utf-8"))["pid"] == live_pid  # untouched
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     pid = dead_pid()
     plant(tmp_path, pid)
-    said = []
-    with folder_lock(tmp_path, "lw_predict", said.append) as path:
+    with folder_lock(tmp_path, "lw_predict") as path:
         import os
 
         assert json.loads(path.read_text(encoding="utf-8"))["pid"] == os.getpid()
-        assert said and f"process {pid}" in said[0]
+        assert f"took over a stale lock of process {pid}" in caplog.text
     assert not (tmp_path / LOCK_NAME).exists()  # released
 
 
@@ -79,6 +78,5 @@ def test_second_plan_and_preprocess_on_the_same_dataset_fails_at_once(tmp_path, 
             views=0,
             workers=0,
             progress=False,
-            log=lambda *a: None,
         )
     assert not (tmp_path / "pre" / "PhantomT2MR" / "plans.json").exists()  # nothing written

@@ -134,7 +134,7 @@ def test_evaluate_folders_csv_summary_and_geometry_errors(tmp_path):
     _write_case(ref, "c", truth, g)
     _write_case(pred, "c", truth, moved)
     _write_case(ref, "d", truth, g)  # no prediction
-    table, summary, failures = evaluate_folders(pred, ref, output_csv=tmp_path / "res.csv", log=lambda *a: None)
+    table, summary, failures = evaluate_folders(pred, ref, output_csv=tmp_path / "res.csv")
     assert list(table["case"]) == ["a", "b"]
     assert table.set_index("case").loc["a", "dice"] == pytest.approx(0.8)
     assert table.set_index("case").loc["a", "mssd_mm"] == pytest.approx(1.6)
@@ -151,9 +151,9 @@ def test_labels_option_counts_tumour_as_liver(tmp_path):
     ref[4:6, 8:12, 8:12] = 2
     write_mask(ref, g, tmp_path / "ref" / "x.nii.gz")
     write_mask(ref > 0, g, tmp_path / "pred" / "x_0000.nii.gz")
-    table, _, _ = evaluate_folders(tmp_path / "pred", tmp_path / "ref", labels=(1, 2), log=lambda *a: None)
+    table, _, _ = evaluate_folders(tmp_path / "pred", tmp_path / "ref", labels=(1, 2))
     assert table["dice"].iloc[0] == 1.0
-    table, _, _ = evaluate_folders(tmp_path / "pred", tmp_path / "ref", labels=(1,), log=lambda *a: None)
+    table, _, _ = evaluate_folders(tmp_path / "pred", tmp_path / "ref", labels=(1,))
     assert table["dice"].iloc[0] < 1.0
 
 

@@ -37,7 +37,6 @@ def model_dir(tmp_path_factory):
         views=1,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     summary = train_fold(
         "loo_PhantomArterialCT",
@@ -46,7 +45,6 @@ def model_dir(tmp_path_factory):
         device="cpu",
         config=TrainerConfig().updated(epochs=5, lr=1e-2),
         progress=False,
-        log=lambda *a: None,
     )
     return summary["output"]
 
@@ -133,7 +131,7 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
     assert set(report["plans"]) == {"PhantomNativeCT", "PhantomPortalCT"}
     assert report["scans"][0]["modality"] == "CT" and report["scans"][0]["normalization"]["window"] == [0.0, 500.0]
     # evaluation numbers match the test's own computation
-    table, _, failures = evaluate_folders(out, refs, log=lambda *a: None)
+    table, _, failures = evaluate_folders(out, refs)
     assert not failures and len(table) == 4
     for row in table.itertuples():
         pred = read_label(out / f"{row.case}.nii.gz").array > 0
@@ -236,19 +234,17 @@ def test_real_scans_get_masks_in_their_geometry(model_dir, real_data_dir, tmp_pa
     report = predict(
         real_data_dir / "totalseg_ct" / "image.nii.gz",
         tmp_path / "ct",
-        model_dir,
+        model=model_dir,
         device="cpu",
         progress=False,
-        log=lambda *a: None,
     )
     assert report["n_ok"] == 1 and report["scans"][0]["modality"] == "CT"
     report = predict(
         real_data_dir / "totalseg_mr" / "image.nii.gz",
         tmp_path / "mr",
-        model_dir,
+        model=model_dir,
         device="cpu",
         progress=False,
-        log=lambda *a: None,
     )
     assert report["scans"][0]["modality"] == "MR"
     for sub, folder in (("ct", "totalseg_ct"), ("mr", "totalseg_mr")):
@@ -265,7 +261,7 @@ def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, t
     out = tmp_path / "out"
     with lock_held_by_another_process(out, "lw_predict -i a -o out"):
         with pytest.raises(LockedError, match="lw_predict -i a -o out"):
-            predict(scan[0], out, model_dir, device="cpu", progress=False, log=lambda *a: None)
+            predict(scan[0], out, model=model_dir, device="cpu", progress=False)
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
 
 

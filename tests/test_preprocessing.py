@@ -33,7 +33,7 @@ def run(raw, pre, datasets=DOMAINS, **kw):
     kw.setdefault("backbone", BACKBONE)
     kw.setdefault("views", 1)
     kw.setdefault("workers", 0)
-    return plan_and_preprocess(datasets, raw=str(raw), preprocessed=str(pre), progress=False, log=lambda *a: None, **kw)
+    return plan_and_preprocess(datasets, raw=str(raw), preprocessed=str(pre), progress=False, **kw)
 
 
 @pytest.fixture(scope="module")

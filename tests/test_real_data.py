@@ -87,7 +87,6 @@ def test_real_scans_preprocess_as_raw_datasets(real_data_dir, tmp_path):
         views=0,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     assert [len(r.processed) for r in reports] == [2, 1] and not any(r.failed for r in reports)
     ct = CachedCase(tmp_path / "pre" / "RealCT" / reports[0].data_identifier / "totalseg_ct")

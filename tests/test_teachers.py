@@ -192,7 +192,6 @@ def test_outdated_plans_are_refused_and_replan_recovers(tmp_path):
         views=0,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     report = plan_and_preprocess(["PhantomT2MR"], **kwargs)[0]
     path = pre / "PhantomT2MR" / "plans.json"

@@ -1,4 +1,5 @@
 import json
+import logging
 import re
 
 import pandas as pd
@@ -30,7 +31,6 @@ def preprocessed(tmp_path_factory):
         views=1,
         workers=0,
         progress=False,
-        log=lambda *a: None,
     )
     return root / "pre"
 
@@ -50,7 +50,6 @@ def test_training_learns_and_writes_artefacts(preprocessed, tmp_path):
         device="cpu",
         config=small(),
         progress=False,
-        log=lambda *a: None,
     )
     out = tmp_path / FOLD / summary["output"].split("/")[-1]
     log = pd.read_csv(out / "log.csv")
@@ -99,7 +98,7 @@ def test_target_is_never_loaded(preprocessed, tmp_path):
     assert not set(fold["val"]["PhantomNativeCT"]) & {c.name for c in trainer.train_set.cases if "native" in c.name}
 
 
-def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tmp_path, monkeypatch):
+def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tmp_path, monkeypatch, caplog):
     config = small(epochs=3, steps_per_epoch=2)
     train_fold(
         FOLD,
@@ -108,7 +107,6 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
         device="cpu",
         config=config,
         progress=False,
-        log=lambda *a: None,
     )
     original = Trainer.run_epoch
 
@@ -126,30 +124,28 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
             device="cpu",
             config=config,
             progress=False,
-            log=lambda *a: None,
         )
     monkeypatch.setattr(Trainer, "run_epoch", original)
-    said = []
-    train_fold(
-        FOLD,
-        preprocessed=str(preprocessed),
-        results=str(tmp_path / "b"),
-        device="cpu",
-        config=config,
-        progress=False,
-        log=said.append,
-    )  # the same command again resumes
-    assert any("resuming after epoch 1" in line for line in said)
-    again = train_fold(
-        FOLD,
-        preprocessed=str(preprocessed),
-        results=str(tmp_path / "b"),
-        device="cpu",
-        config=config,
-        progress=False,
-        log=said.append,
-    )
-    assert "nothing to do" in said[-1] and again["epochs"] == 3  # and once more does nothing
+    with caplog.at_level(logging.INFO, logger="liverwild"):
+        train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / "b"),
+            device="cpu",
+            config=config,
+            progress=False,
+        )  # the same command again resumes
+        assert "resuming after epoch 1" in caplog.text
+        caplog.clear()
+        again = train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / "b"),
+            device="cpu",
+            config=config,
+            progress=False,
+        )
+    assert "nothing to do" in caplog.records[-1].getMessage() and again["epochs"] == 3  # once more does nothing
     with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):
         train_fold(
             FOLD,
@@ -158,7 +154,6 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
             device="cpu",
             config=config.updated(lr=0.5),
             progress=False,
-            log=lambda *a: None,
         )
     name = next((tmp_path / "a" / FOLD).iterdir()).name
     a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)

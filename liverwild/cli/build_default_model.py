@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import run
+from .common import add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,11 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes for phantom generation and preprocessing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny, useless model (smoke test)")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from ..default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model, main_command
 
     def work():
@@ -39,10 +40,10 @@ def main(argv=None) -> int:
         print(DISCLAIMER)
         build_default_model(
             args.workdir,
-            args.output or DEFAULT_MODEL_DIR,
-            recipe,
-            args.device,
-            args.workers,
+            output=args.output or DEFAULT_MODEL_DIR,
+            recipe=recipe,
+            device=args.device,
+            workers=args.workers,
             command=main_command() if argv is None else "lw_build_default_model " + " ".join(argv),
         )
         return 0

@@ -23,6 +23,22 @@ def add_folder_options(parser: argparse.ArgumentParser, *kinds: str) -> None:
         parser.add_argument(f"--{kind}", metavar="DIR", default=None, help=helps[kind])
 
 
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    """``-v`` (debug messages too) and ``-q`` (warnings and errors only)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
+    group.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse the command line and configure the ``liverwild`` logger from ``-v`` / ``-q``."""
+    from ..log import configure_logging
+
+    args = parser.parse_args(argv)
+    configure_logging(int(getattr(args, "verbose", False)) - int(getattr(args, "quiet", False)))
+    return args
+
+
 def run(function, *args, **kwargs) -> int:
     """Call ``function``; turn a :class:`LiverwildError` into a one-line message and exit code 1."""
     try:

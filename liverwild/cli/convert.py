@@ -7,7 +7,7 @@ import sys
 
 from ..datasets import find_dataset, verify_dataset
 from ..paths import raw_folder
-from .common import add_folder_options, run
+from .common import add_folder_options, add_logging_options, parse, run
 
 HELP = {
     "btcv": "BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6",
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "amos":
             c.add_argument("--only", choices=["CT", "MR"], default=None, help="write only one modality's dataset")
         add_folder_options(c, "raw")
+    add_logging_options(p)
     return p
 
 
@@ -66,7 +67,7 @@ def verify(names, raw=None, workers=2) -> int:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.kind == "verify":
         return run(verify, args.names, args.raw, args.workers)
 
@@ -77,13 +78,13 @@ def main(argv=None) -> int:
             args.kind,
             args.source,
             raw_folder(args.raw),
-            args.name,
-            args.workers,
-            args.overwrite,
-            getattr(args, "sequence", "T2SPIR"),
-            getattr(args, "liver_label", (1,)),
-            (args.only,) if getattr(args, "only", None) else ("CT", "MR"),
-            not args.no_progress,
+            name=args.name,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            sequence=getattr(args, "sequence", "T2SPIR"),
+            liver_label=getattr(args, "liver_label", (1,)),
+            amos_modalities=(args.only,) if getattr(args, "only", None) else ("CT", "MR"),
+            progress=not args.no_progress,
         )
         for report in reports:
             for problem in report.verification.problems:

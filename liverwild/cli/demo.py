@@ -7,7 +7,7 @@ import sys
 
 from ..backbones import TEACHERS
 from ..demo import DEMO_TEACHER, run_demo
-from .common import run
+from .common import add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,25 +43,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def work():
         summary = run_demo(
             args.workdir,
-            args.cases,
-            args.scale,
-            args.seed,
-            args.quick,
-            args.workers,
-            args.slices,
-            args.views,
-            args.backbone_weights,
-            args.device,
-            args.epochs,
+            cases=args.cases,
+            scale=args.scale,
+            seed=args.seed,
+            quick=args.quick,
+            workers=args.workers,
+            slices=args.slices,
+            views=args.views,
+            backbone_weights=args.backbone_weights,
+            device=args.device,
+            epochs=args.epochs,
             target=args.target,
             backbone=args.backbone,
             random_backbone=args.random_backbone,

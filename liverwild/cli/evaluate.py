@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import run
+from .common import add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,12 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="per-case CSV (default PRED/results.csv); summary JSON beside")
     p.add_argument("--compare", nargs=2, metavar=("A.csv", "B.csv"), help="paired t-test per metric, Markdown table")
     p.add_argument("--names", nargs=2, default=None, help="column names for --compare")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     from ..evaluation import compare_evaluations, evaluate_folders
 
     def work():
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 
         out = args.output or str(Path(args.predictions) / "results.csv")
         table, summary, failures = evaluate_folders(
-            args.predictions, args.references, tuple(args.labels), out, protocol=args.protocol
+            args.predictions, args.references, labels=tuple(args.labels), output_csv=out, protocol=args.protocol
         )
         for metric in ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm"):
             s = summary[metric]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, run
+from .common import add_folder_options, add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,11 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="results folder (default $LW_results/experiments/<protocol>)")
     p.add_argument("--quick", action="store_true", help="2 epochs of 4 steps: a smoke test, not a result")
     add_folder_options(p, "raw", "preprocessed", "results")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from ..experiments import run_experiment
     from ..training import TrainerConfig
 
@@ -68,17 +69,17 @@ def main(argv=None) -> int:
     def work():
         report = run_experiment(
             args.protocol,
-            args.raw,
-            args.preprocessed,
-            args.results,
-            args.output,
-            args.trainers,
-            args.seeds,
-            args.fold,
-            TrainerConfig().assigned(args.settings).updated(**changes),
-            args.device,
-            args.evaluation,
-            args.quick,
+            raw=args.raw,
+            preprocessed=args.preprocessed,
+            results=args.results,
+            output=args.output,
+            trainers=args.trainers,
+            seeds=args.seeds,
+            fold=args.fold,
+            config=TrainerConfig().assigned(args.settings).updated(**changes),
+            device=args.device,
+            evaluation=args.evaluation,
+            quick=args.quick,
         )
         print(f"report: {report['output']}/report.md ({report['n_scans']} scan results)")
         return 0

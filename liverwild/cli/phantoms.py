@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..phantoms import DOMAINS, save_preview, write_phantoms
-from .common import run
+from .common import add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also save a picture with one case per domain (axial/coronal/sagittal)",
     )
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if args.list:
         for name, d in DOMAINS.items():
             print(f"{name:20s} {d.modality}  {d.description}")

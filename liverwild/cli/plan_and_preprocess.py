@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..backbones.registry import DEFAULT_TEACHER, TEACHERS
-from .common import add_folder_options, run
+from .common import add_folder_options, add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,32 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--preprocess-only", action="store_true", help="use the existing (possibly edited) plans.json")
     p.add_argument("--replan", action="store_true", help="discard existing plans.json and plan afresh")
     p.add_argument("--no-progress", action="store_true")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from preprocessing.pipeline import plan_and_preprocess
 
     def work():
         reports = plan_and_preprocess(
             args.datasets,
-            args.raw,
-            args.preprocessed,
-            args.backbone,
-            args.backbone_weights,
-            args.random_backbone,
-            args.views,
-            args.device,
-            args.workers,
-            args.batch_size,
-            args.plan_only,
-            args.preprocess_only,
-            args.replan,
-            args.val_per_source,
-            args.seed,
-            args.threads,
-            not args.no_progress,
+            raw=args.raw,
+            preprocessed=args.preprocessed,
+            backbone=args.backbone,
+            weights=args.backbone_weights,
+            random_backbone=args.random_backbone,
+            views=args.views,
+            device=args.device,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            plan_only=args.plan_only,
+            preprocess_only=args.preprocess_only,
+            replan=args.replan,
+            val_per_source=args.val_per_source,
+            seed=args.seed,
+            threads=args.threads,
+            progress=not args.no_progress,
             tap=args.feature_tap,
             normalization=args.normalization,
         )

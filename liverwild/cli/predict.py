@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, run
+from .common import add_folder_options, add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,29 +34,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-postprocess", action="store_true", help="skip largest component + hole filling")
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "results")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from ..inference import predict
 
     def work():
         report = predict(
             args.input,
             args.output,
-            args.model,
-            args.results,
-            args.trainer,
-            args.checkpoint,
-            args.device,
-            args.batch_size,
-            not args.no_postprocess,
-            args.save_probabilities,
-            args.overlays,
-            args.modality,
-            args.backbone_weights,
-            not args.no_progress,
+            model=args.model,
+            results=args.results,
+            trainer=args.trainer,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            batch_size=args.batch_size,
+            postprocess=not args.no_postprocess,
+            save_probabilities=args.save_probabilities,
+            overlays=args.overlays,
+            modality=args.modality,
+            backbone_weights=args.backbone_weights,
+            progress=not args.no_progress,
         )
         print(
             f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, run
+from .common import add_folder_options, add_logging_options, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "preprocessed", "results")
+    add_logging_options(p)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from ..training import TrainerConfig, train_fold
 
     changes = {
@@ -63,13 +64,13 @@ def main(argv=None) -> int:
         summary = train_fold(
             args.fold,
             args.trainer,
-            args.preprocessed,
-            args.results,
-            args.device,
-            args.continue_training,
-            TrainerConfig().assigned(args.settings).updated(**changes),
-            not args.no_progress,
-            args.threads,
+            preprocessed=args.preprocessed,
+            results=args.results,
+            device=args.device,
+            continue_training=args.continue_training,
+            config=TrainerConfig().assigned(args.settings).updated(**changes),
+            progress=not args.no_progress,
+            threads=args.threads,
         )
         print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
 

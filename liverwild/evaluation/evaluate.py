@@ -9,7 +9,10 @@ import numpy as np
 from ..atomic import atomic_path, write_json_atomic
 from ..errors import LiverwildError
 from ..io import image_suffix, read_label
+from ..log import get_logger
 from .metrics import METRICS, all_metrics, summarize
+
+logger = get_logger(__name__)
 
 
 def case_name(path) -> str:
@@ -74,11 +77,30 @@ def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") ->
 
 
 def evaluate_folders(
-    pred_dir, ref_dir, labels=(1,), output_csv=None, log=print, progress: bool = True, protocol: str = "native"
+    pred_dir, ref_dir, *, labels=(1,), output_csv=None, progress: bool = True, protocol: str = "native"
 ) -> tuple:
-    """Per-case metrics (DataFrame), summary dict and failures; writes ``output_csv`` and a summary JSON
-    beside it when given. A case whose geometry differs is an error for that case only. ``protocol``:
-    ``native`` (default), ``multi-dg`` (128² in-plane, as the paper) or ``single-dg`` (192²)."""
+    """Evaluate every prediction against its reference — what ``lw_evaluate -p -r`` runs.
+
+    Args:
+        pred_dir, ref_dir: folders of masks named alike (``<case>.nii.gz``); each reference must have
+            a prediction with its geometry.
+        labels: label values counted as foreground (liver: 1).
+        output_csv: write the per-case table there, and ``<name>.summary.json`` beside it.
+        progress: show a progress bar.
+        protocol: ``"native"`` grid (default), ``"multi-dg"`` (128² in-plane, as the paper) or
+            ``"single-dg"`` (192²).
+
+    Returns:
+        ``(table, summary, failures)``: a DataFrame with one row per case (Dice, IoU, RAVD in %, ASSD,
+        MSSD and HD95 in mm), mean ± s.d. per metric, and ``{case: reason}`` for cases that could not be
+        evaluated (missing prediction, geometry mismatch; one case's error never stops the others).
+
+    Example::
+
+        from liverwild.evaluation import evaluate_folders
+        table, summary, failures = evaluate_folders("masks/", "labelsTr/")
+        print(summary["dice"]["mean"])
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -94,10 +116,10 @@ def evaluate_folders(
             rows.append({"case": case, **evaluate_case(p, r, labels, protocol)})
         except LiverwildError as exc:
             failures[case] = str(exc)
-            log(f"FAILED {exc}")
+            logger.warning(f"FAILED {exc}")
     for case in missing:
         failures[case] = f"{case}: no prediction in {pred_dir}"
-        log(f"FAILED {failures[case]}")
+        logger.warning(f"FAILED {failures[case]}")
     table = pd.DataFrame(rows, columns=["case", *METRICS, "volume_pred_ml", "volume_ref_ml"])
     summary = {
         **summarize(rows),

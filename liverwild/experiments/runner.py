@@ -20,7 +20,10 @@ from pathlib import Path
 
 from ..atomic import write_json_atomic
 from ..errors import LiverwildError
+from ..log import get_logger, quieter
 from .protocols import Plan, Run, make_plan, single_dg_folds
+
+logger = get_logger(__name__)
 
 QUICK = {"epochs": 2, "steps_per_epoch": 4, "batch_size": 4}
 
@@ -44,7 +47,7 @@ def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=
 
 
 def run_one(
-    run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path, config, device, evaluation: str, log=print
+    run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path, config, device, evaluation: str
 ) -> Path:
     """Train (or resume), predict the fold's target and evaluate; returns the run folder."""
     from ..evaluation import evaluate_folders
@@ -57,31 +60,26 @@ def run_one(
     start = time.perf_counter()
     fold = splits["folds"][run.fold]
     seeded = config.updated(seed=run.seed)
-    # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
-    trained = train_fold(
-        run.fold,
-        run.trainer,
-        preprocessed=str(preprocessed),
-        results=str(output / "models" / f"seed{run.seed}"),
-        device=device,
-        config=seeded,
-        progress=False,
-        log=lambda *a: None,
-    )
-    model = Path(trained["output"])
     target = fold["target"]
     images, labels = raw / target / "imagesTr", raw / target / "labelsTr"
     if not images.is_dir():
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
-    report = predict(images, folder / "predictions", model, device=device, progress=False, log=lambda *a: None)
-    table, summary, failures = evaluate_folders(
-        folder / "predictions",
-        labels,
-        output_csv=folder / "results.csv",
-        log=lambda *a: None,
-        progress=False,
-        protocol=evaluation,
-    )
+    with quieter("liverwild.training", "liverwild.inference", "liverwild.evaluation"):  # one line per run
+        # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
+        trained = train_fold(
+            run.fold,
+            run.trainer,
+            preprocessed=str(preprocessed),
+            results=str(output / "models" / f"seed{run.seed}"),
+            device=device,
+            config=seeded,
+            progress=False,
+        )
+        model = Path(trained["output"])
+        report = predict(images, folder / "predictions", model=model, device=device, progress=False)
+        table, summary, failures = evaluate_folders(
+            folder / "predictions", labels, output_csv=folder / "results.csv", progress=False, protocol=evaluation
+        )
     write_json_atomic(
         folder / "run.json",
         {
@@ -98,7 +96,7 @@ def run_one(
             "seconds": round(time.perf_counter() - start, 1),
         },
     )
-    log(
+    logger.info(
         f"{run.key}: Dice {summary['dice']['mean']:.3f} on {len(table)} {target} scans "
         f"({time.perf_counter() - start:.0f} s)"
     )
@@ -107,6 +105,7 @@ def run_one(
 
 def run_experiment(
     name: str,
+    *,
     raw=None,
     preprocessed=None,
     results=None,
@@ -118,9 +117,29 @@ def run_experiment(
     device="auto",
     evaluation: str = "native",
     quick: bool = False,
-    log=print,
 ) -> dict:
-    """Run protocol ``name`` end to end; returns the report dict (also written as JSON and Markdown)."""
+    """Run a protocol end to end — train, predict the target, evaluate every (fold, trainer, seed) — and
+    write ``report.md`` and ``report.json``; what ``lw_experiment`` runs.
+
+    Args:
+        name: ``"multi-dg"``, ``"single-dg"``, ``"ablations"`` or ``"seeds"`` (documentation/experiments.md).
+        raw, preprocessed, results: folders; default ``$LW_raw``, ``$LW_preprocessed``, ``$LW_results``.
+        output: the experiment folder (default ``<results>/experiments/<name>``).
+        trainers, seeds, fold: override the protocol's rows, seeds and folds (``fold``: a name or a list).
+        config: the :class:`~liverwild.training.TrainerConfig` of every run (seeds replaced per run).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        evaluation: ``"native"`` grid, or ``"paper"`` (the paper's in-plane resampling).
+        quick: 2 epochs of 4 steps — a smoke test, labelled as such in the report.
+
+    Returns:
+        The report dict (also ``report.json``): protocol, reference trainer, runs, mean Dice per
+        target and row, scan count.
+
+    Example::
+
+        from liverwild.experiments import run_experiment
+        run_experiment("multi-dg", trainers=["ContrastiveDistillationTrainer", "MASFTrainer"], device="cuda")
+    """
     from preprocessing.splits import load_splits
 
     from ..paths import preprocessed_folder, raw_folder, results_folder
@@ -136,12 +155,12 @@ def run_experiment(
     splits = load_splits(pre_root / "splits.json")
     paper = {"multi-dg": "multi-dg", "single-dg": "single-dg"}.get(name, "multi-dg")
     protocol = paper if evaluation == "paper" else evaluation
-    log(
+    logger.info(
         f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
         f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
     )
     for run in plan.runs:
-        run_one(run, splits, raw_root, pre_root, output, config, device, protocol, log)
+        run_one(run, splits, raw_root, pre_root, output, config, device, protocol)
     table = collect(output, plan)
     return write_report(
         output,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import platform
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,9 +24,12 @@ from ..device import autocast, resolve_device
 from ..errors import LiverwildError
 from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
 from ..locking import acquire, release
+from ..log import get_logger
 from .discovery import find_scans
 from .model import TrainedModel
 from .postprocessing import postprocess
+
+logger = get_logger(__name__)
 
 STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postprocess", "write")
 
@@ -183,30 +185,28 @@ def segment_all(
     save_probabilities: bool,
     overlays: bool,
     progress: bool,
-    log,
 ) -> tuple:
     """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``."""
     from tqdm import tqdm
 
     results = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
     for r in results:
-        log(f"FAILED {r.error}")
+        logger.warning(f"FAILED {r.error}")
     start = time.perf_counter()
     for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
         if (output / f"{name}.nii.gz").resolve() in input_paths:
             results.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
-            log(f"FAILED {results[-1].error}")
+            logger.warning(f"FAILED {results[-1].error}")
             continue
         try:
             results.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
         except LiverwildError as exc:
             results.append(ScanResult(name, str(path), error=str(exc)))
-            log(f"FAILED {exc}")
-        except Exception as exc:  # noqa: BLE001 — one bad scan must not stop the others
+            logger.warning(f"FAILED {exc}")
+        except Exception as exc:
             message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             results.append(ScanResult(name, str(path), error=message))
-            log(f"FAILED {message}")
-            traceback.print_exc()
+            logger.error(f"FAILED {message}", exc_info=True)  # unexpected: the traceback helps a bug report
     return results, time.perf_counter() - start
 
 
@@ -227,6 +227,7 @@ def versions() -> dict:
 def predict(
     inputs,
     output,
+    *,
     model="default",
     results=None,
     trainer=None,
@@ -239,11 +240,37 @@ def predict(
     modality="auto",
     backbone_weights=None,
     progress=True,
-    log=print,
 ) -> dict:
-    """Segment every scan in ``inputs`` (file or folder) into ``output``; returns the run report.
+    """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
-    Failures are reported per scan (one line naming the file) and do not stop the others.
+    Args:
+        inputs: a scan file (NIfTI, NRRD, MHA), a DICOM series folder, or a folder of them.
+        output: folder for ``<scan>.nii.gz`` masks (uint8, the input's size, spacing, origin and
+            direction) and ``prediction_report.json``; must differ from the input folder.
+        model: a trained model folder, a fold name under ``results``, or ``"default"`` (the shipped model).
+        results, trainer: where to look up a fold name, and which trainer's model when a fold has several.
+        checkpoint: ``"best"``, ``"final"``, ``"latest"`` or a file name in the model folder.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        batch_size: slices per forward pass (default 128 on GPU, 16 on CPU).
+        postprocess: keep the largest 3D component and fill holes.
+        save_probabilities: also write ``<scan>_prob.nii.gz`` (float32).
+        overlays: also write ``overlays/<scan>.png``.
+        modality: ``"auto"`` (from the intensities), ``"CT"`` or ``"MR"``.
+        backbone_weights: the teacher's weights file when it moved since training.
+        progress: show a progress bar.
+
+    Returns:
+        The report written to ``prediction_report.json``: model, device, versions, per-scan seconds per
+        stage, liver volume (ml) and error; ``n_ok`` and ``n_failed``.
+
+    Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
+    without any scan is an error.
+
+    Example::
+
+        from liverwild.inference import predict
+        report = predict("scans/", "masks/", device="cpu")
+        print(report["n_ok"], "masks written")
     """
     from .model import resolve_model_dir
 
@@ -259,22 +286,22 @@ def predict(
     if trained.config.get("default_model"):
         from ..default_model import DISCLAIMER
 
-        log(f"NOTE: {DISCLAIMER}")
+        logger.info(f"NOTE: {DISCLAIMER}")
     if trained.random_backbone:
-        log(
+        logger.warning(
             "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use."
         )
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
     try:
-        lock = acquire(output, "lw_predict", log)  # one writer per output folder
+        lock = acquire(output, "lw_predict")  # one writer per output folder
     except OSError as exc:
         raise LiverwildError(
             f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
         ) from exc
     try:
         results_list, seconds = segment_all(
-            predictor, scans, rejected, output, input_paths, save_probabilities, overlays, progress, log
+            predictor, scans, rejected, output, input_paths, save_probabilities, overlays, progress
         )
         report = {
             "inputs": str(inputs),

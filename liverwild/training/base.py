@@ -27,9 +27,12 @@ from ..backbones import describe_teacher
 from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
 from ..errors import LiverwildError
+from ..log import get_logger
 from .config import TrainerConfig
 from .data import SliceDataset, load_cases
 from .logging import plot_progress, write_log
+
+logger = get_logger(__name__)
 
 
 def plans_identifier(plans: dict) -> str:
@@ -57,14 +60,12 @@ class Trainer:
         results_root,
         config: TrainerConfig | None = None,
         device="auto",
-        log=print,
     ):
         self.fold_name, self.fold = fold_name, fold
         self.preprocessed_root, self.results_root = Path(preprocessed_root), Path(results_root)
         base = config or TrainerConfig()
         self.config = base.updated(**self.overrides) if self.overrides else base
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
-        self.log = log
         self.plans = self._load_plans()
         self.plans_id = plans_identifier(next(iter(self.plans.values())))
         self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
@@ -346,7 +347,7 @@ class Trainer:
         from ..locking import folder_lock
 
         self.output.mkdir(parents=True, exist_ok=True)
-        with folder_lock(self.output, f"lw_train {self.fold_name} -tr {self.name()}", self.log):
+        with folder_lock(self.output, f"lw_train {self.fold_name} -tr {self.name()}"):
             return self._fit(continue_training, progress)
 
     def _fit(self, continue_training: bool, progress: bool) -> dict:
@@ -357,14 +358,14 @@ class Trainer:
             if not latest.is_file():
                 raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
             self.load_checkpoint(latest)
-            self.log(f"continuing {self.output} after epoch {self.start_epoch - 1}")
+            logger.info(f"continuing {self.output} after epoch {self.start_epoch - 1}")
         elif (self.output / "checkpoint_latest.pth").is_file():  # the same command again: reuse or resume
             self.check_same_configuration(self.output / "checkpoint_latest.pth")
             self.load_checkpoint(self.output / "checkpoint_latest.pth")
             if self.start_epoch >= self.config.epochs and (self.output / "checkpoint_final.pth").is_file():
-                self.log(f"{self.output} already holds this finished run: nothing to do")
+                logger.info(f"{self.output} already holds this finished run: nothing to do")
                 return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
-            self.log(f"{self.output} holds an unfinished run: resuming after epoch {self.start_epoch - 1}")
+            logger.info(f"{self.output} holds an unfinished run: resuming after epoch {self.start_epoch - 1}")
         self.write_config()
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self.run_epoch(epoch)
@@ -378,7 +379,7 @@ class Trainer:
                 self.save_checkpoint("checkpoint_best.pth")
             write_log(self.history, self.output)
             plot_progress(self.history, self.output / "progress.png")
-            self.log(
+            logger.info(
                 f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
                 f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s"
             )

@@ -11,6 +11,7 @@ from .trainers import get_trainer
 def train_fold(
     fold_name: str,
     trainer: str = "ContrastiveDistillationTrainer",
+    *,
     preprocessed=None,
     results=None,
     device="auto",
@@ -18,9 +19,27 @@ def train_fold(
     config: TrainerConfig | None = None,
     progress: bool = True,
     threads: int | None = None,
-    log=print,
 ) -> dict:
-    """Train the fold ``fold_name`` of ``$LW_preprocessed/splits.json``; returns a summary dict."""
+    """Train (or resume) one fold of ``$LW_preprocessed/splits.json`` — what ``lw_train`` runs.
+
+    Args:
+        fold_name: a fold of ``splits.json``, e.g. ``"loo_BTCV"``.
+        trainer: a registered trainer name (``liverwild.training.TRAINERS``).
+        preprocessed, results: folders; default ``$LW_preprocessed`` and ``$LW_results``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        continue_training: resume from ``checkpoint_latest.pth`` (an error when there is none).
+        config: a :class:`TrainerConfig` (default: the paper's recipe).
+        progress: show a progress bar per epoch.
+        threads: torch CPU threads (default ``$LW_THREADS`` or all cores).
+
+    Returns:
+        ``{"output": model folder, "best_val_dice": float, "epochs": int}``.
+
+    Example::
+
+        from liverwild.training import TrainerConfig, train_fold
+        summary = train_fold("loo_PhantomT2MR", config=TrainerConfig(epochs=10), device="cpu")
+    """
     from preprocessing.splits import get_fold
 
     pre = preprocessed_folder(preprocessed, must_exist=True)
@@ -28,4 +47,4 @@ def train_fold(
     configure_cpu_threads(threads)
     fold = get_fold(pre / "splits.json", fold_name)
     cls = get_trainer(trainer)
-    return cls(fold_name, fold, pre, res, config, device, log).fit(continue_training, progress)
+    return cls(fold_name, fold, pre, res, config, device).fit(continue_training, progress)

@@ -49,6 +49,7 @@ def convert(
     kind: str,
     src,
     raw_root,
+    *,
     name: str | None = None,
     workers: int = 1,
     overwrite: bool = False,
@@ -56,14 +57,36 @@ def convert(
     liver_label=(1,),
     amos_modalities=("CT", "MR"),
     progress: bool = True,
-    log=print,
 ) -> list:
-    """Convert a public dataset unpacked at ``src`` into ``raw_root``; one report per written dataset."""
+    """Convert a public dataset unpacked at ``src`` into liverwild raw datasets — what ``lw_convert`` runs.
+
+    Args:
+        kind: the dataset's kind (``KINDS``: btcv, lits, msd-liver, chaos, ircadb, amos, act1k, nnunet).
+        src: the folder the dataset was unpacked into, in its distributed layout.
+        raw_root: the raw datasets folder (``$LW_raw``).
+        name: output dataset name (default per kind, e.g. ``BTCV``; AMOS adds ``_CT``/``_MR``).
+        workers: cases converted in parallel processes.
+        overwrite: convert again cases already written.
+        sequence: CHAOS MR sequence (``T2SPIR``, ``T1DUAL_in``, ``T1DUAL_out``).
+        liver_label: the liver value(s) of an nnU-Net dataset.
+        amos_modalities: which AMOS modalities to write.
+        progress: show a progress bar.
+
+    Returns:
+        One :class:`ConversionReport` per written dataset (converted, skipped and failed cases, and the
+        dataset verifier's findings).
+
+    Example::
+
+        from liverwild.datasets.conversion import convert
+        [report] = convert("btcv", "/downloads/RawData", "/data/raw")
+        print(report.summary())
+    """
     from pathlib import Path
 
     base = name or DEFAULT_NAMES[kind] or Path(src).name
     return [
-        run_conversion(conv, src, raw_root, base + suffix, workers, overwrite, progress=progress, log=log)
+        run_conversion(conv, src, raw_root, base + suffix, workers=workers, overwrite=overwrite, progress=progress)
         for conv, suffix in make_converters(kind, sequence, liver_label, amos_modalities)
     ]
 

@@ -24,9 +24,12 @@ import numpy as np
 from ...atomic import atomic_path
 from ...errors import ImageReadError, LiverwildError
 from ...io import Geometry, write_mask, write_volume
+from ...log import get_logger
 from ...parallel import bounded_imap
 from ..format import CHANNEL, ORGAN_FOLDER, DatasetInfo, write_dataset_json
 from ..verify import VerificationReport, verify_dataset
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -137,11 +140,11 @@ def run_conversion(
     src,
     out_root,
     name: str,
+    *,
     workers: int = 1,
     overwrite: bool = False,
     cases: list | None = None,
     progress: bool = True,
-    log=print,
 ) -> ConversionReport:
     """Convert every case ``converter`` finds in ``src`` into ``out_root/name``; verify at the end."""
     from tqdm import tqdm
@@ -167,7 +170,7 @@ def run_conversion(
     ):
         if status == "failed":
             report.failed[case] = error
-            log(f"FAILED {error}")
+            logger.warning(f"FAILED {error}")
         else:
             getattr(report, status).append(case)
     done = sorted(c.case for c in cases if c.case not in report.failed)

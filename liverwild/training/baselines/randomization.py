@@ -14,10 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...log import get_logger
 from ..images import ImageSliceDataset
 from ..trainers import register_trainer
 from .supervised import SupervisedUNetTrainer
 from .synthesis import synthesize
+
+logger = get_logger(__name__)
 
 
 class SynthesisDataset(ImageSliceDataset):
@@ -57,5 +60,5 @@ class DomainRandomizationTrainer(SupervisedUNetTrainer):
                     "synthesised from the liver label and intensity classes of the background"
                 )
                 self.notes.append(note)
-                self.log(f"NOTE: {note}")
+                logger.warning(f"NOTE: {note}")
         return SynthesisDataset(cases, domains, self.config.seed, self.config.background_classes)
