@@ -281,3 +281,28 @@ def test_unknown_layout_and_cli_exit_codes(tmp_path, capsys):
     assert convert_cli.main(["btcv", str(tmp_path / "empty"), "--raw", str(tmp_path / "raw")]) == 1
     assert "no btcv cases found" in capsys.readouterr().err
     assert convert_cli.main(["lits", str(tmp_path / "nowhere"), "--raw", str(tmp_path / "raw")]) == 1
+
+
+def test_converter_registry_holds_every_kind_and_accepts_new_ones(tmp_path):
+    from liverwild.datasets.conversion import BTCV, CONVERTERS, convert, make_converters, register_converter
+    from liverwild.errors import ConfigurationError
+
+    assert {"btcv", "lits", "msd-liver", "chaos-ct", "chaos-mr", "ircadb", "amos", "act1k", "nnunet"} <= set(CONVERTERS)
+    assert [suffix for _, suffix in make_converters("amos", amos_modalities=("MR",))] == ["_MR"]
+    assert make_converters("chaos-mr", sequence="T1DUAL_in")[0][1] == "_T1in"
+    with pytest.raises(ConfigurationError, match="unknown dataset kind 'nope'"):
+        convert("nope", tmp_path, tmp_path / "raw")
+
+    @register_converter("my-btcv", default_name="MyBTCV", layout="as BTCV")
+    def _mine():
+        return [(BTCV(), "")]
+
+    try:
+        src = tmp_path / "src" / "RawData" / "Training"
+        shape = (3, 5, 5)
+        for sub, data in (("img", asymmetric_volume(shape, 1)), ("label", organ_map(shape, 6, (1, 9)))):
+            write_volume(data, geometry(shape), src / sub / f"{sub}0001.nii.gz")
+        [report] = convert("my-btcv", tmp_path / "src", tmp_path / "raw", progress=False)
+        assert report.ok and (tmp_path / "raw" / "MyBTCV" / "labelsTr" / "btcv_0001.nii.gz").is_file()
+    finally:
+        CONVERTERS.pop("my-btcv")

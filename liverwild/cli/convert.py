@@ -9,18 +9,6 @@ from ..datasets import find_dataset, verify_dataset
 from ..paths import raw_folder
 from .common import add_folder_options, add_logging_options, parse, run
 
-HELP = {
-    "btcv": "BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6",
-    "chaos-ct": "CHAOS CT: Train_Sets/CT/<id>/{DICOM_anon,Ground}, liver PNG = 255",
-    "chaos-mr": "CHAOS MR: Train_Sets/MR/<id>/T2SPIR (or T1DUAL) /{DICOM_anon,Ground}, liver PNG = 63",
-    "ircadb": "3D-IRCADb-01: 3Dircadb1.<n>/PATIENT_DICOM(.zip), MASKS_DICOM(.zip)/liver",
-    "lits": "LiTS: volume-<n>.nii + segmentation-<n>.nii, liver 1 + tumour 2",
-    "msd-liver": "MSD Task03_Liver: imagesTr/liver_<n>.nii.gz + labelsTr, liver 1 + tumour 2",
-    "amos": "AMOS22: imagesTr/amos_<id>.nii.gz + labelsTr, liver = 6; CT (< 500) and MR (≥ 500) datasets",
-    "act1k": "AbdomenCT-1K: Case_<n>_0000.nii.gz + Case_<n>.nii.gz, liver = 1",
-    "nnunet": "any nnU-Net raw dataset (choose --liver-label)",
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -32,18 +20,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s) under $LW_raw, or folder paths")
     v.add_argument("--workers", type=int, default=2)
     add_folder_options(v, "raw")
-    for kind, text in HELP.items():
-        c = sub.add_parser(kind, help=text, description=text)
+    from ..datasets.conversion import CONVERTERS
+
+    for kind, entry in CONVERTERS.items():
+        c = sub.add_parser(kind, help=entry.layout, description=entry.layout)
         c.add_argument("source", metavar="SRC", help="the dataset as unpacked from its download")
         c.add_argument("-n", "--name", default=None, help="output dataset name (default: a standard one)")
         c.add_argument("--workers", type=int, default=2, help="cases converted in parallel")
         c.add_argument("--overwrite", action="store_true", help="redo cases that are already converted")
         c.add_argument("--no-progress", action="store_true")
-        if kind == "chaos-mr":
+        if "sequence" in entry.options:
             c.add_argument("--sequence", default="T2SPIR", choices=["T2SPIR", "T1DUAL_in", "T1DUAL_out"])
-        if kind == "nnunet":
+        if "liver_label" in entry.options:
             c.add_argument("--liver-label", type=int, nargs="+", required=True, help="label value(s) that are liver")
-        if kind == "amos":
+        if "amos_modalities" in entry.options:
             c.add_argument("--only", choices=["CT", "MR"], default=None, help="write only one modality's dataset")
         add_folder_options(c, "raw")
     add_logging_options(p)

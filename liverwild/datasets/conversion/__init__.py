@@ -6,43 +6,14 @@ from .base import ConversionReport, Converter, run_conversion
 from .chaos import CHAOS
 from .ircadb import IRCADb
 from .nifti import AMOS, BTCV, AbdomenCT1K, LiTS, MSDLiver, NNUNet
+from .registry import CONVERTERS, ConverterKind, get_converter_kind, register_converter
 
-DEFAULT_NAMES = {
-    "btcv": "BTCV",
-    "chaos-ct": "CHAOS_CT",
-    "chaos-mr": "CHAOS_MR",
-    "ircadb": "IRCADb",
-    "lits": "LiTS",
-    "msd-liver": "MSD_Liver",
-    "amos": "AMOS",
-    "act1k": "AbdomenCT1K",
-    "nnunet": None,
-}
-KINDS = tuple(DEFAULT_NAMES)
+KINDS = tuple(CONVERTERS)  # registration order: the converter modules above
 
 
-def make_converters(kind: str, sequence: str = "T2SPIR", liver_label=(1,), amos_modalities=("CT", "MR")) -> list:
-    """(converter, name suffix) pairs for a kind; AMOS gives one per modality."""
-    if kind == "btcv":
-        return [(BTCV(), "")]
-    if kind == "chaos-ct":
-        return [(CHAOS("CT"), "")]
-    if kind == "chaos-mr":
-        suffix = "" if sequence == "T2SPIR" else "_" + sequence.replace("T1DUAL_", "T1")
-        return [(CHAOS("MR", sequence), suffix)]
-    if kind == "ircadb":
-        return [(IRCADb(), "")]
-    if kind == "lits":
-        return [(LiTS(), "")]
-    if kind == "msd-liver":
-        return [(MSDLiver(), "")]
-    if kind == "amos":
-        return [(AMOS(m), f"_{m}") for m in amos_modalities]
-    if kind == "act1k":
-        return [(AbdomenCT1K(), "")]
-    if kind == "nnunet":
-        return [(NNUNet(liver_label), "")]
-    raise KeyError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
+def make_converters(kind: str, **options) -> list:
+    """``(converter, name suffix)`` pairs for a registered kind (AMOS gives one per modality)."""
+    return get_converter_kind(kind).converters(**options)
 
 
 def convert(
@@ -61,7 +32,8 @@ def convert(
     """Convert a public dataset unpacked at ``src`` into liverwild raw datasets — what ``lw_convert`` runs.
 
     Args:
-        kind: the dataset's kind (``KINDS``: btcv, lits, msd-liver, chaos, ircadb, amos, act1k, nnunet).
+        kind: a registered dataset kind (``CONVERTERS``: btcv, lits, msd-liver, chaos-ct, chaos-mr, ircadb,
+            amos, act1k, nnunet, and any you register).
         src: the folder the dataset was unpacked into, in its distributed layout.
         raw_root: the raw datasets folder (``$LW_raw``).
         name: output dataset name (default per kind, e.g. ``BTCV``; AMOS adds ``_CT``/``_MR``).
@@ -84,10 +56,12 @@ def convert(
     """
     from pathlib import Path
 
-    base = name or DEFAULT_NAMES[kind] or Path(src).name
+    entry = get_converter_kind(kind)
+    base = name or entry.default_name or Path(src).name
+    converters = entry.converters(sequence=sequence, liver_label=liver_label, amos_modalities=amos_modalities)
     return [
         run_conversion(conv, src, raw_root, base + suffix, workers=workers, overwrite=overwrite, progress=progress)
-        for conv, suffix in make_converters(kind, sequence, liver_label, amos_modalities)
+        for conv, suffix in converters
     ]
 
 
@@ -98,7 +72,10 @@ __all__ = [
     "convert",
     "make_converters",
     "KINDS",
-    "DEFAULT_NAMES",
+    "CONVERTERS",
+    "ConverterKind",
+    "register_converter",
+    "get_converter_kind",
     "BTCV",
     "CHAOS",
     "IRCADb",

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from ...errors import LiverwildError
 from ...io import Geometry, dicom_tag, read_dicom_files, sort_by_position
 from .base import CaseSource, Converter, LoadedCase
+from .registry import register_converter
 
 MR_RANGES = {1: (55, 70), 2: (110, 135), 3: (175, 200), 4: (240, 255)}  # liver, R kidney, L kidney, spleen
 
@@ -107,3 +108,21 @@ class CHAOS(Converter):
                     label[z_of[str(dcm)]][(mask >= lo) & (mask <= hi)] = value
         organs = label if self.modality == "MR" else None
         return LoadedCase(label == 1, geometry, sitk.GetArrayFromImage(image), organs)
+
+
+@register_converter(
+    "chaos-ct", default_name="CHAOS_CT", layout="CHAOS CT: Train_Sets/CT/<id>/{DICOM_anon,Ground}, liver PNG = 255"
+)
+def _chaos_ct() -> list:
+    return [(CHAOS("CT"), "")]
+
+
+@register_converter(
+    "chaos-mr",
+    default_name="CHAOS_MR",
+    layout="CHAOS MR: Train_Sets/MR/<id>/T2SPIR (or T1DUAL) /{DICOM_anon,Ground}, liver PNG = 63",
+    options=("sequence",),
+)
+def _chaos_mr(sequence: str = "T2SPIR") -> list:
+    suffix = "" if sequence == "T2SPIR" else "_" + sequence.replace("T1DUAL_", "T1")
+    return [(CHAOS("MR", sequence), suffix)]

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ...errors import LiverwildError
 from ...io import Geometry, read_dicom_files
 from .base import CaseSource, Converter, LoadedCase
+from .registry import register_converter
 
 
 def _files(folder: Path) -> list:
@@ -94,3 +95,12 @@ class IRCADb(Converter):
                     f"{masks / 'liver'}: mask geometry differs from the patient series: " + "; ".join(diffs)
                 )
             return LoadedCase(sitk.GetArrayFromImage(mask) > 0, geometry, sitk.GetArrayFromImage(image))
+
+
+@register_converter(
+    "ircadb",
+    default_name="IRCADb",
+    layout="3D-IRCADb-01: 3Dircadb1.<n>/PATIENT_DICOM(.zip), MASKS_DICOM(.zip)/liver",
+)
+def _ircadb() -> list:
+    return [(IRCADb(), "")]

@@ -11,6 +11,7 @@ import numpy as np
 from ...errors import LiverwildError
 from ...io import read_geometry, read_image, read_label
 from .base import CaseSource, Converter, LoadedCase, label_in_image_geometry
+from .registry import register_converter
 
 
 def _number(file_name: str) -> str:
@@ -207,3 +208,54 @@ class NNUNet(NiftiPairConverter):
             CaseSource(p.name[: -len("_0000" + ending)], p, src / "labelsTr" / p.name.replace("_0000" + ending, ending))
             for p in _visible((src / "imagesTr").glob(f"*_0000{ending}"))
         ]
+
+
+# ---- registered kinds -------------------------------------------------------------------------
+
+
+@register_converter("btcv", default_name="BTCV", layout="BTCV: RawData/Training/{img,label}/img0001.nii.gz, liver = 6")
+def _btcv() -> list:
+    return [(BTCV(), "")]
+
+
+@register_converter(
+    "lits", default_name="LiTS", layout="LiTS: volume-<n>.nii + segmentation-<n>.nii, liver 1 + tumour 2"
+)
+def _lits() -> list:
+    return [(LiTS(), "")]
+
+
+@register_converter(
+    "msd-liver",
+    default_name="MSD_Liver",
+    layout="MSD Task03_Liver: imagesTr/liver_<n>.nii.gz + labelsTr, liver 1 + tumour 2",
+)
+def _msd_liver() -> list:
+    return [(MSDLiver(), "")]
+
+
+@register_converter(
+    "amos",
+    default_name="AMOS",
+    layout="AMOS22: imagesTr/amos_<id>.nii.gz + labelsTr, liver = 6; CT (< 500) and MR (≥ 500) datasets",
+    options=("amos_modalities",),
+)
+def _amos(amos_modalities=("CT", "MR")) -> list:
+    return [(AMOS(m), f"_{m}") for m in amos_modalities]
+
+
+@register_converter(
+    "act1k", default_name="AbdomenCT1K", layout="AbdomenCT-1K: Case_<n>_0000.nii.gz + Case_<n>.nii.gz, liver = 1"
+)
+def _act1k() -> list:
+    return [(AbdomenCT1K(), "")]
+
+
+@register_converter(
+    "nnunet",
+    default_name=None,
+    layout="any nnU-Net raw dataset (choose --liver-label)",
+    options=("liver_label",),
+)
+def _nnunet(liver_label=(1,)) -> list:
+    return [(NNUNet(liver_label), "")]
