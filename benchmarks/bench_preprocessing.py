@@ -25,7 +25,8 @@ from liverwild.device import autocast, configure_cpu_threads, resolve_device
 from liverwild.phantoms import write_domain
 from planning.fingerprint import extract_fingerprint
 from planning.planner import plan_dataset
-from preprocessing.pipeline import FeatureExtractor, prepare_case
+from preprocessing.cases import prepare_case
+from preprocessing.features import FeatureExtractor
 
 
 def sync(device):
@@ -63,7 +64,7 @@ def main():
         shape = None
         for case in fp["cases"].values():
             _, arrays, _, error = prepare_case(
-                (Path(case["image"]).name, case["image"], case["label"], None, plans.to_json(), True)
+                (Path(case["image"]).name, case["image"], case["label"], None, plans, True)
             )
             assert error is None, error
             n += arrays["slices"].shape[1]

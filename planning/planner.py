@@ -1,10 +1,15 @@
-"""Turn a fingerprint and the user's choices into :class:`~planning.plans.Plans`."""
+"""Turn a fingerprint and the user's choices into :class:`~planning.plans.Plans`: new plans
+(``plan_dataset``), or an existing — possibly hand-edited — ``plans.json`` updated with what the user
+passed (``make_plans``)."""
 
 from __future__ import annotations
 
-from liverwild.backbones import DEFAULT_TEACHER, teacher_config
+from pathlib import Path
 
-from .plans import Plans, default_augmentation, default_normalization
+from liverwild.backbones import DEFAULT_TEACHER, teacher_config
+from liverwild.errors import ConfigurationError
+
+from .plans import Plans, default_augmentation, default_normalization, load_plans
 
 
 def plan_dataset(
@@ -34,3 +39,57 @@ def plan_dataset(
         feature_dtype=feature_dtype,
         augmentation=default_augmentation(views, seed),
     )
+
+
+def resolve_weights(weights=None, random_backbone: bool = False):
+    """The weights source to record: ``"random"``, a named source, or an existing file's absolute path."""
+    if random_backbone and weights not in (None, "random"):
+        raise ConfigurationError("--random-backbone and --backbone-weights exclude each other")
+    if random_backbone:
+        return "random"
+    if weights in (None, "random", "timm-cache") or str(weights).startswith("package:"):
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: backbone weights file does not exist")
+    return str(path.resolve())
+
+
+def make_plans(
+    fingerprint: dict,
+    plans_path: Path,
+    backbone=None,
+    weights=None,
+    views=None,
+    replan=False,
+    tap=None,
+    normalization: str | None = None,
+) -> Plans:
+    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
+
+    A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
+    are given too; the same teacher keeps its recorded weights and tap unless overridden.
+    """
+    if plans_path.is_file() and not replan:
+        plans = load_plans(plans_path)
+        current = plans.backbone
+        same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
+        if not same_teacher:
+            plans.backbone = teacher_config(backbone, weights, tap)
+        elif weights is not None or tap is not None:
+            plans.backbone = teacher_config(
+                current.get("teacher") or current["name"],
+                weights if weights is not None else current.get("weights"),
+                tap or current.get("tap", {}).get("spec"),
+            )
+        if views is not None:
+            plans.augmentation["views_per_slice"] = int(views)
+        if normalization is not None:
+            plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
+        return plans
+    kwargs = {"weights": weights, "tap": tap, "normalization": normalization or "default"}
+    if backbone:
+        kwargs["backbone"] = backbone
+    if views is not None:
+        kwargs["views"] = int(views)
+    return plan_dataset(fingerprint, **kwargs)

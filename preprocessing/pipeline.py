@@ -1,9 +1,11 @@
-"""lw_plan_and_preprocess as functions: fingerprint → plans → cached slices, views and features → splits.
+"""lw_plan_and_preprocess, the orchestrator: fingerprint → plans → cached slices, views and features
+→ splits.
 
-CPU stages (read, reorient, normalise, resize, augment) run per case in worker processes; the frozen
-backbone runs in the main process on batches of slices (GPU with mixed precision when available), so
-the two overlap. Each finished case is written atomically; re-runs skip cases whose inputs and plan
-are unchanged.
+Each job has its own module: plan making in ``planning.planner``, the per-case transform in
+``preprocessing.transform`` (also used by prediction), the CPU stage in ``preprocessing.cases`` (run
+per case in worker processes), the batched teacher in ``preprocessing.features`` (main process, GPU
+with mixed precision when available, overlapping the workers), the folds in ``preprocessing.splits``.
+Each finished case is written atomically; re-runs skip cases whose inputs and plan are unchanged.
 """
 
 from __future__ import annotations
@@ -14,143 +16,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, describe_teacher, teacher_config
+from liverwild.backbones import describe_teacher
 from liverwild.datasets import case_files, find_dataset, load_dataset_json, organ_file
-from liverwild.device import autocast, configure_cpu_threads, resolve_device
-from liverwild.errors import ConfigurationError, LiverwildError
-from liverwild.io import Reorientation, check_not_constant, read_image, read_label
+from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.locking import folder_lock
 from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
-from planning.fingerprint import body_mask, extract_fingerprint, load_fingerprint, save_fingerprint
-from planning.planner import plan_dataset
-from planning.plans import Plans, default_normalization, load_plans, save_plans
+from planning.fingerprint import extract_fingerprint, load_fingerprint, save_fingerprint
+from planning.planner import make_plans, resolve_weights
+from planning.plans import Plans, load_plans, save_plans
 
-from .augmentation import augment_stack
-from .cache import input_signature, is_complete, list_cases, remove_stale_temporaries, write_case
-from .normalization import normalize_scan
-from .slices import resize_label_map_stack, resize_label_stack, resize_stack
-from .splits import update_splits
+from .cache import input_signature, is_complete, remove_stale_temporaries, write_case
+from .cases import case_inputs, prepare_case
+from .features import FeatureExtractor, build_backbone
+from .splits import refresh_splits
 
 logger = get_logger(__name__)
-
-# ---- CPU stage ---------------------------------------------------------------------------------
-
-
-def view_seed(base: int, case: str, view: int) -> int:
-    return int(np.random.SeedSequence([base, view, *(ord(c) for c in case)]).generate_state(1)[0])
-
-
-def prepare_slices(image, geometry, plans: Plans, body_median=None, inplace: bool = False):
-    """Scan array in stored layout → normalised canonical ``(Z, h, w)`` float32 stack + stats.
-
-    ``inplace`` lets the normalisation overwrite ``image`` (float32) instead of copying it.
-    """
-    reorient = Reorientation.from_geometry(geometry)
-    canonical = reorient.to_canonical(image)  # a view: no copy
-    if plans.normalization.get("relative_to_body_median") and body_median is None:
-        body_median = float(np.median(canonical[body_mask(canonical, plans.modality)]))
-    normalised, stats = normalize_scan(canonical, plans.normalization, body_median, inplace)
-    return resize_stack(normalised, plans.slice_size), stats, reorient
-
-
-def case_inputs(image_path, label_path, organs_path=None) -> list:
-    """The files a cached case is made from (its signature covers them all)."""
-    return [image_path, label_path] + ([organs_path] if organs_path else [])
-
-
-def prepare_case(job):
-    """Read, normalise, resize and augment one case. Returns (case, arrays, properties, error)."""
-    case, image_path, label_path, organs_path, plans_json, single_thread = job
-    if single_thread:
-        torch.set_num_threads(1)
-    plans = Plans.from_json(plans_json)
-    try:
-        image = read_image(image_path)
-        check_not_constant(image)
-        label = read_label(label_path)
-        diffs = label.geometry.differences(image.geometry)
-        if diffs:
-            raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
-        start = time.perf_counter()
-        slices, stats, reorient = prepare_slices(image.array, image.geometry, plans, inplace=True)
-        labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
-        organs = None
-        if organs_path is not None:
-            organ_map = read_label(organs_path)
-            diffs = organ_map.geometry.differences(image.geometry)
-            if diffs:
-                raise LiverwildError(f"{organs_path}: geometry differs from its image: " + "; ".join(diffs))
-            if organ_map.array.min() < 0 or organ_map.array.max() > 255:
-                raise LiverwildError(f"{organs_path}: organ values must lie in 0..255")
-            organs = resize_label_map_stack(
-                np.ascontiguousarray(reorient.to_canonical(organ_map.array)), plans.slice_size
-            )
-        views_s, views_l = [slices], [labels]
-        for v in range(1, plans.views + 1):
-            s, m = augment_stack(
-                slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v)
-            )
-            views_s.append(s)
-            views_l.append(m)
-        arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l), "organs": organs}
-        liver = np.flatnonzero(labels.any(axis=(1, 2)))
-        properties = {
-            "case": case,
-            "image": str(image_path),
-            "label": str(label_path),
-            "organs": str(organs_path) if organs_path else None,
-            "signature": input_signature(*case_inputs(image_path, label_path, organs_path)),
-            "data_identifier": plans.data_identifier(),
-            "modality": plans.modality,
-            "n_slices": int(slices.shape[0]),
-            "views": plans.views,
-            "liver_slices": [int(liver[0]), int(liver[-1])] if liver.size else None,
-            "geometry": image.geometry.to_dict(),
-            "canonical_geometry": reorient.canonical_geometry(image.geometry).to_dict(),
-            "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
-            "normalization": stats,
-            "backbone": dict(plans.backbone),
-            "cpu_seconds": round(time.perf_counter() - start, 3),
-        }
-        return case, arrays, properties, None
-    except LiverwildError as exc:
-        return case, None, None, str(exc)
-
-
-# ---- feature stage -----------------------------------------------------------------------------
-
-
-class FeatureExtractor:
-    """Batched frozen-backbone inference: float16 slices ``(N, h, w)`` → float16 maps ``(N, C, h', w')``."""
-
-    def __init__(self, backbone: FrozenBackbone, device="auto", batch_size: int = 32, amp: bool = True):
-        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
-        self.backbone = backbone.to(self.device)
-        self.batch_size, self.amp = batch_size, amp
-
-    @torch.inference_mode()
-    def __call__(self, slices: np.ndarray) -> np.ndarray:
-        n = slices.shape[0]
-        out = np.empty((n, self.backbone.feature_channels, *self.backbone.feature_size), np.float16)
-        for start in range(0, n, self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(slices[start : start + self.batch_size], dtype=np.float32))
-            x = x[:, None].to(self.device, non_blocking=True)
-            with autocast(self.device, self.amp):
-                f = self.backbone(x)
-            out[start : start + len(x)] = f.float().cpu().numpy().astype(np.float16)
-        return out
-
-
-def build_backbone(plans: Plans) -> FrozenBackbone:
-    if plans.backbone.get("weights") is None:
-        raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone.get("teacher") or plans.backbone["name"]))
-    return FrozenBackbone.from_config(plans.backbone, plans.slice_size[0])
-
 
 # ---- one dataset -------------------------------------------------------------------------------
 
@@ -209,7 +91,7 @@ def preprocess_dataset(
         if is_complete(out / case, signature, data_id):
             report.skipped.append(case)
         else:
-            todo.append((case, image_path, label_path, organs_path, plans.to_json(), workers >= 1))
+            todo.append((case, image_path, label_path, organs_path, plans, workers >= 1))
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
     bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not progress or not todo)
@@ -234,79 +116,6 @@ def preprocess_dataset(
 
 
 # ---- the whole command -------------------------------------------------------------------------
-
-
-def resolve_weights(weights=None, random_backbone: bool = False):
-    if random_backbone and weights not in (None, "random"):
-        raise ConfigurationError("--random-backbone and --backbone-weights exclude each other")
-    if random_backbone:
-        return "random"
-    if weights in (None, "random", "timm-cache") or str(weights).startswith("package:"):
-        return weights
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise ConfigurationError(f"{path}: backbone weights file does not exist")
-    return str(path.resolve())
-
-
-def make_plans(
-    fingerprint: dict,
-    plans_path: Path,
-    backbone=None,
-    weights=None,
-    views=None,
-    replan=False,
-    tap=None,
-    normalization: str | None = None,
-) -> Plans:
-    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
-
-    A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
-    are given too; the same teacher keeps its recorded weights and tap unless overridden.
-    """
-    if plans_path.is_file() and not replan:
-        plans = load_plans(plans_path)
-        current = plans.backbone
-        same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
-        if not same_teacher:
-            plans.backbone = teacher_config(backbone, weights, tap)
-        elif weights is not None or tap is not None:
-            plans.backbone = teacher_config(
-                current.get("teacher") or current["name"],
-                weights if weights is not None else current.get("weights"),
-                tap or current.get("tap", {}).get("spec"),
-            )
-        if views is not None:
-            plans.augmentation["views_per_slice"] = int(views)
-        if normalization is not None:
-            plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
-        return plans
-    kwargs = {"weights": weights, "tap": tap, "normalization": normalization or "default"}
-    if backbone:
-        kwargs["backbone"] = backbone
-    if views is not None:
-        kwargs["views"] = int(views)
-    return plan_dataset(fingerprint, **kwargs)
-
-
-def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
-    """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
-    free of target scans (content digests from the fingerprints, declared containment from dataset.json)."""
-    datasets, contained, digests = {}, {}, {}
-    for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
-        plans = load_plans(plans_path)
-        cases = list_cases(plans_path.parent / plans.data_identifier())
-        if cases:
-            datasets[plans.dataset] = cases
-        if (plans_path.parent / "dataset_fingerprint.json").is_file():
-            fingerprint = load_fingerprint(plans_path.parent)
-            digests[plans.dataset] = {
-                c: v["content_digest"] for c, v in fingerprint["cases"].items() if "content_digest" in v
-            }
-        if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
-            extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
-            contained[plans.dataset] = extra.get("contained_in", [])
-    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained, digests)
 
 
 def plan_and_preprocess(

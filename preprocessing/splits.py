@@ -32,7 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from liverwild.atomic import write_json_atomic
+from liverwild.datasets import load_dataset_json
 from liverwild.errors import LiverwildError
+from planning.fingerprint import load_fingerprint
+from planning.plans import load_plans
+
+from .cache import list_cases
 
 SPLITS_VERSION = 1
 
@@ -149,3 +154,23 @@ def get_fold(path, name: str) -> dict:
     if name not in folds:
         raise LiverwildError(f"unknown fold {name!r} in {path}; available: {', '.join(sorted(folds)) or 'none'}")
     return folds[name]
+
+
+def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
+    """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
+    free of target scans (content digests from the fingerprints, declared containment from dataset.json)."""
+    datasets, contained, digests = {}, {}, {}
+    for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
+        plans = load_plans(plans_path)
+        cases = list_cases(plans_path.parent / plans.data_identifier())
+        if cases:
+            datasets[plans.dataset] = cases
+        if (plans_path.parent / "dataset_fingerprint.json").is_file():
+            fingerprint = load_fingerprint(plans_path.parent)
+            digests[plans.dataset] = {
+                c: v["content_digest"] for c, v in fingerprint["cases"].items() if "content_digest" in v
+            }
+        if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
+            extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
+            contained[plans.dataset] = extra.get("contained_in", [])
+    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained, digests)

@@ -150,7 +150,7 @@ def test_teacher_input_statistics_on_a_real_scan(real_data_dir, folder, modality
     from liverwild.io import read_image
     from planning.fingerprint import body_mask
     from planning.plans import Plans, default_normalization
-    from preprocessing.pipeline import prepare_slices
+    from preprocessing.transform import prepare_slices
 
     image = read_image(real_data_dir / folder / ("image.nii.gz"))
     aggregate = None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from planning.plans import OutdatedPlansError, Plans, check_plans_version
+
 from ..backbones import FrozenBackbone, describe_teacher, with_weights
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
@@ -55,14 +57,13 @@ class TrainedModel:
             raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
         state = load_checkpoint(path)
         self.checkpoint = str(path)
-        self.plans = state["plans"]  # per source dataset
-        self._check_plans(path)
+        self.plans = self._checked_plans(state["plans"], path)  # per source dataset
         self.net = build_network(state["network_config"])
         self.net.load_state_dict(state["network"])
         self.net.eval().to(device)
         first = next(iter(self.plans.values()))
-        self.backbone_spec = dict(first["backbone"])
-        self.slice_size = first["slice_size"]
+        self.backbone_spec = dict(first.backbone)
+        self.slice_size = first.slice_size
         self.uses_teacher = uses_teacher(state["network_config"])
         self.backbone = None  # image baselines (U-Nets) segment the slices themselves
         if self.uses_teacher:
@@ -71,10 +72,10 @@ class TrainedModel:
             )
         self.random_backbone = self.uses_teacher and self.backbone_spec.get("weights") == "random"
 
-    def _check_plans(self, path):
-        from planning.plans import OutdatedPlansError, check_plans_version
-
-        for source, plans in self.plans.items():
+    @staticmethod
+    def _checked_plans(saved: dict, path) -> dict[str, Plans]:
+        """The sources' plans from a checkpoint, refused when made before the input-scaling fix."""
+        for source, plans in saved.items():
             try:
                 check_plans_version(plans, f"{path} (source {source})")
             except OutdatedPlansError as exc:
@@ -84,6 +85,7 @@ class TrainedModel:
                     "scaling; it is not used. Re-run lw_plan_and_preprocess --replan on its "
                     "sources and retrain it with lw_train."
                 ) from exc
+        return {source: Plans.from_json(plans) for source, plans in saved.items()}
 
     def _teacher_config(self, backbone_weights) -> dict:
         """The teacher the model was trained with; ``backbone_weights`` replaces a moved weights file."""
@@ -118,8 +120,8 @@ class TrainedModel:
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality``, or None if no source had it."""
         for plans in self.plans.values():
-            if plans["modality"] == modality:
-                return plans["normalization"]
+            if plans.modality == modality:
+                return plans.normalization
         return None
 
     def describe(self) -> dict:

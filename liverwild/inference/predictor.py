@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from preprocessing.features import slice_batches
+
 from .. import __version__
 from ..atomic import write_json_atomic
 from ..device import autocast, resolve_device
@@ -97,7 +99,7 @@ class Predictor:
         then need about one copy of the volume in memory); the caller must not use it again.
         """
         from planning.plans import Plans
-        from preprocessing.pipeline import prepare_slices
+        from preprocessing.transform import prepare_slices
 
         seconds = {}
         t = time.perf_counter()
@@ -118,10 +120,8 @@ class Predictor:
         mask = np.empty(canonical_shape, np.uint8)
         probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
         seconds.update({"backbone": 0.0, "head_decoder": 0.0, "resample": 0.0})
-        for start in range(0, nz, self.batch_size):
-            stop = min(start + self.batch_size, nz)
-            t = time.perf_counter()
-            x = torch.from_numpy(slices[start:stop])[:, None].to(self.device, non_blocking=True)
+        t = time.perf_counter()
+        for start, stop, x in slice_batches(slices, self.batch_size, self.device):
             with autocast(self.device, self.amp):
                 logits, teacher_seconds = self.model.segment(x)
                 p = torch.sigmoid(logits.float())
@@ -138,6 +138,7 @@ class Predictor:
             seconds["backbone"] += t1 - t
             seconds["head_decoder"] += t2 - t1
             seconds["resample"] += t3 - t2
+            t = t3  # the next batch's transfer counts as its backbone stage
         t = time.perf_counter()
         if self.postprocess:
             mask = postprocess(mask)
@@ -307,7 +308,7 @@ def predict(
             "inputs": str(inputs),
             "output": str(output),
             "model": trained.describe(),
-            "plans": trained.plans,
+            "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from planning.plans import Plans, load_plans
+
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones import describe_teacher
 from ..checkpoints import load_checkpoint
@@ -35,14 +37,14 @@ from .logging import plot_progress, write_log
 logger = get_logger(__name__)
 
 
-def plans_identifier(plans: dict) -> str:
+def plans_identifier(plans: Plans) -> str:
     """What must agree across the sources of a fold: teacher (architecture, weights, input scaling,
     tap) and the view count. ``lwPlans_<teacher>_<weights>_<K>v_<hash of the teacher config>``."""
-    b = plans["backbone"]
+    b = plans.backbone
     teacher = {k: b.get(k) for k in ("name", "weights_tag", "input", "tap")}
     digest = hashlib.sha256(json.dumps(teacher, sort_keys=True).encode()).hexdigest()[:6]
     label = (b.get("teacher") or b["name"]).replace("/", "-")
-    return f"lwPlans_{label}_{b.get('weights_tag')}_{plans['augmentation']['views_per_slice']}v_{digest}"
+    return f"lwPlans_{label}_{b.get('weights_tag')}_{plans.views}v_{digest}"
 
 
 class Trainer:
@@ -67,7 +69,7 @@ class Trainer:
         self.config = base.updated(**self.overrides) if self.overrides else base
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.plans = self._load_plans()
-        self.plans_id = plans_identifier(next(iter(self.plans.values())))
+        self.plans_id = plans_identifier(self.teacher_plans)
         self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
         self.history: list[dict] = []
         self.best_dice, self.start_epoch = -1.0, 0
@@ -76,17 +78,24 @@ class Trainer:
     def name(cls) -> str:
         return cls.__name__
 
+    @property
+    def teacher_plans(self) -> Plans:
+        """The first source's plans: teacher, view count and augmentation agree across the sources."""
+        return next(iter(self.plans.values()))
+
+    def plans_json(self) -> dict:
+        """``{source: plans as JSON}``, as ``config.json`` and the checkpoints keep them."""
+        return {source: plans.to_json() for source, plans in self.plans.items()}
+
     # ---- set-up ----------------------------------------------------------------------------------
 
-    def _load_plans(self) -> dict:
-        from planning.plans import load_plans
-
+    def _load_plans(self) -> dict[str, Plans]:
         plans = {}
         for source in self.fold["sources"]:
             path = self.preprocessed_root / source / "plans.json"
             if not path.is_file():
                 raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {source}")
-            plans[source] = load_plans(path).to_json()
+            plans[source] = load_plans(path)
         ids = {s: plans_identifier(p) for s, p in plans.items()}
         if len(set(ids.values())) > 1:
             raise LiverwildError(
@@ -106,7 +115,7 @@ class Trainer:
         """``(training cases, their source index, {source: validation cases})`` of the fold, from the cache."""
         train, domains, val = [], [], {}
         for index, source in enumerate(self.fold["sources"]):
-            data_id = self.plans[source]["data_identifier"]
+            data_id = self.plans[source].data_identifier()
             names = self.select_training_cases(source, list(self.fold["train"].get(source, [])))
             cases = load_cases(self.preprocessed_root, source, data_id, names)
             train += cases
@@ -121,9 +130,8 @@ class Trainer:
         if self.config.augmentation == "online":
             from .data import OnlineAugmentedSliceDataset
 
-            plans = next(iter(self.plans.values()))
             self.train_set = OnlineAugmentedSliceDataset(
-                train, plans["augmentation"], self.config.sampling, self.config.seed
+                train, self.teacher_plans.augmentation, self.config.sampling, self.config.seed
             )
         elif self.config.augmentation == "cached":
             self.train_set = SliceDataset(
@@ -193,8 +201,8 @@ class Trainer:
         if getattr(self, "teacher", None) is None:
             from ..backbones import FrozenBackbone
 
-            plans = next(iter(self.plans.values()))
-            self.teacher = FrozenBackbone.from_config(plans["backbone"], plans["slice_size"][0]).to(self.device)
+            plans = self.teacher_plans
+            self.teacher = FrozenBackbone.from_config(plans.backbone, plans.slice_size[0]).to(self.device)
         negatives = batch["negative_slices"]
         b, n = negatives.shape[:2]
         stack = torch.cat([batch["slice"], batch["positive_slice"], negatives.flatten(0, 1)])
@@ -399,10 +407,10 @@ class Trainer:
                 "network": self.network.config,
                 "trainable_parameters": sum(p.numel() for p in self.network.parameters() if p.requires_grad),
                 "plans_identifier": self.plans_id,
-                "plans": self.plans,
+                "plans": self.plans_json(),
                 "device": str(self.device),
-                "backbone_weights": next(iter(self.plans.values()))["backbone"].get("weights_tag"),
-                "teacher": describe_teacher(next(iter(self.plans.values()))["backbone"]),
+                "backbone_weights": self.teacher_plans.backbone.get("weights_tag"),
+                "teacher": describe_teacher(self.teacher_plans.backbone),
                 "notes": list(getattr(self, "notes", [])),
             },
         )
@@ -420,7 +428,7 @@ class Trainer:
             "best_dice": self.best_dice,
             "history": self.history,
             "config": self.config.to_json(),
-            "plans": self.plans,
+            "plans": self.plans_json(),
             "fold_name": self.fold_name,
         }
 

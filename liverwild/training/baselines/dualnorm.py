@@ -65,14 +65,13 @@ class DualNormTrainer(SupervisedUNetTrainer):
     """Source-similar and source-dissimilar Bézier copies through dual BatchNorm branches."""
 
     def make_dataset(self, cases: list, domains: list):
-        plans = next(iter(self.plans.values()))
         return StyleCopiesDataset(
             cases,
             domains,
             self.config.seed,
             self.config.use_augmented_views,
             self.config.augmentation,
-            plans["augmentation"],
+            self.teacher_plans.augmentation,
         )
 
     def build_network(self) -> torch.nn.Module:

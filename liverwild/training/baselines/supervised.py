@@ -22,14 +22,13 @@ class SupervisedUNetTrainer(Trainer):
 
     def make_dataset(self, cases: list, domains: list):
         """The training set over the fold's cases (``domains``: source index per case)."""
-        plans = next(iter(self.plans.values()))
         return ImageSliceDataset(
             cases,
             domains,
             self.config.seed,
             self.config.use_augmented_views,
             self.config.augmentation,
-            plans["augmentation"],
+            self.teacher_plans.augmentation,
         )
 
     def build_datasets(self):

@@ -1,0 +1,85 @@
+"""The CPU stage of caching, one case per worker process: read the scan, its liver label and (when
+the dataset keeps one) its multi-organ map, check them, apply the per-case transform and make the
+augmented views."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from liverwild.errors import LiverwildError
+from liverwild.io import check_not_constant, read_image, read_label
+
+from .augmentation import augment_stack
+from .cache import input_signature
+from .slices import resize_label_map_stack, resize_label_stack
+from .transform import prepare_slices
+
+
+def view_seed(base: int, case: str, view: int) -> int:
+    return int(np.random.SeedSequence([base, view, *(ord(c) for c in case)]).generate_state(1)[0])
+
+
+def case_inputs(image_path, label_path, organs_path=None) -> list:
+    """The files a cached case is made from (its signature covers them all)."""
+    return [image_path, label_path] + ([organs_path] if organs_path else [])
+
+
+def prepare_case(job: tuple) -> tuple:
+    """Read, normalise, resize and augment one case. Returns (case, arrays, properties, error)."""
+    case, image_path, label_path, organs_path, plans, single_thread = job
+    if single_thread:
+        torch.set_num_threads(1)
+    try:
+        image = read_image(image_path)
+        check_not_constant(image)
+        label = read_label(label_path)
+        diffs = label.geometry.differences(image.geometry)
+        if diffs:
+            raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
+        start = time.perf_counter()
+        slices, stats, reorient = prepare_slices(image.array, image.geometry, plans, inplace=True)
+        labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
+        organs = None
+        if organs_path is not None:
+            organ_map = read_label(organs_path)
+            diffs = organ_map.geometry.differences(image.geometry)
+            if diffs:
+                raise LiverwildError(f"{organs_path}: geometry differs from its image: " + "; ".join(diffs))
+            if organ_map.array.min() < 0 or organ_map.array.max() > 255:
+                raise LiverwildError(f"{organs_path}: organ values must lie in 0..255")
+            organs = resize_label_map_stack(
+                np.ascontiguousarray(reorient.to_canonical(organ_map.array)), plans.slice_size
+            )
+        views_s, views_l = [slices], [labels]
+        for v in range(1, plans.views + 1):
+            s, m = augment_stack(
+                slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v)
+            )
+            views_s.append(s)
+            views_l.append(m)
+        arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l), "organs": organs}
+        liver = np.flatnonzero(labels.any(axis=(1, 2)))
+        properties = {
+            "case": case,
+            "image": str(image_path),
+            "label": str(label_path),
+            "organs": str(organs_path) if organs_path else None,
+            "signature": input_signature(*case_inputs(image_path, label_path, organs_path)),
+            "data_identifier": plans.data_identifier(),
+            "modality": plans.modality,
+            "n_slices": int(slices.shape[0]),
+            "views": plans.views,
+            "liver_slices": [int(liver[0]), int(liver[-1])] if liver.size else None,
+            "geometry": image.geometry.to_dict(),
+            "canonical_geometry": reorient.canonical_geometry(image.geometry).to_dict(),
+            "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
+            "normalization": stats,
+            "backbone": dict(plans.backbone),
+            "cpu_seconds": round(time.perf_counter() - start, 3),
+        }
+        return case, arrays, properties, None
+    except LiverwildError as exc:
+        return case, None, None, str(exc)
