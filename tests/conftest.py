@@ -7,6 +7,54 @@ import pytest
 from liverwild.io import Geometry
 
 ROOT = Path(__file__).resolve().parents[1]
+PHANTOM_DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
+TRAINED_FOLD = "loo_PhantomT2MR"
+
+
+def small(**changes):
+    """Test-sized trainer configuration (the paper's is 150 epochs at lr 1e-4)."""
+    from liverwild.training import TrainerConfig
+
+    return TrainerConfig().updated(**{"epochs": 8, "lr": 1e-2, "val_batch_size": 16, "seed": 0, **changes})
+
+
+@pytest.fixture(scope="session")
+def phantom_study(tmp_path_factory):
+    """Three tiny phantom domains, raw (``raw/``) and preprocessed (``pre/``; random ViT-Tiny teacher, one
+    augmented view): shared by the training and prediction tests, so read-only — copy before changing."""
+    from liverwild.phantoms import write_phantoms
+    from preprocessing.pipeline import plan_and_preprocess
+
+    root = tmp_path_factory.mktemp("phantom_study")
+    write_phantoms(root / "raw", PHANTOM_DOMAINS, n_cases=5, scale=0.4, n_slices=12, progress=False)
+    plan_and_preprocess(
+        PHANTOM_DOMAINS,
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=1,
+        workers=0,
+        progress=False,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_model(phantom_study, tmp_path_factory):
+    """One training of the paper's trainer on ``loo_PhantomT2MR`` (sources NativeCT and PortalCT) with
+    :func:`small`, shared by the tests of training artefacts and of prediction: ``train_fold``'s summary."""
+    from liverwild.training import train_fold
+
+    results = tmp_path_factory.mktemp("trained")
+    return train_fold(
+        TRAINED_FOLD,
+        preprocessed=str(phantom_study / "pre"),
+        results=str(results),
+        device="cpu",
+        config=small(),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="session")

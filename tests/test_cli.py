@@ -40,7 +40,18 @@ def test_errors_become_one_line_and_exit_code(capsys):
     assert capsys.readouterr().err.strip() == "error: /data/x.nii.gz: is 2D"
 
 
-def test_console_scripts_are_installed_and_demo_runs(tmp_path):
+def test_every_console_script_is_installed_and_answers_help():
+    from setup_commands import COMMANDS
+
+    for command in COMMANDS:
+        result = subprocess.run([command, "--help"], capture_output=True, text=True, encoding="utf-8", timeout=120)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        assert f"usage: {command}" in result.stdout and "-v, --verbose" in result.stdout, command
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_again_in_the_same_folder(tmp_path):
+    """The README's main job (``lw_demo --quick``), as a user runs it, twice."""
     result = subprocess.run(
         ["lw_demo", "--quick", "-o", str(tmp_path / "demo"), "--workers", "1"],
         capture_output=True,

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TRAINED_FOLD
 
 from liverwild.cli import predict as predict_cli
 from liverwild.evaluation import dice, evaluate_folders
@@ -16,37 +17,15 @@ from liverwild.io import (
     write_mask,
     write_volume,
 )
-from liverwild.phantoms import DOMAINS, generate_case, write_phantoms
-from liverwild.training import TrainerConfig, train_fold
-from preprocessing.pipeline import plan_and_preprocess
+from liverwild.phantoms import DOMAINS, generate_case
 
-SOURCES = ["PhantomNativeCT", "PhantomPortalCT"]
 RAS = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pred")
-    write_phantoms(root / "raw", SOURCES + ["PhantomArterialCT"], n_cases=4, scale=0.4, n_slices=12, progress=False)
-    plan_and_preprocess(
-        SOURCES + ["PhantomArterialCT"],
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        random_backbone=True,
-        backbone="vit_tiny_patch16_224",
-        views=1,
-        workers=0,
-        progress=False,
-    )
-    summary = train_fold(
-        "loo_PhantomArterialCT",
-        preprocessed=str(root / "pre"),
-        results=str(root / "res"),
-        device="cpu",
-        config=TrainerConfig().updated(epochs=5, lr=1e-2),
-        progress=False,
-    )
-    return summary["output"]
+def model_dir(trained_model):
+    """The shared trained model (conftest: CT sources NativeCT and PortalCT, target PhantomT2MR)."""
+    return trained_model["output"]
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +193,7 @@ def test_model_by_fold_name_and_missing_model(model_dir, scan, tmp_path, capsys)
                 "-o",
                 str(out),
                 "-m",
-                "loo_PhantomArterialCT",
+                TRAINED_FOLD,
                 "--results",
                 str(results),
                 "--device",

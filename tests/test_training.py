@@ -1,57 +1,32 @@
 import json
 import logging
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import TRAINED_FOLD, small
 
 from liverwild.cli import train as train_cli
 from liverwild.errors import LiverwildError
-from liverwild.phantoms import write_phantoms
 from liverwild.training import TRAINERS, TrainerConfig, get_trainer, train_fold
 from liverwild.training.base import Trainer
-from preprocessing.pipeline import plan_and_preprocess
 from preprocessing.splits import load_splits
 
-DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
-FOLD = "loo_PhantomT2MR"
+FOLD = TRAINED_FOLD
 
 
 @pytest.fixture(scope="module")
-def preprocessed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    write_phantoms(root / "raw", DOMAINS, n_cases=5, scale=0.4, n_slices=12, progress=False)
-    plan_and_preprocess(
-        DOMAINS,
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        random_backbone=True,
-        backbone="vit_tiny_patch16_224",
-        views=1,
-        workers=0,
-        progress=False,
-    )
-    return root / "pre"
+def preprocessed(phantom_study):
+    return phantom_study / "pre"
 
 
-def small(**changes):
-    """Test-sized configuration (the paper's is 150 epochs at lr 1e-4)."""
-    base = dict(epochs=8, lr=1e-2, val_batch_size=16, seed=0)
-    base.update(changes)
-    return TrainerConfig().updated(**base)
-
-
-def test_training_learns_and_writes_artefacts(preprocessed, tmp_path):
-    summary = train_fold(
-        FOLD,
-        preprocessed=str(preprocessed),
-        results=str(tmp_path),
-        device="cpu",
-        config=small(),
-        progress=False,
-    )
-    out = tmp_path / FOLD / summary["output"].split("/")[-1]
+def test_training_learns_and_writes_artefacts(trained_model):
+    """The shared training run (conftest.trained_model: 8 epochs at lr 1e-2 on loo_PhantomT2MR)."""
+    summary = trained_model
+    out = Path(summary["output"])
+    assert out.parent.name == FOLD
     log = pd.read_csv(out / "log.csv")
     assert len(log) == 8
     for column in (
