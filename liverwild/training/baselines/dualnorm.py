@@ -1,19 +1,4 @@
-"""DualNorm — style augmentation and dual normalisation (Zhou et al., CVPR 2022), for single-source
-CT → MR generalisation.
-
-Every training slice comes as two copies made with fixed Bézier intensity curves (:mod:`.style`): a
-source-similar one (monotone curve, identity included) and a source-dissimilar one (mirrored curve,
-grey values inverted). The U-Net has two BatchNorms per layer: branch 0 normalises the similar copies,
-branch 1 the dissimilar ones; both copies' segmentation losses are summed. At test time each slice
-goes through both branches and keeps the output of the branch whose running BatchNorm statistics are
-nearest to the slice's own (:class:`~liverwild.nets.DualNormUNet2d`).
-
-Deviations: the reference code normalises each volume to [−1, 1] by its minimum and maximum; here the
-copies are made on that scale from the cached z-scored slices (the case's range) and mapped back, so
-the network sees the same z-scored inputs as every other trainer. The reference chooses the branch
-with the statistics of a whole test batch; here each slice is judged on its own, so a prediction does
-not depend on the batch size.
-"""
+"""DualNorm (Zhou et al., CVPR 2022): style augmentation and dual BatchNorm (follows / deviates: its docstring)."""
 
 from __future__ import annotations
 
@@ -62,7 +47,22 @@ class StyleCopiesDataset(ImageSliceDataset):
 
 @register_trainer
 class DualNormTrainer(SupervisedUNetTrainer):
-    """Source-similar and source-dissimilar Bézier copies through dual BatchNorm branches."""
+    """DualNorm — style augmentation and dual normalisation (Zhou et al., CVPR 2022), for single-source
+    CT → MR generalisation.
+
+    Every training slice comes as two copies made with fixed Bézier intensity curves (:mod:`.style`): a
+    source-similar one (monotone curve, identity included) and a source-dissimilar one (mirrored curve,
+    grey values inverted). The U-Net has two BatchNorms per layer: branch 0 normalises the similar copies,
+    branch 1 the dissimilar ones; both copies' segmentation losses are summed. At test time each slice
+    goes through both branches and keeps the output of the branch whose running BatchNorm statistics are
+    nearest to the slice's own (:class:`~liverwild.nets.DualNormUNet2d`).
+
+    Deviations: the reference code normalises each volume to [−1, 1] by its minimum and maximum; here the
+    copies are made on that scale from the cached z-scored slices (the case's range) and mapped back, so
+    the network sees the same z-scored inputs as every other trainer. The reference chooses the branch
+    with the statistics of a whole test batch; here each slice is judged on its own, so a prediction does
+    not depend on the batch size.
+    """
 
     def make_dataset(self, cases: list, domains: list):
         return StyleCopiesDataset(

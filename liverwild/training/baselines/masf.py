@@ -1,22 +1,4 @@
-"""MASF — model-agnostic learning of semantic features (Dou et al., NeurIPS 2019), for segmentation.
-
-Per step (one episode): the sources in the batch are split at random into meta-train (all but one)
-and meta-test (one). The task loss on meta-train at ``θ`` gives the first-order fast weights ``θ'``
-(inner step ``inner_lr``, gradient clipped to ``inner_clip``). At ``θ'``:
-
-- **global class alignment** — per meta-train domain ``i`` and the meta-test domain ``j``, the
-  temperature-softened (τ = ``temperature``) soft labels of each class's mean feature, aligned by
-  symmetric KL (``½ [KL(s_i‖s_j) + KL(s_j‖s_i)]``), classes masked per pixel by the ground truth;
-- **local sample clustering** — a batch-hard triplet loss (margin ``triplet_margin``) on unit-length
-  embeddings ``M_φ`` of the last decoder features, over at most ``pixels_per_class`` pixels per class
-  of every domain, so pixels of one class cluster across domains.
-
-Objective ``L_task(θ) + β1 L_global(θ') + β2 L_local(θ', φ)`` (β1 = ``global_weight``,
-β2 = ``local_weight``). Deviations: the inner step is first-order (the issue's choice, also the usual
-way MASF is run on large networks); the task loss is the method's segmentation loss; the embedding
-network works per pixel on the U-Net's last decoder features (MASF's was on image-level features for
-classification).
-"""
+"""MASF (Dou et al., NeurIPS 2019) as a segmentation trainer (what it follows and where it deviates: its docstring)."""
 
 from __future__ import annotations
 
@@ -30,7 +12,25 @@ from .episodic import EpisodicTrainer, first_order_step, forward_with, members, 
 
 @register_trainer
 class MASFTrainer(EpisodicTrainer):
-    """Episodic meta-learning with global class alignment and local sample clustering."""
+    """MASF — model-agnostic learning of semantic features (Dou et al., NeurIPS 2019), for segmentation.
+
+    Per step (one episode): the sources in the batch are split at random into meta-train (all but one)
+    and meta-test (one). The task loss on meta-train at ``θ`` gives the first-order fast weights ``θ'``
+    (inner step ``inner_lr``, gradient clipped to ``inner_clip``). At ``θ'``:
+
+    - **global class alignment** — per meta-train domain ``i`` and the meta-test domain ``j``, the
+      temperature-softened (τ = ``temperature``) soft labels of each class's mean feature, aligned by
+      symmetric KL (``½ [KL(s_i‖s_j) + KL(s_j‖s_i)]``), classes masked per pixel by the ground truth;
+    - **local sample clustering** — a batch-hard triplet loss (margin ``triplet_margin``) on unit-length
+      embeddings ``M_φ`` of the last decoder features, over at most ``pixels_per_class`` pixels per class
+      of every domain, so pixels of one class cluster across domains.
+
+    Objective ``L_task(θ) + β1 L_global(θ') + β2 L_local(θ', φ)`` (β1 = ``global_weight``,
+    β2 = ``local_weight``). Deviations: the inner step is first-order (the issue's choice, also the usual
+    way MASF is run on large networks); the task loss is the method's segmentation loss; the embedding
+    network works per pixel on the U-Net's last decoder features (MASF's was on image-level features for
+    classification).
+    """
 
     def train_step(self, batch: dict) -> dict:
         c = self.config

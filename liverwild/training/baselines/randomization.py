@@ -1,13 +1,4 @@
-"""Domain randomisation (SynthSeg-style; Billot et al., MedIA 2023): the U-Net never sees a real image.
-Every training slice is synthesised afresh from a label map (:mod:`.synthesis`) with random contrast
-per class, resolution, blur, bias field, gamma and noise, so no intensity profile can be learnt.
-
-Label maps: the multi-organ maps cached from ``labelsTr_organs/`` (the phantoms' full tissue maps;
-the converters' organ maps for BTCV, AMOS, AbdomenCT-1K, CHAOS MR). A source without organ maps
-falls back to its liver label; in both cases the unlabelled background is split into intensity
-classes of the real slice. The fallback is logged and written to ``config.json`` (``notes``).
-Validation runs on the real (cached) slices of the sources.
-"""
+"""Domain randomisation, SynthSeg-style (Billot et al., MedIA 2023) (follows / deviates: the trainer's docstring)."""
 
 from __future__ import annotations
 
@@ -48,7 +39,16 @@ class SynthesisDataset(ImageSliceDataset):
 
 @register_trainer
 class DomainRandomizationTrainer(SupervisedUNetTrainer):
-    """A U-Net trained only on images synthesised from label maps."""
+    """Domain randomisation (SynthSeg-style; Billot et al., MedIA 2023): the U-Net never sees a real image.
+    Every training slice is synthesised afresh from a label map (:mod:`.synthesis`) with random contrast
+    per class, resolution, blur, bias field, gamma and noise, so no intensity profile can be learnt.
+
+    Label maps: the multi-organ maps cached from ``labelsTr_organs/`` (the phantoms' full tissue maps;
+    the converters' organ maps for BTCV, AMOS, AbdomenCT-1K, CHAOS MR). A source without organ maps
+    falls back to its liver label; in both cases the unlabelled background is split into intensity
+    classes of the real slice. The fallback is logged and written to ``config.json`` (``notes``).
+    Validation runs on the real (cached) slices of the sources.
+    """
 
     def make_dataset(self, cases: list, domains: list):
         self.notes = []

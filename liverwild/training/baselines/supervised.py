@@ -1,10 +1,4 @@
-"""The "deep-all" baseline: a plain 2D U-Net trained on the normalised slices of every source pooled.
-
-Trained on a target's own training split (a fold whose sources include the target) it is the
-in-domain upper bound. Same data, optimiser, learning rate, epochs and segmentation losses (focal,
-Tversky, −log IoU, entropy) as the contrastive-distillation trainer; only the model differs: a U-Net
-learns from pixels instead of a head and decoder on frozen-teacher features.
-"""
+"""The "deep-all" baseline trainer: a plain 2D U-Net on the pooled sources' slices (see its docstring)."""
 
 from __future__ import annotations
 
@@ -18,7 +12,13 @@ from ..trainers import register_trainer
 
 @register_trainer
 class SupervisedUNetTrainer(Trainer):
-    """Plain 2D U-Net (``unet_channels``, ``unet_depth``) on the cached slices, no teacher."""
+    """The "deep-all" baseline: a plain 2D U-Net trained on the normalised slices of every source pooled.
+
+    Trained on a target's own training split (a fold whose sources include the target) it is the
+    in-domain upper bound. Same data, optimiser, learning rate, epochs and segmentation losses (focal,
+    Tversky, −log IoU, entropy) as the contrastive-distillation trainer; only the model differs: a U-Net
+    learns from pixels instead of a head and decoder on frozen-teacher features.
+    """
 
     def make_dataset(self, cases: list, domains: list):
         """The training set over the fold's cases (``domains``: source index per case)."""

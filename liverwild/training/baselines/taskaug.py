@@ -1,21 +1,4 @@
-"""TaskAug — episodic training with task augmentation (Li et al., Comput Biol Med 2022), for segmentation.
-
-Each step's batch holds ``batch_size`` slices of every source; each domain's slices are halved into
-a meta-train pool and a meta-test pool. Meta-train: the first halves of a random split of the
-domains (all but one). Meta-test — the task augmentation: ``batch_size`` slices drawn from the
-second halves of *all* sources with random fractions (Dirichlet(1)), a new virtual domain every step,
-so the few real sources yield many distinct tasks. After the first-order inner step on the meta-train
-loss, at ``θ'``:
-
-- the meta-test segmentation loss (episodic training: generalise from the inner step);
-- **masked KL** — symmetric KL between the soft class labels (class-mean predictions, temperature
-  τ, classes masked per pixel) of meta-train and meta-test (weight ``global_weight``);
-- **centroid-cosine alignment** — ``1 − cos`` between the per-class centroids of the unit embeddings
-  of meta-train and meta-test pixels (weight ``local_weight``).
-
-Deviations: the paper classifies images; here the alignment terms are per pixel class of a
-segmentation, on the U-Net's last decoder features, and the inner step is first-order.
-"""
+"""TaskAug (Li et al., Comput Biol Med 2022) as a segmentation trainer (follows / deviates: its docstring)."""
 
 from __future__ import annotations
 
@@ -39,7 +22,24 @@ def halves(domains: torch.Tensor) -> tuple:
 
 @register_trainer
 class TaskAugTrainer(EpisodicTrainer):
-    """Episodic training whose meta-test tasks mix random fractions of the sources."""
+    """TaskAug — episodic training with task augmentation (Li et al., Comput Biol Med 2022), for segmentation.
+
+    Each step's batch holds ``batch_size`` slices of every source; each domain's slices are halved into
+    a meta-train pool and a meta-test pool. Meta-train: the first halves of a random split of the
+    domains (all but one). Meta-test — the task augmentation: ``batch_size`` slices drawn from the
+    second halves of *all* sources with random fractions (Dirichlet(1)), a new virtual domain every step,
+    so the few real sources yield many distinct tasks. After the first-order inner step on the meta-train
+    loss, at ``θ'``:
+
+    - the meta-test segmentation loss (episodic training: generalise from the inner step);
+    - **masked KL** — symmetric KL between the soft class labels (class-mean predictions, temperature
+      τ, classes masked per pixel) of meta-train and meta-test (weight ``global_weight``);
+    - **centroid-cosine alignment** — ``1 − cos`` between the per-class centroids of the unit embeddings
+      of meta-train and meta-test pixels (weight ``local_weight``).
+
+    Deviations: the paper classifies images; here the alignment terms are per pixel class of a
+    segmentation, on the U-Net's last decoder features, and the inner step is first-order.
+    """
 
     def train_step(self, batch: dict) -> dict:
         c = self.config
