@@ -18,25 +18,32 @@ def small(**changes):
     return TrainerConfig().updated(**{"epochs": 8, "lr": 1e-2, "val_batch_size": 16, "seed": 0, **changes})
 
 
+def preprocess_phantoms(root, domains, views: int = 1) -> None:
+    """``lw_plan_and_preprocess`` of the phantom datasets in ``root/raw`` into ``root/pre`` with the test
+    teacher (random ViT-Tiny), ``views`` augmented views, in-process and silent."""
+    from preprocessing.pipeline import plan_and_preprocess
+
+    plan_and_preprocess(
+        list(domains),
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        random_backbone=True,
+        backbone="vit_tiny_patch16_224",
+        views=views,
+        workers=0,
+        progress=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def phantom_study(tmp_path_factory):
     """Three tiny phantom domains, raw (``raw/``) and preprocessed (``pre/``; random ViT-Tiny teacher, one
     augmented view): shared by the training and prediction tests, so read-only — copy before changing."""
     from liverwild.phantoms import write_phantoms
-    from preprocessing.pipeline import plan_and_preprocess
 
     root = tmp_path_factory.mktemp("phantom_study")
     write_phantoms(root / "raw", PHANTOM_DOMAINS, n_cases=5, scale=0.4, n_slices=12, progress=False)
-    plan_and_preprocess(
-        PHANTOM_DOMAINS,
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        random_backbone=True,
-        backbone="vit_tiny_patch16_224",
-        views=1,
-        workers=0,
-        progress=False,
-    )
+    preprocess_phantoms(root, PHANTOM_DOMAINS)
     return root
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import preprocess_phantoms
 
 from liverwild.errors import LiverwildError
 from liverwild.losses.alignment import (
@@ -278,21 +279,11 @@ def test_synthesis_samples_new_tissue_intensities_and_moves_the_label_with_the_i
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory):
     from liverwild.phantoms import write_phantoms
-    from preprocessing.pipeline import plan_and_preprocess
 
     root = tmp_path_factory.mktemp("baselines")
     write_phantoms(root / "raw", DOMAINS, n_cases=3, scale=0.3, n_slices=6, progress=False)
     (root / "raw" / "PhantomPortalCT" / "labelsTr_organs" / "phantomportalct_000.nii.gz").unlink()
-    plan_and_preprocess(
-        DOMAINS,
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        random_backbone=True,
-        backbone="vit_tiny_patch16_224",
-        views=1,
-        workers=0,
-        progress=False,
-    )
+    preprocess_phantoms(root, DOMAINS)
     return root
 
 
@@ -387,34 +378,21 @@ def test_baseline_training_learns(preprocessed, tmp_path):
 
 def test_masf_resumes_exactly(preprocessed, tmp_path):
     """An interrupted episodic run continues with the same episodes and batches (auxiliary net included)."""
-    pre = str(preprocessed / "pre")
-    full = train_fold(
-        FOLD,
-        "MASFTrainer",
-        preprocessed=pre,
-        results=str(tmp_path / "a"),
-        device="cpu",
-        config=tiny(epochs=2),
-        progress=False,
-    )
-    train_fold(
-        FOLD,
-        "MASFTrainer",
-        preprocessed=pre,
-        results=str(tmp_path / "b"),
-        device="cpu",
-        config=tiny(epochs=1),
-        progress=False,
-    )
-    resumed = train_fold(
-        FOLD,
-        "MASFTrainer",
-        preprocessed=pre,
-        results=str(tmp_path / "b"),
-        device="cpu",
-        config=tiny(epochs=2),
-        progress=False,
-    )
+
+    def masf(results: str, epochs: int) -> dict:
+        return train_fold(
+            FOLD,
+            "MASFTrainer",
+            preprocessed=str(preprocessed / "pre"),
+            results=str(tmp_path / results),
+            device="cpu",
+            config=tiny(epochs=epochs),
+            progress=False,
+        )
+
+    full = masf("a", epochs=2)
+    masf("b", epochs=1)  # interrupted after one epoch …
+    resumed = masf("b", epochs=2)  # … and continued
     a = pd.read_csv(Path(full["output"]) / "log.csv")
     b = pd.read_csv(Path(resumed["output"]) / "log.csv")
     assert np.allclose(a["loss"], b["loss"], rtol=1e-4) and np.allclose(a["val_dice"], b["val_dice"], atol=1e-6)

@@ -4,12 +4,12 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import preprocess_phantoms
 
 from liverwild.cli import experiment as experiment_cli
 from liverwild.experiments.protocols import Plan, Run, make_plan
 from liverwild.experiments.report import dice_table
 from liverwild.phantoms import write_phantoms
-from preprocessing.pipeline import plan_and_preprocess
 
 DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
 
@@ -19,16 +19,7 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiment")
     write_phantoms(root / "raw", DOMAINS, 3, 0, 0.3, 6, workers=1, progress=False)
     write_phantoms(root / "raw", ["PhantomArterialCT"], 21, 0, 0.3, 6, workers=1, progress=False)
-    plan_and_preprocess(
-        DOMAINS + ["PhantomArterialCT"],
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        random_backbone=True,
-        backbone="vit_tiny_patch16_224",
-        views=0,
-        workers=0,
-        progress=False,
-    )
+    preprocess_phantoms(root, DOMAINS + ["PhantomArterialCT"], views=0)
     return root
 
 

@@ -75,14 +75,18 @@ def test_target_is_never_loaded(preprocessed, tmp_path):
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tmp_path, monkeypatch, caplog):
     config = small(epochs=3, steps_per_epoch=2)
-    train_fold(
-        FOLD,
-        preprocessed=str(preprocessed),
-        results=str(tmp_path / "a"),
-        device="cpu",
-        config=config,
-        progress=False,
-    )
+
+    def train(results: str, configuration=config) -> dict:
+        return train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / results),
+            device="cpu",
+            config=configuration,
+            progress=False,
+        )
+
+    train("a")
     original = Trainer.run_epoch
 
     def killed_in_epoch_2(self, epoch):
@@ -92,44 +96,16 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
 
     monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train_fold(
-            FOLD,
-            preprocessed=str(preprocessed),
-            results=str(tmp_path / "b"),
-            device="cpu",
-            config=config,
-            progress=False,
-        )
+        train("b")
     monkeypatch.setattr(Trainer, "run_epoch", original)
     with caplog.at_level(logging.INFO, logger="liverwild"):
-        train_fold(
-            FOLD,
-            preprocessed=str(preprocessed),
-            results=str(tmp_path / "b"),
-            device="cpu",
-            config=config,
-            progress=False,
-        )  # the same command again resumes
+        train("b")  # the same command again resumes
         assert "resuming after epoch 1" in caplog.text
         caplog.clear()
-        again = train_fold(
-            FOLD,
-            preprocessed=str(preprocessed),
-            results=str(tmp_path / "b"),
-            device="cpu",
-            config=config,
-            progress=False,
-        )
+        again = train("b")
     assert "nothing to do" in caplog.records[-1].getMessage() and again["epochs"] == 3  # once more does nothing
     with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):
-        train_fold(
-            FOLD,
-            preprocessed=str(preprocessed),
-            results=str(tmp_path / "b"),
-            device="cpu",
-            config=config.updated(lr=0.5),
-            progress=False,
-        )
+        train("b", config.updated(lr=0.5))
     name = next((tmp_path / "a" / FOLD).iterdir()).name
     a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)
     b = torch.load(tmp_path / "b" / FOLD / name / "checkpoint_final.pth", weights_only=False)
