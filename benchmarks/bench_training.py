@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from liverwild.device import configure_cpu_threads, resolve_device
+from liverwild.nets.layers import use_reference_layers
 from liverwild.training import ContrastiveDistillationTrainer, TrainerConfig
 from planning.plans import Plans, save_plans
 from preprocessing.cache import write_case
@@ -33,6 +34,41 @@ def fake_cache(root: Path, cases: int, slices: int, views: int, channels: int, f
             "features": rng.standard_normal((1 + views, slices, channels, fsize, fsize)).astype(np.float16),
         }
         write_case(root / f"case{c:02d}", arrays, {"case": f"case{c:02d}"})
+
+
+def time_steps(trainer, steps: int, device) -> tuple:
+    """Seconds spent loading and stepping over ``steps`` batches (after 3 warm-up batches)."""
+    batches = iter(trainer.loader(0))
+    load_time = step_time = 0.0
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(trainer.loader(i))
+            batch = next(batches)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        t1 = time.perf_counter()
+        trainer.train_step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:  # warm-up excluded
+            load_time += t1 - t0
+            step_time += time.perf_counter() - t1
+    return load_time, step_time
+
+
+@torch.no_grad()
+def same_outputs(reference, trainer, device) -> float:
+    """Largest absolute logit difference of the two networks (same weights) in eval mode."""
+    trainer.network.load_state_dict(reference.network.state_dict())
+    batch = next(iter(trainer.loader(0)))
+    feats, slices = batch["features"].to(device), batch["slice"].to(device)
+    reference.network.eval()
+    trainer.network.eval()
+    difference = (reference.network(feats, slices)[0] - trainer.network(feats, slices)[0]).abs().max()
+    trainer.network.train()
+    return float(difference)
 
 
 def main():
@@ -60,32 +96,17 @@ def main():
             "val": {"DS": ["case03"]},
         }
         config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
-        trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device)
-        trainer.initialize()
-        batches = iter(trainer.loader(0))
-        load_time = step_time = 0.0
-        n = 0
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        for i in range(args.steps + 3):
-            t0 = time.perf_counter()
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(trainer.loader(i))
-                batch = next(batches)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            t1 = time.perf_counter()
-            trainer.train_step(batch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            if i >= 3:  # warm-up excluded
-                load_time += t1 - t0
-                step_time += t2 - t1
-                n += 1
-        slices = n * args.batch_size
-        rate = slices / (load_time + step_time)
+        figures = {}
+        for variant in ("before", "after"):  # before: plain torch layers (nn.Conv2d, nn.Dropout)
+            trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device)
+            trainer.initialize()
+            if variant == "before":
+                use_reference_layers(trainer.network)
+                trainer.optimizer = trainer.build_optimizer(trainer.network)
+                reference = trainer
+            figures[variant] = time_steps(trainer, args.steps, device)
+        load_time, step_time = figures["after"]
+        n = args.steps
         t0 = time.perf_counter()
         trainer.validate()
         val_rate = 40 / (time.perf_counter() - t0)
@@ -93,10 +114,15 @@ def main():
             f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{threads} CPU threads'}), "
             f"batch {args.batch_size}, features {args.channels}×14×14"
         )
-        print(
-            f"training: {rate:8.1f} slices/s  (data {1000 * load_time / n:.1f} ms + step {1000 * step_time / n:.1f} ms "
-            f"per batch)"
-        )
+        for variant, (load, step) in figures.items():
+            rate = n * args.batch_size / (load + step)
+            print(
+                f"training ({variant}): {rate:8.1f} slices/s  (data {1000 * load / n:.1f} ms + step "
+                f"{1000 * step / n:.1f} ms per batch)"
+            )
+        print(f"speed-up of the step: {figures['before'][1] / figures['after'][1]:.2f}×")
+        print(f"eval outputs, before vs after: max |difference| {same_outputs(reference, trainer, device):.2e}")
+        rate = n * args.batch_size / (load_time + step_time)
         print(f"validation: {val_rate:8.1f} slices/s")
         epoch = 10000 / rate + 10000 * 0.05 / val_rate  # 5 % of slices held out for validation
         print(f"one epoch over 10 000 slices: {epoch:8.1f} s; 150 epochs: {150 * epoch / 3600:.2f} h")

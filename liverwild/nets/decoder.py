@@ -6,10 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import ChannelsLastConv2d, UniformMaskDropout
+
 
 def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Dropout(dropout)
+        ChannelsLastConv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        UniformMaskDropout(dropout),
     )  # element-wise: whole-channel dropout of 5 maps is too harsh
 
 
@@ -40,7 +45,7 @@ class UpsamplingDecoder(nn.Module):
         self.fuse = nn.Sequential(
             conv_block(last + skip_channels, last, dropout),
             conv_block(last, last, dropout),
-            nn.Conv2d(last, 1, 3, padding=1),
+            ChannelsLastConv2d(last, 1, 3, padding=1),
         )
 
     def stage_sizes(self, h: int) -> list:
