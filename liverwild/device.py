@@ -41,7 +41,9 @@ def autocast(device: torch.device, enabled: bool = True):
 
 
 def configure_cpu_threads(threads: int | None = None) -> int:
-    """Use ``threads`` intra-op threads (default: $LW_THREADS or all cores). Returns the number set."""
-    threads = threads or int(os.environ.get("LW_THREADS", 0)) or os.cpu_count() or 1
+    """Use ``threads`` intra-op threads (default: $LW_THREADS, else the cores shared among the processes
+    ``torchrun`` started on this node). Returns the number set."""
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    threads = threads or int(os.environ.get("LW_THREADS", 0)) or max(1, (os.cpu_count() or 1) // processes)
     torch.set_num_threads(threads)
     return threads

@@ -6,19 +6,26 @@ Each job has its own module: plan making in ``planning.planner``, the per-case t
 per case in worker processes), the batched teacher in ``preprocessing.features`` (main process, GPU
 with mixed precision when available, overlapping the workers), the folds in ``preprocessing.splits``.
 Each finished case is written atomically; re-runs skip cases whose inputs and plan are unchanged.
+
+Under ``torchrun --nproc_per_node N`` rank 0 fingerprints and plans (holding the dataset locks for the
+job), every rank caches its share of the cases (case ``i`` goes to rank ``i mod N``) with the teacher on
+its own device, and rank 0 gathers the reports and writes ``splits.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liverwild import distributed
 from liverwild.backbones import describe_teacher
 from liverwild.datasets import case_files, find_dataset, load_dataset_json, organ_file
 from liverwild.device import configure_cpu_threads, resolve_device
+from liverwild.distributed import distributed_session
 from liverwild.locking import folder_lock
 from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
@@ -47,6 +54,18 @@ class DatasetReport:
     slices: int = 0
     seconds: float = 0.0
 
+    def merged(self, other: DatasetReport) -> DatasetReport:
+        """The report of two ranks' shares of one dataset (seconds: the longer)."""
+        return DatasetReport(
+            self.dataset,
+            self.data_identifier or other.data_identifier,
+            sorted(self.processed + other.processed),
+            sorted(self.skipped + other.skipped),
+            {**self.failed, **other.failed},
+            self.slices + other.slices,
+            max(self.seconds, other.seconds),
+        )
+
     def summary(self) -> str:
         return (
             f"{self.dataset}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
@@ -62,9 +81,11 @@ def preprocess_dataset(
     workers: int = 1,
     progress: bool = True,
     failed: dict | None = None,
+    context: distributed.DistributedContext | None = None,
 ) -> DatasetReport:
     """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
-    the fingerprint already rejected (case → reason); they are reported, not read again."""
+    the fingerprint already rejected (case → reason); they are reported, not read again. ``context``:
+    under torchrun, this rank caches only its share of the cases."""
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -72,12 +93,15 @@ def preprocess_dataset(
     info = load_dataset_json(folder)
     data_id = plans.data_identifier()
     out = Path(preprocessed_root) / info.name / data_id
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    save_plans(plans, out / "plans.json")
+    context = context or distributed.DistributedContext()
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # before any rank starts writing new ones
+        save_plans(plans, out / "plans.json")
+    distributed.barrier()
     report = DatasetReport(info.name, data_id)
     todo = []
-    for case in info.cases:
+    for case in context.shard(info.cases):
         if failed and case in failed:
             report.failed[case] = failed[case]
             continue
@@ -94,7 +118,8 @@ def preprocess_dataset(
             todo.append((case, image_path, label_path, organs_path, plans, workers >= 1))
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
-    bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not progress or not todo)
+    show = progress and bool(todo) and context.is_main
+    bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not show)
     for case, arrays, properties, error in bounded_imap(prepare_case, todo, workers, pool_from=1):
         if error:
             report.failed[case] = error
@@ -173,29 +198,38 @@ def plan_and_preprocess(
     weights = resolve_weights(weights, random_backbone)
     configure_cpu_threads(threads)
     folders = [find_dataset(n, raw_root) for n in names]
-    with contextlib.ExitStack() as locks:  # one writer per dataset folder
-        for name in sorted({f.name for f in folders}):
-            locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names)))
-        plans, rejected = plan_datasets(
-            folders,
-            pre_root,
-            backbone,
-            weights,
-            views,
-            replan,
-            tap,
-            normalization,
-            preprocess_only,
-            workers,
-            progress,
-        )
+    with distributed_session(device) as (context, dev), contextlib.ExitStack() as locks:
+        plans, rejected = None, None
+        if context.is_main:  # one writer per dataset folder: rank 0 holds the locks for the whole job
+            for name in sorted({f.name for f in folders}):
+                locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names)))
+            plans, rejected = plan_datasets(
+                folders,
+                pre_root,
+                backbone,
+                weights,
+                views,
+                replan,
+                tap,
+                normalization,
+                preprocess_only,
+                workers,
+                progress,
+            )
+        plans, rejected = distributed.broadcast_object((plans, rejected))
         if plan_only:
             return []
-        reports = cache_datasets(folders, pre_root, plans, rejected, device, batch_size, workers, progress)
-        splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
-        logger.info(
-            f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: {', '.join(sorted(splits['folds']))}"
-        )
+        reports = cache_datasets(folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context)
+        reports = [
+            functools.reduce(DatasetReport.merged, shares) for shares in zip(*distributed.gather_objects(reports))
+        ]
+        if context.is_main:
+            splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
+            logger.info(
+                f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: "
+                + ", ".join(sorted(splits["folds"]))
+            )
+        distributed.barrier()
         return reports
 
 
@@ -242,8 +276,10 @@ def cache_datasets(
     batch_size: int,
     workers: int,
     progress: bool,
+    context: distributed.DistributedContext | None = None,
 ) -> list:
-    """Cache every dataset with its plans; one feature extractor per distinct teacher."""
+    """Cache every dataset with its plans (this rank's share of the cases under torchrun); one feature
+    extractor per distinct teacher."""
     reports, extractors = [], {}
     dev = resolve_device(device)
     for folder in folders:
@@ -252,14 +288,13 @@ def cache_datasets(
         if key not in extractors:
             extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
         logger.info(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
-        if plans.backbone["weights"] == "random":
+        if plans.backbone["weights"] == "random" and (context is None or context.is_main):
             logger.warning(
                 f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
                 "features are for tests only, and the cache is labelled 'random'."
             )
         report = preprocess_dataset(
-            folder, pre_root, plans, extractors[key], workers, progress, rejected.get(folder.name)
+            folder, pre_root, plans, extractors[key], workers, progress, rejected.get(folder.name), context
         )
-        logger.info(report.summary())
         reports.append(report)
     return reports

@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lw_train",
         description="Train one fold (e.g. loo_<Target>) from $LW_preprocessed/splits.json on cached backbone features.",
+        epilog="Several GPUs or nodes: torchrun --nproc_per_node N -m liverwild.cli.train FOLD ... trains with "
+        "DistributedDataParallel (--batch-size per process; rank 0 validates and writes the model folder).",
     )
     p.add_argument("fold", help="fold name in splits.json, e.g. loo_BTCV")
     p.add_argument("-tr", "--trainer", default="ContrastiveDistillationTrainer", choices=sorted(TRAINERS))
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parse(build_parser(), argv)
+    from ..distributed import process_rank
     from ..training import TrainerConfig, train_fold
 
     changes = {
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             threads=args.threads,
         )
-        print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
+        if process_rank() == 0:  # under torchrun: one summary per job
+            print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
 
     return run(work)
 

@@ -6,7 +6,8 @@
 - entropy of the prediction ``−p log p − (1−p) log(1−p)``, mean over pixels (unsupervised regulariser).
 
 Soft counts use a smoothing term ``smooth`` (1 pixel), so empty target and empty prediction give a
-loss of 0 instead of NaN.
+loss of 0 instead of NaN. With ``over_ranks=True`` (distributed training) the soft counts are summed
+over all processes, so the batch-level ratios are those of the global batch.
 """
 
 from __future__ import annotations
@@ -26,19 +27,24 @@ def focal_loss(logits, target, alpha: float = 0.5, gamma: float = 3.0):
     return (alpha_t * (1 - p_t) ** gamma * bce).mean()
 
 
-def _soft_counts(logits, target):
+def _soft_counts(logits, target, over_ranks: bool = False):
     p = torch.sigmoid(logits.float())
     t = target.float()
-    return (p * t).sum(), (p * (1 - t)).sum(), ((1 - p) * t).sum()
+    counts = torch.stack([(p * t).sum(), (p * (1 - t)).sum(), ((1 - p) * t).sum()])
+    if over_ranks:
+        from ..distributed import global_sum
+
+        counts = global_sum(counts)
+    return counts.unbind()
 
 
-def tversky_loss(logits, target, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0):
-    tp, fp, fn = _soft_counts(logits, target)
+def tversky_loss(logits, target, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0, over_ranks=False):
+    tp, fp, fn = _soft_counts(logits, target, over_ranks)
     return 1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
 
 
-def log_iou_loss(logits, target, smooth: float = 1.0):
-    tp, fp, fn = _soft_counts(logits, target)
+def log_iou_loss(logits, target, smooth: float = 1.0, over_ranks: bool = False):
+    tp, fp, fn = _soft_counts(logits, target, over_ranks)
     return -torch.log((tp + smooth) / (tp + fp + fn + smooth))
 
 
@@ -59,21 +65,21 @@ class FocalLoss(nn.Module):
 
 
 class TverskyLoss(nn.Module):
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0):
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0, over_ranks: bool = False):
         super().__init__()
-        self.alpha, self.beta, self.smooth = alpha, beta, smooth
+        self.alpha, self.beta, self.smooth, self.over_ranks = alpha, beta, smooth, over_ranks
 
     def forward(self, logits, target):
-        return tversky_loss(logits, target, self.alpha, self.beta, self.smooth)
+        return tversky_loss(logits, target, self.alpha, self.beta, self.smooth, self.over_ranks)
 
 
 class LogIoULoss(nn.Module):
-    def __init__(self, smooth: float = 1.0):
+    def __init__(self, smooth: float = 1.0, over_ranks: bool = False):
         super().__init__()
-        self.smooth = smooth
+        self.smooth, self.over_ranks = smooth, over_ranks
 
     def forward(self, logits, target):
-        return log_iou_loss(logits, target, self.smooth)
+        return log_iou_loss(logits, target, self.smooth, self.over_ranks)
 
 
 class EntropyLoss(nn.Module):

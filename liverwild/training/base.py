@@ -3,7 +3,15 @@
 Hooks (override one in a subclass to make a variant): ``build_datasets``, ``build_network``,
 ``build_losses``, ``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``batch_sampler``,
 ``prepare_batch``, ``train_step``, ``validation_logits``.
-Everything else — data, seeding, mixed precision, logging, checkpoints, resumption — lives here once.
+Everything else — data, seeding, mixed precision, logging, checkpoints, resumption, and
+DistributedDataParallel under ``torchrun`` — lives here once.
+
+Under ``torchrun --nproc_per_node N`` every process draws the same global batches of
+``batch_size × N`` items and trains on its own ``batch_size`` of each (:class:`ShardedBatches`), through
+``self.model`` (the DDP wrapper of ``self.network``), with BatchNorm statistics and the batch-level
+Tversky / IoU counts taken over the global batch: the weights follow one process with batch
+``batch_size × N`` (up to float rounding; dropout masks differ per process). Rank 0 validates and
+writes every artefact; the others wait for it. ``self.model`` is ``self.network`` in one process.
 
 Output folder ``$LW_results/<fold>/<trainer>__<plans id>/``: ``config.json`` (resolved configuration,
 fold, datasets, plans), ``checkpoint_latest.pth`` (every epoch), ``checkpoint_best.pth`` (best
@@ -24,6 +32,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from planning.plans import Plans, load_plans
 
+from .. import distributed
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones import describe_teacher
 from ..checkpoints import load_checkpoint
@@ -53,6 +62,7 @@ class Trainer:
 
     overrides: dict = {}
     min_sources = 1  # source datasets a fold needs for this trainer
+    supports_distributed = True  # trains under torchrun with DDP (False: say why in the class docstring)
 
     def __init__(
         self,
@@ -68,6 +78,7 @@ class Trainer:
         base = config or TrainerConfig()
         self.config = base.updated(**self.overrides) if self.overrides else base
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.distributed = distributed.current()
         self.plans = self._load_plans()
         self.plans_id = plans_identifier(self.teacher_plans)
         self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
@@ -161,8 +172,8 @@ class Trainer:
         return {
             "distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
             "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma),
-            "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta),
-            "log_iou": L.LogIoULoss(),
+            "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta, over_ranks=self.distributed.enabled),
+            "log_iou": L.LogIoULoss(over_ranks=self.distributed.enabled),
             "entropy": L.EntropyLoss(),
         }
 
@@ -184,11 +195,25 @@ class Trainer:
         self.build_datasets()
         self.network = self.build_network().to(self.device)
         self.auxiliary = self.build_auxiliary().to(self.device)
+        self.model = self.wrap_distributed(self.network)
         self.losses = self.build_losses()
         self.optimizer = self.build_optimizer(self.network)
         self.scheduler = self.build_scheduler(self.optimizer)
         use_scaler = self.device.type == "cuda" and self.config.amp and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    def wrap_distributed(self, network: torch.nn.Module) -> torch.nn.Module:
+        """Under torchrun: BatchNorm over the global batch, and the DDP wrapper that averages gradients."""
+        if not self.distributed.enabled:
+            return network
+        if not self.supports_distributed:
+            raise LiverwildError(
+                f"{self.name()} does not train under torchrun (see its documentation): run it as a single process"
+            )
+        from torch.nn.parallel import DistributedDataParallel
+
+        distributed.use_global_batchnorm(network)
+        return DistributedDataParallel(network, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     # ---- one step / one validation -------------------------------------------------------------
 
@@ -242,7 +267,7 @@ class Trainer:
         weights = self.config.loss_weights
         feats, slices, labels = batch["features"], batch["slice"], batch["label"]
         with autocast(self.device, self.config.amp):
-            logits, code = self.network(feats, slices)
+            logits, code = self.model(feats, slices)
             terms = {}
             if weights.get("distillation", 0):
                 positive_code = self.network.head(batch["positive"])
@@ -294,19 +319,27 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------
 
+    @property
+    def global_batch_size(self) -> int:
+        """Items per optimiser step over all processes: ``batch_size × world size``."""
+        return self.config.batch_size * self.distributed.world_size
+
     def batch_sampler(self, epoch: int):
-        """The batches of one epoch (lists of item indices): shuffled slices, ``steps_per_epoch`` batches
-        or one pass."""
+        """The global batches of one epoch (lists of item indices): shuffled slices, ``steps_per_epoch``
+        batches or one pass."""
         generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
-        n = self.config.steps_per_epoch * self.config.batch_size if self.config.steps_per_epoch else None
+        size = self.global_batch_size
+        n = self.config.steps_per_epoch * size if self.config.steps_per_epoch else None
         sampler = RandomSampler(
             self.train_set, replacement=n is not None and n > len(self.train_set), num_samples=n, generator=generator
         )
-        return BatchSampler(sampler, self.config.batch_size, drop_last=True)
+        return BatchSampler(sampler, size, drop_last=True)
 
     def loader(self, epoch: int) -> DataLoader:
         self.train_set.epoch = epoch
         batches = self.batch_sampler(epoch)
+        if self.distributed.enabled:
+            batches = ShardedBatches(batches, self.distributed)
         workers = self.config.num_workers
         if workers is None:
             import os
@@ -324,11 +357,13 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict:
         from tqdm import tqdm
 
-        torch.manual_seed(self.config.seed * 100003 + epoch)  # dropout etc.: same per epoch on resume
+        rank_offset = 7919 * self.distributed.rank  # each process its own dropout masks
+        torch.manual_seed(self.config.seed * 100003 + epoch + rank_offset)  # same per epoch on resume
         self.network.train()
         sums: dict[str, float] = {}
         count, slices_seen, start = 0, 0, time.perf_counter()
-        for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not self.progress):
+        show = self.progress and self.distributed.is_main
+        for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not show):
             batch = self.prepare_batch({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             slices_seen += len(next(iter(batch.values())))
             stats = self.train_step(batch)
@@ -337,8 +372,9 @@ class Trainer:
             count += 1
         train_seconds = time.perf_counter() - start
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-        row.update({k: v / max(count, 1) for k, v in sums.items()})
-        val = self.validate()
+        row.update(distributed.mean_over_ranks({k: v / max(count, 1) for k, v in sums.items()}))
+        slices_seen *= self.distributed.world_size
+        val = distributed.broadcast_object(self.validate() if self.distributed.is_main else None)
         self.scheduler.step(val["val_dice"])
         row.update(
             {
@@ -355,6 +391,8 @@ class Trainer:
         from ..locking import folder_lock
 
         self.output.mkdir(parents=True, exist_ok=True)
+        if not self.distributed.is_main:  # rank 0 holds the lock for the job
+            return self._fit(continue_training, progress)
         with folder_lock(self.output, f"lw_train {self.fold_name} -tr {self.name()}"):
             return self._fit(continue_training, progress)
 
@@ -374,7 +412,10 @@ class Trainer:
                 logger.info(f"{self.output} already holds this finished run: nothing to do")
                 return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
             logger.info(f"{self.output} holds an unfinished run: resuming after epoch {self.start_epoch - 1}")
-        self.write_config()
+        main = self.distributed.is_main
+        if main:
+            self.write_config()
+        distributed.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self.run_epoch(epoch)
             self.history.append(row)
@@ -382,16 +423,19 @@ class Trainer:
             if improved:
                 self.best_dice = row["val_dice"]
             self.start_epoch = epoch + 1
-            self.save_checkpoint("checkpoint_latest.pth")
-            if improved:
-                self.save_checkpoint("checkpoint_best.pth")
-            write_log(self.history, self.output)
-            plot_progress(self.history, self.output / "progress.png")
-            logger.info(
-                f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
-                f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s"
-            )
-        self.save_checkpoint("checkpoint_final.pth")
+            if main:
+                self.save_checkpoint("checkpoint_latest.pth")
+                if improved:
+                    self.save_checkpoint("checkpoint_best.pth")
+                write_log(self.history, self.output)
+                plot_progress(self.history, self.output / "progress.png")
+                logger.info(
+                    f"epoch {epoch}: loss {row.get('loss', float('nan')):.4f}  val Dice {row['val_dice']:.4f}  "
+                    f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s"
+                )
+        if main:
+            self.save_checkpoint("checkpoint_final.pth")
+        distributed.barrier()
         return {"output": str(self.output), "best_val_dice": self.best_dice, "epochs": len(self.history)}
 
     # ---- artefacts -------------------------------------------------------------------------------
@@ -463,6 +507,25 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.best_dice, self.history = state["epochs_done"], state["best_dice"], state["history"]
+
+
+class ShardedBatches:
+    """This process's share of every global batch: the ``rank``-th of ``world_size`` equal contiguous
+    slices (the global batches come from one seeded sampler, the same on every rank)."""
+
+    def __init__(self, batches, context: distributed.DistributedContext):
+        self.batches, self.context = batches, context
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        world, rank = self.context.world_size, self.context.rank
+        for batch in self.batches:
+            if len(batch) % world:
+                raise LiverwildError(f"a global batch of {len(batch)} items does not split over {world} processes")
+            size = len(batch) // world
+            yield batch[rank * size : (rank + 1) * size]
 
 
 def read_config(output_folder) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..device import configure_cpu_threads
+from ..distributed import distributed_session
 from ..paths import preprocessed_folder, results_folder
 from .config import TrainerConfig
 from .trainers import get_trainer
@@ -21,6 +22,9 @@ def train_fold(
     threads: int | None = None,
 ) -> dict:
     """Train (or resume) one fold of ``$LW_preprocessed/splits.json`` — what ``lw_train`` runs.
+
+    Under ``torchrun --nproc_per_node N lw_train ...`` the processes train together with
+    DistributedDataParallel (``config.batch_size`` per process, rank 0 validates and writes).
 
     Args:
         fold_name: a fold of ``splits.json``, e.g. ``"loo_BTCV"``.
@@ -47,4 +51,5 @@ def train_fold(
     configure_cpu_threads(threads)
     fold = get_fold(pre / "splits.json", fold_name)
     cls = get_trainer(trainer)
-    return cls(fold_name, fold, pre, res, config, device).fit(continue_training, progress)
+    with distributed_session(device) as (_, dev):  # under torchrun: DDP over the job's processes
+        return cls(fold_name, fold, pre, res, config, dev).fit(continue_training, progress)

@@ -62,7 +62,12 @@ class DualNormTrainer(SupervisedUNetTrainer):
     the network sees the same z-scored inputs as every other trainer. The reference chooses the branch
     with the statistics of a whole test batch; here each slice is judged on its own, so a prediction does
     not depend on the batch size.
+
+    Not under torchrun: each step runs the network twice (once per BatchNorm branch) before one
+    backward pass, which DistributedDataParallel does not synchronise.
     """
+
+    supports_distributed = False
 
     def make_dataset(self, cases: list, domains: list):
         return StyleCopiesDataset(

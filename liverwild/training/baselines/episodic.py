@@ -64,9 +64,14 @@ class MetricEmbedding(nn.Sequential):
 
 
 class EpisodicTrainer(SupervisedUNetTrainer):
-    """Batches hold ``batch_size`` slices of every source; each step is one episode."""
+    """Batches hold ``batch_size`` slices of every source; each step is one episode.
+
+    Not under torchrun: the inner step updates a functional copy of the weights outside the network's
+    forward, which DistributedDataParallel cannot synchronise.
+    """
 
     min_sources = 2
+    supports_distributed = False
 
     def build_datasets(self):
         super().build_datasets()

@@ -47,7 +47,7 @@ class SupervisedUNetTrainer(Trainer):
 
     def train_step(self, batch: dict) -> dict:
         with autocast(self.device, self.config.amp):
-            logits = self.network(batch["slice"])
+            logits = self.model(batch["slice"])
             terms = self.segmentation_terms(logits, batch["label"])
             total = sum(self.config.loss_weights[k] * v for k, v in terms.items())
         self.optimize(total)
