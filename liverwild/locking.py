@@ -46,11 +46,12 @@ def _holder(path: Path) -> dict:
         return {}
 
 
-def acquire(folder, command: str | None = None) -> Path:
-    """Create ``folder/.lw.lock`` for this process; raises :class:`LockedError` if a live process holds it."""
+def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
+    """Create ``folder/<name>`` (default ``.lw.lock``) for this process; raises :class:`LockedError` if a
+    live process holds it. Jobs that share a folder by design (prediction parts) lock their own name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = folder / name
     me = {
         "pid": os.getpid(),
         "host": socket.gethostname(),

@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     p.add_argument("--overlays", action="store_true", help="QC picture per scan in OUT/overlays/")
     p.add_argument("--no-postprocess", action="store_true", help="skip largest component + hole filling")
+    p.add_argument(
+        "--part",
+        type=int,
+        default=0,
+        help="with --num-parts N: segment only scans K, K+N, ... of the sorted folder (0-based), so N "
+        "processes or machines share it (under torchrun the ranks are the parts)",
+    )
+    p.add_argument("--num-parts", type=int, default=1, help="number of parts the folder is split into")
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "results")
     add_logging_options(p)
@@ -40,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parse(build_parser(), argv)
+    from ..distributed import process_rank
     from ..inference import predict
 
     def work():
@@ -58,11 +67,15 @@ def main(argv=None) -> int:
             modality=args.modality,
             backbone_weights=args.backbone_weights,
             progress=not args.no_progress,
+            part=args.part,
+            num_parts=args.num_parts,
         )
-        print(
-            f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} "
-            f"(report: prediction_report.json)"
-        )
+        if process_rank() != 0:  # under torchrun: rank 0 reports for the job
+            return 1 if report["n_failed"] else 0
+        name = "prediction_report.json"
+        if args.num_parts > 1:
+            name = f"prediction_report.part{args.part}of{args.num_parts}.json"
+        print(f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} (report: {name})")
         return 1 if report["n_failed"] else 0
 
     return run(work)

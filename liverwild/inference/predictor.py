@@ -20,10 +20,11 @@ import torch.nn.functional as F
 
 from preprocessing.features import slice_batches
 
-from .. import __version__
+from .. import __version__, distributed
 from ..atomic import write_json_atomic
-from ..device import autocast, resolve_device
-from ..errors import LiverwildError
+from ..device import autocast
+from ..distributed import distributed_session
+from ..errors import ConfigurationError, LiverwildError
 from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
 from ..locking import acquire, release
 from ..log import get_logger
@@ -147,17 +148,30 @@ class Predictor:
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
         return stored, stored_probs, {"modality": modality, "normalization": plans.normalization}, seconds
 
-    def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
-        result = ScanResult(name, str(path))
+    @staticmethod
+    def load(path) -> tuple:
+        """``(volume, seconds)``: the scan read and checked (a constant image is an error)."""
         t = time.perf_counter()
         volume = read_image(path)
         check_not_constant(volume)
-        result.seconds["read"] = time.perf_counter() - t
-        mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not overlay)
+        return volume, time.perf_counter() - t
+
+    def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
+        """``(ScanResult, mask, probabilities or None)`` of a loaded scan (masks in its stored layout).
+        Unless ``keep_volume``, ``volume.array`` is used up (its geometry stays)."""
+        result = ScanResult(name, str(path))
+        mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not keep_volume)
         result.modality, result.normalization = info["modality"], info["normalization"]
-        n_slices = volume.geometry.shape[0]
         result.seconds.update(seconds)
-        t = time.perf_counter()
+        result.slices = int(volume.geometry.shape[0])
+        result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
+        return result, mask, probs
+
+    @staticmethod
+    def write_outputs(result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False) -> ScanResult:
+        """Write ``<name>.nii.gz`` (and the probabilities, the overlay) in the input geometry; returns
+        ``result`` completed with the output path and the seconds of every stage."""
+        name, t = result.name, time.perf_counter()
         out = Path(output_dir) / f"{name}.nii.gz"
         write_mask(mask, volume.geometry, out)
         if probs is not None:
@@ -171,10 +185,30 @@ class Predictor:
                 Path(output_dir) / "overlays" / f"{name}.png",
                 title=f"{name}: liver mask (red)",
             )
-        result.output, result.slices = str(out), int(n_slices)
-        result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
+        result.output = str(out)
         result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in STAGES}
         return result
+
+    def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
+        """Read, segment and write one scan (the stages :func:`segment_all` overlaps across scans)."""
+        volume, read_seconds = self.load(path)
+        result, mask, probs = self.segment_loaded(name, path, volume, save_probabilities, keep_volume=overlay)
+        result.seconds["read"] = read_seconds
+        return self.write_outputs(result, volume, mask, probs, output_dir, overlay)
+
+
+def guarded(name: str, path, work, *args):
+    """``work(*args)``, or the failed :class:`ScanResult` of this scan (logged with a one-line reason) if it
+    raises: bad input (LiverwildError) as a warning, anything else as an error with its traceback."""
+    try:
+        return work(*args)
+    except LiverwildError as exc:
+        logger.warning(f"FAILED {exc}")
+        return ScanResult(name, str(path), error=str(exc))
+    except Exception as exc:
+        message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        logger.error(f"FAILED {message}", exc_info=True)  # unexpected: the traceback helps a bug report
+        return ScanResult(name, str(path), error=message)
 
 
 def segment_all(
@@ -187,28 +221,63 @@ def segment_all(
     overlays: bool,
     progress: bool,
 ) -> tuple:
-    """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``."""
+    """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``.
+
+    Pipelined: a reader thread loads the next scan and a writer thread writes the previous one's mask
+    while the model works on the current scan, so a folder takes about the time of its slowest stage
+    (reading and writing are mostly compression, which leaves the GIL). At most one scan waits read and
+    two wait written, so memory stays bounded.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    results = [ScanResult(Path(p).name, str(p), error=f"{p}: {reason}") for p, reason in rejected]
-    for r in results:
-        logger.warning(f"FAILED {r.error}")
-    start = time.perf_counter()
-    for name, path in tqdm(scans, desc="predict", unit="scan", disable=not progress):
+    results: dict = {}
+    for p, reason in rejected:
+        results[len(results)] = ScanResult(Path(p).name, str(p), error=f"{p}: {reason}")
+        logger.warning(f"FAILED {results[len(results) - 1].error}")
+    todo: list[tuple] = []
+    for name, path in scans:
         if (output / f"{name}.nii.gz").resolve() in input_paths:
-            results.append(ScanResult(name, str(path), error=f"{path}: output would overwrite an input"))
-            logger.warning(f"FAILED {results[-1].error}")
-            continue
-        try:
-            results.append(predictor.predict_path(name, path, output, save_probabilities, overlays))
-        except LiverwildError as exc:
-            results.append(ScanResult(name, str(path), error=str(exc)))
-            logger.warning(f"FAILED {exc}")
-        except Exception as exc:
-            message = f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            results.append(ScanResult(name, str(path), error=message))
-            logger.error(f"FAILED {message}", exc_info=True)  # unexpected: the traceback helps a bug report
-    return results, time.perf_counter() - start
+            results[len(results)] = ScanResult(name, str(path), error=f"{path}: output would overwrite an input")
+            logger.warning(f"FAILED {results[len(results) - 1].error}")
+        else:
+            todo.append((len(results) + len(todo), name, path))
+    start = time.perf_counter()
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="lw-read") as reader,
+        ThreadPoolExecutor(1, thread_name_prefix="lw-write") as writer,
+    ):
+        reads = deque(reader.submit(predictor.load, path) for _, _, path in todo[:1])
+        writes: deque = deque()
+
+        def collect_write():
+            index, name, path, future = writes.popleft()
+            results[index] = guarded(name, path, future.result)
+
+        def segment(name, path, pending):
+            volume, read_seconds = pending.result()
+            result, mask, probs = predictor.segment_loaded(name, path, volume, save_probabilities, overlays)
+            result.seconds["read"] = read_seconds
+            return result, volume, mask, probs
+
+        for k, (index, name, path) in enumerate(tqdm(todo, desc="predict", unit="scan", disable=not progress)):
+            pending = reads.popleft()
+            if k + 1 < len(todo):
+                reads.append(reader.submit(predictor.load, todo[k + 1][2]))
+            outcome = guarded(name, path, segment, name, path, pending)
+            if isinstance(outcome, ScanResult):
+                results[index] = outcome
+                continue
+            if len(writes) >= 2:
+                collect_write()
+            result, volume, mask, probs = outcome
+            job = writer.submit(predictor.write_outputs, result, volume, mask, probs, output, overlays)
+            writes.append((index, name, path, job))
+        while writes:
+            collect_write()
+    return [results[i] for i in sorted(results)], time.perf_counter() - start
 
 
 def versions() -> dict:
@@ -241,6 +310,8 @@ def predict(
     modality="auto",
     backbone_weights=None,
     progress=True,
+    part: int = 0,
+    num_parts: int = 1,
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -259,6 +330,11 @@ def predict(
         modality: ``"auto"`` (from the intensities), ``"CT"`` or ``"MR"``.
         backbone_weights: the teacher's weights file when it moved since training.
         progress: show a progress bar.
+        part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
+            (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
+            without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
+            Under ``torchrun`` the ranks are the parts (leave these at 0 and 1): each rank uses its own
+            GPU and rank 0 writes one merged ``prediction_report.json``.
 
     Returns:
         The report written to ``prediction_report.json``: model, device, versions, per-scan seconds per
@@ -273,7 +349,6 @@ def predict(
         report = predict("scans/", "masks/", device="cpu")
         print(report["n_ok"], "masks written")
     """
-    from .model import resolve_model_dir
 
     inputs, output = Path(inputs), Path(output)
     if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
@@ -281,21 +356,98 @@ def predict(
             f"{output}: the output folder must differ from the input folder (inputs are never overwritten)"
         )
     scans, rejected = find_scans(inputs, exclude=output)
+    if not scans and not rejected:
+        raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     input_paths = {Path(p).resolve() for _, p in scans}
-    dev = resolve_device(device)
+    with distributed_session(device) as (context, dev):
+        if context.enabled:
+            if num_parts != 1:
+                raise ConfigurationError(
+                    "under torchrun every rank is one part: leave out --part and --num-parts (or run without torchrun)"
+                )
+            part, num_parts = context.rank, context.world_size
+        if not 0 <= part < num_parts:
+            raise ConfigurationError(f"--part {part} --num-parts {num_parts}: need 0 ≤ part < num-parts")
+        share = (sorted(scans)[part::num_parts], rejected if part == 0 else [])
+        report = _predict_share(
+            inputs,
+            output,
+            share,
+            input_paths,
+            dev,
+            model=model,
+            results=results,
+            trainer=trainer,
+            checkpoint=checkpoint,
+            batch_size=batch_size,
+            postprocess=postprocess,
+            save_probabilities=save_probabilities,
+            overlays=overlays,
+            modality=modality,
+            backbone_weights=backbone_weights,
+            progress=progress and context.is_main,
+            part=part,
+            num_parts=num_parts,
+        )
+        if context.enabled:
+            report = merge_reports(distributed.gather_objects(report))
+            if context.is_main:
+                write_json_atomic(output / "prediction_report.json", report)
+            distributed.barrier()
+    return report
+
+
+def merge_reports(reports: list) -> dict:
+    """One report from the reports of the parts of a folder (scans in input order, counts summed)."""
+    merged = dict(reports[0])
+    merged["scans"] = sorted((s for r in reports for s in r["scans"]), key=lambda s: s["input"])
+    merged["n_ok"] = sum(r["n_ok"] for r in reports)
+    merged["n_failed"] = sum(r["n_failed"] for r in reports)
+    merged["seconds_total"] = max(r["seconds_total"] for r in reports)
+    merged["devices"] = [r["device"] for r in reports]
+    merged["part"], merged["num_parts"] = "all", len(reports)
+    return merged
+
+
+def _predict_share(
+    inputs: Path,
+    output: Path,
+    share: tuple,
+    input_paths: set,
+    dev: torch.device,
+    *,
+    model,
+    results,
+    trainer,
+    checkpoint,
+    batch_size,
+    postprocess,
+    save_probabilities,
+    overlays,
+    modality,
+    backbone_weights,
+    progress,
+    part: int,
+    num_parts: int,
+) -> dict:
+    """:func:`predict` of this process's ``(scans, rejected)``; writes and returns its report."""
+    from .model import resolve_model_dir
+
+    scans, rejected = share
     trained = TrainedModel(resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights)
     if trained.config.get("default_model"):
         from ..default_model import DISCLAIMER
 
         logger.info(f"NOTE: {DISCLAIMER}")
-    if trained.random_backbone:
+    if trained.random_backbone and distributed.current().is_main:
         logger.warning(
             "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use."
         )
     predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
+    tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
     try:
-        lock = acquire(output, "lw_predict")  # one writer per output folder
+        lock = acquire(output, "lw_predict", f".lw{tag}.lock")  # one writer per output folder (or part)
     except OSError as exc:
         raise LiverwildError(
             f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
@@ -318,10 +470,11 @@ def predict(
             "scans": [asdict(r) for r in results_list],
             "n_ok": sum(not r.error for r in results_list),
             "n_failed": sum(bool(r.error) for r in results_list),
+            "part": part,
+            "num_parts": num_parts,
         }
-        write_json_atomic(output / "prediction_report.json", report)
+        if not distributed.current().enabled:  # under torchrun rank 0 writes the merged report
+            write_json_atomic(output / f"prediction_report{tag}.json", report)
     finally:
         release(lock)
-    if not scans and not rejected:
-        raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     return report
