@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         "processes or machines share it (under torchrun the ranks are the parts)",
     )
     p.add_argument("--num-parts", type=int, default=1, help="number of parts the folder is split into")
+    p.add_argument(
+        "--int8-teacher",
+        action="store_true",
+        help="CPU only, transformer teachers: int8 linear layers in the teacher (faster, off by default; "
+        "its mask agreement with float32 is measured by benchmarks/bench_predict.py --int8)",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "results")
     add_logging_options(p)
@@ -69,6 +75,7 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             part=args.part,
             num_parts=args.num_parts,
+            int8_teacher=args.int8_teacher,
         )
         if process_rank() != 0:  # under torchrun: rank 0 reports for the job
             return 1 if report["n_failed"] else 0

@@ -47,7 +47,9 @@ def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
 class TrainedModel:
     """Everything prediction needs from a training output folder."""
 
-    def __init__(self, model_dir, checkpoint: str = "best", device="cpu", backbone_weights=None):
+    def __init__(
+        self, model_dir, checkpoint: str = "best", device="cpu", backbone_weights=None, int8_teacher: bool = False
+    ):
         device = torch.device(device)
         self.folder = Path(model_dir)
         self.config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
@@ -71,6 +73,15 @@ class TrainedModel:
                 device
             )
         self.random_backbone = self.uses_teacher and self.backbone_spec.get("weights") == "random"
+        self.int8_teacher = int8_teacher
+        if int8_teacher:
+            if device.type != "cpu" or self.backbone is None:
+                raise ConfigurationError(
+                    "--int8-teacher is a CPU option for models with a teacher: use it with --device cpu"
+                )
+            from ..backbones.quantization import quantize_teacher_int8
+
+            quantize_teacher_int8(self.backbone)
 
     @staticmethod
     def _checked_plans(saved: dict, path) -> dict[str, Plans]:
@@ -139,4 +150,5 @@ class TrainedModel:
             "network": self.net.config.get("architecture", "contrastive_distillation"),
             "sources": list(self.plans),
             "random_backbone": self.random_backbone,
+            "int8_teacher": self.int8_teacher,
         }

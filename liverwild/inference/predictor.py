@@ -220,13 +220,16 @@ def segment_all(
     save_probabilities: bool,
     overlays: bool,
     progress: bool,
+    reader=None,
+    first=None,
 ) -> tuple:
     """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``.
 
     Pipelined: a reader thread loads the next scan and a writer thread writes the previous one's mask
     while the model works on the current scan, so a folder takes about the time of its slowest stage
     (reading and writing are mostly compression, which leaves the GIL). At most one scan waits read and
-    two wait written, so memory stays bounded.
+    two wait written, so memory stays bounded. ``reader`` (a one-thread executor, shut down here) and
+    ``first`` (its read of the first scan) let the caller start reading before the model is loaded.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -245,11 +248,11 @@ def segment_all(
         else:
             todo.append((len(results) + len(todo), name, path))
     start = time.perf_counter()
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="lw-read") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="lw-write") as writer,
-    ):
-        reads = deque(reader.submit(predictor.load, path) for _, _, path in todo[:1])
+    reader = reader or ThreadPoolExecutor(1, thread_name_prefix="lw-read")
+    if first is None or not todo or todo[0][2] != scans[0][1]:
+        first = reader.submit(predictor.load, todo[0][2]) if todo else None
+    with reader, ThreadPoolExecutor(1, thread_name_prefix="lw-write") as writer:
+        reads = deque([first] if first is not None else [])
         writes: deque = deque()
 
         def collect_write():
@@ -312,6 +315,7 @@ def predict(
     progress=True,
     part: int = 0,
     num_parts: int = 1,
+    int8_teacher: bool = False,
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -330,6 +334,8 @@ def predict(
         modality: ``"auto"`` (from the intensities), ``"CT"`` or ``"MR"``.
         backbone_weights: the teacher's weights file when it moved since training.
         progress: show a progress bar.
+        int8_teacher: CPU only: run the teacher with int8 linear layers (faster; off by default, see
+            :mod:`liverwild.backbones.quantization`).
         part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
             (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
@@ -388,6 +394,7 @@ def predict(
             progress=progress and context.is_main,
             part=part,
             num_parts=num_parts,
+            int8_teacher=int8_teacher,
         )
         if context.enabled:
             report = merge_reports(distributed.gather_objects(report))
@@ -429,12 +436,23 @@ def _predict_share(
     progress,
     part: int,
     num_parts: int,
+    int8_teacher: bool,
 ) -> dict:
     """:func:`predict` of this process's ``(scans, rejected)``; writes and returns its report."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .model import resolve_model_dir
 
     scans, rejected = share
-    trained = TrainedModel(resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights)
+    reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
+    first = reader.submit(Predictor.load, scans[0][1]) if scans else None  # read while the model loads
+    try:
+        trained = TrainedModel(
+            resolve_model_dir(model, results, trainer), checkpoint, dev, backbone_weights, int8_teacher
+        )
+    except BaseException:
+        reader.shutdown(cancel_futures=True)
+        raise
     if trained.config.get("default_model"):
         from ..default_model import DISCLAIMER
 
@@ -454,7 +472,7 @@ def _predict_share(
         ) from exc
     try:
         results_list, seconds = segment_all(
-            predictor, scans, rejected, output, input_paths, save_probabilities, overlays, progress
+            predictor, scans, rejected, output, input_paths, save_probabilities, overlays, progress, reader, first
         )
         report = {
             "inputs": str(inputs),
