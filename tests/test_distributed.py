@@ -21,7 +21,7 @@ from liverwild.inference.predictor import merge_reports
 from liverwild.losses import tversky_loss
 from liverwild.training.base import ShardedBatches
 
-WEIGHT_TOLERANCE = 1e-4  # max |Δw| after 4 steps of DDP vs one process: float rounding only
+WEIGHT_TOLERANCE = 1e-5  # max |Δw| after 4 steps of DDP vs one process (measured 2e-7): rounding only
 
 
 def free_port() -> int:
