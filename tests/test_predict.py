@@ -273,3 +273,42 @@ def test_full_disk_while_writing_masks_leaves_nothing_partial(model_dir, scan, t
     assert "cannot be written" in result.stdout + result.stderr
     leftovers = [p.name for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert not [n for n in leftovers if n.endswith(".nii.gz") or ".tmp" in n], leftovers
+
+
+def test_pipelined_segment_all_keeps_input_order_and_isolates_failures(tmp_path):
+    """Reading, segmenting and writing overlap, yet results come back in input order, with each
+    failure (rejected file, output over an input, unreadable scan, failing write) on its own scan."""
+    from liverwild.errors import LiverwildError
+    from liverwild.inference.predictor import ScanResult, segment_all
+
+    class FakePredictor:
+        def load(self, path):
+            if "unreadable" in str(path):
+                raise LiverwildError(f"{path}: not a readable image")
+            return {"path": path}, 0.01
+
+        def segment_loaded(self, name, path, volume, save_probabilities, keep_volume):
+            return ScanResult(name, str(path)), "mask", None
+
+        def write_outputs(self, result, volume, mask, probs, output, overlay):
+            if result.name == "full_disk":
+                raise OSError(28, "No space left on device")
+            result.output = str(output / f"{result.name}.nii.gz")
+            return result
+
+    output = tmp_path / "out"
+    scans = [
+        ("a", tmp_path / "a.nii.gz"),
+        ("b", output / "b.nii.gz"),
+        ("unreadable", tmp_path / "unreadable.nii.gz"),
+        ("full_disk", tmp_path / "full_disk.nii.gz"),
+        ("c", tmp_path / "c.nii.gz"),
+    ]
+    rejected = [(tmp_path / "notes.txt", "not a scan")]
+    results, _ = segment_all(
+        FakePredictor(), scans, rejected, output, {(output / "b.nii.gz").resolve()}, False, False, False
+    )
+    assert [r.name for r in results] == ["notes.txt", "a", "b", "unreadable", "full_disk", "c"]
+    assert [bool(r.error) for r in results] == [True, False, True, True, True, False]
+    assert "overwrite an input" in results[2].error and "not a readable image" in results[3].error
+    assert "OSError" in results[4].error and results[5].output.endswith("c.nii.gz")

@@ -236,17 +236,17 @@ def segment_all(
 
     from tqdm import tqdm
 
-    results: dict = {}
-    for p, reason in rejected:
-        results[len(results)] = ScanResult(Path(p).name, str(p), error=f"{p}: {reason}")
-        logger.warning(f"FAILED {results[len(results) - 1].error}")
-    todo: list[tuple] = []
-    for name, path in scans:
+    results: dict[int, ScanResult] = {}  # by position: rejected inputs first, then the scans in order
+    for position, (p, reason) in enumerate(rejected):
+        results[position] = ScanResult(Path(p).name, str(p), error=f"{p}: {reason}")
+        logger.warning(f"FAILED {results[position].error}")
+    todo: list[tuple] = []  # (position, name, path) of the scans to segment
+    for position, (name, path) in enumerate(scans, start=len(rejected)):
         if (output / f"{name}.nii.gz").resolve() in input_paths:
-            results[len(results)] = ScanResult(name, str(path), error=f"{path}: output would overwrite an input")
-            logger.warning(f"FAILED {results[len(results) - 1].error}")
+            results[position] = ScanResult(name, str(path), error=f"{path}: output would overwrite an input")
+            logger.warning(f"FAILED {results[position].error}")
         else:
-            todo.append((len(results) + len(todo), name, path))
+            todo.append((position, name, path))
     start = time.perf_counter()
     reader = reader or ThreadPoolExecutor(1, thread_name_prefix="lw-read")
     if first is None or not todo or todo[0][2] != scans[0][1]:
