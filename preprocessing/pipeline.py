@@ -220,10 +220,11 @@ def plan_and_preprocess(
         if plan_only:
             return []
         reports = cache_datasets(folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context)
-        reports = [
-            functools.reduce(DatasetReport.merged, shares) for shares in zip(*distributed.gather_objects(reports))
-        ]
+        shares = zip(*distributed.gather_objects(reports))  # per dataset, the report of every rank
+        reports = [functools.reduce(DatasetReport.merged, dataset_shares) for dataset_shares in shares]
         if context.is_main:
+            for report in reports:
+                logger.info(report.summary())
             splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
             logger.info(
                 f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: "
