@@ -19,7 +19,7 @@ from scipy import ndimage
 from liverwild.atomic import write_json_atomic
 from liverwild.datasets import case_files, load_dataset_json
 from liverwild.errors import LiverwildError
-from liverwild.io import Reorientation, check_not_constant, read_image, read_label
+from liverwild.io import Reorientation, check_not_constant, read_aligned_label, read_image
 from liverwild.parallel import bounded_imap
 
 from .content import content_digest
@@ -69,10 +69,7 @@ def extract_case_fingerprint(image_path, label_path, modality: str, allowed_labe
     label values that ``allowed_labels`` (dataset.json's) does not define."""
     image = read_image(image_path)
     check_not_constant(image)
-    label = read_label(label_path)
-    diffs = label.geometry.differences(image.geometry)
-    if diffs:
-        raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
+    label = read_aligned_label(label_path, image)
     if allowed_labels is not None:
         unknown = sorted(set(np.unique(label.array).tolist()) - set(allowed_labels))
         if unknown:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from liverwild.errors import LiverwildError
-from liverwild.io import check_not_constant, read_image, read_label
+from liverwild.io import check_not_constant, read_aligned_label, read_image
 
 from .augmentation import augment_stack
 from .cache import input_signature
@@ -35,19 +35,13 @@ def prepare_case(job: tuple) -> tuple:
     try:
         image = read_image(image_path)
         check_not_constant(image)
-        label = read_label(label_path)
-        diffs = label.geometry.differences(image.geometry)
-        if diffs:
-            raise LiverwildError(f"{label_path}: geometry differs from its image: " + "; ".join(diffs))
+        label = read_aligned_label(label_path, image)
         start = time.perf_counter()
         slices, stats, reorient = prepare_slices(image.array, image.geometry, plans, inplace=True)
         labels = resize_label_stack(np.ascontiguousarray(reorient.to_canonical(label.array)), plans.slice_size)
         organs = None
         if organs_path is not None:
-            organ_map = read_label(organs_path)
-            diffs = organ_map.geometry.differences(image.geometry)
-            if diffs:
-                raise LiverwildError(f"{organs_path}: geometry differs from its image: " + "; ".join(diffs))
+            organ_map = read_aligned_label(organs_path, image)
             if organ_map.array.min() < 0 or organ_map.array.max() > 255:
                 raise LiverwildError(f"{organs_path}: organ values must lie in 0..255")
             organs = resize_label_map_stack(

@@ -30,6 +30,20 @@ def add_logging_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
 
 
+def add_settings_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE ...``: any field of the trainer configuration (into ``args.settings``)."""
+    parser.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def trainer_config(args: argparse.Namespace, *options: str):
+    """The :class:`TrainerConfig` of the command line: the defaults, then ``--set``, then the named
+    options (config field names) that were given."""
+    from ..training import TrainerConfig
+
+    given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    return TrainerConfig().assigned(args.settings).updated(**given)
+
+
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse the command line and configure the ``liverwild`` logger from ``-v`` / ``-q``."""
     from ..log import configure_logging

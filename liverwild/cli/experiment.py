@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import add_folder_options, add_logging_options, add_settings_option, parse, run, trainer_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper)")
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="default 8")
-    p.add_argument(
-        "--set",
-        dest="settings",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other trainer-configuration field for every run, e.g. unet_channels=16",
-    )
+    add_settings_option(p, "any other trainer-configuration field for every run, e.g. unet_channels=16")
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", default=None, help="results folder (default $LW_results/experiments/<protocol>)")
     p.add_argument("--quick", action="store_true", help="2 epochs of 4 steps: a smoke test, not a result")
@@ -53,18 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parse(build_parser(), argv)
     from ..experiments import run_experiment
-    from ..training import TrainerConfig
-
-    changes = {
-        k: v
-        for k, v in {
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "batch_size": args.batch_size,
-            "steps_per_epoch": args.steps_per_epoch,
-        }.items()
-        if v is not None
-    }
 
     def work():
         report = run_experiment(
@@ -76,7 +57,7 @@ def main(argv=None) -> int:
             trainers=args.trainers,
             seeds=args.seeds,
             fold=args.fold,
-            config=TrainerConfig().assigned(args.settings).updated(**changes),
+            config=trainer_config(args, "epochs", "lr", "batch_size", "steps_per_epoch"),
             device=args.device,
             evaluation=args.evaluation,
             quick=args.quick,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import add_folder_options, add_logging_options, add_settings_option, parse, run, trainer_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--set",
-        dest="settings",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other field of the trainer configuration (documentation/training.md), e.g. "
-        "unet_channels=16 inner_lr=1e-3",
+    add_settings_option(
+        p,
+        "any other field of the trainer configuration (documentation/training.md), e.g. unet_channels=16 inner_lr=1e-3",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -48,20 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parse(build_parser(), argv)
     from ..distributed import process_rank
-    from ..training import TrainerConfig, train_fold
-
-    changes = {
-        k: v
-        for k, v in {
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "steps_per_epoch": args.steps_per_epoch,
-            "num_workers": args.num_workers,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
+    from ..training import train_fold
 
     def work():
         summary = train_fold(
@@ -71,7 +53,7 @@ def main(argv=None) -> int:
             results=args.results,
             device=args.device,
             continue_training=args.continue_training,
-            config=TrainerConfig().assigned(args.settings).updated(**changes),
+            config=trainer_config(args, "epochs", "batch_size", "lr", "steps_per_epoch", "num_workers", "seed"),
             progress=not args.no_progress,
             threads=args.threads,
         )

@@ -284,6 +284,15 @@ def read_label(path) -> Volume:
     return volume
 
 
+def read_aligned_label(path, image: Volume) -> Volume:
+    """:func:`read_label`, refused (one line naming ``path``) unless its geometry is ``image``'s."""
+    label = read_label(path)
+    diffs = label.geometry.differences(image.geometry)
+    if diffs:
+        raise ImageReadError(path, "geometry differs from its image: " + "; ".join(diffs))
+    return label
+
+
 def write_volume(array: np.ndarray, geometry: Geometry, path, dtype=None, compress: bool = True) -> Path:
     """Write a ``(z, y, x)`` array with ``geometry`` to ``path`` atomically (temporary file, then rename).
 

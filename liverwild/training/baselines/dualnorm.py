@@ -68,16 +68,7 @@ class DualNormTrainer(SupervisedUNetTrainer):
     """
 
     supports_distributed = False
-
-    def make_dataset(self, cases: list, domains: list):
-        return StyleCopiesDataset(
-            cases,
-            domains,
-            self.config.seed,
-            self.config.use_augmented_views,
-            self.config.augmentation,
-            self.teacher_plans.augmentation,
-        )
+    dataset_class = StyleCopiesDataset
 
     def build_network(self) -> torch.nn.Module:
         from ...nets import DualNormUNet2d

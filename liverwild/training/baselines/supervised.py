@@ -20,9 +20,11 @@ class SupervisedUNetTrainer(Trainer):
     learns from pixels instead of a head and decoder on frozen-teacher features.
     """
 
+    dataset_class: type[ImageSliceDataset] = ImageSliceDataset  # the training items (a variant may change it)
+
     def make_dataset(self, cases: list, domains: list):
         """The training set over the fold's cases (``domains``: source index per case)."""
-        return ImageSliceDataset(
+        return self.dataset_class(
             cases,
             domains,
             self.config.seed,
