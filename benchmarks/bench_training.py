@@ -78,6 +78,7 @@ def main():
     p.add_argument("--channels", type=int, default=384)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="also time the step with torch.compile (config compile=true)")
     args = p.parse_args()
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
@@ -95,10 +96,13 @@ def main():
             "train": {"DS": ["case00", "case01", "case02"]},
             "val": {"DS": ["case03"]},
         }
-        config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers)
+        # one epoch covers the whole measurement, so loader processes start once (as in a long epoch)
+        config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers, steps_per_epoch=args.steps + 3)
         figures = {}
-        for variant in ("before", "after"):  # before: plain torch layers (nn.Conv2d, nn.Dropout)
-            trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", config, device)
+        variants = ["before", "after"] + (["compiled"] if args.compile else [])
+        for variant in variants:  # before: plain torch layers (nn.Conv2d, nn.Dropout)
+            variant_config = config.updated(compile=True) if variant == "compiled" else config
+            trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", variant_config, device)
             trainer.initialize()
             if variant == "before":
                 use_reference_layers(trainer.network)
@@ -126,6 +130,10 @@ def main():
         print(f"validation: {val_rate:8.1f} slices/s")
         epoch = 10000 / rate + 10000 * 0.05 / val_rate  # 5 % of slices held out for validation
         print(f"one epoch over 10 000 slices: {epoch:8.1f} s; 150 epochs: {150 * epoch / 3600:.2f} h")
+        if "compiled" in figures:
+            compiled_rate = n * args.batch_size / sum(figures["compiled"])
+            epoch = 10000 / compiled_rate + 10000 * 0.05 / val_rate
+            print(f"compiled: one epoch over 10 000 slices {epoch:8.1f} s; 150 epochs: {150 * epoch / 3600:.2f} h")
         if device.type == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
         print(f"peak process memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

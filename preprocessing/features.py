@@ -15,11 +15,14 @@ from planning.plans import Plans
 
 
 def slice_batches(slices: np.ndarray, batch_size: int, device: torch.device) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``(start, stop, x)`` over a ``(Z, H, W)`` stack: ``x`` is ``(stop − start, 1, H, W)`` float32 on ``device``."""
+    """``(start, stop, x)`` over a ``(Z, H, W)`` stack: ``x`` is ``(stop − start, 1, H, W)`` float32 on ``device``.
+
+    Slices travel in their stored precision (float16 caches move half the bytes) and become float32 on
+    the device."""
     for start in range(0, slices.shape[0], batch_size):
         stop = min(start + batch_size, slices.shape[0])
-        x = torch.from_numpy(np.ascontiguousarray(slices[start:stop], dtype=np.float32))[:, None]
-        yield start, stop, x.to(device, non_blocking=True)
+        x = torch.from_numpy(np.ascontiguousarray(slices[start:stop]))[:, None]
+        yield start, stop, x.to(device, non_blocking=True).float()
 
 
 class FeatureExtractor:
@@ -36,7 +39,7 @@ class FeatureExtractor:
         for start, stop, x in slice_batches(slices, self.batch_size, self.device):
             with autocast(self.device, self.amp):
                 f = self.backbone(x)
-            out[start:stop] = f.float().cpu().numpy().astype(np.float16)
+            out[start:stop] = f.half().cpu().numpy()  # rounded to float16 on the device: half the bytes back
         return out
 
 

@@ -196,6 +196,8 @@ class Trainer:
         self.network = self.build_network().to(self.device)
         self.auxiliary = self.build_auxiliary().to(self.device)
         self.model = self.wrap_distributed(self.network)
+        if self.config.compile:
+            self.model = torch.compile(self.model)
         self.losses = self.build_losses()
         self.optimizer = self.build_optimizer(self.network)
         self.scheduler = self.build_scheduler(self.optimizer)
@@ -491,7 +493,7 @@ class Trainer:
     def check_same_configuration(self, path) -> None:
         """A re-run may extend ``epochs``; any other change of the configuration needs a new folder."""
         previous = load_checkpoint(path).get("config", {})
-        ignore = {"epochs", "num_workers", "val_batch_size"}
+        ignore = {"epochs", "num_workers", "val_batch_size", "compile"}  # how, not what, is trained
         changed = sorted(k for k, v in self.config.to_json().items() if k not in ignore and previous.get(k, v) != v)
         if changed:
             raise LiverwildError(

@@ -36,6 +36,7 @@ class TrainerConfig:
     val_batch_size: int = 32
     num_workers: int | None = None  # None: 0 on CPU, up to 8 loader processes on GPU
     amp: bool = True  # mixed precision on GPU (no effect on CPU)
+    compile: bool = False  # torch.compile the training forward (GPU: fewer kernel launches; compiles first)
     seed: int = 0
     # image baselines (SupervisedUNet, MASF, TaskAug, DualNorm, DomainRandomization): the 2D U-Net
     unet_channels: int = 32  # channels of the first level (doubled per level, nnU-Net's 32)
