@@ -1,10 +1,14 @@
 """Networks: the distillation head, the upsampling decoder and the full segmentation model; the 2D
-U-Nets of the image baselines; ``build_network`` rebuilds any of them from its saved ``config``."""
+U-Nets of the image baselines and the 3D U-Net of the ``3d`` configuration; ``build_network``
+rebuilds any of them from its saved ``config``."""
 
 from .decoder import UpsamplingDecoder
 from .head import DistillationHead
 from .model import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
-from .unet import ARCHITECTURES, DualBatchNorm2d, DualNormUNet2d, UNet2d
+from .unet import DualBatchNorm2d, DualNormUNet2d, UNet2d
+from .unet3d import UNet3d
+
+ARCHITECTURES = {net.architecture: net for net in (UNet2d, DualNormUNet2d, UNet3d)}  # image networks by name
 
 
 def uses_teacher(config: dict) -> bool:
@@ -33,6 +37,7 @@ __all__ = [
     "SegmentationPipeline",
     "count_trainable",
     "UNet2d",
+    "UNet3d",
     "DualNormUNet2d",
     "DualBatchNorm2d",
     "build_network",

@@ -149,6 +149,3 @@ class DualNormUNet2d(UNet2d):
         chosen = distances.argmin(dim=1)
         self.last_choice = chosen
         return torch.where(chosen.view(-1, 1, 1, 1) == 0, first, second)
-
-
-ARCHITECTURES = {UNet2d.architecture: UNet2d, DualNormUNet2d.architecture: DualNormUNet2d}
