@@ -258,6 +258,12 @@ class Trainer:
         weights = self.config.loss_weights
         return sum(weights[k] * v for k, v in self.segmentation_terms(logits, labels).items())
 
+    @staticmethod
+    def loss_stats(total: torch.Tensor, terms: dict) -> dict:
+        """A step's logged values, ``{"loss": total, "loss_<term>": ...}``, left on the device (detached):
+        reading them back would stall the GPU every step; :meth:`run_epoch` does it once per epoch."""
+        return {"loss": total.detach(), **{f"loss_{k}": v.detach() for k, v in terms.items()}}
+
     def optimize(self, total: torch.Tensor) -> None:
         """One optimiser step on ``total`` (gradient scaling for float16 on GPU)."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -285,10 +291,7 @@ class Trainer:
             terms.update(self.segmentation_terms(logits, labels))
             total = sum(weights[k] * v for k, v in terms.items())
         self.optimize(total)
-        out = {"loss": float(total.detach())}
-        out.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
-        out.update({k: float(v) for k, v in sims.items() if k.startswith("sim_")})
-        return out
+        return self.loss_stats(total, terms) | {k: v.detach() for k, v in sims.items() if k.startswith("sim_")}
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, 1, H, W)`` of the original slices ``start:stop`` of a cached validation case."""
@@ -362,7 +365,7 @@ class Trainer:
         rank_offset = 7919 * self.distributed.rank  # each process its own dropout masks
         torch.manual_seed(self.config.seed * 100003 + epoch + rank_offset)  # same per epoch on resume
         self.network.train()
-        sums: dict[str, float] = {}
+        sums: dict = {}  # tensors on the device (floats from trainers that give floats)
         count, slices_seen, start = 0, 0, time.perf_counter()
         show = self.progress and self.distributed.is_main
         for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not show):
@@ -374,7 +377,7 @@ class Trainer:
             count += 1
         train_seconds = time.perf_counter() - start
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-        row.update(distributed.mean_over_ranks({k: v / max(count, 1) for k, v in sums.items()}))
+        row.update(distributed.mean_over_ranks({k: float(v) / max(count, 1) for k, v in sums.items()}))
         slices_seen *= self.distributed.world_size
         val = distributed.broadcast_object(self.validate() if self.distributed.is_main else None)
         self.scheduler.step(val["val_dice"])

@@ -85,7 +85,7 @@ class DualNormTrainer(SupervisedUNetTrainer):
             total = losses["similar"] + losses["dissimilar"]
         self.optimize(total)
         self.network.set_branch("auto")
-        return {"loss": float(total.detach()), **{f"loss_{k}": float(v.detach()) for k, v in losses.items()}}
+        return self.loss_stats(total, losses)
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
         self.network.set_branch("auto")

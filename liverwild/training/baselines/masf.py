@@ -51,9 +51,4 @@ class MASFTrainer(EpisodicTrainer):
             )
             total = task + c.global_weight * global_loss + c.local_weight * local_loss
         self.optimize(total)
-        return {
-            "loss": float(total.detach()),
-            "loss_task": float(task.detach()),
-            "loss_global": float(global_loss.detach()),
-            "loss_local": float(local_loss.detach()),
-        }
+        return self.loss_stats(total, {"task": task, "global": global_loss, "local": local_loss})

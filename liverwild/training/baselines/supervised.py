@@ -53,7 +53,7 @@ class SupervisedUNetTrainer(Trainer):
             terms = self.segmentation_terms(logits, batch["label"])
             total = sum(self.config.loss_weights[k] * v for k, v in terms.items())
         self.optimize(total)
-        return {"loss": float(total.detach()), **{f"loss_{k}": float(v.detach()) for k, v in terms.items()}}
+        return self.loss_stats(total, terms)
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
         return self.network(slices)

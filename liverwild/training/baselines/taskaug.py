@@ -67,10 +67,4 @@ class TaskAugTrainer(EpisodicTrainer):
             cosine = centroid_cosine_alignment(*centroids)
             total = task + meta_task + c.global_weight * kl + c.local_weight * cosine
         self.optimize(total)
-        return {
-            "loss": float(total.detach()),
-            "loss_task": float(task.detach()),
-            "loss_meta_test": float(meta_task.detach()),
-            "loss_kl": float(kl.detach()),
-            "loss_centroid": float(cosine.detach()),
-        }
+        return self.loss_stats(total, {"task": task, "meta_test": meta_task, "kl": kl, "centroid": cosine})
