@@ -36,6 +36,16 @@ def atomic_path(path, suffix: str = ""):
         Path(tmp).unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder) -> list:
+    """Delete the temporary files :func:`atomic_path` leaves in ``folder`` when its process is killed
+    mid-write (``.<name>.<random>.tmp<suffix>``); returns them. Call it only while holding the folder's
+    lock, so that no live writer's temporary is taken."""
+    stale = [p for p in Path(folder).glob(".*.tmp*") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_json_atomic(path, content) -> Path:
     """Write ``content`` as indented, human-readable JSON."""
     with atomic_path(path) as tmp:

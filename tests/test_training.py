@@ -280,3 +280,24 @@ def test_full_disk_while_writing_a_checkpoint_is_a_clear_error(preprocessed, tmp
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     written = [p for p in tmp_path.rglob("*.pth")]
     assert written == [] and not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, trained_model, tmp_path):
+    """A run killed inside an atomic write leaves ``.<name>.<random>.tmp<suffix>``; the same command
+    again (here: the finished run, so nothing to train) removes it, and keeps every real file."""
+    import shutil
+
+    model = Path(trained_model["output"])
+    results = tmp_path / "results"
+    copy = results / TRAINED_FOLD / model.name
+    shutil.copytree(model, copy)
+    stale = [copy / ".progress.k3j2x.tmp.png", copy / ".checkpoint_latest.pth.a9q1.tmp.pth"]
+    for path in stale:
+        path.write_bytes(b"half")
+    kept = sorted(p.name for p in copy.iterdir() if p not in stale)
+    summary = train_fold(
+        TRAINED_FOLD, preprocessed=str(phantom_study / "pre"), results=str(results), device="cpu", config=small()
+    )
+    assert summary["output"] == str(copy)
+    assert not any(p.exists() for p in stale)
+    assert sorted(p.name for p in copy.iterdir()) == kept

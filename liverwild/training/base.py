@@ -33,7 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from planning.plans import Plans, load_plans
 
 from .. import distributed
-from ..atomic import atomic_path, write_json_atomic
+from ..atomic import atomic_path, remove_stale_temporaries, write_json_atomic
 from ..backbones import describe_teacher
 from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
@@ -403,6 +403,8 @@ class Trainer:
 
     def _fit(self, continue_training: bool, progress: bool) -> dict:
         self.progress = progress
+        if self.distributed.is_main:  # holds the folder's lock: what a killed run left half-written goes
+            remove_stale_temporaries(self.output)
         self.initialize()
         if continue_training:
             latest = self.output / "checkpoint_latest.pth"
