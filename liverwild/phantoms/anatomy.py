@@ -279,14 +279,18 @@ class Abdomen:
             if has_gas:
                 gas = Blob(blob.center - np.array([0, 0.4 * blob.radii[1], 0]), blob.radii * 0.45)
                 self._paint_blob(t, grid, gas, Tissue.GAS, lambda *args: True, within=Tissue.BOWEL)
-        for kidney in self.kidneys:
+        kidney_codes = (  # right (x < 0) then left (x > 0: towards the patient's left)
+            (Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA),
+            (Tissue.LEFT_KIDNEY_CORTEX, Tissue.LEFT_KIDNEY_MEDULLA),
+        )
+        for kidney, (cortex, medulla) in zip(self.kidneys, kidney_codes):
             box, m = kidney.mask(grid)
             if box is not None:
-                t[box][m] = Tissue.KIDNEY_CORTEX
+                t[box][m] = cortex
                 inner = Blob(
                     kidney.center + np.array([-np.sign(kidney.center[0]) * 5, 0, 0]), kidney.radii * 0.6, kidney.angle
                 )
-                self._paint_blob(t, grid, inner, Tissue.KIDNEY_MEDULLA, lambda *args: True, within=Tissue.KIDNEY_CORTEX)
+                self._paint_blob(t, grid, inner, medulla, lambda *args: True, within=cortex)
 
         def below_dia(box, z, y, x):
             return z < self.diaphragm(y, x) - 2

@@ -12,7 +12,7 @@ from ..io import Geometry, Reorientation, Volume, stored_geometry, write_mask, w
 from ..parallel import bounded_imap
 from .anatomy import Abdomen, Grid
 from .domains import DOMAINS, Domain
-from .tissues import LIVER_TISSUES, Tissue
+from .tissues import LIVER_TISSUES, Tissue, label_name
 
 SOURCE = "liverwild synthetic phantoms (liverwild.phantoms)"
 LICENCE = "CC0-1.0 (synthetic, generated)"
@@ -67,8 +67,9 @@ def generate_case(domain: Domain | str, seed: int = 0, case: int = 0, n_slices: 
 
 
 def organ_labels() -> dict:
-    """``dataset.json``'s ``organ_labels`` of a phantom dataset: every tissue code but air (0)."""
-    return {tissue.name.lower(): int(tissue) for tissue in Tissue if tissue != Tissue.AIR}
+    """``dataset.json``'s ``organ_labels`` of a phantom dataset: every tissue code but air (0), named so
+    that :mod:`liverwild.datasets.organs` finds the organs (``liver_lesion``, ``left_kidney_cortex``)."""
+    return {label_name(tissue): int(tissue) for tissue in Tissue if tissue != Tissue.AIR}
 
 
 def _write_case(args):

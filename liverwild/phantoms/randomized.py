@@ -28,7 +28,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .domains import CT_ARTERIAL, CT_NATIVE, CT_PORTAL, LAS, LPS, MR_T2, RAI, RAS, Domain
-from .tissues import Tissue
+from .tissues import RENDERED_TISSUES
 
 GENERATOR_VERSION = 1
 FAMILY = {"CT": "PhantomRandomCT", "MR": "PhantomRandomMR"}
@@ -100,7 +100,7 @@ _DARK_IN_MR = ("AIR", "GAS", "LUNG", "TABLE")
 def _ct_intensities(rng) -> dict:
     weights = rng.dirichlet([0.7, 0.7, 0.7])
     out: dict = {}
-    for tissue in Tissue:
+    for tissue in RENDERED_TISSUES:
         name = tissue.name
         mean = sum(w * phase[name][0] for w, phase in zip(weights, (CT_NATIVE, CT_ARTERIAL, CT_PORTAL)))
         texture = sum(w * phase[name][1] for w, phase in zip(weights, (CT_NATIVE, CT_ARTERIAL, CT_PORTAL)))
@@ -119,13 +119,13 @@ def _mr_intensities(rng) -> tuple[dict, str]:
         archetype = str(rng.choice(list(MR_ARCHETYPES)))
         base = MR_ARCHETYPES[archetype]
         out: dict = {}
-        for tissue in Tissue:
+        for tissue in RENDERED_TISSUES:
             mean, texture = base[tissue.name]
             factor = 1.0 if tissue.name in _DARK_IN_MR else float(rng.lognormal(0, 0.25))
             out[tissue.name] = (float(mean * factor), float(texture * factor * rng.uniform(0.5, 2.0)))
         return out, archetype
     out = {}
-    for tissue in Tissue:  # SynthSeg-style: any contrast at all
+    for tissue in RENDERED_TISSUES:  # SynthSeg-style: any contrast at all
         level = float(rng.uniform(0, 30)) if tissue.name in _DARK_IN_MR else float(rng.uniform(20, 800))
         out[tissue.name] = (level, float(level * rng.uniform(0.02, 0.15)))
     return out, "random"

@@ -6,14 +6,14 @@ import numpy as np
 from scipy import ndimage
 
 from .domains import Domain
-from .tissues import Tissue
+from .tissues import APPEARANCE, Tissue
 
 
 def _lookup(domain: Domain):
     means = np.zeros(len(Tissue), np.float32)
     textures = np.zeros(len(Tissue), np.float32)
     for tissue in Tissue:
-        means[tissue], textures[tissue] = domain.intensities[tissue.name]
+        means[tissue], textures[tissue] = domain.intensities[APPEARANCE.get(tissue, tissue).name]
     return means, textures
 
 

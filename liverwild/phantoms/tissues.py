@@ -1,4 +1,9 @@
-"""Tissue codes of the phantom anatomy (a uint8 map painted before rendering intensities)."""
+"""Tissue codes of the phantom anatomy (a uint8 map painted before rendering intensities).
+
+The tissue map doubles as the phantom's organ map (``labelsTr_organs/``). Codes that differ only in
+which organ they belong to render alike (:data:`APPEARANCE`): the left kidney's cortex and medulla
+look exactly like the right kidney's, so splitting them changed no phantom image.
+"""
 
 from enum import IntEnum
 
@@ -26,6 +31,26 @@ class Tissue(IntEnum):
     GALLBLADDER = 19
     TABLE = 20  # scanner table (outside the patient)
     DISC = 21  # intervertebral disc
+    LEFT_KIDNEY_CORTEX = 22  # KIDNEY_CORTEX and KIDNEY_MEDULLA are the right kidney's
+    LEFT_KIDNEY_MEDULLA = 23
 
 
 LIVER_TISSUES = (Tissue.LIVER, Tissue.LIVER_VESSEL, Tissue.LESION)
+
+APPEARANCE = {Tissue.LEFT_KIDNEY_CORTEX: Tissue.KIDNEY_CORTEX, Tissue.LEFT_KIDNEY_MEDULLA: Tissue.KIDNEY_MEDULLA}
+"""Tissue → the tissue whose intensities it takes in every domain (codes that mark another organ only)."""
+
+RENDERED_TISSUES = tuple(t for t in Tissue if t not in APPEARANCE)
+"""The tissues that have intensities of their own (what a domain lists)."""
+
+LABEL_NAMES = {
+    Tissue.LESION: "liver_lesion",
+    Tissue.KIDNEY_CORTEX: "right_kidney_cortex",
+    Tissue.KIDNEY_MEDULLA: "right_kidney_medulla",
+}
+"""Organ-map label names (``dataset.json`` ``organ_labels``) that say more than the tissue's name."""
+
+
+def label_name(tissue: Tissue) -> str:
+    """The name of ``tissue`` in a phantom dataset's ``organ_labels``."""
+    return LABEL_NAMES.get(tissue, tissue.name.lower())
