@@ -9,7 +9,7 @@ from pathlib import Path
 from liverwild.backbones import DEFAULT_TEACHER, teacher_config
 from liverwild.errors import ConfigurationError
 
-from .plans import Plans, default_augmentation, default_normalization, load_plans
+from .plans import Plans, default_augmentation, default_config_3d, default_normalization, load_plans
 
 
 def plan_dataset(
@@ -22,13 +22,15 @@ def plan_dataset(
     seed: int = 0,
     tap: str | None = None,
     normalization: str = "default",
+    organ_labels: dict | None = None,
 ) -> Plans:
-    """Plans for one dataset.
+    """Plans for one dataset (both configurations: 2D and ``3d``).
 
     ``backbone``: a teacher name (``liverwild.backbones.TEACHERS``) or a timm model name. ``weights``: file
     path, ``'package:<pip name>'``, ``'timm-cache'``, ``'random'`` or None (the teacher's own pip package
     if it has one, else decided later). ``tap``: feature tap text (``liverwild.backbones.registry``).
     ``normalization``: preset of :func:`~planning.plans.default_normalization` (``single-dg``: CT at 125 HU).
+    ``organ_labels``: ``dataset.json``'s organ map labels (name → value), for the ``3d`` classes.
     """
     return Plans(
         dataset=fingerprint["dataset"],
@@ -38,6 +40,7 @@ def plan_dataset(
         backbone=teacher_config(backbone, weights, tap),
         feature_dtype=feature_dtype,
         augmentation=default_augmentation(views, seed),
+        config_3d=default_config_3d(fingerprint["modality"], fingerprint.get("aggregate"), organ_labels),
     )
 
 
@@ -64,11 +67,14 @@ def make_plans(
     replan=False,
     tap=None,
     normalization: str | None = None,
+    organ_labels: dict | None = None,
+    volume_size=None,
 ) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
 
     A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
-    are given too; the same teacher keeps its recorded weights and tap unless overridden.
+    are given too; the same teacher keeps its recorded weights and tap unless overridden. Plans without
+    a ``3d`` entry (written before it existed) get the default one.
     """
     if plans_path.is_file() and not replan:
         plans = load_plans(plans_path)
@@ -86,10 +92,28 @@ def make_plans(
             plans.augmentation["views_per_slice"] = int(views)
         if normalization is not None:
             plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
-        return plans
-    kwargs = {"weights": weights, "tap": tap, "normalization": normalization or "default"}
-    if backbone:
-        kwargs["backbone"] = backbone
-    if views is not None:
-        kwargs["views"] = int(views)
-    return plan_dataset(fingerprint, **kwargs)
+        if not plans.config_3d:
+            plans.config_3d = default_config_3d(plans.modality, fingerprint.get("aggregate"), organ_labels)
+    else:
+        kwargs = {
+            "weights": weights,
+            "tap": tap,
+            "normalization": normalization or "default",
+            "organ_labels": organ_labels,
+        }
+        if backbone:
+            kwargs["backbone"] = backbone
+        if views is not None:
+            kwargs["views"] = int(views)
+        plans = plan_dataset(fingerprint, **kwargs)
+    if volume_size is not None:
+        plans.config_3d["volume_size"] = checked_volume_size(volume_size)
+    return plans
+
+
+def checked_volume_size(volume_size) -> list:
+    """``(z, y, x)`` voxels of the ``3d`` configuration's volumes: three positive integers."""
+    size = [int(v) for v in volume_size]
+    if len(size) != 3 or min(size) < 1:
+        raise ConfigurationError(f"--volume-size {' '.join(map(str, volume_size))}: give three positive sizes Z Y X")
+    return size

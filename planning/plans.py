@@ -6,6 +6,12 @@ entries here with the team's defaults (see ``../shared/method.md``), never burie
 normalisation, teacher: architecture, weights, input scaling and feature tap; feature dtype,
 augmentation and view count), so edited plans write a new cache instead of mixing with the old one.
 
+Like nnU-Net's ``2d`` and ``3d_fullres``, the plans hold two configurations: the 2D distillation one
+(the top-level entries) and ``3d`` (the multi-organ 3D U-Net: volume size, its normalisation, the
+organ classes and the label values that make them), with its own identifier ``lw3d_...``. Plans
+written before the ``3d`` entry existed get it the next time they are planned; their 2D identifier
+does not change.
+
 Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
 mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
 """
@@ -64,6 +70,38 @@ def default_normalization(modality: str, fingerprint_aggregate: dict | None = No
     return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
 
 
+VOLUME_SIZE = [64, 128, 128]  # (z, y, x): the source paper's 128 × 128 × 64 volumes
+CT_WINDOW_3D = [-200.0, 250.0]  # the source paper's soft-tissue window (HU)
+
+
+def default_config_3d(
+    modality: str, fingerprint_aggregate: dict | None = None, organ_labels: dict | None = None
+) -> dict:
+    """The ``3d`` configuration (voxel-level Siamese multi-organ 3D U-Net, Lee et al.): whole canonical
+    volumes resized to ``volume_size`` (z, y, x); CT windowed to [−200, 250] HU, MR divided by the
+    scan's body median and windowed to [0, r] (r: the fingerprint's median p99.5/p50 ratio, as in the
+    2D plan); then rescaled and z-scored per volume, without percentile clipping (the paper clips only
+    at the window). ``classes``: the organs of :data:`liverwild.datasets.organs.ORGANS` the dataset
+    labels, from ``organ_labels`` (``dataset.json``), each with the label values that make it
+    (``label_values``) in the organ maps (``labelsTr_organs``) — or liver alone from ``labelsTr``."""
+    from liverwild.datasets.organs import class_values
+
+    if modality == "CT":
+        normalization = {"window": list(CT_WINDOW_3D), "relative_to_body_median": False}
+    else:
+        window = default_normalization(modality, fingerprint_aggregate)["window"]
+        normalization = {"window": window, "relative_to_body_median": True}
+    normalization.update({"clip_percentiles": None, "rescale": True, "zscore": True})
+    values = class_values(organ_labels)
+    return {
+        "volume_size": list(VOLUME_SIZE),
+        "normalization": normalization,
+        "classes": list(values),
+        "label_values": values,
+        "label_maps": "organs" if organ_labels else "liver",
+    }
+
+
 class OutdatedPlansError(LiverwildError):
     """Plans, a cache or a model made before the current plans version."""
 
@@ -78,6 +116,7 @@ class Plans:
     feature_dtype: str = "float16"
     augmentation: dict = field(default_factory=default_augmentation)
     evaluation_resolution: list = field(default_factory=lambda: [128, 128])
+    config_3d: dict = field(default_factory=dict)  # the ``3d`` configuration (JSON key "3d"); {}: not planned
     plans_version: int = PLANS_VERSION
     notes: str = (
         "Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
@@ -102,15 +141,35 @@ class Plans:
         name = (self.backbone.get("teacher") or self.backbone.get("name") or "none").replace("/", "-")
         return f"lwdata_{name}_{self.backbone.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
 
+    def data_identifier_3d(self) -> str:
+        """``lw3d_<z>x<y>x<x>_<classes>c_<hash>``: the ``3d`` cache's folder; the hash covers its entry."""
+        if not self.config_3d:
+            raise LiverwildError(
+                f"the plans of {self.dataset} have no 3d configuration: run lw_plan_and_preprocess -d {self.dataset} "
+                "-c 3d (without --preprocess-only) to plan it"
+            )
+        relevant = {k: self.config_3d.get(k) for k in ("volume_size", "normalization", "classes", "label_values")}
+        relevant["label_maps"] = self.config_3d.get("label_maps")
+        relevant["version"] = self.plans_version
+        digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+        size = "x".join(str(int(v)) for v in self.config_3d["volume_size"])
+        return f"lw3d_{size}_{len(self.config_3d['classes'])}c_{digest}"
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["data_identifier"] = self.data_identifier()
+        config_3d = d.pop("config_3d")
+        if config_3d:
+            d["3d"] = {**config_3d, "data_identifier": self.data_identifier_3d()}
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> Plans:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        fields = {k: v for k, v in d.items() if k in known}
+        if "3d" in d:
+            fields["config_3d"] = {k: v for k, v in d["3d"].items() if k != "data_identifier"}
+        return cls(**fields)
 
 
 def save_plans(plans: Plans, path) -> Path:

@@ -1,4 +1,4 @@
-"""The per-case cache that training reads: memory-mapped ``.npy`` arrays plus a properties JSON.
+"""The per-case caches that training reads: memory-mapped ``.npy`` arrays plus a properties JSON.
 
 ::
 
@@ -11,6 +11,14 @@
                                       #   dataset keeps one (labelsTr_organs/); read by the domain-
                                       #   randomisation baseline
         <case>/properties.json        # geometry, reorientation, normalisation stats, input signature
+
+The ``3d`` configuration has its own cache beside it (:class:`CachedVolume`)::
+
+    $LW_preprocessed/<Name>/<3d data identifier lw3d_...>/
+        plans.json
+        <case>/volume.npy             # (D, H, W) float16 — the normalised canonical volume (64 × 128 × 128)
+        <case>/labels.npy             # (D, H, W) uint8 — organ class indices (0 background, k + 1: classes[k])
+        <case>/properties.json        # geometry, reorientation, classes, their voxel counts, input signature
 
 A case folder appears under its final name only when complete (it is written as a hidden temporary
 folder and renamed), so an interrupted run never leaves a case that a later run trusts. Per slice and
@@ -33,6 +41,7 @@ from liverwild.errors import LiverwildError
 
 ARRAYS = ("slices", "labels", "features")
 OPTIONAL_ARRAYS = ("organs",)
+ARRAYS_3D = ("volume", "labels")
 
 
 def input_signature(*paths) -> list:
@@ -44,10 +53,11 @@ def input_signature(*paths) -> list:
     return out
 
 
-def is_complete(case_dir: Path, signature: list, data_identifier: str) -> bool:
-    """True when ``case_dir`` holds every array and was made from the same inputs and plan."""
+def is_complete(case_dir: Path, signature: list, data_identifier: str, arrays=ARRAYS) -> bool:
+    """True when ``case_dir`` holds every array (``arrays``: the configuration's) and was made from the
+    same inputs and plan."""
     props = case_dir / "properties.json"
-    if not props.is_file() or not all((case_dir / f"{a}.npy").is_file() for a in ARRAYS):
+    if not props.is_file() or not all((case_dir / f"{a}.npy").is_file() for a in arrays):
         return False
     try:
         p = json.loads(props.read_text(encoding="utf-8"))
@@ -57,7 +67,8 @@ def is_complete(case_dir: Path, signature: list, data_identifier: str) -> bool:
 
 
 def write_case(case_dir: Path, arrays: dict, properties: dict) -> Path:
-    """Write a complete case folder atomically (hidden temporary folder, then rename)."""
+    """Write a complete case folder atomically (hidden temporary folder, then rename): every array of
+    ``arrays`` that is not None as ``<name>.npy``, and ``properties.json``."""
     case_dir = Path(case_dir)
     tmp = case_dir.parent / f".{case_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -65,8 +76,9 @@ def write_case(case_dir: Path, arrays: dict, properties: dict) -> Path:
     tmp.mkdir(parents=True)
     try:
         try:
-            for name in ARRAYS + tuple(a for a in OPTIONAL_ARRAYS if arrays.get(a) is not None):
-                np.save(tmp / f"{name}.npy", arrays[name])
+            for name, array in arrays.items():
+                if array is not None:
+                    np.save(tmp / f"{name}.npy", array)
             write_json_atomic(tmp / "properties.json", properties)
         except OSError as exc:
             raise LiverwildError(
@@ -113,6 +125,29 @@ class CachedCase:
     @property
     def n_views(self) -> int:
         return int(self.slices.shape[0])
+
+
+@dataclass
+class CachedVolume:
+    """Read-only, memory-mapped view of one case of a ``3d`` cache: ``volume`` ``(D, H, W)`` float16,
+    ``labels`` ``(D, H, W)`` uint8 class indices, ``properties``."""
+
+    folder: Path
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)
+        self.volume = np.load(self.folder / "volume.npy", mmap_mode="r")
+        self.labels = np.load(self.folder / "labels.npy", mmap_mode="r")
+        self.properties = json.loads((self.folder / "properties.json").read_text(encoding="utf-8"))
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def classes(self) -> list:
+        """The organ names of the label indices 1, 2, …"""
+        return list(self.properties["classes"])
 
 
 def list_cases(cache_folder) -> list:

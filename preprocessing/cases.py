@@ -1,6 +1,7 @@
 """The CPU stage of caching, one case per worker process: read the scan, its liver label and (when
 the dataset keeps one) its multi-organ map, check them, apply the per-case transform and make the
-augmented views."""
+augmented views (:func:`prepare_case`, 2D) — or the whole resized volume and its organ classes
+(:func:`prepare_volume_case`, the ``3d`` configuration)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .augmentation import augment_stack
 from .cache import input_signature
 from .slices import resize_label_map_stack, resize_label_stack
 from .transform import prepare_slices
+from .volumes import prepare_class_map, prepare_volume
 
 
 def view_seed(base: int, case: str, view: int) -> int:
@@ -75,5 +77,47 @@ def prepare_case(job: tuple) -> tuple:
             "cpu_seconds": round(time.perf_counter() - start, 3),
         }
         return case, arrays, properties, None
+    except LiverwildError as exc:
+        return case, None, None, str(exc)
+
+
+def prepare_volume_case(job: tuple) -> tuple:
+    """Read, normalise and resize one case for the ``3d`` configuration, with its organ classes.
+    ``job``: ``(case, image_path, label_path, plans, single_thread)`` where ``label_path`` is the organ
+    map or the liver label, as the plans' ``3d.label_maps`` says. Returns (case, arrays, properties, error)."""
+    case, image_path, label_path, plans, single_thread = job
+    if single_thread:
+        torch.set_num_threads(1)
+    config = plans.config_3d
+    try:
+        image = read_image(image_path)
+        check_not_constant(image)
+        label = read_aligned_label(label_path, image)
+        start = time.perf_counter()
+        volume, stats, reorient = prepare_volume(image.array, image.geometry, plans.modality, config, inplace=True)
+        labels, voxels = prepare_class_map(label.array, reorient, config)
+        canonical = reorient.canonical_geometry(image.geometry)
+        size_zyx = config["volume_size"]
+        properties = {
+            "case": case,
+            "image": str(image_path),
+            "label": str(label_path),
+            "signature": input_signature(image_path, label_path),
+            "data_identifier": plans.data_identifier_3d(),
+            "modality": plans.modality,
+            "classes": list(config["classes"]),
+            "class_voxels": voxels,  # at the scan's resolution: 0 = the organ is not in this scan
+            "volume_size": list(size_zyx),
+            # the resized grid's voxel size (x, y, z) in mm: the canonical extent over the new size
+            "volume_spacing_xyz": [
+                canonical.spacing[axis] * canonical.size[axis] / size_zyx[2 - axis] for axis in range(3)
+            ],
+            "geometry": image.geometry.to_dict(),
+            "canonical_geometry": canonical.to_dict(),
+            "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
+            "normalization": stats,
+            "cpu_seconds": round(time.perf_counter() - start, 3),
+        }
+        return case, {"volume": volume.astype(np.float16), "labels": labels}, properties, None
     except LiverwildError as exc:
         return case, None, None, str(exc)

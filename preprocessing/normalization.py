@@ -1,9 +1,10 @@
 """Intensity normalisation of one scan, following a plan's ``normalization`` entry.
 
 Steps (method.md, supplement A.1): optional division by the scan's body median (MR), clip to the
-window, clip outliers at the scan's percentiles (2nd/98th by default), rescale to [0, 1], z-score per
-scan. Percentiles are estimated on a regular 1/8 subsample of the voxels, which changes them by far
-less than the noise and makes the step several times faster on large CTs.
+window, clip outliers at the scan's percentiles (2nd/98th by default; ``clip_percentiles: null`` skips
+this, as the ``3d`` configuration does), rescale to [0, 1], z-score per scan. Percentiles are
+estimated on a regular 1/8 subsample of the voxels, which changes them by far less than the noise and
+makes the step several times faster on large CTs.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ def normalize_scan(
         stats["body_median"] = float(body_median)
     lo, hi = normalization["window"]
     np.clip(x, lo, hi, out=x)
-    sample = x[::2, ::2, ::2]
-    p_lo, p_hi = (float(v) for v in np.percentile(sample, normalization["clip_percentiles"]))
-    np.clip(x, p_lo, p_hi, out=x)
+    if normalization.get("clip_percentiles") is not None:
+        sample = x[::2, ::2, ::2]
+        p_lo, p_hi = (float(v) for v in np.percentile(sample, normalization["clip_percentiles"]))
+        np.clip(x, p_lo, p_hi, out=x)
+    else:  # the 3d configuration: the window is the only clip
+        p_lo, p_hi = float(lo), float(hi)
     stats.update({"window": [lo, hi], "clip_values": [p_lo, p_hi]})
     if normalization.get("rescale", True):
         x -= p_lo

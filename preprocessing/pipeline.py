@@ -1,5 +1,5 @@
 """lw_plan_and_preprocess, the orchestrator: fingerprint → plans → cached slices, views and features
-→ splits.
+(the 2D configuration) and/or resized volumes with organ classes (``3d``) → splits.
 
 Each job has its own module: plan making in ``planning.planner``, the per-case transform in
 ``preprocessing.transform`` (also used by prediction), the CPU stage in ``preprocessing.cases`` (run
@@ -10,6 +10,10 @@ Each finished case is written atomically; re-runs skip cases whose inputs and pl
 Under ``torchrun --nproc_per_node N`` rank 0 fingerprints and plans (holding the dataset locks for the
 job), every rank caches its share of the cases (case ``i`` goes to rank ``i mod N``) with the teacher on
 its own device, and rank 0 gathers the reports and writes ``splits.json``.
+
+The ``3d`` configuration (``configurations=("3d",)``, ``-c 3d``) needs no teacher: its cases are read,
+normalised and resized in worker processes (``preprocessing.volumes``) into their own cache
+``<Name>/lw3d_.../``, with the same atomic writes, resumption and failure reports.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from pathlib import Path
 from liverwild import distributed
 from liverwild.backbones import describe_teacher
 from liverwild.datasets import case_files, find_dataset, load_dataset_json, organ_file
+from liverwild.datasets.format import ORGAN_FOLDER
 from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.distributed import distributed_session
+from liverwild.errors import ConfigurationError
 from liverwild.locking import folder_lock
 from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
@@ -34,14 +40,17 @@ from planning.fingerprint import extract_fingerprint, load_fingerprint, save_fin
 from planning.planner import make_plans, resolve_weights
 from planning.plans import Plans, load_plans, save_plans
 
-from .cache import input_signature, is_complete, remove_stale_temporaries, write_case
-from .cases import case_inputs, prepare_case
+from .cache import ARRAYS_3D, input_signature, is_complete, remove_stale_temporaries, write_case
+from .cases import case_inputs, prepare_case, prepare_volume_case
 from .features import FeatureExtractor, build_backbone
 from .splits import refresh_splits
 
 logger = get_logger(__name__)
 
 # ---- one dataset -------------------------------------------------------------------------------
+
+
+CONFIGURATIONS = ("2d", "3d")
 
 
 @dataclass
@@ -53,6 +62,12 @@ class DatasetReport:
     failed: dict = field(default_factory=dict)
     slices: int = 0
     seconds: float = 0.0
+    configuration: str = "2d"
+
+    @property
+    def label(self) -> str:
+        """The dataset's name, with the configuration when it is not the 2D one (``BTCV (3d)``)."""
+        return self.dataset if self.configuration == "2d" else f"{self.dataset} ({self.configuration})"
 
     def merged(self, other: DatasetReport) -> DatasetReport:
         """The report of two ranks' shares of one dataset (seconds: the longer)."""
@@ -64,12 +79,14 @@ class DatasetReport:
             {**self.failed, **other.failed},
             self.slices + other.slices,
             max(self.seconds, other.seconds),
+            self.configuration,
         )
 
     def summary(self) -> str:
+        unit = "slices" if self.configuration == "2d" else "input slices"
         return (
-            f"{self.dataset}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
-            f"{len(self.failed)} failed ({self.slices} slices, {self.seconds:.1f} s) → {self.data_identifier}"
+            f"{self.label}: {len(self.processed)} processed, {len(self.skipped)} unchanged, "
+            f"{len(self.failed)} failed ({self.slices} {unit}, {self.seconds:.1f} s) → {self.data_identifier}"
         )
 
 
@@ -140,6 +157,76 @@ def preprocess_dataset(
     return report
 
 
+def preprocess_dataset_3d(
+    raw_dataset_folder,
+    preprocessed_root,
+    plans: Plans,
+    workers: int = 1,
+    progress: bool = True,
+    failed: dict | None = None,
+    context: distributed.DistributedContext | None = None,
+) -> DatasetReport:
+    """Cache every case of one raw dataset for the ``3d`` configuration under
+    ``preprocessed_root/<Name>/<lw3d_... identifier>/``: the normalised volume resized to the plans'
+    ``volume_size`` and its organ classes, from the organ maps (``labelsTr_organs/``) or the liver label
+    as the plans' ``3d.label_maps`` says. ``failed`` and ``context`` as for :func:`preprocess_dataset`."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    folder = Path(raw_dataset_folder)
+    info = load_dataset_json(folder)
+    data_id = plans.data_identifier_3d()
+    out = Path(preprocessed_root) / info.name / data_id
+    context = context or distributed.DistributedContext()
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        save_plans(plans, out / "plans.json")
+    distributed.barrier()
+    report = DatasetReport(info.name, data_id, configuration="3d")
+    uses_organs = plans.config_3d.get("label_maps") == "organs"
+    todo = []
+    for case in context.shard(info.cases):
+        if failed and case in failed:
+            report.failed[case] = failed[case]
+            continue
+        image_path, label_path = case_files(folder, info, case)
+        if uses_organs:
+            organs = organ_file(folder, info, case)
+            if organs is None:
+                where = folder / info.extra.get("organ_label_folder", ORGAN_FOLDER) / f"{case}{info.file_ending}"
+                report.failed[case] = (
+                    f"{where}: missing; the 3d configuration of {info.name} trains on its organ maps "
+                    "(plans.json 3d.label_maps)"
+                )
+                logger.warning(f"FAILED {report.failed[case]}")
+                continue
+            label_path = organs
+        try:
+            signature = input_signature(image_path, label_path)
+        except FileNotFoundError as exc:
+            report.failed[case] = f"{exc.filename}: missing"
+            continue
+        if is_complete(out / case, signature, data_id, ARRAYS_3D):
+            report.skipped.append(case)
+        else:
+            todo.append((case, image_path, label_path, plans, workers >= 1))
+    show = progress and bool(todo) and context.is_main
+    bar = tqdm(total=len(todo), desc=f"preprocess {info.name} (3d)", unit="case", disable=not show)
+    for case, arrays, properties, error in bounded_imap(prepare_volume_case, todo, workers, pool_from=1):
+        if error:
+            report.failed[case] = error
+            logger.warning(f"FAILED {error}")
+        else:
+            write_case(out / case, arrays, properties)
+            report.processed.append(case)
+            report.slices += int(properties["canonical_geometry"]["size"][2])
+        bar.update()
+    bar.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
 # ---- the whole command -------------------------------------------------------------------------
 
 
@@ -164,6 +251,8 @@ def plan_and_preprocess(
     progress: bool = True,
     tap=None,
     normalization: str | None = None,
+    configurations=("2d",),
+    volume_size=None,
 ) -> list:
     """Fingerprint, plan and cache the named raw datasets, then refresh ``splits.json`` — what
     ``lw_plan_and_preprocess`` runs.
@@ -184,15 +273,24 @@ def plan_and_preprocess(
         progress: show progress bars.
         tap: the teacher's feature tap (default per teacher).
         normalization: ``"default"`` or ``"single-dg"`` (the paper's CT→MR preset).
+        configurations: which caches to write: ``"2d"`` (slices, views, teacher features) and/or
+            ``"3d"`` (resized volumes with organ classes). Both are always planned.
+        volume_size: the ``3d`` volumes' ``(z, y, x)`` voxels (default 64 × 128 × 128, the paper's).
 
     Returns:
-        One :class:`DatasetReport` per dataset (processed, unchanged and failed cases, slices, seconds).
+        One :class:`DatasetReport` per dataset and configuration (processed, unchanged and failed
+        cases, slices, seconds).
 
     Example::
 
         from preprocessing.pipeline import plan_and_preprocess
         plan_and_preprocess(["BTCV", "CHAOS"], backbone="imagenet-effnet-lite0", device="cuda")
     """
+    unknown = sorted(set(configurations) - set(CONFIGURATIONS))
+    if unknown or not configurations:
+        raise ConfigurationError(
+            f"unknown configuration(s) {unknown or '(none given)'}: use {' and/or '.join(CONFIGURATIONS)}"
+        )
     raw_root = raw_folder(raw, must_exist=True)
     pre_root = preprocessed_folder(preprocessed)
     weights = resolve_weights(weights, random_backbone)
@@ -215,11 +313,19 @@ def plan_and_preprocess(
                 preprocess_only,
                 workers,
                 progress,
+                volume_size,
             )
         plans, rejected = distributed.broadcast_object((plans, rejected))
         if plan_only:
             return []
-        reports = cache_datasets(folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context)
+        reports = []
+        if "2d" in configurations:
+            reports += cache_datasets(folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context)
+        if "3d" in configurations:
+            reports += [
+                preprocess_dataset_3d(f, pre_root, plans[f.name], workers, progress, rejected.get(f.name), context)
+                for f in folders
+            ]
         shares = zip(*distributed.gather_objects(reports))  # per dataset, the report of every rank
         reports = [functools.reduce(DatasetReport.merged, dataset_shares) for dataset_shares in shares]
         if context.is_main:
@@ -246,9 +352,14 @@ def plan_datasets(
     preprocess_only: bool,
     workers: int,
     progress: bool,
+    volume_size=None,
 ) -> tuple:
     """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
+    if preprocess_only and volume_size is not None:
+        raise ConfigurationError(
+            "--volume-size changes the plans: run without --preprocess-only (or edit plans.json 3d.volume_size)"
+        )
     plans_by_dataset, rejected = {}, {}
     for folder in folders:
         target = pre_root / folder.name
@@ -261,7 +372,19 @@ def plan_datasets(
         for reason in fingerprint["failed"].values():
             logger.warning(f"FAILED {reason}")
         rejected[folder.name] = fingerprint["failed"]
-        plans = make_plans(fingerprint, target / "plans.json", backbone, weights, views, replan, tap, normalization)
+        organ_labels = load_dataset_json(folder).extra.get("organ_labels")
+        plans = make_plans(
+            fingerprint,
+            target / "plans.json",
+            backbone,
+            weights,
+            views,
+            replan,
+            tap,
+            normalization,
+            organ_labels,
+            volume_size,
+        )
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         logger.info(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")

@@ -158,11 +158,14 @@ def get_fold(path, name: str) -> dict:
 
 def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
     """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
-    free of target scans (content digests from the fingerprints, declared containment from dataset.json)."""
+    free of target scans (content digests from the fingerprints, declared containment from dataset.json).
+    A dataset's cases are those of its 2D cache, or of its ``3d`` cache when it has no 2D one."""
     datasets, contained, digests = {}, {}, {}
     for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
         plans = load_plans(plans_path)
         cases = list_cases(plans_path.parent / plans.data_identifier())
+        if not cases and plans.config_3d:  # a dataset cached for the 3d configuration only
+            cases = list_cases(plans_path.parent / plans.data_identifier_3d())
         if cases:
             datasets[plans.dataset] = cases
         if (plans_path.parent / "dataset_fingerprint.json").is_file():

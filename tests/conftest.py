@@ -64,6 +64,67 @@ def trained_model(phantom_study, tmp_path_factory):
     )
 
 
+ORGAN_DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
+VOLUME_SIZE = (16, 32, 32)  # the 3d tests' volumes (the paper's are 64 × 128 × 128)
+
+
+def tiny_3d(trainer: str = "Siamese3DTrainer", **changes):
+    """Test-sized configuration of a 3d trainer: its recipe with a 3D U-Net of depth 2 and 4 channels,
+    two feature layers of width 16, 200 sampled voxels, 2 epochs of batch 2."""
+    from liverwild.training import get_trainer
+
+    small_net = {"unet3d_channels": 4, "unet3d_depth": 2, "feature_layers": 2, "feature_hidden": 16}
+    sampling = {"voxel_samples": 200, "false_negative_samples": 50}
+    return (
+        get_trainer(trainer)
+        .default_config()
+        .updated(**{"epochs": 2, "batch_size": 2, "seed": 0, **small_net, **sampling, **changes})
+    )
+
+
+def preprocess_3d(root, domains) -> list:
+    """``lw_plan_and_preprocess -c 3d --volume-size 16 32 32`` of ``root/raw`` into ``root/pre``, silent."""
+    from preprocessing.pipeline import plan_and_preprocess
+
+    return plan_and_preprocess(
+        list(domains),
+        raw=str(root / "raw"),
+        preprocessed=str(root / "pre"),
+        configurations=("3d",),
+        volume_size=VOLUME_SIZE,
+        workers=0,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def organ_study(tmp_path_factory):
+    """Three tiny phantom domains with organ maps, raw and preprocessed for the 3d configuration only
+    (16 × 32 × 32 volumes): shared, read-only."""
+    from liverwild.phantoms import write_phantoms
+
+    root = tmp_path_factory.mktemp("organ_study")
+    write_phantoms(root / "raw", ORGAN_DOMAINS, n_cases=4, scale=0.3, n_slices=16, progress=False)
+    preprocess_3d(root, ORGAN_DOMAINS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_3d(organ_study, tmp_path_factory):
+    """A Siamese3DTrainer model of ``loo_PhantomT2MR`` (:func:`tiny_3d`, 3 epochs): ``train_fold``'s summary."""
+    from liverwild.training import train_fold
+
+    return train_fold(
+        "loo_PhantomT2MR",
+        "Siamese3DTrainer",
+        preprocessed=str(organ_study / "pre"),
+        results=str(tmp_path_factory.mktemp("trained_3d")),
+        device="cpu",
+        config=tiny_3d(epochs=3),
+        progress=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def real_data_dir():
     """Folder of the real scans (env LW_REAL_DATA, default ../shared/data/real); skips when absent."""

@@ -14,11 +14,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lw_plan_and_preprocess",
         description="Measure raw datasets (dataset_fingerprint.json), plan their preprocessing (plans.json), "
-        "cache normalised 224×224 slices, augmented views and frozen backbone features, and write "
-        "leave-one-dataset-out folds (splits.json).",
+        "cache normalised 224×224 slices, augmented views and frozen backbone features (-c 2d) and/or resized "
+        "volumes with organ classes (-c 3d), and write leave-one-dataset-out folds (splits.json).",
     )
     p.add_argument(
         "-d", "--datasets", nargs="+", required=True, metavar="NAME", help="raw dataset names or nnU-Net ids"
+    )
+    p.add_argument(
+        "-c",
+        "--configurations",
+        nargs="+",
+        default=["2d"],
+        choices=["2d", "3d"],
+        help="which caches to write: 2d (slices, augmented views, teacher features; the default) and/or 3d "
+        "(whole volumes resized to 64×128×128 with organ classes, for the multi-organ 3D U-Net trainers). "
+        "plans.json always holds both configurations",
     )
     add_folder_options(p, "raw", "preprocessed")
     p.add_argument(
@@ -54,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the paper's single-source CT→MR setting)",
     )
     p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
+    p.add_argument(
+        "--volume-size",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="3d configuration: voxels of the resized volumes (default 64 128 128, the source paper's; each "
+        "divisible by 2**depth of the 3D U-Net, 16 by default)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
     p.add_argument(
@@ -99,8 +118,10 @@ def main(argv=None) -> int:
             progress=not args.no_progress,
             tap=args.feature_tap,
             normalization=args.normalization,
+            configurations=tuple(args.configurations),
+            volume_size=args.volume_size,
         )
-        failed = {r.dataset: r.failed for r in reports if r.failed}
+        failed = {r.label: r.failed for r in reports if r.failed}
         if failed:
             n = sum(len(v) for v in failed.values())
             print(
