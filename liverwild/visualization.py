@@ -45,10 +45,17 @@ def save_figure_atomic(fig, path) -> Path:
     return Path(path)
 
 
-def overlay_grid(rows, path, title: str | None = None, panel_size: float = 2.6) -> Path:
+LABEL_COLOURS = ("red", "tab:blue", "tab:green", "gold", "tab:purple", "tab:orange", "cyan", "magenta", "lime")
+"""Outline colour of label value k: ``LABEL_COLOURS[(k − 1) % 9]`` (a binary mask is red)."""
+
+
+def overlay_grid(
+    rows, path, title: str | None = None, panel_size: float = 2.6, label_names: dict | None = None
+) -> Path:
     """Save a grid of panels. ``rows``: list of (row label, modality, [(name, image, mask, aspect), ...]).
 
-    Masks are drawn as red outlines on the grey-value image.
+    Masks are drawn as outlines on the grey-value image: red for a binary mask, one colour per label value
+    of a label map (:data:`LABEL_COLOURS`; ``label_names``: value → name, shown as a legend).
     """
     import matplotlib
 
@@ -69,8 +76,19 @@ def overlay_grid(rows, path, title: str | None = None, panel_size: float = 2.6) 
             lo, hi = display_window(image, modality)
             ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
             if mask is not None and mask.any():
-                ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
+                for value in np.unique(mask[mask > 0]):
+                    colour = LABEL_COLOURS[(int(value) - 1) % len(LABEL_COLOURS)]
+                    ax.contour((mask == value).astype(float), levels=[0.5], colors=colour, linewidths=0.8)
             ax.set_title(f"{label}\n{name}" if c == 0 else name, fontsize=8)
+    if label_names:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([0], [0], color=LABEL_COLOURS[(int(v) - 1) % len(LABEL_COLOURS)], label=name)
+            for v, name in sorted(label_names.items())
+            if int(v) > 0
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -2,12 +2,13 @@
 layout → the canonical volume (LPS-aligned, inferior → superior) normalised with the plans' ``3d`` entry
 and resized to its ``volume_size``; label maps → organ class indices on the same grid.
 
-Resizing (:func:`resample`) is separable and linear: along an axis that shrinks every output voxel is the
-mean of the input voxels it covers (box filter, torch's ``area`` mode — no aliasing when a 512² slice
-becomes 128²); along an axis that grows, linear interpolation. Label maps are resized through the
-fraction of each class inside every output voxel, and each voxel takes the class with the largest
-fraction (so a thin organ survives where nearest-neighbour sampling would skip it). Prediction maps
-class probabilities back to the scan's grid with the same operator.
+Resizing (:func:`resample`) is separable and linear: along an axis that shrinks every output voxel is
+the mean of the input voxels it covers (box filter, torch's ``area`` mode: a 512² slice becomes 128²
+without the aliasing of point sampling); along an axis that grows, linear interpolation. Label maps
+are resized through the fraction of each class inside every output voxel, and each voxel takes the
+class with the largest fraction (nearest-neighbour sampling would take whichever class lies at the
+voxel's centre, so thin organs would appear or vanish with the grid's phase). Prediction maps class
+probabilities back to the scan's grid with the same operator.
 """
 
 from __future__ import annotations

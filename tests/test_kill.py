@@ -143,6 +143,39 @@ def test_kill_train(raw, tmp_path):
     check_trials(cmd, tmp_path, weights, seed=2)
 
 
+PLAN_3D = ["-c", "3d", "--volume-size", "16", "32", "32", "--workers", "0", "--no-progress"]
+TINY_3D = ["--set", "unet3d_channels=4", "unet3d_depth=2", "feature_layers=2", "feature_hidden=16", "voxel_samples=200"]
+
+
+def preprocess_3d_command(raw, out):
+    datasets = ["-d", "PhantomNativeCT", "PhantomT2MR"]
+    return ["lw_plan_and_preprocess", *datasets, "--raw", str(raw), "--preprocessed", str(out), *PLAN_3D]
+
+
+def test_kill_plan_and_preprocess_3d(raw, tmp_path):
+    check_trials(lambda out: preprocess_3d_command(raw, out), tmp_path, lambda out: arrays(out, "*.npy"), seed=5)
+
+
+def test_kill_train_3d(raw, tmp_path):
+    import torch
+
+    pre = tmp_path / "pre"
+    run_to_end(preprocess_3d_command(raw, pre), tmp_path)
+
+    def cmd(out):
+        train = ["lw_train", "loo_PhantomT2MR", "-tr", "Siamese3DTrainer", "--epochs", "4", "--steps-per-epoch", "3"]
+        folders = ["--preprocessed", str(pre), "--results", str(out)]
+        return [*train, "--batch-size", "2", *TINY_3D, "--device", "cpu", "--no-progress", *folders]
+
+    def weights(out):
+        finals = list(out.rglob("checkpoint_final.pth"))
+        state = torch.load(finals[0], weights_only=True) if finals else {}
+        both = {**state.get("network", {}), **{f"aux.{k}": v for k, v in state.get("auxiliary", {}).items()}}
+        return {k: v.numpy() for k, v in both.items()}
+
+    check_trials(cmd, tmp_path, weights, seed=6)
+
+
 def test_kill_predict(tmp_path):
     scans = tmp_path / "scans"
     for case in range(3):

@@ -112,3 +112,21 @@ def test_soft_dice_is_zero_for_a_perfect_prediction_and_one_for_a_missed_organ()
     missed[:, 0] = 50
     # nothing of the 32 organ voxels predicted: Dice = smooth / (32 + smooth) = 1/33
     assert float(soft_dice_loss(missed, labels)) == pytest.approx(1 - 1 / 33, abs=1e-4)
+
+
+def test_the_sampled_vectors_are_the_features_of_the_voxels_whose_labels_they_carry():
+    torch.manual_seed(1)
+    labels = torch.randint(0, 4, (3, 4, 6, 5))
+    index = torch.arange(labels.numel(), dtype=torch.float32).reshape(3, 1, 4, 6, 5)
+    features = torch.cat([index, labels[:, None].float()], dim=1)  # channel 0: where, channel 1: which class
+    seen = {}
+
+    def record(p, z, y):
+        seen["vectors"], seen["labels"] = p, y
+        return p.sum() * 0.0
+
+    multi_resolution_loss([features], [lambda v: (v, v)], labels, labels, record, max_samples=60)
+    where = seen["vectors"][:, 0].long()
+    assert len(where) == 60 and len(set(where.tolist())) == 60
+    assert torch.equal(seen["vectors"][:, 1].long(), seen["labels"])  # the vector of the voxel with that label
+    assert torch.equal(labels.reshape(-1)[where], seen["labels"])

@@ -35,13 +35,21 @@ def add_settings_option(parser: argparse.ArgumentParser, help_text: str) -> None
     parser.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
 
 
-def trainer_config(args: argparse.Namespace, *options: str):
-    """The :class:`TrainerConfig` of the command line: the defaults, then ``--set``, then the named
-    options (config field names) that were given."""
+def config_changes(args: argparse.Namespace, *options: str) -> dict:
+    """What the command line changes in a trainer configuration: ``--set``, then the named options
+    (config field names) that were given."""
     from ..training import TrainerConfig
 
     given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
-    return TrainerConfig().assigned(args.settings).updated(**given)
+    return {**TrainerConfig.parse_assignments(args.settings), **given}
+
+
+def trainer_config(args: argparse.Namespace, trainer: str, *options: str):
+    """The :class:`TrainerConfig` of the command line for ``trainer``: its defaults (the trainer's
+    recipe), then :func:`config_changes`."""
+    from ..training import get_trainer
+
+    return get_trainer(trainer).default_config().updated(**config_changes(args, *options))
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

@@ -1,4 +1,5 @@
-"""lw_evaluate: Dice, IoU, RAVD, ASSD, MSSD, HD95 per case; summary; paired comparison of two runs."""
+"""lw_evaluate: Dice, IoU, RAVD, ASSD, MSSD, HD95 per case (or per case and organ); summary; paired
+comparison of two runs."""
 
 from __future__ import annotations
 
@@ -24,6 +25,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference label values counted as foreground (e.g. 1 2 for liver + tumour)",
     )
     p.add_argument(
+        "--organs",
+        nargs="*",
+        default=None,
+        metavar="ORGAN",
+        help="multi-label evaluation, one row per case and organ: the organs named (default: every organ both "
+        "sides have). Label values come from PRED/prediction_report.json and from the reference dataset's "
+        "dataset.json (REF = <dataset>/labelsTr_organs or labelsTr), or from --pred-labels / --ref-labels",
+    )
+    p.add_argument(
+        "--pred-labels",
+        nargs="+",
+        default=None,
+        metavar="NAME=V",
+        help="with --organs: the predictions' label values, e.g. liver=4 spleen=1",
+    )
+    p.add_argument(
+        "--ref-labels",
+        nargs="+",
+        default=None,
+        metavar="NAME=V[,V]",
+        help="with --organs: the references' label values, e.g. liver=6 left_kidney=3",
+    )
+    p.add_argument(
         "--protocol",
         default="native",
         choices=["native", "multi-dg", "single-dg"],
@@ -37,10 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def warn_if_several_organs(predictions) -> None:
+    """A folder of organ maps (a 3d model's) evaluated as one binary mask is almost surely a mistake."""
+    import json
+
+    report = predictions / "prediction_report.json"
+    if report.is_file():
+        classes = json.loads(report.read_text(encoding="utf-8")).get("classes") or {}
+        organs = [name for name in classes if name != "background"]
+        if len(organs) > 1:
+            print(
+                f"warning: {predictions} holds organ maps ({', '.join(organs)}); without --organs every organ "
+                "counts as foreground",
+                file=sys.stderr,
+            )
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse(parser, argv)
-    from ..evaluation import compare_evaluations, evaluate_folders
+    from ..evaluation import compare_evaluations, evaluate_folders, match_classes
+    from ..evaluation.organs import parse_label_list
 
     def work():
         if args.compare:
@@ -51,10 +92,35 @@ def main(argv=None) -> int:
             parser.error("-p and -r are required (or use --compare A.csv B.csv)")
         from pathlib import Path
 
+        classes = None
+        if args.organs is not None or args.pred_labels or args.ref_labels:
+            classes = match_classes(
+                args.predictions,
+                args.references,
+                args.organs,
+                parse_label_list(args.pred_labels) or None,
+                parse_label_list(args.ref_labels) or None,
+            )
+        if classes is None:
+            warn_if_several_organs(Path(args.predictions))
         out = args.output or str(Path(args.predictions) / "results.csv")
         table, summary, failures = evaluate_folders(
-            args.predictions, args.references, labels=tuple(args.labels), output_csv=out, protocol=args.protocol
+            args.predictions,
+            args.references,
+            labels=tuple(args.labels),
+            output_csv=out,
+            protocol=args.protocol,
+            classes=classes,
         )
+        if classes:
+            print(f"{'organ':14s} {'Dice':>16s} {'HD95 (mm)':>18s} {'ASSD (mm)':>18s}   n")
+            for organ, s in summary["organs"].items():
+                cells = [
+                    f"{s[m]['mean']:.4f} ± {s[m]['std']:.4f}" if s[m]["mean"] is not None else "—"
+                    for m in ("dice", "hd95_mm", "assd_mm")
+                ]
+                print(f"{organ:14s} {cells[0]:>16s} {cells[1]:>18s} {cells[2]:>18s}   {s['n_cases']}")
+            print("mean over each case's organs:")
         for metric in ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm"):
             s = summary[metric]
             if s["mean"] is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, add_settings_option, parse, run, trainer_config
+from .common import add_folder_options, add_logging_options, add_settings_option, config_changes, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,14 +15,15 @@ def build_parser() -> argparse.ArgumentParser:
         "seed train, predict the target, evaluate; then a Markdown report shaped like the paper's tables "
         "(mean ± s.d. over scans, paired t-tests against the reference trainer). Interrupted runs resume.",
     )
-    p.add_argument("protocol", choices=["multi-dg", "single-dg", "ablations", "seeds"])
+    p.add_argument("protocol", choices=["multi-dg", "single-dg", "ablations", "seeds", "organs-3d"])
     p.add_argument("--trainers", nargs="+", default=None, metavar="NAME", help="trainers (default: per protocol)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0; seeds protocol: 0 1 2)")
     p.add_argument(
         "--fold",
         nargs="+",
         default=None,
-        help="folds to run (multi-dg, single-dg: default all; ablations, seeds: one, default the first LOO fold)",
+        help="folds to run (multi-dg, single-dg: default all; ablations, seeds: one, default the first LOO fold; "
+        "organs-3d: default the first LOO fold)",
     )
     p.add_argument(
         "--evaluation",
@@ -30,14 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["native", "paper", "multi-dg", "single-dg"],
         help="native grid (default) or the paper's in-plane resampling (128² multi-DG, 192² single-DG)",
     )
-    p.add_argument("--epochs", type=int, default=None, help="default 150 (the paper)")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper)")
+    p.add_argument("--epochs", type=int, default=None, help="default 150 (the paper; 3D trainers 500)")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper; 3D trainers 1e-3)")
     p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="default 8")
+    p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
     add_settings_option(p, "any other trainer-configuration field for every run, e.g. unet_channels=16")
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", default=None, help="results folder (default $LW_results/experiments/<protocol>)")
-    p.add_argument("--quick", action="store_true", help="2 epochs of 4 steps: a smoke test, not a result")
+    p.add_argument(
+        "--quick", action="store_true", help="2 epochs of 4 steps (3D: 2 of 2 volumes): a smoke test, not a result"
+    )
     add_folder_options(p, "raw", "preprocessed", "results")
     add_logging_options(p)
     return p
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
             trainers=args.trainers,
             seeds=args.seeds,
             fold=args.fold,
-            config=trainer_config(args, "epochs", "lr", "batch_size", "steps_per_epoch"),
+            settings=config_changes(args, "epochs", "lr", "batch_size", "steps_per_epoch"),
             device=args.device,
             evaluation=args.evaluation,
             quick=args.quick,

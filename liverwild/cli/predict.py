@@ -12,7 +12,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lw_predict",
         description="Segment the liver in NIfTI/NRRD/MHA files and DICOM "
-        "series folders; writes <case>.nii.gz (uint8 0/1) in each input's geometry.",
+        "series folders; writes <case>.nii.gz (uint8 0/1; a 3d multi-organ model: one label per organ, "
+        "listed in prediction_report.json) in each input's geometry.",
     )
     p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (must differ from the input folder)")
@@ -31,7 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
     p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     p.add_argument("--overlays", action="store_true", help="QC picture per scan in OUT/overlays/")
-    p.add_argument("--no-postprocess", action="store_true", help="skip largest component + hole filling")
+    p.add_argument(
+        "--no-postprocess",
+        action="store_true",
+        help="skip the post-processing (liver: largest component + hole filling; 3d organ maps: largest component "
+        "of every organ)",
+    )
+    p.add_argument(
+        "--liver-only",
+        action="store_true",
+        help="3d (multi-organ) models: write the liver alone as a 0/1 mask, to compare with the 2D models",
+    )
     p.add_argument(
         "--part",
         type=int,
@@ -76,6 +87,7 @@ def main(argv=None) -> int:
             part=args.part,
             num_parts=args.num_parts,
             int8_teacher=args.int8_teacher,
+            liver_only=args.liver_only,
         )
         if process_rank() != 0:  # under torchrun: rank 0 reports for the job
             return 1 if report["n_failed"] else 0

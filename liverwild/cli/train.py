@@ -19,9 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("fold", help="fold name in splits.json, e.g. loo_BTCV")
     p.add_argument("-tr", "--trainer", default="ContrastiveDistillationTrainer", choices=sorted(TRAINERS))
-    p.add_argument("--epochs", type=int, default=None, help="default 150")
-    p.add_argument("--batch-size", type=int, default=None, help="default 8")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-4")
+    p.add_argument("--epochs", type=int, default=None, help="default 150 (3D trainers: 500)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (3D trainers: 1e-3)")
     p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
     p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=None)
@@ -53,7 +53,9 @@ def main(argv=None) -> int:
             results=args.results,
             device=args.device,
             continue_training=args.continue_training,
-            config=trainer_config(args, "epochs", "batch_size", "lr", "steps_per_epoch", "num_workers", "seed"),
+            config=trainer_config(
+                args, args.trainer, "epochs", "batch_size", "lr", "steps_per_epoch", "num_workers", "seed"
+            ),
             progress=not args.no_progress,
             threads=args.threads,
         )

@@ -1,6 +1,7 @@
-"""Metrics (Dice, IoU, RAVD, ASSD, MSSD, HD95) and folder evaluation with paired comparisons."""
+"""Metrics (Dice, IoU, RAVD, ASSD, MSSD, HD95) and folder evaluation (binary or per organ) with paired
+comparisons."""
 
-from .evaluate import compare_evaluations, evaluate_case, evaluate_folders
+from .evaluate import compare_evaluations, evaluate_case, evaluate_case_organs, evaluate_folders
 from .metrics import (
     METRICS,
     SegmentationMetrics,
@@ -13,6 +14,7 @@ from .metrics import (
     surface_distances,
     surface_metrics,
 )
+from .organs import match_classes
 
 __all__ = [
     "METRICS",
@@ -26,6 +28,8 @@ __all__ = [
     "surface_distances",
     "surface_metrics",
     "evaluate_case",
+    "evaluate_case_organs",
+    "match_classes",
     "evaluate_folders",
     "compare_evaluations",
 ]

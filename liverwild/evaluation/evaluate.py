@@ -58,8 +58,7 @@ def inplane_resampled(mask: np.ndarray, geometry, size: int) -> tuple:
     return out, (sz, sy * ny / size, sx * nx / size)
 
 
-def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") -> dict:
-    """Metrics of one case; ``protocol`` is a key of :data:`PROTOCOLS`."""
+def _read_pair(pred_path, ref_path, protocol: str) -> tuple:
     if protocol not in PROTOCOLS:
         raise LiverwildError(f"unknown evaluation protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
     pred = read_label(pred_path)
@@ -67,17 +66,49 @@ def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") ->
     diffs = pred.geometry.differences(ref.geometry)
     if diffs:
         raise LiverwildError(f"{pred_path}: geometry differs from the reference {ref_path}: " + "; ".join(diffs))
-    p, r = pred.array > 0, np.isin(ref.array, labels)
+    return pred, ref
+
+
+def _metrics(p: np.ndarray, r: np.ndarray, geometry, protocol: str) -> dict:
     size = PROTOCOLS[protocol]
     if size is None:
-        return all_metrics(p, r, tuple(reversed(ref.geometry.spacing)))
-    p, spacing_zyx = inplane_resampled(p, ref.geometry, size)
-    r, _ = inplane_resampled(r, ref.geometry, size)
+        return all_metrics(p, r, tuple(reversed(geometry.spacing)))
+    p, spacing_zyx = inplane_resampled(p, geometry, size)
+    r, _ = inplane_resampled(r, geometry, size)
     return all_metrics(p, r, spacing_zyx)
 
 
+def evaluate_case(pred_path, ref_path, labels=(1,), protocol: str = "native") -> dict:
+    """Metrics of one case (prediction > 0 against the reference's ``labels``); ``protocol`` is a key of
+    :data:`PROTOCOLS`."""
+    pred, ref = _read_pair(pred_path, ref_path, protocol)
+    return _metrics(pred.array > 0, np.isin(ref.array, labels), ref.geometry, protocol)
+
+
+def evaluate_case_organs(pred_path, ref_path, classes: dict, protocol: str = "native") -> list[dict]:
+    """Metrics of every organ of one case: ``classes`` is ``{organ: (prediction values, reference
+    values)}`` (:func:`liverwild.evaluation.organs.match_classes`). An organ absent from both the
+    prediction and the reference (a liver dome cut off, an esophagus outside the field of view) has no
+    row: there is nothing to measure, and counting it as Dice 1 would flatter the mean. Returns rows
+    ``{"organ": name, metric: value, ...}``."""
+    pred, ref = _read_pair(pred_path, ref_path, protocol)
+    rows = []
+    for organ, (pred_values, ref_values) in classes.items():
+        p, r = np.isin(pred.array, pred_values), np.isin(ref.array, ref_values)
+        if p.any() or r.any():
+            rows.append({"organ": organ, **_metrics(p, r, ref.geometry, protocol)})
+    return rows
+
+
 def evaluate_folders(
-    pred_dir, ref_dir, *, labels=(1,), output_csv=None, progress: bool = True, protocol: str = "native"
+    pred_dir,
+    ref_dir,
+    *,
+    labels=(1,),
+    output_csv=None,
+    progress: bool = True,
+    protocol: str = "native",
+    classes: dict | None = None,
 ) -> tuple:
     """Evaluate every prediction against its reference — what ``lw_evaluate -p -r`` runs.
 
@@ -89,11 +120,15 @@ def evaluate_folders(
         progress: show a progress bar.
         protocol: ``"native"`` grid (default), ``"multi-dg"`` (128² in-plane, as the paper) or
             ``"single-dg"`` (192²).
+        classes: multi-label evaluation: ``{organ: (prediction values, reference values)}``
+            (:func:`~liverwild.evaluation.organs.match_classes`); replaces ``labels``.
 
     Returns:
         ``(table, summary, failures)``: a DataFrame with one row per case (Dice, IoU, RAVD in %, ASSD,
-        MSSD and HD95 in mm), mean ± s.d. per metric, and ``{case: reason}`` for cases that could not be
-        evaluated (missing prediction, geometry mismatch; one case's error never stops the others).
+        MSSD and HD95 in mm) — per case and organ with ``classes`` —, mean ± s.d. per metric (with
+        ``classes``: of each case's mean over its organs, and per organ under ``organs``), and
+        ``{case: reason}`` for cases that could not be evaluated (missing prediction, geometry mismatch;
+        one case's error never stops the others).
 
     Example::
 
@@ -113,19 +148,31 @@ def evaluate_folders(
     rows, failures = [], {}
     for case, (p, r) in tqdm(pairs.items(), desc="evaluate", unit="case", disable=not progress or len(pairs) < 3):
         try:
-            rows.append({"case": case, **evaluate_case(p, r, labels, protocol)})
+            if classes:
+                rows += [{"case": case, **row} for row in evaluate_case_organs(p, r, classes, protocol)]
+            else:
+                rows.append({"case": case, **evaluate_case(p, r, labels, protocol)})
         except LiverwildError as exc:
             failures[case] = str(exc)
             logger.warning(f"FAILED {exc}")
     for case in missing:
         failures[case] = f"{case}: no prediction in {pred_dir}"
         logger.warning(f"FAILED {failures[case]}")
-    table = pd.DataFrame(rows, columns=["case", *METRICS, "volume_pred_ml", "volume_ref_ml"])
+    columns = ["case", *(["organ"] if classes else []), *METRICS, "volume_pred_ml", "volume_ref_ml"]
+    table = pd.DataFrame(rows, columns=columns)
+    per_organ = {}
+    if classes:  # the headline is each case's mean over its organs; the organs have their own summaries
+        per_organ = {o: summarize([r for r in rows if r["organ"] == o]) for o in classes}
+        means = table.groupby("case")[list(METRICS)].mean().reset_index().to_dict("records")
+        headline = summarize(means)
+    else:
+        headline = summarize(rows)
     summary = {
-        **summarize(rows),
+        **headline,
+        **({"organs": per_organ, "classes": {o: list(map(list, v)) for o, v in classes.items()}} if classes else {}),
         "prediction_folder": str(pred_dir),
         "reference_folder": str(ref_dir),
-        "labels": list(labels),
+        "labels": list(labels) if not classes else None,
         "protocol": protocol,
         "inplane_size": PROTOCOLS[protocol],
         "units": {"ravd": "percent", "assd_mm": "mm", "mssd_mm": "mm", "hd95_mm": "mm (MONAI definition)"},
@@ -146,12 +193,17 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
 
     a, b = pd.read_csv(csv_a), pd.read_csv(csv_b)
     names = names or (Path(csv_a).stem, Path(csv_b).stem)
-    merged = a.merge(b, on="case", suffixes=("_a", "_b"))
+    key = ["case", "organ"] if "organ" in a.columns and "organ" in b.columns else ["case"]
+    merged = a.merge(b, on=key, suffixes=("_a", "_b"))
     if len(merged) < 2:
         raise LiverwildError(f"{csv_a} and {csv_b} share {len(merged)} case(s); a paired test needs at least 2")
+    tests = [(metric, merged) for metric in METRICS]
+    if "organ" in key:  # multi-label: every metric over (case, organ) pairs, then Dice per organ
+        tests += [(f"dice[{organ}]", part) for organ, part in merged.groupby("organ", sort=False)]
     rows: list[dict] = []
-    for metric in METRICS:
-        x, y = merged[f"{metric}_a"].to_numpy(float), merged[f"{metric}_b"].to_numpy(float)
+    for metric, part in tests:
+        column = metric.split("[")[0]
+        x, y = part[f"{column}_a"].to_numpy(float), part[f"{column}_b"].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         p = float(stats.ttest_rel(x[ok], y[ok]).pvalue) if ok.sum() >= 2 and np.any(x[ok] != y[ok]) else 1.0
         rows.append(
@@ -176,5 +228,6 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
                 f"| mssd_cm | {r['mean_a'] / 10:.3f} ± {r['std_a'] / 10:.3f} | {r['mean_b'] / 10:.3f} ± "
                 f"{r['std_b'] / 10:.3f} | {r['p_value']:.3g} |"
             )
-    lines.append(f"\n{rows[0]['n']} paired cases; mean ± s.d. across scans.")
+    pairs = "(case, organ) pairs" if "organ" in key else "cases"
+    lines.append(f"\n{rows[0]['n']} paired {pairs}; mean ± s.d. across scans.")
     return rows, "\n".join(lines)

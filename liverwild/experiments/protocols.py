@@ -7,6 +7,12 @@
 - ``seeds`` — the reference trainer on one fold with several seeds: the run-to-run spread every claim
   is compared with (with several ``--trainers``, e.g. cached vs online augmentation, rows are trainers
   and the paired tests pair the same seed and scan).
+- ``organs-3d`` — the ``3d`` configuration's three multi-organ trainers (the source paper's Table I/II
+  rows: voxel-level Siamese, 3D U-Net, supervised contrastive) on one fold or more (``--fold``, default
+  the first LOO fold), evaluated per organ (Dice, HD95, ASSD) on the target's organ maps.
+
+A 3d trainer may also be a row of ``multi-dg``, ``single-dg`` or ``seeds``: it is then evaluated on the
+liver alone (its organ map's liver label), beside the 2D models.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class Run:
         return f"{self.fold}/{self.trainer}/seed{self.seed}"
 
 
+ORGAN_TRAINERS = ("Siamese3DTrainer", "UNet3DTrainer", "SupervisedContrastive3DTrainer")
+PROTOCOLS = ("multi-dg", "single-dg", "ablations", "seeds", "organs-3d")
+
+
 @dataclass
 class Plan:
     """The runs of one experiment, and the trainer the others are tested against."""
@@ -48,6 +58,7 @@ class Plan:
     runs: list = field(default_factory=list)
     reference: str = REFERENCE_TRAINER
     rows: str = "trainer"  # what the report's rows are: 'trainer' or 'seed'
+    evaluation: str = "liver"  # what is measured: 'liver' (binary) or 'organs' (per organ, 3d trainers)
 
 
 def single_dg_folds(splits: dict, modalities: dict, val_per_source: int = 5, seed: int = 0) -> dict:
@@ -90,6 +101,7 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> 
     seeds = list(seeds) if seeds else None
     if name in ("ablations", "seeds") and len(wanted) > 1:
         raise LiverwildError(f"protocol {name} runs on one fold, not {len(wanted)}")
+    reference = REFERENCE_TRAINER
     if name == "multi-dg":
         chosen, trainers, seeds = wanted or loo, list(trainers or [REFERENCE_TRAINER]), seeds or [0]
     elif name == "single-dg":
@@ -99,8 +111,17 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> 
         chosen, trainers, seeds = wanted or loo[:1], list(trainers or ABLATION_TRAINERS), seeds or [0]
     elif name == "seeds":
         chosen, trainers, seeds = wanted or loo[:1], list(trainers or [REFERENCE_TRAINER]), seeds or [0, 1, 2]
+    elif name == "organs-3d":
+        chosen, trainers, seeds = wanted or loo[:1], list(trainers or ORGAN_TRAINERS), seeds or [0]
+        reference = ORGAN_TRAINERS[0]
+        flat = [t for t in trainers if get_trainer(t).configuration != "3d"]
+        if flat:
+            raise LiverwildError(
+                f"protocol organs-3d measures organs, which {', '.join(flat)} (2D liver trainers) do not segment; "
+                f"use the 3d trainers ({', '.join(ORGAN_TRAINERS)}), or compare on the liver with multi-dg"
+            )
     else:
-        raise LiverwildError(f"unknown protocol {name!r}; use multi-dg, single-dg, ablations or seeds")
+        raise LiverwildError(f"unknown protocol {name!r}; use {', '.join(PROTOCOLS)}")
     missing = [f for f in chosen if f not in folds]
     if missing or not chosen:
         raise LiverwildError(
@@ -120,6 +141,7 @@ def make_plan(name: str, splits: dict, trainers=None, seeds=None, fold=None) -> 
     return Plan(
         name,
         runs,
-        trainers[0] if REFERENCE_TRAINER not in trainers else REFERENCE_TRAINER,
+        trainers[0] if reference not in trainers else reference,
         "seed" if name == "seeds" and len(trainers) == 1 else "trainer",
+        "organs" if name == "organs-3d" else "liver",
     )

@@ -6,6 +6,10 @@ mean ± s.d. over the target's scans (pooled over seeds), followed by the two-si
 against the reference trainer over the same (seed, scan) pairs. The best mean of a column is bold only
 where it is significantly better (p < 0.05) than every other row. The surface table gives ASSD (mm)
 and MSSD (cm, as in the paper).
+
+``organs-3d`` (per-organ results): per target, a Dice, an HD95 and an ASSD table shaped like the source
+paper's Tables I–II — one row per trainer, one column per organ and a ``mean`` column (each scan's mean
+over its organs); the same cells, p-values and bold rule (lower is better for distances).
 """
 
 from __future__ import annotations
@@ -39,52 +43,118 @@ def collect(output: Path, plan):
     return table
 
 
-def paired_p(table, a: str, b: str, target: str, by: str = "trainer") -> float:
+def paired_p(
+    table, a: str, b: str, column: str, by: str = "trainer", metric: str = "dice", columns: str = "target"
+) -> float:
+    """Two-sided paired t-test of ``metric`` between rows ``a`` and ``b`` (of ``by``) in one column (a
+    value of ``columns``), over the (seed, case) pairs both have (cases alone when the rows are seeds)."""
     from scipy import stats
 
-    sub = table[table.target == target]
-    x = sub[sub[by] == a].set_index(["seed", "case"] if by == "trainer" else ["case"])["dice"]
-    y = sub[sub[by] == b].set_index(["seed", "case"] if by == "trainer" else ["case"])["dice"]
+    sub = table[table[columns] == column]
+    index = ["seed", "case"] if by == "trainer" else ["case"]
+    x = sub[sub[by] == a].set_index(index)[metric]
+    y = sub[sub[by] == b].set_index(index)[metric]
     x, y = x.align(y, join="inner")
+    ok = np.isfinite(x.to_numpy()) & np.isfinite(y.to_numpy())
+    x, y = x[ok], y[ok]
     if len(x) < 2 or np.allclose(x.to_numpy(), y.to_numpy()):
         return 1.0
     return float(stats.ttest_rel(x.to_numpy(), y.to_numpy()).pvalue)
 
 
-def dice_table(table, plan) -> list:
+def metric_table(
+    table,
+    plan,
+    metric: str = "dice",
+    columns: str = "target",
+    higher_is_better: bool = True,
+    digits: int = 3,
+    order: list | None = None,
+) -> list:
+    """Markdown lines: one row per ``plan.rows`` value, one column per value of ``columns`` (in ``order``,
+    default sorted); cells mean ± s.d. of ``metric`` with the paired p-value against the reference; the
+    best mean bold only where significantly better (p < 0.05) than every other row."""
     by = plan.rows
     rows = (
         sorted(table[by].unique(), key=lambda v: (v != plan.reference, str(v)))
         if by == "trainer"
         else sorted(table[by].unique())
     )
-    targets = sorted(table.target.unique())
-    lines = [f"| {by} | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+    heads = order or sorted(table[columns].unique())
+    sign = 1.0 if higher_is_better else -1.0
+    lines = [f"| {by} | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     best = {}
-    for target in targets:
-        means = {r: table[(table.target == target) & (table[by] == r)].dice.mean() for r in rows}
-        top = max(means, key=lambda r: means[r])
+    for head in heads:
+        means = {r: table[(table[columns] == head) & (table[by] == r)][metric].mean() for r in rows}
+        top = max(means, key=lambda r: sign * means[r])
         others = [r for r in rows if r != top]
-        best[target] = (
+        best[head] = (
             top
-            if others and all(paired_p(table, top, r, target, by) < ALPHA and means[top] > means[r] for r in others)
+            if others
+            and all(
+                paired_p(table, top, r, head, by, metric, columns) < ALPHA and sign * means[top] > sign * means[r]
+                for r in others
+            )
             else None
         )
     for r in rows:
         cells = []
-        for target in targets:
-            d = table[(table.target == target) & (table[by] == r)].dice
-            cell = f"{d.mean():.3f} ± {d.std(ddof=0):.3f}"
-            if best[target] == r:
+        for head in heads:
+            values = table[(table[columns] == head) & (table[by] == r)][metric]
+            cell = f"{values.mean():.{digits}f} ± {values.std(ddof=0):.{digits}f}"
+            if best[head] == r:
                 cell = f"**{cell}**"
             if by == "trainer" and r != plan.reference:
-                cell += f" (p = {paired_p(table, r, plan.reference, target):.2g})"
+                cell += f" (p = {paired_p(table, r, plan.reference, head, by, metric, columns):.2g})"
             cells.append(cell)
         label = f"{r} (reference)" if by == "trainer" and r == plan.reference else str(r)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if by == "seed":
+    return lines
+
+
+def dice_table(table, plan) -> list:
+    """The Dice table (Table 1's shape); the ``seeds`` protocol adds the spread of the seed means."""
+    lines = metric_table(table, plan)
+    if plan.rows == "seed":
+        targets = sorted(table.target.unique())
         spread = [f"{table[table.target == t].groupby('seed').dice.mean().std(ddof=1):.3f}" for t in targets]
         lines.append("| s.d. of the seed means | " + " | ".join(spread) + " |")
+    return lines
+
+
+MEAN_ORGAN = "mean"  # the organ tables' last column: each scan's mean over its organs
+
+
+def with_organ_means(table):
+    """The per-(scan, organ) table plus one row per scan and run with ``organ = "mean"``: the mean of
+    every metric over the scan's organs (Table I's "avg")."""
+    import pandas as pd
+
+    keys = ["fold", "target", "trainer", "seed", "case"]
+    means = table.groupby(keys, sort=False)[["dice", "hd95_mm", "assd_mm"]].mean().reset_index()
+    return pd.concat([table, means.assign(organ=MEAN_ORGAN)], ignore_index=True)
+
+
+def organ_sections(table, plan) -> list:
+    """Per target: Dice, HD95 and ASSD per organ (and their mean), rows = trainers."""
+    from ..datasets.organs import ORGANS
+
+    lines: list[str] = []
+    full = with_organ_means(table)
+    for target in sorted(table.target.unique()):
+        sub = full[full.target == target]
+        present = set(sub.organ)
+        order = [o for o in ORGANS if o in present] + sorted(present - set(ORGANS) - {MEAN_ORGAN}) + [MEAN_ORGAN]
+        for metric, title, higher, digits in (
+            ("dice", "Dice", True, 3),
+            ("hd95_mm", "HD95 (mm)", False, 2),
+            ("assd_mm", "ASSD (mm)", False, 2),
+        ):
+            lines += [f"## {target}: {title} per organ", ""]
+            lines += metric_table(sub, plan, metric, "organ", higher, digits, order)
+            lines.append("")
+        n = sub[sub.organ == MEAN_ORGAN].groupby("trainer").case.nunique()
+        lines += [f"Scans per trainer: {', '.join(f'{t} {k}' for t, k in n.items())}.", ""]
     return lines
 
 
@@ -136,20 +206,20 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
 
     import torch
 
+    if plan.evaluation == "organs":
+        body = organ_sections(table, plan)
+        measured = "per organ on the target's organ maps, no post-processing (as the source paper)"
+    else:
+        body = ["## Dice", "", *dice_table(table, plan), "", "## Surface distances", "", *surface_table(table, plan)]
+        measured = "the liver"
     text = [
         f"# lw_experiment {plan.name}",
         "",
-        f"Evaluation: {meta['evaluation']}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
+        f"Evaluation: {meta['evaluation']}, {measured}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
         f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
         f"bold: best and significantly better (p < {ALPHA}) than every other row.",
         "",
-        "## Dice",
-        "",
-        *dice_table(table, plan),
-        "",
-        "## Surface distances",
-        "",
-        *surface_table(table, plan),
+        *body,
         "",
         "## Time",
         "",
@@ -159,17 +229,23 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
         + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else "."),
     ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
+    scored = with_organ_means(table) if plan.evaluation == "organs" else table
+    headline = scored[scored.organ == MEAN_ORGAN] if plan.evaluation == "organs" else scored
     report = {
         **meta,
         "name": plan.name,
         "reference": plan.reference,
         "runs": [r.key for r in plan.runs],
-        "n_scans": int(len(table)),
+        "n_scans": int(len(headline)),
         "mean_dice": {
-            f"{t}/{r}": float(table[(table.target == t) & (table[plan.rows] == r)].dice.mean())
-            for t in table.target.unique()
-            for r in table[plan.rows].unique()
+            f"{t}/{r}": float(headline[(headline.target == t) & (headline[plan.rows] == r)].dice.mean())
+            for t in headline.target.unique()
+            for r in headline[plan.rows].unique()
         },
     }
+    if plan.evaluation == "organs":
+        report["mean_dice_per_organ"] = {
+            f"{t}/{o}/{r}": float(part.dice.mean()) for (t, o, r), part in table.groupby(["target", "organ", plan.rows])
+        }
     write_json_atomic(Path(output) / "report.json", report)
     return report

@@ -11,6 +11,11 @@ Output folder (``--output``, default ``$LW_results/experiments/<protocol>``)::
 
 A run with ``run.json`` is finished and reused; an interrupted one resumes its training from
 ``checkpoint_latest.pth`` and redoes prediction and evaluation.
+
+Every run starts from its trainer's own configuration (``Trainer.default_config()``: the paper's recipe,
+or the 3D trainers'), then the experiment's settings, then ``--quick``'s (the trainer's ``quick``).
+A ``3d`` trainer is evaluated per organ on the target's organ maps in ``organs-3d`` (without
+post-processing, as the source paper reports), and on the liver alone in the liver protocols.
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ from ..log import get_logger, quieter
 from .protocols import Plan, Run, make_plan, single_dg_folds
 
 logger = get_logger(__name__)
-
-QUICK = {"epochs": 2, "steps_per_epoch": 4, "batch_size": 4}
 
 
 def _modalities(preprocessed: Path) -> dict:
@@ -46,13 +49,45 @@ def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=
     return make_plan(name, splits, trainers, seeds, fold)
 
 
+def run_config(trainer: str, config=None, settings: dict | None = None, quick: bool = False):
+    """The configuration of one run: ``config`` (or the trainer's own default), then ``settings``, then
+    the trainer's ``quick`` values."""
+    from ..training import get_trainer
+
+    cls = get_trainer(trainer)
+    chosen = (config or cls.default_config()).updated(**(settings or {}))
+    return chosen.updated(**cls.quick) if quick else chosen
+
+
+def reference_folder(raw: Path, target: str, evaluation: str) -> Path:
+    """Where the target's references are: its organ maps for an ``organs`` evaluation (when it has
+    them; else its liver labels), ``labelsTr`` for the liver."""
+    from ..datasets import load_dataset_json
+    from ..datasets.format import ORGAN_FOLDER
+
+    if evaluation == "organs":
+        extra = load_dataset_json(raw / target).extra
+        if extra.get("organ_labels"):
+            return raw / target / extra.get("organ_label_folder", ORGAN_FOLDER)
+    return raw / target / "labelsTr"
+
+
 def run_one(
-    run: Run, splits: dict, raw: Path, preprocessed: Path, output: Path, config, device, evaluation: str
+    run: Run,
+    splits: dict,
+    raw: Path,
+    preprocessed: Path,
+    output: Path,
+    config,
+    device,
+    evaluation: str,
+    measure: str = "liver",
 ) -> Path:
-    """Train (or resume), predict the fold's target and evaluate; returns the run folder."""
-    from ..evaluation import evaluate_folders
+    """Train (or resume), predict the fold's target and evaluate (``measure``: ``"liver"`` or
+    ``"organs"``); returns the run folder."""
+    from ..evaluation import evaluate_folders, match_classes
     from ..inference import predict
-    from ..training import train_fold
+    from ..training import get_trainer, train_fold
 
     folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
     if (folder / "run.json").is_file():
@@ -61,9 +96,11 @@ def run_one(
     fold = splits["folds"][run.fold]
     seeded = config.updated(seed=run.seed)
     target = fold["target"]
-    images, labels = raw / target / "imagesTr", raw / target / "labelsTr"
+    three_d = get_trainer(run.trainer).configuration == "3d"
+    images = raw / target / "imagesTr"
     if not images.is_dir():
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
+    labels = reference_folder(raw, target, measure)
     with quieter("liverwild.training", "liverwild.inference", "liverwild.evaluation"):  # one line per run
         # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
         trained = train_fold(
@@ -76,9 +113,24 @@ def run_one(
             progress=False,
         )
         model = Path(trained["output"])
-        report = predict(images, folder / "predictions", model=model, device=device, progress=False)
+        predictions = folder / "predictions"
+        report = predict(
+            images,
+            predictions,
+            model=model,
+            device=device,
+            progress=False,
+            liver_only=three_d and measure == "liver",
+            postprocess=measure == "liver",  # organs: raw argmax, as the source paper reports
+        )
+        classes = match_classes(predictions, labels) if measure == "organs" else None
         table, summary, failures = evaluate_folders(
-            folder / "predictions", labels, output_csv=folder / "results.csv", progress=False, protocol=evaluation
+            predictions,
+            labels,
+            output_csv=folder / "results.csv",
+            progress=False,
+            protocol=evaluation,
+            classes=classes,
         )
     write_json_atomic(
         folder / "run.json",
@@ -89,15 +141,19 @@ def run_one(
             "target": target,
             "model": str(model),
             "evaluation_protocol": evaluation,
+            "measure": measure,
+            "organs": list(classes) if classes else ["liver"],
+            "references": str(labels),
             "config": seeded.to_json(),
-            "n_scans": int(len(table)),
+            "n_scans": int(table["case"].nunique()),
             "failed": {**failures, **{s["name"]: s["error"] for s in report["scans"] if s["error"]}},
             "dice_mean": summary["dice"]["mean"],
             "seconds": round(time.perf_counter() - start, 1),
         },
     )
+    what = "mean organ Dice" if classes else "Dice"
     logger.info(
-        f"{run.key}: Dice {summary['dice']['mean']:.3f} on {len(table)} {target} scans "
+        f"{run.key}: {what} {summary['dice']['mean']:.3f} on {table['case'].nunique()} {target} scans "
         f"({time.perf_counter() - start:.0f} s)"
     )
     return folder
@@ -114,6 +170,7 @@ def run_experiment(
     seeds=None,
     fold=None,
     config=None,
+    settings: dict | None = None,
     device="auto",
     evaluation: str = "native",
     quick: bool = False,
@@ -122,14 +179,17 @@ def run_experiment(
     write ``report.md`` and ``report.json``; what ``lw_experiment`` runs.
 
     Args:
-        name: ``"multi-dg"``, ``"single-dg"``, ``"ablations"`` or ``"seeds"`` (documentation/experiments.md).
+        name: ``"multi-dg"``, ``"single-dg"``, ``"ablations"``, ``"seeds"`` or ``"organs-3d"``
+            (documentation/experiments.md).
         raw, preprocessed, results: folders; default ``$LW_raw``, ``$LW_preprocessed``, ``$LW_results``.
         output: the experiment folder (default ``<results>/experiments/<name>``).
         trainers, seeds, fold: override the protocol's rows, seeds and folds (``fold``: a name or a list).
-        config: the :class:`~liverwild.training.TrainerConfig` of every run (seeds replaced per run).
+        config: one :class:`~liverwild.training.TrainerConfig` for every run (seeds replaced per run);
+            default: each trainer's own (``Trainer.default_config()``).
+        settings: configuration fields changed for every run (``--set`` and the command's options).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         evaluation: ``"native"`` grid, or ``"paper"`` (the paper's in-plane resampling).
-        quick: 2 epochs of 4 steps — a smoke test, labelled as such in the report.
+        quick: 2 epochs of 4 steps (3D trainers: 2 of 2 volumes) — a smoke test, labelled as such.
 
     Returns:
         The report dict (also ``report.json``): protocol, reference trainer, runs, mean Dice per
@@ -143,14 +203,10 @@ def run_experiment(
     from preprocessing.splits import load_splits
 
     from ..paths import preprocessed_folder, raw_folder, results_folder
-    from ..training import TrainerConfig
     from .report import collect, write_report
 
     raw_root, pre_root = raw_folder(raw, must_exist=True), preprocessed_folder(preprocessed, must_exist=True)
     output = Path(output) if output else results_folder(results) / "experiments" / name
-    config = config or TrainerConfig()
-    if quick:
-        config = config.updated(**QUICK)
     plan = prepare_plan(name, pre_root, trainers, seeds, fold)
     splits = load_splits(pre_root / "splits.json")
     paper = {"multi-dg": "multi-dg", "single-dg": "single-dg"}.get(name, "multi-dg")
@@ -160,7 +216,8 @@ def run_experiment(
         f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
     )
     for run in plan.runs:
-        run_one(run, splits, raw_root, pre_root, output, config, device, protocol)
+        chosen = run_config(run.trainer, config, settings, quick)
+        run_one(run, splits, raw_root, pre_root, output, chosen, device, protocol, plan.evaluation)
     table = collect(output, plan)
     return write_report(
         output,
@@ -171,7 +228,8 @@ def run_experiment(
             "output": str(output),
             "evaluation": protocol,
             "quick": quick,
-            "config": config.to_json(),
+            "config": config.to_json() if config else "each trainer's own (see runs/*/run.json)",
+            "settings": dict(settings or {}),
             "device": str(device),
         },
     )

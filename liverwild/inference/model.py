@@ -66,6 +66,9 @@ class TrainedModel:
         first = next(iter(self.plans.values()))
         self.backbone_spec = dict(first.backbone)
         self.slice_size = first.slice_size
+        self.configuration = state.get("configuration", "2d")  # "3d": a multi-organ 3D U-Net
+        self.classes = list(state.get("classes") or ["liver"])  # names of the label values 1, 2, …
+        self.volume_size = state.get("volume_size")  # (z, y, x) network input of a 3d model
         self.uses_teacher = uses_teacher(state["network_config"])
         self.backbone = None  # image baselines (U-Nets) segment the slices themselves
         if self.uses_teacher:
@@ -129,10 +132,11 @@ class TrainedModel:
         return self.net(features, slices)[0], teacher_seconds
 
     def normalization_for(self, modality: str):
-        """The training plans' normalisation for ``modality``, or None if no source had it."""
+        """The training plans' normalisation for ``modality`` (of the model's configuration), or None if
+        no source had it."""
         for plans in self.plans.values():
             if plans.modality == modality:
-                return plans.normalization
+                return plans.config_3d["normalization"] if self.configuration == "3d" else plans.normalization
         return None
 
     def describe(self) -> dict:
@@ -148,6 +152,8 @@ class TrainedModel:
             "backbone": self.backbone_spec,
             "teacher": describe_teacher(self.backbone_spec) if self.uses_teacher else "none (image model)",
             "network": self.net.config.get("architecture", "contrastive_distillation"),
+            "configuration": self.configuration,
+            "classes": list(self.classes),
             "sources": list(self.plans),
             "random_backbone": self.random_backbone,
             "int8_teacher": self.int8_teacher,

@@ -1,4 +1,6 @@
-"""Post-processing of a binary liver mask: largest 3D connected component, then hole filling."""
+"""Post-processing: of a binary liver mask, the largest 3D connected component, then hole filling
+(:func:`postprocess`); of a multi-organ label map, the largest component of every organ, the rest
+background (:func:`largest_component_per_class`, nnU-Net's "remove all but the largest component")."""
 
 from __future__ import annotations
 
@@ -39,4 +41,18 @@ def postprocess(mask: np.ndarray) -> np.ndarray:
         return out
     box = bounding_box(mask)
     out[box] = fill_holes(largest_component(mask[box]))
+    return out
+
+
+def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
+    """Every label value keeps only its largest 3D (26-connected) component; smaller pieces become
+    background (0). Computed inside each label's bounding box; uint8."""
+    out = np.asarray(label_map, np.uint8).copy()
+    for value in np.unique(out):
+        if value == 0:
+            continue
+        box = bounding_box(out == value)
+        region = out[box]
+        inside = region == value
+        region[inside & ~largest_component(inside)] = 0
     return out

@@ -52,12 +52,17 @@ class ScanResult:
     normalization: dict = field(default_factory=dict)
     slices: int = 0
     liver_ml: float = 0.0
+    organ_ml: dict = field(default_factory=dict)  # 3d models: volume of every organ written
     seconds: dict = field(default_factory=dict)
     error: str = ""
 
 
 class Predictor:
-    """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder."""
+    """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder. A 2D model's
+    predictor (the liver, slice by slice); :class:`~liverwild.inference.volumetric.VolumePredictor` is
+    the ``3d`` models'."""
+
+    stages: tuple[str, ...] = STAGES  # the seconds recorded per scan, in order
 
     def __init__(
         self,
@@ -88,6 +93,18 @@ class Predictor:
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+
+    def label_names(self) -> dict[int, str]:
+        """Value → name of the masks this predictor writes."""
+        return {0: "background", 1: "liver"}
+
+    def describe(self) -> dict:
+        """How masks are made, for the prediction report."""
+        return {
+            "classes": {name: value for value, name in self.label_names().items()},
+            "threshold": 0.5,
+            "postprocessing": ["largest_component", "fill_holes"] if self.postprocess else [],
+        }
 
     def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
         from planning.plans import default_normalization
@@ -179,8 +196,7 @@ class Predictor:
         result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
         return result, mask, probs
 
-    @staticmethod
-    def write_outputs(result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False) -> ScanResult:
+    def write_outputs(self, result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False) -> ScanResult:
         """Write ``<name>.nii.gz`` (and the probabilities, the overlay) in the input geometry; returns
         ``result`` completed with the output path and the seconds of every stage."""
         name, t = result.name, time.perf_counter()
@@ -192,13 +208,16 @@ class Predictor:
         if overlay:
             from ..visualization import canonical_views, overlay_grid
 
+            names = self.label_names()
+            several = len(names) > 2
             overlay_grid(
                 [(name, result.modality, canonical_views(volume, mask))],
                 Path(output_dir) / "overlays" / f"{name}.png",
-                title=f"{name}: liver mask (red)",
+                title=f"{name}: organ masks" if several else f"{name}: liver mask (red)",
+                label_names=names if several else None,
             )
         result.output = str(out)
-        result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in STAGES}
+        result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in self.stages}
         return result
 
     def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
@@ -207,6 +226,25 @@ class Predictor:
         result, mask, probs = self.segment_loaded(name, path, volume, save_probabilities, keep_volume=overlay)
         result.seconds["read"] = read_seconds
         return self.write_outputs(result, volume, mask, probs, output_dir, overlay)
+
+
+def make_predictor(
+    model: TrainedModel,
+    device,
+    batch_size: int | None = None,
+    postprocess: bool = True,
+    modality: str = "auto",
+    liver_only: bool = False,
+    save_probabilities: bool = False,
+) -> Predictor:
+    """The predictor of ``model``'s configuration: slices (2D) or whole volumes (``3d``)."""
+    if model.configuration == "3d":
+        from .volumetric import VolumePredictor
+
+        return VolumePredictor(
+            model, device, postprocess, modality=modality, liver_only=liver_only, save_probabilities=save_probabilities
+        )
+    return Predictor(model, device, batch_size, postprocess, modality=modality)
 
 
 def guarded(name: str, path, work, *args):
@@ -328,26 +366,31 @@ def predict(
     part: int = 0,
     num_parts: int = 1,
     int8_teacher: bool = False,
+    liver_only: bool = False,
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
     Args:
         inputs: a scan file (NIfTI, NRRD, MHA), a DICOM series folder, or a folder of them.
         output: folder for ``<scan>.nii.gz`` masks (uint8, the input's size, spacing, origin and
-            direction) and ``prediction_report.json``; must differ from the input folder.
+            direction: liver 0/1, or a 3d model's organ labels as the report's ``classes`` says) and
+            ``prediction_report.json``; must differ from the input folder.
         model: a trained model folder, a fold name under ``results``, or ``"default"`` (the shipped model).
         results, trainer: where to look up a fold name, and which trainer's model when a fold has several.
         checkpoint: ``"best"``, ``"final"``, ``"latest"`` or a file name in the model folder.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         batch_size: slices per forward pass (default 128 on GPU, 16 on CPU).
         postprocess: keep the largest 3D component and fill holes.
-        save_probabilities: also write ``<scan>_prob.nii.gz`` (float32).
+        save_probabilities: also write ``<scan>_prob.nii.gz`` (float32; the liver's probability — for a
+            3d model with ``liver_only``).
         overlays: also write ``overlays/<scan>.png``.
         modality: ``"auto"`` (from the intensities), ``"CT"`` or ``"MR"``.
         backbone_weights: the teacher's weights file when it moved since training.
         progress: show a progress bar.
         int8_teacher: CPU only: run the teacher with int8 linear layers (faster; off by default, see
             :mod:`liverwild.backbones.quantization`).
+        liver_only: a 3d (multi-organ) model writes the liver alone as a 0/1 mask (its organ map's liver
+            label), to compare it with the 2D models; 2D models always do.
         part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
             (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
@@ -407,6 +450,7 @@ def predict(
             part=part,
             num_parts=num_parts,
             int8_teacher=int8_teacher,
+            liver_only=liver_only,
         )
         if context.enabled:
             report = merge_reports(distributed.gather_objects(report))
@@ -449,6 +493,7 @@ def _predict_share(
     part: int,
     num_parts: int,
     int8_teacher: bool,
+    liver_only: bool,
 ) -> dict:
     """:func:`predict` of this process's ``(scans, rejected)``; writes and returns its report."""
     from concurrent.futures import ThreadPoolExecutor
@@ -474,7 +519,11 @@ def _predict_share(
             "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use."
         )
-    predictor = Predictor(trained, dev, batch_size, postprocess, modality=modality)
+    try:
+        predictor = make_predictor(trained, dev, batch_size, postprocess, modality, liver_only, save_probabilities)
+    except BaseException:
+        reader.shutdown(cancel_futures=True)
+        raise
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
     try:
         lock = acquire(output, "lw_predict", f".lw{tag}.lock")  # one writer per output folder (or part)
@@ -493,8 +542,7 @@ def _predict_share(
             "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "postprocessing": ["largest_component", "fill_holes"] if postprocess else [],
-            "threshold": 0.5,
+            **predictor.describe(),
             "versions": versions(),
             "seconds_total": round(seconds, 3),
             "warmup_seconds": round(predictor.warmup_seconds, 3),

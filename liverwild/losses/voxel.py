@@ -158,7 +158,9 @@ def multi_resolution_loss(
         grid = features.shape[2:]
         y, pred = to_grid(labels, grid).reshape(-1), to_grid(predictions, grid).reshape(-1)
         chosen = sample_voxels(y, pred, max_samples, max_false_negatives, generator)
-        vectors = features.permute(0, 2, 3, 4, 1).reshape(-1, features.shape[1])[chosen]
+        per_volume = y.numel() // features.shape[0]  # voxels of one volume on this grid
+        flat = features.flatten(2)  # (B, C, voxels): a view, no copy of the full-resolution map
+        vectors = flat[chosen // per_volume, :, chosen % per_volume]  # (n, C): the chosen voxels only
         p, z = layer(vectors)
         per_layer.append(loss(p, z, y[chosen]))
     total = sum((w * term for w, term in zip(weights, per_layer)), torch.zeros((), device=labels.device))

@@ -1,7 +1,10 @@
-"""Training: cached-feature datasets, the base trainer with hooks, the registered variants and the
-domain-generalisation baselines."""
+"""Training: cached-feature datasets, the base trainer with hooks, the registered variants, the
+domain-generalisation baselines and the ``3d`` configuration's multi-organ 3D U-Net trainers."""
 
-from . import baselines  # noqa: F401 — importing it registers the baseline trainers
+from . import (
+    baselines,  # noqa: F401 — importing it registers the baseline trainers
+    volumetric,  # noqa: F401 — importing it registers the 3d configuration's trainers
+)
 from .base import Trainer, read_config
 from .config import TrainerConfig
 from .data import SliceDataset

@@ -1,8 +1,11 @@
 """The base trainer: a fixed training loop with small, overridable hooks.
 
-Hooks (override one in a subclass to make a variant): ``build_datasets``, ``build_network``,
-``build_losses``, ``build_optimizer``, ``build_scheduler``, ``select_training_cases``, ``batch_sampler``,
-``prepare_batch``, ``train_step``, ``validation_logits``.
+Hooks (override one in a subclass to make a variant): ``check_sources``, ``plans_identifier``,
+``build_datasets``, ``build_network``, ``build_losses``, ``build_optimizer``, ``build_scheduler``,
+``step_scheduler``, ``select_training_cases``, ``batch_sampler``, ``prepare_batch``, ``train_step``,
+``validation_logits``, ``validate``, ``model_description``. A trainer's ``recipe`` holds its own defaults
+(:meth:`Trainer.default_config`; a user's settings override them), its ``overrides`` what it always
+changes (the ablations).
 Everything else — data, seeding, mixed precision, logging, checkpoints, resumption, and
 DistributedDataParallel under ``torchrun`` — lives here once.
 
@@ -57,10 +60,14 @@ def plans_identifier(plans: Plans) -> str:
 
 
 class Trainer:
-    """Trains one fold from ``splits.json`` on cached features. Subclasses set ``overrides`` (config
-    changes) or override one hook."""
+    """Trains one fold from ``splits.json`` on cached features. Subclasses set ``recipe`` (their default
+    configuration), ``overrides`` (config changes they always make) or override one hook."""
 
-    overrides: dict = {}
+    recipe: dict = {}  # this trainer's defaults, over TrainerConfig's; what the user sets wins
+    overrides: dict = {}  # always applied, over what the user sets (e.g. an ablation's missing loss term)
+    quick: dict = {"epochs": 2, "steps_per_epoch": 4, "batch_size": 4}  # lw_experiment --quick
+    configuration = "2d"  # the cache it trains on: "2d" (slices and teacher features) or "3d" (volumes)
+    item_name = "slices"  # what one training item is (the log's train_<item_name> column)
     min_sources = 1  # source datasets a fold needs for this trainer
     supports_distributed = True  # trains under torchrun with DDP (False: say why in the class docstring)
 
@@ -75,12 +82,12 @@ class Trainer:
     ):
         self.fold_name, self.fold = fold_name, fold
         self.preprocessed_root, self.results_root = Path(preprocessed_root), Path(results_root)
-        base = config or TrainerConfig()
+        base = config or self.default_config()
         self.config = base.updated(**self.overrides) if self.overrides else base
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.distributed = distributed.current()
         self.plans = self._load_plans()
-        self.plans_id = plans_identifier(self.teacher_plans)
+        self.plans_id = self.plans_identifier()
         self.output = self.results_root / fold_name / f"{self.name()}__{self.plans_id}"
         self.history: list[dict] = []
         self.best_dice, self.start_epoch = -1.0, 0
@@ -88,6 +95,16 @@ class Trainer:
     @classmethod
     def name(cls) -> str:
         return cls.__name__
+
+    @classmethod
+    def default_config(cls) -> TrainerConfig:
+        """This trainer's configuration before a user changes anything: TrainerConfig's defaults, then
+        the trainer's ``recipe`` and ``overrides``. ``lw_train`` and ``lw_experiment`` start from it."""
+        return TrainerConfig().updated(**cls.recipe, **cls.overrides)
+
+    def plans_identifier(self) -> str:
+        """The plans part of the output folder's name (what must agree across the fold's sources)."""
+        return plans_identifier(self.teacher_plans)
 
     @property
     def teacher_plans(self) -> Plans:
@@ -107,6 +124,11 @@ class Trainer:
             if not path.is_file():
                 raise LiverwildError(f"{path}: missing; run lw_plan_and_preprocess -d {source}")
             plans[source] = load_plans(path)
+        self.check_sources(plans)
+        return plans
+
+    def check_sources(self, plans: dict[str, Plans]) -> None:
+        """Refuse a fold whose sources cannot train together (2D: different teachers or view counts)."""
         ids = {s: plans_identifier(p) for s, p in plans.items()}
         if len(set(ids.values())) > 1:
             raise LiverwildError(
@@ -115,7 +137,6 @@ class Trainer:
                 "lw_plan_and_preprocess -d " + " ".join(plans) + " with the same --backbone, "
                 "--backbone-weights, --feature-tap and --views"
             )
-        return plans
 
     def select_training_cases(self, source: str, cases: list) -> list:
         """The training cases of one source (the Table 4 ablation caps their number)."""
@@ -189,6 +210,10 @@ class Trainer:
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=self.config.plateau_factor, patience=self.config.plateau_patience
         )
+
+    def step_scheduler(self, val_dice: float) -> None:
+        """After each epoch's validation: reduce-on-plateau on the validation Dice."""
+        self.scheduler.step(val_dice)
 
     def initialize(self):
         torch.manual_seed(self.config.seed)
@@ -380,13 +405,14 @@ class Trainer:
         row.update(distributed.mean_over_ranks({k: float(v) / max(count, 1) for k, v in sums.items()}))
         slices_seen *= self.distributed.world_size
         val = distributed.broadcast_object(self.validate() if self.distributed.is_main else None)
-        self.scheduler.step(val["val_dice"])
+        self.step_scheduler(val["val_dice"])
         row.update(
             {
                 "val_dice": val["val_dice"],
+                **val.get("log", {}),  # further per-epoch validation columns (e.g. Dice per organ)
                 "train_seconds": round(train_seconds, 3),
                 "epoch_seconds": round(time.perf_counter() - start, 3),
-                "train_slices": slices_seen,
+                f"train_{self.item_name}": slices_seen,
             }
         )
         return row
@@ -447,6 +473,15 @@ class Trainer:
 
     # ---- artefacts -------------------------------------------------------------------------------
 
+    def model_description(self) -> dict:
+        """What prediction needs besides the network and the plans, kept in ``config.json`` and in every
+        checkpoint: the configuration, the input it was trained on (2D: the teacher)."""
+        return {
+            "configuration": self.configuration,
+            "backbone_weights": self.teacher_plans.backbone.get("weights_tag"),
+            "teacher": describe_teacher(self.teacher_plans.backbone),
+        }
+
     def write_config(self):
         write_json_atomic(
             self.output / "config.json",
@@ -460,14 +495,14 @@ class Trainer:
                 "plans_identifier": self.plans_id,
                 "plans": self.plans_json(),
                 "device": str(self.device),
-                "backbone_weights": self.teacher_plans.backbone.get("weights_tag"),
-                "teacher": describe_teacher(self.teacher_plans.backbone),
+                **self.model_description(),
                 "notes": list(getattr(self, "notes", [])),
             },
         )
 
     def checkpoint_state(self) -> dict:
         return {
+            **self.model_description(),
             "trainer": self.name(),
             "network": self.network.state_dict(),
             "network_config": self.network.config,

@@ -53,6 +53,18 @@ class TrainerConfig:
     embedding_channels: int = 32  # width of the metric embedding M_φ
     # domain randomisation
     background_classes: int = 4  # intensity classes split off the unlabelled background
+    # the 3d configuration (UNet3DTrainer, Siamese3DTrainer, SupervisedContrastive3DTrainer); their recipe
+    # (Trainer.recipe) sets epochs 500, batch 4, lr 1e-3, Adam with polynomial decay
+    unet3d_channels: int = 16  # channels of the first 3D U-Net level (doubled per level)
+    unet3d_depth: int = 4  # poolings: 64 × 128 × 128 → 4 × 8 × 8
+    poly_power: float = 0.9  # lr · (1 − epoch / epochs) ** power
+    feature_weight: float = 10.0  # λ: Dice + λ · feature loss (the paper's "10 for … and 100 for …" lost its symbols)
+    feature_hidden: int = 256  # projection/prediction MLP width (ablation's best; implementation details say 64)
+    feature_layers: int = 3  # the last N decoder hidden layers (multi-resolution context aggregation)
+    feature_layer_weights: list | None = None  # w_l, one per layer (finest last); None: 1 each (the paper)
+    voxel_samples: int = 1700  # voxels sampled per layer and step
+    false_negative_samples: int = 1000  # of which at most this many are voxels the network still gets wrong
+    scl_temperature: float = 0.1  # the supervised-contrastive row's temperature
 
     def updated(self, **changes) -> TrainerConfig:
         if "loss_weights" in changes:
@@ -66,11 +78,17 @@ class TrainerConfig:
 
     def assigned(self, assignments) -> TrainerConfig:
         """Apply ``KEY=VALUE`` strings (VALUE parsed as JSON, else kept as text), as ``--set`` gives them."""
+        return self.updated(**self.parse_assignments(assignments))
+
+    @classmethod
+    def parse_assignments(cls, assignments) -> dict:
+        """``KEY=VALUE`` strings → ``{field: value}`` (VALUE parsed as JSON, else kept as text); an unknown
+        KEY is an error listing the fields."""
         import json
 
         from ..errors import ConfigurationError
 
-        names = {f.name for f in fields(self)}
+        names = {f.name for f in fields(cls)}
         changes = {}
         for item in assignments or []:
             key, sep, value = item.partition("=")
@@ -83,7 +101,7 @@ class TrainerConfig:
                 changes[key] = json.loads(value)
             except json.JSONDecodeError:
                 changes[key] = value
-        return self.updated(**changes)
+        return changes
 
     @classmethod
     def from_json(cls, d: dict) -> TrainerConfig:

@@ -18,7 +18,8 @@ def write_log(history: list, folder) -> None:
 
 
 def plot_progress(history: list, path) -> Path:
-    """Losses per term, validation Dice, learning rate and code similarities against the epoch."""
+    """Losses per term, validation Dice, learning rate and code similarities (3d runs: validation Dice
+    per organ) against the epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,10 +38,11 @@ def plot_progress(history: list, path) -> Path:
     ax_lr = axes[1].twinx()
     ax_lr.semilogy(epochs, [h.get("lr") for h in history], "k:", label="lr")
     axes[1].set_title("validation Dice (dotted: learning rate)")
-    for key in ("sim_self", "sim_pos", "sim_neg"):
+    organs = sorted({k for h in history for k in h if k.startswith("val_dice_")})
+    for key in organs or ("sim_self", "sim_pos", "sim_neg"):
         if any(key in h for h in history):
-            axes[2].plot(epochs, [h.get(key) for h in history], label=key)
-    axes[2].set_title("mean code similarity")
+            axes[2].plot(epochs, [h.get(key) for h in history], label=key.removeprefix("val_dice_"))
+    axes[2].set_title("validation Dice per organ" if organs else "mean code similarity")
     if axes[2].lines:
         axes[2].legend(fontsize=7)
     else:

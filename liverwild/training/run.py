@@ -32,7 +32,8 @@ def train_fold(
         preprocessed, results: folders; default ``$LW_preprocessed`` and ``$LW_results``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         continue_training: resume from ``checkpoint_latest.pth`` (an error when there is none).
-        config: a :class:`TrainerConfig` (default: the paper's recipe).
+        config: a :class:`TrainerConfig` (default: the trainer's own, ``get_trainer(trainer).default_config()``
+            — the paper's recipe, or the 3D trainers' — which is the one to change, e.g. with ``.updated``).
         progress: show a progress bar per epoch.
         threads: torch CPU threads (default ``$LW_THREADS`` or all cores).
 

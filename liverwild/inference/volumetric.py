@@ -1,0 +1,175 @@
+"""Segment scans with a ``3d`` model (the multi-organ 3D U-Net) and write organ label maps in the input
+geometry.
+
+Per scan: read → canonical volume normalised with the model's ``3d`` plans (CT window, MR relative to
+the body median; z-score) and resized to its ``volume_size`` (``preprocessing.volumes``) → 3D U-Net →
+softmax → class probabilities resized back to the canonical grid with the same separable operator
+(along z first, then in-plane in chunks of slices, so a 512 × 512 × 800 scan never holds all its class
+maps at full resolution) → argmax → post-processing (largest component of every organ) → inverse
+reorientation → uint8 label map: 0 background, ``k + 1`` = the model's ``classes[k]``. With
+``liver_only`` the liver label alone is written as a 0/1 mask (largest component, holes filled), the
+view that compares a 3d model with the 2D ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from preprocessing.volumes import prepare_volume, resample
+
+from ..device import autocast
+from ..errors import ConfigurationError
+from ..io import Volume
+from .postprocessing import largest_component_per_class, postprocess
+from .predictor import Predictor, ScanResult, guess_modality
+
+VOLUME_STAGES = ("read", "preprocess", "network", "resample", "postprocess", "write")
+
+
+def upsampled_chunks(maps: torch.Tensor, shape: tuple, chunk: int = 16) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first slice, maps (C, n, Y, X))`` covering ``maps`` ``(C, d, h, w)`` resized to ``shape`` (Z, Y, X)
+    with :func:`~preprocessing.volumes.resample`: along z once, then in-plane ``chunk`` slices at a time
+    with the 2D form of the same operator (it is separable, so this equals resizing the whole stack at
+    once, with half the reads of a 3D kernel)."""
+    nz, ny, nx = shape
+    channels, _, h, w = maps.shape
+    along_z = resample(maps[None], (nz, h, w))[0]
+    for start in range(0, nz, chunk):
+        part = along_z[:, start : start + chunk]
+        n = part.shape[1]
+        yield start, resample_2d(part.reshape(1, channels * n, h, w), (ny, nx)).reshape(channels, n, ny, nx)
+
+
+def resample_2d(x: torch.Tensor, size: tuple) -> torch.Tensor:
+    """:func:`~preprocessing.volumes.resample` in the plane: ``(N, C, h, w)`` → ``(N, C, *size)``, box
+    average along the axes that shrink, then bilinear interpolation along those that grow."""
+    shape = tuple(x.shape[2:])
+    shrunk = tuple(min(n, s) for n, s in zip(shape, size))
+    if shrunk != shape:
+        x = F.interpolate(x, size=shrunk, mode="area")
+    if shrunk != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    return x
+
+
+class VolumePredictor(Predictor):
+    """The predictor of ``3d`` models (``model.configuration == "3d"``): one forward per scan."""
+
+    stages = VOLUME_STAGES
+
+    def __init__(
+        self,
+        model,
+        device,
+        postprocess: bool = True,
+        amp: bool = True,
+        modality: str = "auto",
+        liver_only: bool = False,
+        save_probabilities: bool = False,
+    ):
+        if liver_only and "liver" not in model.classes:
+            raise ConfigurationError(f"--liver-only: this model segments {', '.join(model.classes)}, not the liver")
+        if save_probabilities and not liver_only:
+            raise ConfigurationError(
+                "--save-probabilities with a 3d (multi-organ) model needs --liver-only: it writes the liver's "
+                "probability map (one map per organ at the scan's resolution would take gigabytes)"
+            )
+        self.liver_only = liver_only
+        self.liver = model.classes.index("liver") + 1 if "liver" in model.classes else 0
+        super().__init__(model, device, 1, postprocess, amp, modality)
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """One forward on a zero volume (CUDA's lazy set-up paid once per process)."""
+        start = time.perf_counter()
+        with autocast(self.device, self.amp):
+            self.model.net(torch.zeros(1, 1, *list(self.model.volume_size or ()), device=self.device))
+        self._sync()
+        return time.perf_counter() - start
+
+    def label_names(self) -> dict[int, str]:
+        if self.liver_only:
+            return {0: "background", 1: "liver"}
+        return {0: "background", **{k: name for k, name in enumerate(self.model.classes, start=1)}}
+
+    def describe(self) -> dict:
+        steps = ["largest_component", "fill_holes"] if self.liver_only else ["largest_component_per_class"]
+        return {
+            "classes": {name: value for value, name in self.label_names().items()},
+            "threshold": "argmax over the classes" + (" (the liver label kept)" if self.liver_only else ""),
+            "postprocessing": steps if self.postprocess else [],
+        }
+
+    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
+        """The training plans' ``3d`` normalisation for ``modality``; for a modality no source had, the
+        default ``3d`` one (an MR window from this scan's own intensities)."""
+        from planning.plans import default_config_3d
+
+        plan = self.model.normalization_for(modality)
+        if plan is not None:
+            return plan
+        aggregate = None
+        if modality == "MR":
+            from planning.fingerprint import body_mask
+
+            p50, p995 = np.percentile(image[body_mask(image, "MR")], [50, 99.5])
+            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
+        return default_config_3d(modality, aggregate)["normalization"]
+
+    @torch.inference_mode()
+    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
+        """``(label map uint8 in stored layout, the liver's probabilities float32 or None, {modality,
+        normalization}, seconds per stage)``; ``release_input`` as in :meth:`Predictor.predict_volume`."""
+        if keep_probabilities and not self.liver_only:
+            raise ConfigurationError("a 3d model's probabilities are kept for the liver alone: use liver_only")
+        seconds = {}
+        t = time.perf_counter()
+        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        config = {"volume_size": self.model.volume_size, "normalization": self.normalization(volume.array, modality)}
+        inplace = release_input and volume.array.dtype == np.float32
+        data, _, reorient = prepare_volume(volume.array, volume.geometry, modality, config, inplace=inplace)
+        if release_input:
+            volume.array = np.empty((0, 0, 0), volume.array.dtype)
+        shape = reorient.canonical_geometry(volume.geometry).shape
+        seconds["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        x = torch.from_numpy(data)[None, None].to(self.device)
+        with autocast(self.device, self.amp):
+            logits = self.model.net(x)
+        probabilities = torch.softmax(logits.float(), dim=1)[0]
+        self._sync()
+        seconds["network"] = time.perf_counter() - t
+        t = time.perf_counter()
+        labels = np.empty(shape, np.uint8)
+        liver_probs = np.empty(shape, np.float32) if keep_probabilities else None
+        for start, part in upsampled_chunks(probabilities, shape):
+            chosen = part.max(0).indices  # argmax; torch's max(dim) is several times faster on CPU
+            if self.liver_only:
+                chosen = chosen == self.liver
+            labels[start : start + part.shape[1]] = chosen.to(torch.uint8).cpu().numpy()
+            if liver_probs is not None:
+                liver_probs[start : start + part.shape[1]] = part[self.liver].cpu().numpy()
+        seconds["resample"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if self.postprocess:
+            labels = postprocess(labels) if self.liver_only else largest_component_per_class(labels)
+        seconds["postprocess"] = time.perf_counter() - t
+        stored = np.ascontiguousarray(reorient.from_canonical(labels))
+        stored_probs = np.ascontiguousarray(reorient.from_canonical(liver_probs)) if liver_probs is not None else None
+        return stored, stored_probs, {"modality": modality, "normalization": config["normalization"]}, seconds
+
+    def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
+        """:meth:`Predictor.segment_loaded`, with the volume of every organ written (``organ_ml``)."""
+        result: ScanResult
+        result, mask, probs = super().segment_loaded(name, path, volume, save_probabilities, keep_volume)
+        names = self.label_names()
+        counts = np.bincount(mask.ravel(), minlength=len(names))
+        voxel_ml = float(np.prod(volume.geometry.spacing)) / 1000
+        result.organ_ml = {organ: round(float(counts[v]) * voxel_ml, 3) for v, organ in names.items() if v > 0}
+        result.liver_ml = result.organ_ml.get("liver", 0.0)
+        return result, mask, probs

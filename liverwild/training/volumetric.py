@@ -1,0 +1,345 @@
+"""The ``3d`` configuration's trainers: multi-organ 3D U-Nets on whole resized volumes (Lee et al.,
+*Voxel-level Siamese representation learning for abdominal multi-organ segmentation*).
+
+- :class:`UNet3DTrainer` — the paper's "3D U-Net" row: multi-label soft Dice alone.
+- :class:`Siamese3DTrainer` — the method: voxel feature layers (projection and prediction MLPs) on the
+  last ``feature_layers`` decoder hidden layers, a stop-gradient SimSiam loss between sampled voxels of
+  the same class within and across the batch's volumes (classes weighted equally), summed over the
+  layers (multi-resolution context aggregation): total = soft Dice + λ · feature loss.
+- :class:`SupervisedContrastive3DTrainer` — the "SCL" row: the same layers and samples, with the
+  supervised contrastive loss (the other classes' voxels as negatives) instead.
+
+All three share the recipe of the paper: Adam, lr 1e-3, weight decay 1e-5, polynomial decay
+(power 0.9, per epoch), batch 4, 500 epochs; the feature layers are training-only (kept in the
+checkpoints' ``auxiliary``), inference runs the plain 3D U-Net.
+
+A fold's classes are the organs every source labels (:func:`liverwild.datasets.organs.common_classes`),
+so a voxel of an organ that one source leaves unlabelled is background in all of them. Validation:
+mean Dice over the fold's classes on each held-out source volume (at the cache's 64 × 128 × 128),
+averaged over volumes; per-organ means are logged too.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, Dataset, RandomSampler
+
+from planning.plans import Plans
+from preprocessing.cache import CachedVolume, list_cases
+
+from ..datasets.organs import common_classes
+from ..device import autocast
+from ..errors import LiverwildError
+from ..log import get_logger
+from ..losses.voxel import (
+    VoxelFeatureLayer,
+    multi_resolution_loss,
+    simsiam_voxel_loss,
+    soft_dice_loss,
+    supervised_contrastive_voxel_loss,
+)
+from .base import Trainer
+from .trainers import register_trainer
+
+logger = get_logger(__name__)
+
+
+class VolumeDataset(Dataset):
+    """Cached volumes with their labels on the fold's classes. Item: ``volume`` ``(1, D, H, W)`` float32,
+    ``labels`` ``(D, H, W)`` int64 (0 background, ``k + 1``: ``classes[k]``)."""
+
+    def __init__(self, cases: list[CachedVolume], classes: list[str]):
+        self.cases, self.classes = list(cases), list(classes)
+        self.lookups = [self.lookup(case.classes, classes) for case in self.cases]
+        self.epoch = 0
+
+    @staticmethod
+    def lookup(case_classes: list[str], classes: list[str]) -> np.ndarray:
+        """Label index of a case's classes → index of ``classes`` (0 for the organs the fold leaves out)."""
+        table = np.zeros(len(case_classes) + 1, np.int64)
+        for k, organ in enumerate(case_classes, start=1):
+            table[k] = classes.index(organ) + 1 if organ in classes else 0
+        return table
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def labels(self, k: int) -> np.ndarray:
+        return self.lookups[k][np.asarray(self.cases[k].labels)]
+
+    def __getitem__(self, k: int) -> dict:
+        volume = torch.from_numpy(np.asarray(self.cases[k].volume, np.float32))[None]
+        return {"volume": volume, "labels": torch.from_numpy(self.labels(k))}
+
+
+def volume_dice(prediction: np.ndarray, reference: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Dice of every class ``1 … n_classes − 1`` present in the prediction or the reference."""
+    out = {}
+    for k in range(1, n_classes):
+        p, r = prediction == k, reference == k
+        total = int(p.sum() + r.sum())
+        if total:
+            out[k] = 2.0 * float((p & r).sum()) / total
+    return out
+
+
+@register_trainer
+class UNet3DTrainer(Trainer):
+    """The source paper's "3D U-Net" row: a 3D U-Net (``unet3d_channels`` 16, ``unet3d_depth`` 4: 5.6 M
+    parameters; the paper's had 16.3 M) on the ``3d`` cache, multi-label soft Dice, Adam (lr 1e-3, weight
+    decay 1e-5), polynomial decay per epoch, batch 4, 500 epochs. Deviations: InstanceNorm and LeakyReLU
+    (nnU-Net's choice for batches of a few volumes; the paper does not say), and no augmentation (the paper
+    names none). Not under torchrun yet: its soft-Dice counts would be per process."""
+
+    recipe = {"epochs": 500, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-5, "val_batch_size": 1}
+    quick = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2}
+    configuration = "3d"
+    item_name = "volumes"
+    supports_distributed = False
+
+    # ---- sources and data --------------------------------------------------------------------------
+
+    def check_sources(self, plans: dict[str, Plans]) -> None:
+        """Every source has a ``3d`` plan, all with one volume size, and they share at least one organ."""
+        unplanned = [s for s, p in plans.items() if not p.config_3d]
+        if unplanned:
+            raise LiverwildError(
+                f"{', '.join(unplanned)}: plans.json has no 3d configuration; run lw_plan_and_preprocess -d "
+                + " ".join(unplanned)
+                + " -c 3d"
+            )
+        sizes = {s: tuple(p.config_3d["volume_size"]) for s, p in plans.items()}
+        if len(set(sizes.values())) > 1:
+            raise LiverwildError(
+                "the fold's sources have different 3d volume sizes ("
+                + ", ".join(f"{s}: {'×'.join(map(str, v))}" for s, v in sizes.items())
+                + "); make plans.json 3d.volume_size agree and re-run lw_plan_and_preprocess -c 3d --preprocess-only"
+            )
+        if not common_classes([p.config_3d["classes"] for p in plans.values()]):
+            raise LiverwildError(
+                "the fold's sources share no organ class ("
+                + "; ".join(f"{s}: {', '.join(p.config_3d['classes'])}" for s, p in plans.items())
+                + "): a 3d model needs at least one organ every source labels"
+            )
+
+    @functools.cached_property
+    def classes(self) -> list[str]:
+        """The fold's organs: those every source labels, in the paper's order."""
+        return common_classes([p.config_3d["classes"] for p in self.plans.values()])
+
+    @property
+    def volume_size(self) -> list[int]:
+        """``(z, y, x)`` voxels of the volumes (the same for every source)."""
+        return list(next(iter(self.plans.values())).config_3d["volume_size"])
+
+    def plans_identifier(self) -> str:
+        """``lw3dPlans_<z>x<y>x<x>_<number of classes>c_<hash of the classes>``."""
+        size = "x".join(str(v) for v in self.volume_size)
+        digest = hashlib.sha256(json.dumps(self.classes).encode()).hexdigest()[:6]
+        return f"lw3dPlans_{size}_{len(self.classes)}c_{digest}"
+
+    def fold_cases(self) -> tuple:
+        """``(training volumes, their source index, {source: validation volumes})`` from the ``3d`` caches.
+        A case that is in the fold but not in its source's cache (its 3d preprocessing failed) is left out
+        with a warning and a note in ``config.json``; a source without any cached case is an error."""
+        train, domains, val = [], [], {}
+        self.notes = []
+        for index, source in enumerate(self.fold["sources"]):
+            folder = self.preprocessed_root / source / self.plans[source].data_identifier_3d()
+            cached = set(list_cases(folder))
+            if not cached:
+                raise LiverwildError(f"no 3d cache {folder}: run lw_plan_and_preprocess -d {source} -c 3d")
+            wanted = {
+                "train": self.select_training_cases(source, list(self.fold["train"].get(source, []))),
+                "val": list(self.fold["val"].get(source, [])),
+            }
+            missing = sorted(c for names in wanted.values() for c in names if c not in cached)
+            if missing:
+                note = f"{source}: {len(missing)} case(s) of the fold are not in its 3d cache and are left out: " + (
+                    ", ".join(missing)
+                )
+                self.notes.append(note)
+                logger.warning(f"NOTE: {note}")
+            cases = [CachedVolume(folder / c) for c in wanted["train"] if c in cached]
+            train += cases
+            domains += [index] * len(cases)
+            val[source] = [CachedVolume(folder / c) for c in wanted["val"] if c in cached]
+        if not train:
+            raise LiverwildError(f"fold {self.fold_name} has no training volumes")
+        return train, domains, val
+
+    def build_datasets(self):
+        train, _, self.val_cases = self.fold_cases()
+        self.train_set = VolumeDataset(train, self.classes)
+
+    def batch_sampler(self, epoch: int):
+        """Shuffled volumes: ``steps_per_epoch`` batches, or one pass (the last batch may be smaller)."""
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        size = self.global_batch_size
+        if self.config.steps_per_epoch:
+            n = self.config.steps_per_epoch * size
+            replace = n > len(self.train_set)
+            sampler = RandomSampler(self.train_set, replacement=replace, num_samples=n, generator=generator)
+            return BatchSampler(sampler, size, drop_last=True)
+        return BatchSampler(RandomSampler(self.train_set, generator=generator), size, drop_last=False)
+
+    # ---- model ---------------------------------------------------------------------------------------
+
+    def build_network(self) -> torch.nn.Module:
+        from ..nets import UNet3d
+
+        c = self.config
+        size = self.volume_size
+        if any(v % 2**c.unet3d_depth for v in size):
+            raise LiverwildError(
+                f"volume size {size} is not divisible by 2**unet3d_depth = {2**c.unet3d_depth}: change "
+                "plans.json 3d.volume_size or unet3d_depth"
+            )
+        return UNet3d(1, len(self.classes) + 1, c.unet3d_channels, c.unet3d_depth)
+
+    def build_losses(self) -> dict:
+        return {}
+
+    def build_optimizer(self, network):
+        parameters = [*network.parameters(), *self.auxiliary.parameters()]
+        return torch.optim.Adam(parameters, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def poly_factor(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` over the initial one: ``(1 − epoch / epochs) ** poly_power``."""
+        return max(0.0, 1 - epoch / self.config.epochs) ** self.config.poly_power
+
+    def build_scheduler(self, optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, self.poly_factor)
+
+    def step_scheduler(self, val_dice: float) -> None:
+        self.scheduler.step()  # polynomial decay: by epoch, not by validation
+
+    def load_checkpoint(self, path):
+        """Resume; the learning rate follows this run's schedule (a re-run may raise ``epochs``, and the
+        decay then continues towards the new end, not the old one)."""
+        super().load_checkpoint(path)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.poly_factor(self.start_epoch)
+
+    def model_description(self) -> dict:
+        return {
+            "configuration": "3d",
+            "classes": list(self.classes),
+            "volume_size": self.volume_size,
+            "backbone_weights": None,
+            "teacher": "none (3d configuration: a 3D U-Net on the resized volumes)",
+        }
+
+    # ---- one step ------------------------------------------------------------------------------------
+
+    def prepare_batch(self, batch: dict) -> dict:
+        return batch
+
+    def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The representation-learning terms on the decoder's hidden layers (none for the plain U-Net)."""
+        return {}
+
+    def train_step(self, batch: dict) -> dict:
+        volumes, labels = batch["volume"], batch["labels"]
+        with autocast(self.device, self.config.amp):
+            logits, hidden = self.model(volumes, return_hidden=True)
+            terms = {"dice": soft_dice_loss(logits, labels)}
+            terms.update(self.feature_terms(hidden, logits, labels))
+            total = terms["dice"] + self.config.feature_weight * terms.get("feature", 0.0)
+        self.optimize(total)
+        return self.loss_stats(total, terms)
+
+    # ---- validation ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean Dice over the fold's classes per held-out volume (classes absent from both prediction and
+        reference are left out), averaged over volumes; ``log`` holds the mean per organ."""
+        self.network.eval()
+        n_classes = len(self.classes) + 1
+        per_case: dict[str, float] = {}
+        per_class: dict[int, list[float]] = {k: [] for k in range(1, n_classes)}
+        for source, cases in self.val_cases.items():
+            for case in cases:
+                volume = torch.from_numpy(np.asarray(case.volume, np.float32))[None, None].to(self.device)
+                with autocast(self.device, self.config.amp):
+                    logits = self.network(volume)
+                prediction = logits.float().max(1).indices[0].cpu().numpy()  # argmax, faster on CPU
+                reference = VolumeDataset.lookup(case.classes, self.classes)[np.asarray(case.labels)]
+                dices = volume_dice(prediction, reference, n_classes)
+                for k, value in dices.items():
+                    per_class[k].append(value)
+                per_case[f"{source}/{case.name}"] = float(np.mean(list(dices.values()))) if dices else 1.0
+        self.network.train()
+        log = {f"val_dice_{self.classes[k - 1]}": float(np.mean(v)) for k, v in per_class.items() if v}
+        mean = float(np.mean(list(per_case.values()))) if per_case else float("nan")
+        return {"val_dice": mean, "val_cases": per_case, "log": log}
+
+
+@register_trainer
+class Siamese3DTrainer(UNet3DTrainer):
+    """The source paper's method: voxel-level Siamese representation learning. Voxel feature layers
+    (:class:`~liverwild.losses.voxel.VoxelFeatureLayer`, width ``feature_hidden``) on the last
+    ``feature_layers`` decoder hidden layers; per layer up to ``voxel_samples`` voxels of the batch, the
+    voxels the network still gets wrong first (at most ``false_negative_samples``), classes balanced;
+    ``−cos(p_i, stopgrad(z_j))`` over same-class pairs, classes weighted equally; layers summed with
+    ``feature_layer_weights``; total = soft Dice + ``feature_weight`` · feature loss. Deviation: "false
+    negative" is read as every voxel whose predicted class is wrong (the paper does not define it for
+    several classes); λ = 10 (the paper's sentence giving λ lost its symbols)."""
+
+    def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return simsiam_voxel_loss(p, z, labels)
+
+    def build_auxiliary(self) -> torch.nn.ModuleDict:
+        from ..nets import UNet3d
+
+        c = self.config
+        net = UNet3d(1, len(self.classes) + 1, c.unet3d_channels, c.unet3d_depth)  # for its layer widths
+        if not 1 <= c.feature_layers <= len(net.hidden_channels):
+            raise LiverwildError(
+                f"feature_layers = {c.feature_layers}: the 3D U-Net has {len(net.hidden_channels)} decoder layers"
+            )
+        widths = net.hidden_channels[-c.feature_layers :]
+        if c.feature_layer_weights is not None and len(c.feature_layer_weights) != len(widths):
+            raise LiverwildError(
+                f"feature_layer_weights has {len(c.feature_layer_weights)} values for {len(widths)} feature layers"
+            )
+        return torch.nn.ModuleDict(
+            {"feature_layers": torch.nn.ModuleList(VoxelFeatureLayer(w, c.feature_hidden) for w in widths)}
+        )
+
+    def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        c = self.config
+        layers = self.auxiliary["feature_layers"]
+        total, per_layer = multi_resolution_loss(
+            hidden[-len(layers) :],
+            list(layers),
+            labels,
+            logits.detach().max(1).indices,  # the predicted classes (argmax)
+            self.voxel_loss,
+            c.feature_layer_weights,
+            c.voxel_samples,
+            c.false_negative_samples,
+        )
+        return {"feature": total, **{f"feature_layer{k}": v for k, v in enumerate(per_layer)}}
+
+
+@register_trainer
+class SupervisedContrastive3DTrainer(Siamese3DTrainer):
+    """The source paper's "SCL" row: the same feature layers, layers and voxel samples as
+    :class:`Siamese3DTrainer`, with the supervised contrastive loss on the projections (the other
+    classes' sampled voxels as negatives, temperature ``scl_temperature``) instead of the SimSiam loss.
+    Deviation: the paper samples 1 700 extra negatives per layer; here the other classes' voxels of the
+    same 1 700 samples are the negatives. λ = 1 (``feature_weight``): the supervised contrastive loss's
+    gradient carries a factor 1/τ = 10 that the SimSiam loss's does not, so λ·(1/τ) matches the Siamese
+    row's λ = 10 (the paper's λ for this row is not legible)."""
+
+    recipe = {**Siamese3DTrainer.recipe, "feature_weight": 1.0}
+
+    def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return supervised_contrastive_voxel_loss(z, labels, self.config.scl_temperature)

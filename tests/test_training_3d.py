@@ -1,0 +1,147 @@
+"""The 3d configuration's trainers on tiny multi-organ phantoms: a few iterations each, their artefacts,
+the recipe and its overrides, resumption, and the folds they refuse."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_3d
+
+from liverwild.checkpoints import load_checkpoint
+from liverwild.training import TrainerConfig, get_trainer, train_fold
+from liverwild.training.volumetric import VolumeDataset
+from preprocessing.splits import get_fold
+
+CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach"]
+
+
+def test_the_3d_trainers_start_from_the_papers_recipe_and_user_settings_win():
+    for name in ("UNet3DTrainer", "Siamese3DTrainer", "SupervisedContrastive3DTrainer"):
+        config = get_trainer(name).default_config()
+        assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (500, 4, 1e-3, 1e-5)
+    assert get_trainer("Siamese3DTrainer").default_config().feature_weight == 10.0
+    assert get_trainer("SupervisedContrastive3DTrainer").default_config().feature_weight == 1.0
+    assert get_trainer("ContrastiveDistillationTrainer").default_config() == TrainerConfig()
+
+    from liverwild.cli.common import trainer_config
+    from liverwild.cli.train import build_parser
+
+    args = build_parser().parse_args(["loo_X", "-tr", "UNet3DTrainer", "--lr", "1e-4", "--set", "unet3d_depth=3"])
+    config = trainer_config(args, args.trainer, "lr", "epochs")
+    assert (config.lr, config.unet3d_depth, config.epochs) == (1e-4, 3, 500)  # the user's lr, the recipe's epochs
+
+
+@pytest.mark.parametrize("name", ["UNet3DTrainer", "Siamese3DTrainer", "SupervisedContrastive3DTrainer"])
+def test_a_few_iterations_of_each_3d_trainer_on_multi_organ_phantoms(organ_study, tmp_path, name):
+    summary = train_fold(
+        "loo_PhantomT2MR",
+        name,
+        preprocessed=str(organ_study / "pre"),
+        results=str(tmp_path),
+        device="cpu",
+        config=tiny_3d(name, epochs=2),
+        progress=False,
+    )
+    out = Path(summary["output"])
+    assert out.name.startswith(f"{name}__lw3dPlans_16x32x32_5c_") and summary["epochs"] == 2
+    log = pd.read_csv(out / "log.csv")
+    fold = get_fold(organ_study / "pre" / "splits.json", "loo_PhantomT2MR")
+    n_train = sum(len(cases) for cases in fold["train"].values())
+    assert list(log.epoch) == [0, 1] and log.loss_dice.between(0, 1).all() and log.train_volumes.eq(n_train).all()
+    assert log.lr.iloc[1] == pytest.approx(1e-3 * 0.5**0.9)  # polynomial decay after one of two epochs
+    assert {f"val_dice_{c}" for c in CLASSES} <= set(log.columns) and log.val_dice.between(0, 1).all()
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["configuration"] == "3d" and config["classes"] == CLASSES and config["network"]["classes"] == 6
+    state = load_checkpoint(out / "checkpoint_final.pth")
+    assert state["configuration"] == "3d" and state["classes"] == CLASSES
+    feature_keys = [k for k in state["auxiliary"] if k.startswith("feature_layers.")]
+    assert not any("feature" in k for k in state["network"])  # inference needs the plain U-Net only
+    if name == "UNet3DTrainer":
+        assert not feature_keys and "loss_feature" not in log.columns
+    else:
+        assert feature_keys and log.loss_feature.notna().all()
+        assert {"loss_feature_layer0", "loss_feature_layer1"} <= set(log.columns)
+        bounded = log.loss_feature_layer0.between(-1, 1).all()
+        assert bounded if name == "Siamese3DTrainer" else log.loss_feature_layer0.gt(0).all()  # −cos vs −log p
+
+
+def test_the_siamese_feature_loss_falls_on_a_fixed_batch(organ_study, tmp_path):
+    cls = get_trainer("Siamese3DTrainer")
+    fold = get_fold(organ_study / "pre" / "splits.json", "loo_PhantomT2MR")
+    trainer = cls("loo_PhantomT2MR", fold, organ_study / "pre", tmp_path, tiny_3d(), "cpu")
+    trainer.initialize()
+    batch = torch.utils.data.default_collate([trainer.train_set[0], trainer.train_set[3]])
+    torch.manual_seed(0)
+    losses = [float(trainer.train_step(batch)["loss_feature"]) for _ in range(20)]
+    # the voxel features of each organ are pulled together (measured: −0.04 → −0.26 over these steps)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
+
+
+def test_an_interrupted_3d_run_resumes_to_the_weights_of_an_uninterrupted_one(organ_study, tmp_path):
+    def run(folder, epochs):
+        return train_fold(
+            "loo_PhantomNativeCT",
+            "Siamese3DTrainer",
+            preprocessed=str(organ_study / "pre"),
+            results=str(folder),
+            device="cpu",
+            config=tiny_3d(epochs=epochs),
+            progress=False,
+        )
+
+    whole = run(tmp_path / "whole", 2)
+    run(tmp_path / "parts", 1)
+    resumed = run(tmp_path / "parts", 2)  # the same command with more epochs continues
+    a = load_checkpoint(Path(whole["output"]) / "checkpoint_final.pth")
+    b = load_checkpoint(Path(resumed["output"]) / "checkpoint_final.pth")
+    for key in a["network"]:
+        torch.testing.assert_close(a["network"][key], b["network"][key])
+    for key in a["auxiliary"]:
+        torch.testing.assert_close(a["auxiliary"][key], b["auxiliary"][key])
+
+
+def test_folds_the_3d_trainers_cannot_train_are_refused_with_the_command_to_run(organ_study, tmp_path):
+    fold = get_fold(organ_study / "pre" / "splits.json", "loo_PhantomT2MR")
+    pre = tmp_path / "pre"
+
+    def plans_of(source, classes=None, planned=True):
+        """A copy of the source's plans without its cache, its 3d classes replaced or its 3d entry removed."""
+        plans = json.loads((organ_study / "pre" / source / "plans.json").read_text(encoding="utf-8"))
+        if classes is not None:
+            plans["3d"]["classes"] = classes
+        if not planned:
+            del plans["3d"]
+        (pre / source).mkdir(parents=True, exist_ok=True)
+        (pre / source / "plans.json").write_text(json.dumps(plans), encoding="utf-8")
+
+    def trainer():
+        return get_trainer("UNet3DTrainer")("loo_PhantomT2MR", fold, pre, tmp_path / "res", None, "cpu")
+
+    plans_of("PhantomNativeCT")
+    plans_of("PhantomPortalCT")
+    with pytest.raises(Exception, match=r"no 3d cache .*: run lw_plan_and_preprocess -d PhantomNativeCT -c 3d"):
+        trainer().build_datasets()
+    plans_of("PhantomNativeCT", ["spleen", "liver"])
+    assert trainer().classes == ["spleen", "liver"]  # the organs every source labels
+    plans_of("PhantomPortalCT", ["stomach"])
+    with pytest.raises(Exception, match="share no organ class"):
+        trainer()
+    plans_of("PhantomNativeCT", planned=False)
+    with pytest.raises(Exception, match="PhantomNativeCT: plans.json has no 3d configuration"):
+        trainer()
+
+
+def test_volume_items_follow_the_folds_classes(organ_study):
+    from planning.plans import load_plans
+    from preprocessing.cache import CachedVolume, list_cases
+
+    plans = load_plans(organ_study / "pre" / "PhantomNativeCT" / "plans.json")
+    folder = organ_study / "pre" / "PhantomNativeCT" / plans.data_identifier_3d()
+    case = CachedVolume(folder / list_cases(folder)[0])
+    item = VolumeDataset([case], ["spleen", "liver"])[0]
+    assert item["volume"].shape == (1, 16, 32, 32) and item["volume"].dtype == torch.float32
+    labels, stored = item["labels"].numpy(), case.labels
+    assert ((labels == 2) == (stored == 4)).all() and ((labels == 1) == (stored == 1)).all()  # liver 4 → 2
+    assert ((labels == 0) == ~((stored == 1) | (stored == 4))).all()  # the kidney etc. become background
