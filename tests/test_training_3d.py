@@ -21,8 +21,8 @@ def test_the_3d_trainers_start_from_the_papers_recipe_and_user_settings_win():
     for name in ("UNet3DTrainer", "Siamese3DTrainer", "SupervisedContrastive3DTrainer"):
         config = get_trainer(name).default_config()
         assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (500, 4, 1e-3, 1e-5)
-    assert get_trainer("Siamese3DTrainer").default_config().feature_weight == 10.0
-    assert get_trainer("SupervisedContrastive3DTrainer").default_config().feature_weight == 1.0
+    assert get_trainer("Siamese3DTrainer").default_config().feature_weight == 0.1
+    assert get_trainer("SupervisedContrastive3DTrainer").default_config().feature_weight == 0.01
     assert get_trainer("ContrastiveDistillationTrainer").default_config() == TrainerConfig()
 
     from liverwild.cli.common import trainer_config

@@ -130,3 +130,15 @@ def test_the_sampled_vectors_are_the_features_of_the_voxels_whose_labels_they_ca
     assert len(where) == 60 and len(set(where.tolist())) == 60
     assert torch.equal(seen["vectors"][:, 1].long(), seen["labels"])  # the vector of the voxel with that label
     assert torch.equal(labels.reshape(-1)[where], seen["labels"])
+
+
+def test_projections_keep_unit_variance_so_the_voxels_cannot_collapse_to_one_point():
+    layer = VoxelFeatureLayer(8, 16).train()
+    last = layer.projection[-1]
+    assert isinstance(last, torch.nn.BatchNorm1d) and not last.affine  # SimSiam's output BN
+    with torch.no_grad():
+        for module in layer.projection:  # even weights that shrink every feature tenfold ...
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(0.1)
+        _, z = layer(torch.randn(500, 8))
+    torch.testing.assert_close(z.var(dim=0, unbiased=False), torch.ones(16), atol=0.05, rtol=0)  # z stays spread

@@ -105,7 +105,11 @@ def supervised_contrastive_voxel_loss(z: torch.Tensor, labels: torch.Tensor, tem
 class VoxelFeatureLayer(nn.Module):
     """Projection MLP ``g`` (Linear–BN–ReLU–Linear–BN) and prediction MLP ``h`` (Linear–BN–ReLU–Linear),
     as SimSiam's heads, on voxel feature vectors ``(n, C)`` → ``(p, z)`` each ``(n, hidden)``. Training
-    only: inference uses the plain U-Net."""
+    only: inference uses the plain U-Net.
+
+    As in SimSiam, the projection's last BatchNorm has no affine parameters: ``z`` keeps unit variance
+    per dimension over the sampled voxels, so the loss cannot be met by sending every voxel to one
+    point (with a learnable scale that could shrink to zero, it can)."""
 
     def __init__(self, in_channels: int, hidden: int = 256):
         super().__init__()
@@ -114,7 +118,7 @@ class VoxelFeatureLayer(nn.Module):
             nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
+            nn.BatchNorm1d(hidden, affine=False),
         )
         self.prediction = nn.Sequential(
             nn.Linear(hidden, hidden, bias=False),

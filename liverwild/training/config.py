@@ -58,7 +58,7 @@ class TrainerConfig:
     unet3d_channels: int = 16  # channels of the first 3D U-Net level (doubled per level)
     unet3d_depth: int = 4  # poolings: 64 × 128 × 128 → 4 × 8 × 8
     poly_power: float = 0.9  # lr · (1 − epoch / epochs) ** power
-    feature_weight: float = 10.0  # λ: Dice + λ · feature loss (the paper's "10 for … and 100 for …" lost its symbols)
+    feature_weight: float = 0.1  # λ: Dice + λ · feature loss; measured choice, see documentation/multi_organ_3d.md
     feature_hidden: int = 256  # projection/prediction MLP width (ablation's best; implementation details say 64)
     feature_layers: int = 3  # the last N decoder hidden layers (multi-resolution context aggregation)
     feature_layer_weights: list | None = None  # w_l, one per layer (finest last); None: 1 each (the paper)
