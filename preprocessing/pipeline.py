@@ -103,19 +103,13 @@ def preprocess_dataset(
     """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
     the fingerprint already rejected (case → reason); they are reported, not read again. ``context``:
     under torchrun, this rank caches only its share of the cases."""
-    from tqdm import tqdm
 
     start = time.perf_counter()
     folder = Path(raw_dataset_folder)
     info = load_dataset_json(folder)
     data_id = plans.data_identifier()
-    out = Path(preprocessed_root) / info.name / data_id
     context = context or distributed.DistributedContext()
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)  # before any rank starts writing new ones
-        save_plans(plans, out / "plans.json")
-    distributed.barrier()
+    out = open_cache_folder(Path(preprocessed_root) / info.name / data_id, plans, context)
     report = DatasetReport(info.name, data_id)
     todo = []
     for case in context.shard(info.cases):
@@ -135,26 +129,50 @@ def preprocess_dataset(
             todo.append((case, image_path, label_path, organs_path, plans, workers >= 1))
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
-    show = progress and bool(todo) and context.is_main
-    bar = tqdm(total=len(todo), desc=f"preprocess {info.name}", unit="case", disable=not show)
-    for case, arrays, properties, error in bounded_imap(prepare_case, todo, workers, pool_from=1):
+
+    def add_features(arrays: dict, properties: dict) -> int:
+        assert extractor is not None  # made above whenever there is a case to cache
+        v, z = arrays["slices"].shape[:2]
+        t0 = time.perf_counter()
+        features = extractor(arrays["slices"].reshape(v * z, *arrays["slices"].shape[2:]))
+        arrays["features"] = features.reshape(v, z, *features.shape[1:])
+        properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
+        return z
+
+    show = progress and context.is_main
+    cache_cases(prepare_case, todo, out, report, workers, show, f"preprocess {info.name}", add_features)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def open_cache_folder(out: Path, plans: Plans, context: distributed.DistributedContext) -> Path:
+    """A configuration's cache folder ``<root>/<Name>/<data identifier>/``, made ready by rank 0 before any
+    rank writes: created, emptied of what a killed run left half-written, given its ``plans.json``."""
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        save_plans(plans, out / "plans.json")
+    distributed.barrier()
+    return out
+
+
+def cache_cases(job, todo: list, out: Path, report: DatasetReport, workers: int, show: bool, desc: str, finish) -> None:
+    """Run the CPU stage ``job`` over ``todo`` in worker processes; each case that succeeds is completed in
+    this process by ``finish(arrays, properties)`` (which returns its slice count) and written atomically,
+    each that fails is reported in one line. Updates ``report``."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc=desc, unit="case", disable=not (show and todo))
+    for case, arrays, properties, error in bounded_imap(job, todo, workers, pool_from=1):
         if error:
             report.failed[case] = error
             logger.warning(f"FAILED {error}")
         else:
-            assert extractor is not None  # made above whenever there is a case to cache
-            v, z = arrays["slices"].shape[:2]
-            t0 = time.perf_counter()
-            features = extractor(arrays["slices"].reshape(v * z, *arrays["slices"].shape[2:]))
-            arrays["features"] = features.reshape(v, z, *features.shape[1:])
-            properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
+            report.slices += finish(arrays, properties)
             write_case(out / case, arrays, properties)
             report.processed.append(case)
-            report.slices += z
         bar.update()
     bar.close()
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def preprocess_dataset_3d(
@@ -170,19 +188,13 @@ def preprocess_dataset_3d(
     ``preprocessed_root/<Name>/<lw3d_... identifier>/``: the normalised volume resized to the plans'
     ``volume_size`` and its organ classes, from the organ maps (``labelsTr_organs/``) or the liver label
     as the plans' ``3d.label_maps`` says. ``failed`` and ``context`` as for :func:`preprocess_dataset`."""
-    from tqdm import tqdm
 
     start = time.perf_counter()
     folder = Path(raw_dataset_folder)
     info = load_dataset_json(folder)
     data_id = plans.data_identifier_3d()
-    out = Path(preprocessed_root) / info.name / data_id
     context = context or distributed.DistributedContext()
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        save_plans(plans, out / "plans.json")
-    distributed.barrier()
+    out = open_cache_folder(Path(preprocessed_root) / info.name / data_id, plans, context)
     report = DatasetReport(info.name, data_id, configuration="3d")
     uses_organs = plans.config_3d.get("label_maps") == "organs"
     todo = []
@@ -211,18 +223,12 @@ def preprocess_dataset_3d(
             report.skipped.append(case)
         else:
             todo.append((case, image_path, label_path, plans, workers >= 1))
-    show = progress and bool(todo) and context.is_main
-    bar = tqdm(total=len(todo), desc=f"preprocess {info.name} (3d)", unit="case", disable=not show)
-    for case, arrays, properties, error in bounded_imap(prepare_volume_case, todo, workers, pool_from=1):
-        if error:
-            report.failed[case] = error
-            logger.warning(f"FAILED {error}")
-        else:
-            write_case(out / case, arrays, properties)
-            report.processed.append(case)
-            report.slices += int(properties["canonical_geometry"]["size"][2])
-        bar.update()
-    bar.close()
+
+    def input_slices(arrays: dict, properties: dict) -> int:
+        return int(properties["canonical_geometry"]["size"][2])
+
+    show = progress and context.is_main
+    cache_cases(prepare_volume_case, todo, out, report, workers, show, f"preprocess {info.name} (3d)", input_slices)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -18,12 +18,13 @@ def small(**changes):
     return TrainerConfig().updated(**{"epochs": 8, "lr": 1e-2, "val_batch_size": 16, "seed": 0, **changes})
 
 
-def preprocess_phantoms(root, domains, views: int = 1) -> None:
+def preprocess_phantoms(root, domains, views: int = 1, **options) -> list:
     """``lw_plan_and_preprocess`` of the phantom datasets in ``root/raw`` into ``root/pre`` with the test
-    teacher (random ViT-Tiny), ``views`` augmented views, in-process and silent."""
+    teacher (random ViT-Tiny), ``views`` augmented views, in-process and silent; ``options``: more of
+    ``plan_and_preprocess``'s (``configurations``, ``volume_size``)."""
     from preprocessing.pipeline import plan_and_preprocess
 
-    plan_and_preprocess(
+    return plan_and_preprocess(
         list(domains),
         raw=str(root / "raw"),
         preprocessed=str(root / "pre"),
@@ -32,6 +33,7 @@ def preprocess_phantoms(root, domains, views: int = 1) -> None:
         views=views,
         workers=0,
         progress=False,
+        **options,
     )
 
 
@@ -83,18 +85,8 @@ def tiny_3d(trainer: str = "Siamese3DTrainer", **changes):
 
 
 def preprocess_3d(root, domains) -> list:
-    """``lw_plan_and_preprocess -c 3d --volume-size 16 32 32`` of ``root/raw`` into ``root/pre``, silent."""
-    from preprocessing.pipeline import plan_and_preprocess
-
-    return plan_and_preprocess(
-        list(domains),
-        raw=str(root / "raw"),
-        preprocessed=str(root / "pre"),
-        configurations=("3d",),
-        volume_size=VOLUME_SIZE,
-        workers=0,
-        progress=False,
-    )
+    """:func:`preprocess_phantoms` for the 3d configuration alone (``-c 3d --volume-size 16 32 32``)."""
+    return preprocess_phantoms(root, domains, configurations=("3d",), volume_size=VOLUME_SIZE)
 
 
 @pytest.fixture(scope="session")
