@@ -4,6 +4,7 @@ the recipe and its overrides, resumption, and the folds they refuse."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -145,3 +146,51 @@ def test_volume_items_follow_the_folds_classes(organ_study):
     labels, stored = item["labels"].numpy(), case.labels
     assert ((labels == 2) == (stored == 4)).all() and ((labels == 1) == (stored == 1)).all()  # liver 4 → 2
     assert ((labels == 0) == ~((stored == 1) | (stored == 4))).all()  # the kidney etc. become background
+
+
+def test_a_converted_btcv_dataset_trains_beside_the_phantoms(organ_study, tmp_path):
+    """BTCV as distributed (organ values 1 spleen, 3 left kidney, 4 gallbladder, 6 liver, 7 stomach, …) →
+    lw_convert → -c 3d → a fold with a phantom source: the organs both label, matched by name."""
+    import shutil
+
+    from conftest import preprocess_3d
+
+    from liverwild.datasets.conversion import convert
+    from liverwild.io import Reorientation, write_volume
+    from liverwild.phantoms import Tissue, generate_case
+    from planning.plans import load_plans
+    from preprocessing.splits import get_fold
+
+    btcv_values = {Tissue.SPLEEN: 1, Tissue.LEFT_KIDNEY_CORTEX: 3, Tissue.LEFT_KIDNEY_MEDULLA: 3, Tissue.GALLBLADDER: 4}
+    btcv_values |= {Tissue.LIVER: 6, Tissue.LIVER_VESSEL: 6, Tissue.LESION: 6, Tissue.STOMACH: 7, Tissue.AORTA: 8}
+    src = tmp_path / "BTCV" / "RawData" / "Training"
+    for case in range(1, 5):
+        image, _, tissues = generate_case("PhantomPortalCT", seed=3, case=case, n_slices=16)
+        organs = np.zeros(tissues.shape, np.uint8)
+        for tissue, value in btcv_values.items():
+            organs[tissues == tissue] = value
+        stored = Reorientation.from_geometry(image.geometry).from_canonical(organs)
+        write_volume(image.array, image.geometry, src / "img" / f"img{case:04d}.nii.gz")
+        write_volume(np.ascontiguousarray(stored), image.geometry, src / "label" / f"label{case:04d}.nii.gz")
+    for domain in ("PhantomNativeCT", "PhantomT2MR"):
+        shutil.copytree(organ_study / "raw" / domain, tmp_path / "raw" / domain)
+    (report,) = convert("btcv", tmp_path / "BTCV", tmp_path / "raw", progress=False)
+    assert report.ok, report.failed
+    preprocess_3d(tmp_path, ["BTCV", "PhantomNativeCT", "PhantomT2MR"])
+    plans = load_plans(tmp_path / "pre" / "BTCV" / "plans.json")
+    assert plans.config_3d["label_values"]["liver"] == [6] and plans.config_3d["label_values"]["left_kidney"] == [3]
+    assert "pancreas" in plans.config_3d["classes"] and "right_kidney" not in plans.config_3d["classes"]
+    fold = get_fold(tmp_path / "pre" / "splits.json", "loo_PhantomT2MR")
+    assert fold["sources"] == ["BTCV", "PhantomNativeCT"]
+    summary = train_fold(
+        "loo_PhantomT2MR",
+        "Siamese3DTrainer",
+        preprocessed=str(tmp_path / "pre"),
+        results=str(tmp_path / "res"),
+        device="cpu",
+        config=tiny_3d(epochs=1),
+        progress=False,
+    )
+    config = json.loads((Path(summary["output"]) / "config.json").read_text(encoding="utf-8"))
+    assert config["classes"] == CLASSES  # the phantoms' five organs, which BTCV labels too
+    assert summary["epochs"] == 1 and 0 <= summary["best_val_dice"] <= 1
