@@ -31,7 +31,7 @@ from liverwild.datasets import case_files, find_dataset, load_dataset_json, orga
 from liverwild.datasets.format import ORGAN_FOLDER
 from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.distributed import distributed_session
-from liverwild.errors import ConfigurationError
+from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.locking import folder_lock
 from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
@@ -40,8 +40,8 @@ from planning.fingerprint import extract_fingerprint, load_fingerprint, save_fin
 from planning.planner import make_plans, resolve_weights
 from planning.plans import Plans, load_plans, save_plans
 
-from .cache import ARRAYS_3D, input_signature, is_complete, remove_stale_temporaries, write_case
-from .cases import case_inputs, prepare_case, prepare_volume_case
+from .cache import ARRAYS, ARRAYS_3D, input_signature, is_complete, remove_stale_temporaries, write_case
+from .cases import prepare_case, prepare_volume_case
 from .features import FeatureExtractor, build_backbone
 from .splits import refresh_splits
 
@@ -111,22 +111,12 @@ def preprocess_dataset(
     context = context or distributed.DistributedContext()
     out = open_cache_folder(Path(preprocessed_root) / info.name / data_id, plans, context)
     report = DatasetReport(info.name, data_id)
-    todo = []
-    for case in context.shard(info.cases):
-        if failed and case in failed:
-            report.failed[case] = failed[case]
-            continue
-        image_path, label_path = case_files(folder, info, case)
-        organs_path = organ_file(folder, info, case)
-        try:
-            signature = input_signature(*case_inputs(image_path, label_path, organs_path))
-        except FileNotFoundError as exc:
-            report.failed[case] = f"{exc.filename}: missing"
-            continue
-        if is_complete(out / case, signature, data_id):
-            report.skipped.append(case)
-        else:
-            todo.append((case, image_path, label_path, organs_path, plans, workers >= 1))
+
+    def inputs(case: str) -> tuple:
+        return (*case_files(folder, info, case), organ_file(folder, info, case))
+
+    pending = pending_cases(context.shard(info.cases), out, report, failed, inputs, ARRAYS)
+    todo = [(case, image, label, organs, plans, workers >= 1) for case, image, label, organs in pending]
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
 
@@ -143,6 +133,34 @@ def preprocess_dataset(
     cache_cases(prepare_case, todo, out, report, workers, show, f"preprocess {info.name}", add_features)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def pending_cases(cases, out: Path, report: DatasetReport, failed: dict | None, inputs, arrays) -> list[tuple]:
+    """``(case, *input paths)`` of the cases that still need caching in ``out`` — the resumption rule of
+    both configurations. ``inputs(case)`` gives a case's input files (``None`` for an absent optional one)
+    or raises :class:`LiverwildError` saying why it cannot be cached. Into ``report``: cases the
+    fingerprint rejected (``failed``), cases that cannot be cached or miss an input (failed), and cases
+    whose folder holds every one of ``arrays`` made from the same inputs and plan (skipped)."""
+    todo = []
+    for case in cases:
+        if failed and case in failed:
+            report.failed[case] = failed[case]
+            continue
+        try:
+            paths = inputs(case)
+            signature = input_signature(*(p for p in paths if p is not None))
+        except LiverwildError as exc:
+            report.failed[case] = str(exc)
+            logger.warning(f"FAILED {exc}")
+            continue
+        except FileNotFoundError as exc:
+            report.failed[case] = f"{exc.filename}: missing"
+            continue
+        if is_complete(out / case, signature, report.data_identifier, arrays):
+            report.skipped.append(case)
+        else:
+            todo.append((case, *paths))
+    return todo
 
 
 def open_cache_folder(out: Path, plans: Plans, context: distributed.DistributedContext) -> Path:
@@ -197,32 +215,23 @@ def preprocess_dataset_3d(
     out = open_cache_folder(Path(preprocessed_root) / info.name / data_id, plans, context)
     report = DatasetReport(info.name, data_id, configuration="3d")
     uses_organs = plans.config_3d.get("label_maps") == "organs"
-    todo = []
-    for case in context.shard(info.cases):
-        if failed and case in failed:
-            report.failed[case] = failed[case]
-            continue
+
+    def inputs(case: str) -> tuple:
+        """The scan and the labels the 3d cache reads: its organ map, or its liver label."""
         image_path, label_path = case_files(folder, info, case)
-        if uses_organs:
-            organs = organ_file(folder, info, case)
-            if organs is None:
-                where = folder / info.extra.get("organ_label_folder", ORGAN_FOLDER) / f"{case}{info.file_ending}"
-                report.failed[case] = (
-                    f"{where}: missing; the 3d configuration of {info.name} trains on its organ maps "
-                    "(plans.json 3d.label_maps)"
-                )
-                logger.warning(f"FAILED {report.failed[case]}")
-                continue
-            label_path = organs
-        try:
-            signature = input_signature(image_path, label_path)
-        except FileNotFoundError as exc:
-            report.failed[case] = f"{exc.filename}: missing"
-            continue
-        if is_complete(out / case, signature, data_id, ARRAYS_3D):
-            report.skipped.append(case)
-        else:
-            todo.append((case, image_path, label_path, plans, workers >= 1))
+        if not uses_organs:
+            return image_path, label_path
+        organs = organ_file(folder, info, case)
+        if organs is None:
+            where = folder / info.extra.get("organ_label_folder", ORGAN_FOLDER) / f"{case}{info.file_ending}"
+            raise LiverwildError(
+                f"{where}: missing; the 3d configuration of {info.name} trains on its organ maps "
+                "(plans.json 3d.label_maps)"
+            )
+        return image_path, organs
+
+    pending = pending_cases(context.shard(info.cases), out, report, failed, inputs, ARRAYS_3D)
+    todo = [(case, image, labels, plans, workers >= 1) for case, image, labels in pending]
 
     def input_slices(arrays: dict, properties: dict) -> int:
         return int(properties["canonical_geometry"]["size"][2])
