@@ -34,6 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="regenerate cases that already exist")
     p.add_argument("--list", action="store_true", help="list the domains and exit")
     p.add_argument(
+        "--from-label-maps",
+        metavar="DIR",
+        default=None,
+        help="instead of the phantom anatomy, render synthetic scans from the organ label maps under DIR "
+        "(SynthSeg route; name tables: dataset.json, <map stem>.json beside each map, or --names); "
+        "-n = synthetic scans per map (default 1)",
+    )
+    p.add_argument("--names", metavar="JSON", default=None, help="with --from-label-maps: one name table for every map")
+    p.add_argument(
+        "--modality",
+        nargs="+",
+        choices=("CT", "MR"),
+        default=["CT", "MR"],
+        help="with --from-label-maps: one dataset per modality (default: both)",
+    )
+    p.add_argument(
+        "--dataset-name",
+        default=None,
+        help="with --from-label-maps: dataset name prefix (default FromLabelMaps; the modality is appended)",
+    )
+    p.add_argument(
         "--preview",
         metavar="PNG",
         default=None,
@@ -55,6 +76,24 @@ def main(argv=None) -> int:
     if not args.output:
         print("error: no output folder: pass -o DIR or set LW_raw", file=sys.stderr)
         return 1
+    if args.from_label_maps:
+        refused = [
+            o
+            for o, v in (
+                ("--domains", args.domains),
+                ("--scale", args.scale != 1.0),
+                ("--slices", args.slices),
+                ("--preview", args.preview),
+            )
+            if v
+        ]
+        if refused:
+            print(f"error: not available with --from-label-maps: {', '.join(refused)}", file=sys.stderr)
+            return 2
+        return run(lambda: _from_label_maps(args))
+    if args.names or args.dataset_name or args.modality != ["CT", "MR"]:
+        print("error: --names, --dataset-name and --modality need --from-label-maps", file=sys.stderr)
+        return 2
 
     def work():
         folders = write_phantoms(
@@ -66,6 +105,24 @@ def main(argv=None) -> int:
             print(f"wrote {save_preview(args.preview, args.domains, args.seed, scale=args.scale)}")
 
     return run(work)
+
+
+def _from_label_maps(args) -> None:
+    from ..phantoms.labelmaps import write_from_label_maps
+
+    for modality in args.modality:
+        name = f"{args.dataset_name or 'FromLabelMaps'}{modality}"
+        folder = write_from_label_maps(
+            args.from_label_maps,
+            args.output,
+            modality,
+            copies=args.cases or 1,
+            seed=args.seed,
+            dataset_name=name,
+            names_file=args.names,
+            overwrite=args.overwrite,
+        )
+        print(f"wrote {folder}")
 
 
 if __name__ == "__main__":

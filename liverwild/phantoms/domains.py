@@ -23,13 +23,17 @@ _CT_COMMON = {
     "BONE": (750, 120),
     "MARROW": (230, 40),
     "CSF": (15, 5),
-    "STOMACH": (20, 8),
+    "STOMACH": (40, 8),
     "BOWEL": (35, 10),
     "GAS": (-950, 20),
     "LUNG": (-840, 30),
     "TABLE": (-420, 10),
     "DISC": (90, 10),
     "GALLBLADDER": (12, 4),
+    "CARTILAGE": (140, 45),
+    "FLUID": (8, 4),
+    "STOOL": (-40, 70),
+    "ORAL_CONTRAST": (380, 60),
 }
 CT_NATIVE = {
     **_CT_COMMON,
@@ -42,6 +46,7 @@ CT_NATIVE = {
     "AORTA": (42, 3),
     "VEIN": (40, 3),
     "HEART": (42, 5),
+    "PANCREAS": (40, 6),
 }
 CT_PORTAL = {
     **_CT_COMMON,
@@ -55,7 +60,8 @@ CT_PORTAL = {
     "VEIN": (160, 8),
     "HEART": (150, 10),
     "BOWEL": (60, 15),
-    "STOMACH": (45, 10),
+    "STOMACH": (85, 12),
+    "PANCREAS": (100, 10),
 }
 CT_ARTERIAL = {
     **_CT_COMMON,
@@ -69,6 +75,7 @@ CT_ARTERIAL = {
     "VEIN": (75, 8),
     "HEART": (260, 20),
     "BOWEL": (50, 12),
+    "PANCREAS": (115, 14),
 }
 MR_T2 = {
     "AIR": (4, 0),
@@ -85,7 +92,7 @@ MR_T2 = {
     "BONE": (15, 4),
     "MARROW": (90, 15),
     "CSF": (600, 40),
-    "STOMACH": (520, 50),
+    "STOMACH": (90, 15),
     "BOWEL": (300, 60),
     "GAS": (5, 2),
     "LUNG": (10, 4),
@@ -93,6 +100,11 @@ MR_T2 = {
     "GALLBLADDER": (640, 40),
     "TABLE": (0, 0),
     "DISC": (330, 30),
+    "PANCREAS": (95, 12),
+    "CARTILAGE": (45, 10),
+    "FLUID": (560, 50),
+    "STOOL": (140, 70),
+    "ORAL_CONTRAST": (600, 60),
 }
 
 

@@ -13,6 +13,7 @@ from ..parallel import bounded_imap
 from .anatomy import Abdomen, Grid
 from .domains import DOMAINS, Domain
 from .tissues import LIVER_TISSUES, Tissue, label_name
+from .version import GENERATOR_VERSION
 
 SOURCE = "liverwild synthetic phantoms (liverwild.phantoms)"
 LICENCE = "CC0-1.0 (synthetic, generated)"
@@ -37,23 +38,36 @@ def canonical_grid(domain: Domain, n_slices: int | None = None):
     return Grid(x, y, z), geometry
 
 
+def slab_samples(slice_mm: float) -> int:
+    """Sub-slices a slice of ``slice_mm`` integrates (odd, so one of them is the slice's centre):
+    1 below 4 mm, 3 up to 7.5 mm, 5 above."""
+    return 1 if slice_mm < 4.0 else 3 if slice_mm < 7.5 else 5
+
+
 def generate_case(domain: Domain | str, seed: int = 0, case: int = 0, n_slices: int | None = None):
     """One phantom scan: ``(image, label, tissues)``.
 
     ``image`` and ``label`` are :class:`~liverwild.io.Volume` objects in the domain's storage
     orientation (label uint8, 1 = liver incl. vessels and lesions); ``tissues`` is the canonical uint8
-    tissue map. ``n_slices`` overrides the domain's slice count (the z extent is kept centred).
+    organ map. ``n_slices`` overrides the domain's slice count (the z extent is kept centred). Thick
+    slices integrate :func:`slab_samples` sub-slices (partial volume); the label and the organ map are
+    the slab's central sub-slice, so the label is exactly the organ map's liver.
     """
     from .render import render
 
     domain = DOMAINS[domain] if isinstance(domain, str) else domain
     rng = np.random.default_rng(case_seed(seed, domain, case))
     grid, canonical = canonical_grid(domain, n_slices)
+    slab = slab_samples(domain.slice_mm)
+    if slab > 1:
+        offsets = (np.arange(slab) - (slab - 1) / 2) * domain.slice_mm / slab
+        grid = Grid(grid.x, grid.y, (grid.z[:, None] + offsets[None]).ravel())
     if tuple(domain.anatomy_scale) != (1.0, 1.0, 1.0):  # a larger patient = a finer grid in body units
         ax, ay, az = domain.anatomy_scale
         grid = Grid(grid.x / ax, grid.y / ay, grid.z / az)
-    tissues = Abdomen(rng).paint(grid)
-    image = render(tissues, domain, canonical.spacing, rng)
+    canvas = Abdomen(rng).paint_canvas(grid)
+    image = render(canvas.appearance(), domain, canonical.spacing, rng, slab)
+    tissues = canvas.organs[slab // 2 :: slab]
     liver = np.isin(tissues, LIVER_TISSUES).astype(np.uint8)
     geometry = stored_geometry(canonical, domain.direction)
     reorient = Reorientation.from_geometry(geometry)
@@ -126,6 +140,7 @@ def write_domain(
         extra={
             "phantom": {
                 "seed": seed,
+                "generator_version": GENERATOR_VERSION,
                 "scale": scale,
                 "spacing_mm": list(domain.spacing),
                 "orientation": Geometry((1, 1, 1), (1, 1, 1), (0, 0, 0), domain.direction).orientation_code(),

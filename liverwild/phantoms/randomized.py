@@ -29,13 +29,13 @@ import numpy as np
 
 from .domains import CT_ARTERIAL, CT_NATIVE, CT_PORTAL, LAS, LPS, MR_T2, RAI, RAS, Domain
 from .tissues import RENDERED_TISSUES
+from .version import GENERATOR_VERSION
 
-GENERATOR_VERSION = 1
 FAMILY = {"CT": "PhantomRandomCT", "MR": "PhantomRandomMR"}
 LPI = (1, 0, 0, 0, 1, 0, 0, 0, -1)
 ORIENTATIONS = (LPS, RAS, RAI, LAS, LPI)
 
-_FLUIDS = ("CSF", "GALLBLADDER", "STOMACH")
+_FLUIDS = ("CSF", "GALLBLADDER", "FLUID")
 MR_ARCHETYPES = {  # relative intensities per tissue; unlisted tissues come from T2 fat-suppressed
     "t2_fatsat": dict(MR_T2),
     "t2": {**MR_T2, "FAT": (420, 40), "MARROW": (330, 30), "LIVER": (130, 12), "SPLEEN": (280, 20)},
@@ -97,21 +97,54 @@ MR_ARCHETYPES = {  # relative intensities per tissue; unlisted tissues come from
 _DARK_IN_MR = ("AIR", "GAS", "LUNG", "TABLE")
 
 
-def _ct_intensities(rng) -> dict:
+_OUTSIDE = ("AIR", "TABLE")
+_AIRLIKE = ("GAS", "LUNG")
+_DENSE = ("BONE", "MARROW", "CARTILAGE", "ORAL_CONTRAST")
+HARD_NEGATIVES = ("STOMACH", "BOWEL", "SPLEEN", "MUSCLE", "PANCREAS", "KIDNEY_CORTEX")
+"""Tissues that a hard-negative case renders within ±10 HU (CT) or ±5 % (MR) of the liver."""
+
+
+def _ct_intensities(rng) -> tuple[dict, str]:
+    """Per-tissue (mean, texture) in HU and the contrast's name: a phase mixture, or (a third of the
+    cases) every tissue's mean drawn independently, SynthSeg-style; then lesions of either sign and,
+    in some cases, hard negatives."""
     weights = rng.dirichlet([0.7, 0.7, 0.7])
+    independent = rng.random() < 0.35
     out: dict = {}
     for tissue in RENDERED_TISSUES:
         name = tissue.name
         mean = sum(w * phase[name][0] for w, phase in zip(weights, (CT_NATIVE, CT_ARTERIAL, CT_PORTAL)))
         texture = sum(w * phase[name][1] for w, phase in zip(weights, (CT_NATIVE, CT_ARTERIAL, CT_PORTAL)))
-        if name not in ("AIR", "GAS", "LUNG", "TABLE", "BONE"):
+        if independent and name not in _OUTSIDE:
+            if name in _AIRLIKE:
+                mean = rng.uniform(-1000, -600)
+            elif name in _DENSE:
+                mean = rng.uniform(150, 1200)
+            else:
+                mean = rng.uniform(-150, 300)
+            texture = max(texture, 4.0)
+        elif name not in (*_OUTSIDE, *_AIRLIKE, "BONE"):
             mean += rng.normal(0, 12)
         out[name] = (float(mean), float(texture * rng.uniform(0.5, 2.0)))
-    if rng.random() < 0.2:  # fatty liver
-        out["LIVER"] = (float(rng.uniform(-30, 40)), out["LIVER"][1])
-    elif rng.random() < 0.1:  # dense liver (iron, amiodarone)
-        out["LIVER"] = (float(rng.uniform(80, 130)), out["LIVER"][1])
-    return out
+    if not independent:
+        if rng.random() < 0.2:  # fatty liver
+            out["LIVER"] = (float(rng.uniform(-30, 40)), out["LIVER"][1])
+        elif rng.random() < 0.1:  # dense liver (iron, amiodarone)
+            out["LIVER"] = (float(rng.uniform(80, 130)), out["LIVER"][1])
+        liver = out["LIVER"][0]  # lesions darker (most) or brighter (hypervascular) than the liver
+        lesion = liver - rng.uniform(15, 60) if rng.random() < 0.7 else liver + rng.uniform(15, 80)
+        out["LESION"] = (float(lesion), out["LESION"][1])
+    _hard_negatives(rng, out, lambda liver: liver + rng.uniform(-10, 10))
+    return out, "ct_random" if independent else "ct_phase_mixture"
+
+
+def _hard_negatives(rng, out: dict, near) -> None:
+    """In 35 % of cases, 1–3 of :data:`HARD_NEGATIVES` take a mean ``near(liver mean)`` (in place)."""
+    if rng.random() >= 0.35:
+        return
+    liver = out["LIVER"][0]
+    for name in rng.choice(HARD_NEGATIVES, size=int(rng.integers(1, 4)), replace=False):
+        out[str(name)] = (float(near(liver)), out[str(name)][1])
 
 
 def _mr_intensities(rng) -> tuple[dict, str]:
@@ -123,18 +156,20 @@ def _mr_intensities(rng) -> tuple[dict, str]:
             mean, texture = base[tissue.name]
             factor = 1.0 if tissue.name in _DARK_IN_MR else float(rng.lognormal(0, 0.25))
             out[tissue.name] = (float(mean * factor), float(texture * factor * rng.uniform(0.5, 2.0)))
+        _hard_negatives(rng, out, lambda liver: liver * rng.uniform(0.95, 1.05))
         return out, archetype
     out = {}
     for tissue in RENDERED_TISSUES:  # SynthSeg-style: any contrast at all
         level = float(rng.uniform(0, 30)) if tissue.name in _DARK_IN_MR else float(rng.uniform(20, 800))
         out[tissue.name] = (level, float(level * rng.uniform(0.02, 0.15)))
+    _hard_negatives(rng, out, lambda liver: liver * rng.uniform(0.95, 1.05))
     return out, "random"
 
 
-def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 64) -> Domain:
+def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 96) -> Domain:
     """One random imaging domain of ``modality`` ('CT' or 'MR'); at most ``max_slices`` slices."""
     if modality == "CT":
-        intensities, contrast = _ct_intensities(rng), "ct_phase_mixture"
+        intensities, contrast = _ct_intensities(rng)
         spacing = rng.uniform(1.2, 2.8)
         slice_mm = rng.uniform(1.5, 6.0)
     elif modality == "MR":
@@ -144,10 +179,12 @@ def sample_domain(rng: np.random.Generator, modality: str, max_slices: int = 64)
     else:
         raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
     fov = rng.uniform(300, 460)
-    z_range = (float(rng.uniform(-300, -170)), float(rng.uniform(-40, 60)))
+    z_range = (float(rng.uniform(-480, -170)), float(rng.uniform(-40, 60)))  # from the pelvis up to the lungs
     extent = slice_mm * max_slices
-    if z_range[1] - z_range[0] > extent:  # thin slices: a shorter stack that still holds liver
-        low = float(rng.uniform(max(z_range[0], -190 - 0.5 * extent), min(z_range[1] - extent, -0.5 * extent)))
+    if z_range[1] - z_range[0] > extent:  # too many slices: a shorter stack that still holds liver
+        lo = max(z_range[0], -190 - 0.5 * extent)  # at least half the stack's length of liver region
+        hi = min(z_range[1] - extent, -0.5 * extent)
+        low = float(rng.uniform(lo, hi)) if hi > lo else float(min(hi, z_range[1] - extent))
         z_range = (low, low + extent)
     body = rng.uniform(0.85, 1.15)
     kwargs: dict = dict(
@@ -190,14 +227,14 @@ def domain_summary(domain: Domain) -> dict:
     return {k: v for k, v in d.items() if k not in ("name", "cases")}
 
 
-def case_domain(seed: int, modality: str, case: int, max_slices: int = 64) -> Domain:
+def case_domain(seed: int, modality: str, case: int, max_slices: int = 96) -> Domain:
     """The domain of case ``case`` of the randomised family: independent of every other case."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, case, GENERATOR_VERSION, *map(ord, FAMILY[modality])]))
     return sample_domain(rng, modality, max_slices)
 
 
 def write_randomized(
-    out_root, modality: str, n_cases: int, seed: int = 0, max_slices: int = 64, workers: int = 1, progress: bool = True
+    out_root, modality: str, n_cases: int, seed: int = 0, max_slices: int = 96, workers: int = 1, progress: bool = True
 ):
     """Write ``out_root/PhantomRandom<modality>/`` with ``n_cases`` randomised cases; returns the folder."""
     from pathlib import Path

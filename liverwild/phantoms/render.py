@@ -32,13 +32,54 @@ def smooth_field(rng, shape, cells=(4, 6, 6)) -> np.ndarray:
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
-def render(tissues: np.ndarray, domain: Domain, spacing, rng: np.random.Generator) -> np.ndarray:
-    """Tissue map ``(z, y, x)`` on the canonical grid → float32 image in the domain's units."""
+TEXTURE_SCALES = ((4, 6, 6), (10, 20, 20), None)
+"""Texture scales: coarse shading, lobular (cells per axis), and a fine grain (voxel-level, correlated)."""
+
+
+def texture(tissues: np.ndarray, textures: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean texture ``(z, y, x)`` with per-tissue s.d. ``textures[code]``, spread over three
+    scales with per-tissue weights. At the two smooth scales two random fields are mixed at a
+    per-tissue angle, at the grain scale one field takes a per-tissue sign, so that neighbouring
+    tissues do not share one pattern."""
+    n = len(textures)
+    weights = np.sqrt(rng.dirichlet([1.0, 1.0, 1.0], size=n)).astype(np.float32)  # (tissues, scales)
+    out = np.zeros(tissues.shape, np.float32)
+    for scale, cells in enumerate(TEXTURE_SCALES):
+        amplitude = weights[:, scale] * textures
+        if cells is None:
+            sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+            out += (sign * amplitude).astype(np.float32)[tissues] * fine_field(rng, tissues.shape)
+            continue
+        angle = rng.uniform(0, 2 * np.pi, n)
+        for trig in (np.cos, np.sin):
+            out += (trig(angle) * amplitude).astype(np.float32)[tissues] * smooth_field(rng, tissues.shape, cells)
+    return out
+
+
+def fine_field(rng, shape, sigma: float = 0.8) -> np.ndarray:
+    """Unit-s.d. grain: white noise smoothed in-plane by ``sigma`` voxels."""
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    noise = ndimage.gaussian_filter(noise, (0, sigma, sigma), truncate=2.5)
+    return noise / (noise.ravel()[::7].std() + 1e-6)
+
+
+def render(tissues: np.ndarray, domain: Domain, spacing, rng: np.random.Generator, slab: int = 1) -> np.ndarray:
+    """Tissue map ``(z, y, x)`` on the canonical grid → float32 image in the domain's units.
+
+    ``slab`` > 1: ``tissues`` holds ``slab`` sub-slices per output slice (z-major); each output slice
+    integrates its slab's intensities (partial volume of a thick slice) instead of sampling its centre.
+    ``spacing`` is the output grid's (x, y, z) in mm.
+    """
     means, textures = _lookup(domain)
     image = means[tissues]
-    image += smooth_field(rng, tissues.shape) * textures[tissues]
+    if slab > 1:
+        nz = tissues.shape[0] // slab
+        image = image.reshape(nz, slab, *image.shape[1:]).mean(axis=1)
+        tissues = tissues[slab // 2 :: slab]
+    image += texture(tissues, textures, rng)
     sx, sy, sz = spacing
-    sigma = (domain.psf_mm[1] * 0.5, domain.psf_mm[0] / sy, domain.psf_mm[0] / sx)
+    through = domain.psf_mm[1] * (0.5 if slab == 1 else 0.25)  # a slab already integrates through-plane
+    sigma = (through, domain.psf_mm[0] / sy, domain.psf_mm[0] / sx)
     image = ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=3.0)
     noise = rng.standard_normal(image.shape).astype(np.float32)
     if domain.noise_corr > 0:

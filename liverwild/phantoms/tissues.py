@@ -1,8 +1,11 @@
-"""Tissue codes of the phantom anatomy (a uint8 map painted before rendering intensities).
+"""Tissue codes of the phantom anatomy (uint8 maps painted before rendering intensities).
 
-The tissue map doubles as the phantom's organ map (``labelsTr_organs/``). Codes that differ only in
-which organ they belong to render alike (:data:`APPEARANCE`): the left kidney's cortex and medulla
-look exactly like the right kidney's, so splitting them changed no phantom image.
+A phantom is painted in two layers (:class:`~liverwild.phantoms.shapes.Canvas`): the organ map
+(``labelsTr_organs/``: which structure a voxel belongs to) and the lumen contents (fluid, gas, stool,
+oral contrast inside the stomach and bowel), which render instead of the wall where they are set.
+:data:`CONTENTS` never appear in an organ map. Codes that differ only in which organ they belong to
+render alike (:data:`APPEARANCE`): the left kidney's cortex and medulla look exactly like the right
+kidney's, the diaphragm like muscle, the walls of colon, small bowel and duodenum like bowel.
 """
 
 from enum import IntEnum
@@ -23,9 +26,9 @@ class Tissue(IntEnum):
     BONE = 11  # cortical bone
     MARROW = 12  # cancellous bone
     CSF = 13  # spinal canal
-    STOMACH = 14  # stomach content
-    BOWEL = 15
-    GAS = 16  # gas inside the bowel or stomach
+    STOMACH = 14  # stomach wall (its content is a lumen content)
+    BOWEL = 15  # bowel wall appearance (the organ map names colon, small bowel and duodenum)
+    GAS = 16  # gas inside the bowel or stomach (lumen content)
     LUNG = 17
     HEART = 18
     GALLBLADDER = 19
@@ -33,11 +36,40 @@ class Tissue(IntEnum):
     DISC = 21  # intervertebral disc
     LEFT_KIDNEY_CORTEX = 22  # KIDNEY_CORTEX and KIDNEY_MEDULLA are the right kidney's
     LEFT_KIDNEY_MEDULLA = 23
+    COLON = 24
+    SMALL_BOWEL = 25
+    DUODENUM = 26
+    PANCREAS = 27
+    DIAPHRAGM = 28
+    ADRENAL_RIGHT = 29
+    ADRENAL_LEFT = 30
+    BLADDER = 31  # urinary bladder (urine)
+    CARTILAGE = 32  # costal cartilage
+    FLUID = 33  # water-like lumen content (stomach, bowel)
+    STOOL = 34  # mottled faeces or food (lumen content)
+    ORAL_CONTRAST = 35  # positive oral contrast (lumen content)
+    ASCITES = 36  # free peritoneal fluid
+    ILIAC_BONE = 37  # hip bone and sacrum (cortex; marrow inside is MARROW)
 
 
 LIVER_TISSUES = (Tissue.LIVER, Tissue.LIVER_VESSEL, Tissue.LESION)
 
-APPEARANCE = {Tissue.LEFT_KIDNEY_CORTEX: Tissue.KIDNEY_CORTEX, Tissue.LEFT_KIDNEY_MEDULLA: Tissue.KIDNEY_MEDULLA}
+CONTENTS = (Tissue.GAS, Tissue.FLUID, Tissue.STOOL, Tissue.ORAL_CONTRAST)
+"""Lumen contents: painted in the content layer only, never in an organ map."""
+
+APPEARANCE = {
+    Tissue.LEFT_KIDNEY_CORTEX: Tissue.KIDNEY_CORTEX,
+    Tissue.LEFT_KIDNEY_MEDULLA: Tissue.KIDNEY_MEDULLA,
+    Tissue.COLON: Tissue.BOWEL,
+    Tissue.SMALL_BOWEL: Tissue.BOWEL,
+    Tissue.DUODENUM: Tissue.BOWEL,
+    Tissue.DIAPHRAGM: Tissue.MUSCLE,
+    Tissue.ADRENAL_RIGHT: Tissue.MUSCLE,
+    Tissue.ADRENAL_LEFT: Tissue.MUSCLE,
+    Tissue.BLADDER: Tissue.FLUID,
+    Tissue.ASCITES: Tissue.FLUID,
+    Tissue.ILIAC_BONE: Tissue.BONE,
+}
 """Tissue → the tissue whose intensities it takes in every domain (codes that mark another organ only)."""
 
 RENDERED_TISSUES = tuple(t for t in Tissue if t not in APPEARANCE)
@@ -47,6 +79,11 @@ LABEL_NAMES = {
     Tissue.LESION: "liver_lesion",
     Tissue.KIDNEY_CORTEX: "right_kidney_cortex",
     Tissue.KIDNEY_MEDULLA: "right_kidney_medulla",
+    Tissue.ADRENAL_RIGHT: "adrenal_gland_right",
+    Tissue.ADRENAL_LEFT: "adrenal_gland_left",
+    Tissue.BLADDER: "urinary_bladder",
+    Tissue.CARTILAGE: "costal_cartilage",
+    Tissue.ILIAC_BONE: "hip",
 }
 """Organ-map label names (``dataset.json`` ``organ_labels``) that say more than the tissue's name."""
 
