@@ -142,8 +142,8 @@ class Abdomen:
         self.dome_right = np.array([c[0], c[1] + 10, u(2, 10)])  # apex (x, y, z) of the right dome
         self.dome_left = np.array([0.45 * self.a, 0.1 * self.b, u(-22, -8)])
         self.gallbladder = Blob(
-            np.array([c[0] + u(20, 40), -0.3 * self.b, c[2] - 0.45 * rz]),
-            np.array([u(12, 18), u(14, 20), u(28, 40)]),
+            np.array([c[0] + u(20, 40), -0.3 * self.b, c[2] - u(0.5, 0.75) * rz]),  # the fundus may pass the edge
+            np.array([u(12, 18), u(14, 20), u(30, 45)]),
             u(-0.5, 0.5),
             random_waves(rng, 2, 0.1),
         )
@@ -191,7 +191,7 @@ class Abdomen:
                 s * u(0.2, 0.5),
                 random_waves(rng, 2, 0.08),
             )
-            for s, dz in ((-1, -u(30, 55)), (1, -u(35, 65)))
+            for s, dz in ((-1, -u(38, 62)), (1, -u(35, 65)))
         ]
         right, left = self.kidneys
         self.adrenals = [  # two limbs each, above and medial to the upper poles

@@ -149,10 +149,16 @@ def tissue_layers(labels: np.ndarray, names: dict, spacing_zyx, rng: np.random.G
 
 
 def _inner(organs, codes, depth_mm: float, spacing_zyx, apply) -> None:
-    """Call ``apply(mask)`` with the voxels of ``codes`` deeper than ``depth_mm`` inside them."""
+    """Call ``apply(mask)`` with the voxels of ``codes`` more than about ``depth_mm`` inside them
+    (erosion by whole voxels of the finest spacing, at least one), computed in their bounding box."""
     mask = np.isin(organs, codes)
-    if mask.any():
-        apply(ndimage.distance_transform_edt(mask, sampling=spacing_zyx) > depth_mm)
+    if not mask.any():
+        return
+    box = tuple(slice(max(int(a.min()) - 1, 0), int(a.max()) + 2) for a in np.nonzero(mask))
+    iterations = max(1, int(round(depth_mm / min(spacing_zyx))))
+    inner = np.zeros_like(mask)
+    inner[box] = ndimage.binary_erosion(mask[box], iterations=iterations)
+    apply(inner)
 
 
 def _add_body(organs: np.ndarray, spacing_zyx, rng) -> None:

@@ -109,7 +109,7 @@ def _ct_intensities(rng) -> tuple[dict, str]:
     cases) every tissue's mean drawn independently, SynthSeg-style; then lesions of either sign and,
     in some cases, hard negatives."""
     weights = rng.dirichlet([0.7, 0.7, 0.7])
-    independent = rng.random() < 0.35
+    independent = rng.random() < 0.4
     out: dict = {}
     for tissue in RENDERED_TISSUES:
         name = tissue.name
