@@ -84,7 +84,8 @@ def test_missing_package_names_what_to_install(monkeypatch, module, pip_name):
 
 def test_official_dinov2_file_is_fitted_to_224(tmp_path):
     """An official DINOv2 .pth (518² position table, mask token) loads into the 224² teacher: the mask token
-    is dropped and the table resampled by timm's own loading filter. Random weights stand in for the file."""
+    is dropped and the table resampled as timm's loading does; nothing else is adapted, so a file of another
+    patch size is refused. Random weights stand in for the file."""
     import timm
     from timm.layers import resample_abs_pos_embed
 
@@ -98,3 +99,6 @@ def test_official_dinov2_file_is_fitted_to_224(tmp_path):
     assert torch.equal(teacher.model.pos_embed, expected)
     assert torch.equal(teacher.model.blocks[5].attn.qkv.weight, official["blocks.5.attn.qkv.weight"])
     assert teacher.feature_size == (16, 16)
+    torch.save({**official, "patch_embed.proj.weight": torch.zeros(384, 3, 16, 16)}, path)
+    with pytest.raises(ConfigurationError, match="do not fit"):
+        FrozenBackbone("dinov2-vits14", str(path))

@@ -174,23 +174,27 @@ def read_weights(path, key_mapping: str | None) -> dict:
 
 
 def adapt_state_dict(state: dict, model: torch.nn.Module, key_mapping: str | None) -> dict:
-    """``state`` renamed (``by_order``) or fitted (official DINOv2 files) to ``model``'s state dict."""
+    if key_mapping in (None, "identity", "dinov2_onnx"):  # dinov2_onnx: already named by ``read_weights``
+        return state
     if key_mapping == "by_order":
         return map_by_order(state, model.state_dict())
-    if key_mapping == "dinov2_onnx":
-        return state
-    if key_mapping not in (None, "identity"):
-        raise ValueError(f"unknown key mapping {key_mapping!r}")
-    from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+    raise ValueError(f"unknown key mapping {key_mapping!r}")
 
-    if not isinstance(model, VisionTransformer):
-        return state
-    own = model.pos_embed
-    if "mask_token" in state or (own is not None and "pos_embed" in state and state["pos_embed"].shape != own.shape):
-        # an official DINOv2 file (or timm's copy) for another input size: timm's own loading filter
-        # drops the mask token and resamples the position embedding (bicubic) to the model's grid
-        return checkpoint_filter_fn(state, model)
-    return state
+
+def fit_position_embedding(state: dict, model: torch.nn.Module) -> dict:
+    """``state`` for a ViT built for another input size than the weights (an official DINOv2 file or
+    timm's copy, 518² → the teacher's 224²): the mask token dropped and the position table resampled
+    to the model's grid by timm (bicubic, antialiased), as timm's own loading does. Nothing else is
+    changed, so weights of another architecture are still refused by the strict load."""
+    from timm.layers import resample_abs_pos_embed
+
+    out = {k: v for k, v in state.items() if k != "mask_token"}
+    own = getattr(model, "pos_embed", None)
+    if isinstance(own, torch.Tensor) and "pos_embed" in out and out["pos_embed"].shape != own.shape:
+        prefix = int(getattr(model, "num_prefix_tokens", 1))
+        side = int(round((own.shape[1] - prefix) ** 0.5))  # the model's square grid
+        out["pos_embed"] = resample_abs_pos_embed(out["pos_embed"], new_size=[side, side], num_prefix_tokens=prefix)
+    return out
 
 
 def cached_timm_weights(name: str):
