@@ -29,12 +29,12 @@ from .tissues import Tissue
 __all__ = ["LIVER_FAMILIES", "Abdomen", "Blob", "Grid", "random_waves", "segment_distance"]
 
 LIVER_FAMILIES = {
-    "typical": 0.5,
+    "typical": 0.55,
     "large_left_lobe": 0.1,  # the left lobe reaches across to the spleen
     "riedel_lobe": 0.08,  # a tongue of the right lobe down towards the iliac crest
     "cirrhotic": 0.1,  # small nodular right lobe, hypertrophic caudate
     "hepatomegaly": 0.12,
-    "post_resection": 0.1,  # a right or left hepatectomy's remnant
+    "post_resection": 0.05,  # a right or left hepatectomy's remnant
 }
 """Liver shape families and how often a patient draws each."""
 
