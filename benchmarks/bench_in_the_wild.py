@@ -3,7 +3,8 @@
     python benchmarks/bench_in_the_wild.py --real ../shared/data/real [-m default] [--out table.md]
 
 ``--real DIR`` holds one folder per scan with ``image.*`` (NIfTI, NRRD, MHA) and one reference mask
-(any other image file in that folder; every value > 0 is liver, so tumour labels count as liver), e.g.
+(the one other image file in that folder, or ``liver.*`` when there are several, as beside an organ map;
+every value > 0 is liver, so tumour labels count as liver), e.g.
 ``../shared/data/real/{totalseg_ct,totalseg_mr,lits117}``. Each scan goes through ``lw_predict``'s own
 function (the scan's own geometry, modality detected automatically) and is compared with its reference
 in the original geometry. Nothing here is tuned to these scans.
@@ -31,10 +32,12 @@ def find_pairs(folder: Path) -> list:
         files = [p for p in sorted(case.iterdir()) if p.name.endswith(IMAGE_SUFFIXES)]
         images = [p for p in files if p.name.startswith("image.")]
         refs = [p for p in files if not p.name.startswith("image.")]
+        if len(refs) > 1:  # e.g. liver.nii.gz beside an organ map (organs.nii.gz): the liver mask is the reference
+            refs = [p for p in refs if p.name.startswith("liver.")]
         if len(images) == 1 and len(refs) == 1:
             pairs.append((case.name, images[0], refs[0]))
         else:
-            print(f"skipped {case}: needs image.* and exactly one reference mask", file=sys.stderr)
+            print(f"skipped {case}: needs image.* and one reference mask (or liver.*)", file=sys.stderr)
     return pairs
 
 

@@ -221,14 +221,18 @@ def main():
         print(f"  {'warm-up':13s} {report['warmup_seconds']:8.3f} s (once per process, on GPU)")
         print(f"  {'total':13s} {total:8.3f} s (whole lw_predict call incl. model loading)")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        from liverwild.inference.postprocessing import postprocess
-        from liverwild.io import read_label
+        from liverwild.inference.postprocessing import body_centre_mm, postprocess
+        from liverwild.io import Reorientation, read_image, read_label
 
-        liver = read_label(tmp / "label.nii.gz").array > 0
+        label, scan = read_label(tmp / "label.nii.gz"), read_image(tmp / "in" / "scan.nii.gz")
+        r = Reorientation.from_geometry(label.geometry)
+        liver = r.to_canonical(label.array > 0)
         start = time.perf_counter()
-        postprocess(liver)
+        postprocess(
+            liver, r.canonical_geometry(label.geometry), body_centre=body_centre_mm(scan.array, scan.geometry, "CT")
+        )
         print(
-            f"  (post-processing the phantom's true liver mask, {int(liver.sum())} voxels: "
+            f"  (post-processing the phantom's true liver mask, {int(liver.sum())} voxels, every step: "
             f"{time.perf_counter() - start:.3f} s; the untrained benchmark network's mask is not realistic)"
         )
         print(f"peak process memory (RSS): {peak:.0f} MiB (before prediction {rss_before:.0f} MiB)")

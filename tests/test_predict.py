@@ -8,6 +8,7 @@ from conftest import TRAINED_FOLD
 from liverwild.cli import predict as predict_cli
 from liverwild.evaluation import dice, evaluate_folders
 from liverwild.inference import predict
+from liverwild.inference.postprocessing import STEPS
 from liverwild.io import (
     Reorientation,
     read_image,
@@ -106,7 +107,10 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
         "postprocess",
         "write",
     }
-    assert report["postprocessing"] == ["largest_component", "fill_holes"] and "torch" in report["versions"]
+    assert report["postprocessing"] == list(STEPS) and "torch" in report["versions"]
+    for entry in report["scans"]:  # the same mask whatever the storage: the same plausibility
+        assert entry["flags"] == report["scans"][0]["flags"] and isinstance(entry["flags"], list)
+        assert set(entry["extent_mm"]) == {"craniocaudal", "anterior_posterior", "left_right"}
     assert set(report["plans"]) == {"PhantomNativeCT", "PhantomPortalCT"}
     assert report["scans"][0]["modality"] == "CT" and report["scans"][0]["normalization"]["window"] == [0.0, 500.0]
     # evaluation numbers match the test's own computation
@@ -143,7 +147,25 @@ def test_probabilities_and_postprocessing_switch(model_dir, scan, tmp_path):
     mask = read_image(out / "lps.nii.gz", dtype=None)
     assert probs.geometry == mask.geometry and 0 <= probs.array.min() and probs.array.max() <= 1
     assert np.array_equal(probs.array >= 0.5, mask.array > 0)
-    assert json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))["postprocessing"] == []
+    report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
+    assert report["postprocessing"] == [] and report["scans"][0]["flags"] is None
+
+
+def test_postprocessing_steps_are_chosen_or_refused(model_dir, scan, tmp_path, capsys):
+    inputs, _ = scan
+    common = ["-i", str(inputs / "lps_0000.nii.gz"), "-m", model_dir, "--device", "cpu", "--no-progress"]
+    out = tmp_path / "out"
+    assert predict_cli.main([*common, "-o", str(out), "--postprocess", "fill_holes", "largest_component"]) == 0
+    report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
+    assert report["postprocessing"] == ["largest_component", "fill_holes"] and report["scans"][0]["flags"] is None
+    for steps, message in ((["bridge"], "unknown post-processing step"), (["location"], "refines largest_component")):
+        assert predict_cli.main([*common, "-o", str(tmp_path / "refused"), "--postprocess", *steps]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists(), "refused before anything is written"
+    with pytest.raises(SystemExit):
+        predict_cli.main([*common, "-o", str(out), "--postprocess", "fill_holes", "--no-postprocess"])
+    help_text = predict_cli.build_parser().format_help()
+    assert all(step in help_text for step in STEPS)
 
 
 def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_path, capsys):
@@ -246,13 +268,16 @@ def test_second_prediction_into_the_same_folder_fails_at_once(model_dir, scan, t
 
 def test_full_disk_while_writing_masks_leaves_nothing_partial(model_dir, scan, tmp_path):
     import subprocess
+    import sys
 
     from badinputs import file_size_limit
 
     out = tmp_path / "out"
     result = subprocess.run(
         [
-            "lw_predict",
+            sys.executable,  # this checkout's lw_predict, whichever liverwild is installed
+            "-m",
+            "liverwild.cli.predict",
             "-i",
             str(scan[0] / "lps_0000.nii.gz"),
             "-o",

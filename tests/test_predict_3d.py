@@ -86,6 +86,9 @@ def test_what_a_3d_model_refuses_before_reading_any_scan(organ_study, trained_3d
     args = ["-i", str(images), "-m", trained_3d["output"], "--device", "cpu", "--no-progress"]
     assert predict_cli.main([*args, "-o", str(tmp_path / "a"), "--save-probabilities"]) == 1
     assert "needs --liver-only" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    steps = ["--postprocess", "largest_component", "z_continuity"]
+    assert predict_cli.main([*args, "-o", str(tmp_path / "b"), *steps]) == 1
+    assert "steps of a liver mask" in capsys.readouterr().err and not (tmp_path / "b").exists()
     model = TrainedModel(trained_3d["output"])
     model.classes = ["spleen"]
     from liverwild.inference.volumetric import VolumePredictor

@@ -32,11 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
     p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     p.add_argument("--overlays", action="store_true", help="QC picture per scan in OUT/overlays/")
-    p.add_argument(
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--postprocess",
+        nargs="+",
+        metavar="STEP",
+        default=None,
+        help="apply only these post-processing steps of the liver mask (default: all of largest_component, "
+        "bridges, location, z_continuity, fill_holes, plausibility; bridges and location refine "
+        "largest_component; other names are refused; 3d organ maps take largest_component alone). "
+        "See documentation/prediction_and_evaluation.md",
+    )
+    steps.add_argument(
         "--no-postprocess",
         action="store_true",
-        help="skip the post-processing (liver: largest component + hole filling; 3d organ maps: largest component "
-        "of every organ)",
+        help="skip the post-processing (liver: every step above; 3d organ maps: largest component of every organ)",
     )
     p.add_argument(
         "--liver-only",
@@ -78,7 +88,7 @@ def main(argv=None) -> int:
             checkpoint=args.checkpoint,
             device=args.device,
             batch_size=args.batch_size,
-            postprocess=not args.no_postprocess,
+            postprocess=args.postprocess if args.postprocess is not None else not args.no_postprocess,
             save_probabilities=args.save_probabilities,
             overlays=args.overlays,
             modality=args.modality,

@@ -1,13 +1,69 @@
-"""Post-processing: of a binary liver mask, the largest 3D connected component, then hole filling
-(:func:`postprocess`); of a multi-organ label map, the largest component of every organ, the rest
-background (:func:`largest_component_per_class`, nnU-Net's "remove all but the largest component")."""
+"""Anatomical post-processing of a predicted liver mask, and the largest component of every organ of a
+multi-organ label map (:func:`largest_component_per_class`, nnU-Net's "remove all but the largest
+component").
+
+A liver mask is post-processed on the predictor's canonical grid (:mod:`liverwild.io.orientation`:
+NumPy axes ``(z, y, x)`` towards superior, posterior and patient-left) by the steps of :data:`STEPS`,
+each of which can be switched off (:func:`postprocess`):
+
+- ``largest_component``: keep one 26-connected piece of the mask, the largest (or, with ``location``,
+  the largest not left of the body's midline);
+- ``bridges``: before choosing, cut the mask at bridges thinner than ``2 × BRIDGE_RADIUS_MM``: the
+  mask eroded by that radius (Euclidean, in mm) falls into cores, and each core is grown back inside the
+  mask, competing with the others, so a kept piece keeps its full boundary;
+- ``location``: pieces whose centroid lies more than ``MIDLINE_MARGIN_MM`` left of the body's midline
+  (patient coordinates, from the direction cosines) are not candidates;
+- ``z_continuity``: the liver is one run of axial slices; walking from its largest slice towards the
+  dome and towards the tip, an in-plane island stays only if at least ``Z_OVERLAP`` of its area lies on
+  the liver kept on the slice before it;
+- ``fill_holes``: fill cavities enclosed in 3D;
+- ``plausibility``: no change to the mask; :func:`plausibility` flags implausible volumes and extents.
+
+The values are anatomical, not fitted to any scan: see documentation/prediction_and_evaluation.md.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 from scipy import ndimage
 
+from ..errors import ConfigurationError
+from ..io.geometry import Geometry
+
 FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
+PLANE = np.ones((3, 3), bool)  # 8-connectivity within a slice
+
+STEPS = ("largest_component", "bridges", "location", "z_continuity", "fill_holes", "plausibility")
+NEEDS = {"bridges": "largest_component", "location": "largest_component"}  # step → the step it refines
+
+BRIDGE_RADIUS_MM = 5.0  # erosion radius: bridges thinner than 10 mm are cut; the liver is far thicker
+MIDLINE_MARGIN_MM = 20.0  # a piece centred more than this left of the body's midline is not the liver
+Z_OVERLAP = 0.5  # share of an island's area that must lie on the previous slice's liver
+VOLUME_ML = (600.0, 4000.0)  # plausible volume of a fully covered adult liver
+CRANIOCAUDAL_MM = (80.0, 300.0)  # plausible dome-to-tip extent
+INPLANE_MAX_MM = 300.0  # no liver is wider (left-right or anterior-posterior) than this
+
+
+def check_steps(steps: Iterable[str]) -> tuple[str, ...]:
+    """``steps`` in the order of :data:`STEPS`; unknown names, or a step without the one it refines,
+    raise :class:`~liverwild.errors.ConfigurationError`."""
+    chosen = set(steps)
+    unknown = sorted(chosen - set(STEPS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown post-processing step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}"
+        )
+    for step, needed in NEEDS.items():
+        if step in chosen and needed not in chosen:
+            raise ConfigurationError(f"post-processing step {step} refines {needed}: add {needed}")
+    return tuple(s for s in STEPS if s in chosen)
+
+
+def spacing_zyx(geometry: Geometry) -> np.ndarray:
+    """Voxel spacing (mm) along the NumPy axes ``(z, y, x)``."""
+    return np.asarray(geometry.spacing[::-1], dtype=float)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -34,14 +90,181 @@ def bounding_box(mask: np.ndarray) -> tuple:
     return tuple(box)
 
 
-def postprocess(mask: np.ndarray) -> np.ndarray:
-    """``largest_component`` then ``fill_holes``, computed inside the mask's bounding box; uint8."""
+def pieces_after_bridges(mask: np.ndarray, spacing: np.ndarray, radius_mm: float = BRIDGE_RADIUS_MM) -> np.ndarray:
+    """Label map (int32, same shape as the boolean ``(z, y, x)`` mask; 0 outside) of the mask cut at
+    bridges thinner than ``2 × radius_mm``.
+
+    Cores are the 26-connected components of the voxels farther than ``radius_mm`` from the background
+    (Euclidean distance in mm with ``spacing`` (z, y, x) mm, so anisotropic voxels count by their size;
+    enclosed cavities do not count as background, outside the array does). Where a component of the
+    mask holds several cores, they are grown back inside it by a watershed on that distance (a geodesic
+    reconstruction in which each voxel goes to the core that floods it first): the cut falls at the
+    narrowest point of a bridge and every voxel nearer a core keeps it. Components without a core
+    (thinner than ``2 × radius_mm`` everywhere) and components with one core stay whole.
+    """
+    from skimage.segmentation import watershed
+
+    components, n = ndimage.label(mask, structure=FULL)
+    solid = np.pad(fill_holes(mask), 1)  # a cavity (vessel, lesion) must not split the liver's core
+    distance = ndimage.distance_transform_edt(solid, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    cores, n_cores = ndimage.label((distance > radius_mm) & mask, structure=FULL)
+    pairs = np.unique(components[cores > 0].astype(np.int64) * (n_cores + 1) + cores[cores > 0])
+    cores_per_component = np.bincount(pairs // (n_cores + 1), minlength=n + 1)
+    split = cores_per_component[components] > 1  # voxels of components holding several cores
+    if not split.any():
+        return components
+    interior = distance > radius_mm + float(np.sqrt(np.sum(np.square(spacing))))  # no neighbour outside a core
+    grown = watershed(-distance, np.where(split, cores, 0), mask=split & ~interior, connectivity=FULL)
+    grown = np.where(interior, cores, grown)  # flooding starts at the cores' rims: their interiors are settled
+    return np.where(split, grown, np.where(components > 0, components + n_cores, 0)).astype(np.int32)
+
+
+def lateral_offsets_mm(
+    labels: np.ndarray, index: np.ndarray, geometry: Geometry, centre: np.ndarray, offset: tuple = (0, 0, 0)
+) -> np.ndarray:
+    """How far (mm, towards the patient's left) the centroid of each label in ``index`` lies from
+    ``centre`` (LPS mm); ``labels`` is ``(z, y, x)`` on ``geometry``'s grid, cropped at voxel ``offset``
+    (z, y, x). Patient coordinates come from the direction cosines, whatever the storage orientation."""
+    centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, index), dtype=float)
+    physical = geometry.index_to_physical((centroids.reshape(-1, 3) + np.asarray(offset))[:, ::-1])
+    return physical[:, 0] - float(centre[0])  # LPS x runs towards the patient's left
+
+
+def choose_piece(
+    labels: np.ndarray, geometry: Geometry, centre: np.ndarray | None, offset: tuple = (0, 0, 0)
+) -> np.ndarray:
+    """Boolean mask of the largest labelled piece of ``labels`` (int, ``(z, y, x)``, cropped at ``offset``);
+    with the body ``centre`` (LPS mm), of the largest piece whose centroid lies at most
+    :data:`MIDLINE_MARGIN_MM` left of it (the largest of all if none does)."""
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    candidates = np.flatnonzero(sizes)
+    if centre is not None and len(candidates) > 1:
+        right = lateral_offsets_mm(labels, candidates, geometry, centre, offset) <= MIDLINE_MARGIN_MM
+        candidates = candidates[right] if right.any() else candidates
+    return labels == int(candidates[np.argmax(sizes[candidates])])
+
+
+def resting_islands(slice_mask: np.ndarray, previous: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray:
+    """The 8-connected islands of a ``(y, x)`` slice with at least ``min_overlap`` of their area on
+    ``previous`` (the liver kept on the adjacent slice, same shape)."""
+    labels, n = ndimage.label(slice_mask, structure=PLANE)
+    if n == 0:
+        return np.zeros(slice_mask.shape, bool)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    resting = np.bincount(labels[previous.astype(bool)], minlength=n + 1)
+    keep = resting >= min_overlap * area
+    keep[0] = False
+    return keep[labels]
+
+
+def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray:
+    """Boolean ``(z, y, x)`` mask (z = canonical axial slices, inferior → superior) reduced to one run of
+    slices: from the slice of largest area, walk towards the dome and towards the tip keeping the
+    :func:`resting_islands` of each slice on the liver kept on the slice before; the first slice left
+    empty ends the walk. A tapering tip rests on the larger slice above it and is kept."""
+    out = np.zeros(mask.shape, bool)
+    area = mask.sum(axis=(1, 2))
+    if not area.any():
+        return out
+    start = int(np.argmax(area))
+    out[start] = mask[start]
+    for step in (-1, 1):
+        k = start + step
+        while 0 <= k < mask.shape[0]:
+            out[k] = resting_islands(mask[k], out[k - step], min_overlap)
+            if not out[k].any():
+                break
+            k += step
+    return out
+
+
+def postprocess(
+    mask: np.ndarray,
+    geometry: Geometry,
+    steps: Iterable[str] = STEPS,
+    body_centre: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``steps`` (any of :data:`STEPS`; applied in that order) on a canonical liver mask ``(z, y, x)``
+    on ``geometry`` (its canonical geometry: spacing in mm, direction cosines); uint8 0/1, same shape.
+
+    ``body_centre`` (LPS mm, from :func:`body_centre_mm`) is needed by ``location``. Computed inside the
+    mask's bounding box; an empty mask stays empty.
+    """
+    steps = check_steps(steps)
     out = np.zeros(mask.shape, np.uint8)
     if not mask.any():
         return out
+    if "location" in steps and body_centre is None:
+        raise ValueError("the location step needs the body centre")
     box = bounding_box(mask)
-    out[box] = fill_holes(largest_component(mask[box]))
+    region = mask[box].astype(bool)
+    offset = tuple(s.start for s in box)
+    if "largest_component" in steps:
+        if "bridges" in steps:
+            labels = pieces_after_bridges(region, spacing_zyx(geometry))
+        else:
+            labels = ndimage.label(region, structure=FULL)[0]
+        region = choose_piece(labels, geometry, body_centre if "location" in steps else None, offset)
+    if "z_continuity" in steps:
+        region = z_continuity(region)
+    if "fill_holes" in steps:
+        region = fill_holes(region)
+    out[box] = region
     return out
+
+
+def body_centre_mm(image: np.ndarray, geometry: Geometry, modality: str) -> np.ndarray:
+    """Centroid (x, y, z) in LPS mm of the body outline of a stored ``(z, y, x)`` image on ``geometry``
+    (:func:`planning.fingerprint.body_mask`: CT above −300 HU, MR above half the Otsu threshold, largest
+    component; on a 2× subsampled grid). Its x is the body's left-right midline."""
+    from planning.fingerprint import body_mask
+
+    body = body_mask(image[::2, ::2, ::2], modality)
+    index_zyx = np.argwhere(body).mean(axis=0) * 2 if body.any() else (np.asarray(image.shape) - 1) / 2
+    return geometry.index_to_physical(index_zyx[::-1])
+
+
+def plausibility(mask: np.ndarray, geometry: Geometry, body_centre: np.ndarray | None = None) -> dict:
+    """``{"flags": [...], "extent_mm": {...}}`` of a canonical liver mask ``(z, y, x)`` on ``geometry``.
+
+    Flags (words): ``empty``; ``touches_inferior_edge`` / ``touches_superior_edge`` (the mask reaches the
+    first / last axial slice: the liver is partly outside the scan, so ``volume_low`` and
+    ``craniocaudal_extent_low`` are not judged); ``volume_low`` / ``volume_high`` (outside
+    :data:`VOLUME_ML`; a part above the upper bound is flagged too); ``craniocaudal_extent_low`` /
+    ``craniocaudal_extent_high`` (outside :data:`CRANIOCAUDAL_MM`); ``inplane_extent_high`` (wider than
+    :data:`INPLANE_MAX_MM`); ``left_of_midline`` (with ``body_centre``: the mask's centroid lies more
+    than :data:`MIDLINE_MARGIN_MM` left of the body's midline).
+    """
+    if not mask.any():
+        return {"flags": ["empty"], "extent_mm": {}}
+    box = bounding_box(mask)
+    offset = tuple(s.start for s in box)
+    spacing = spacing_zyx(geometry)
+    cc, ap, lr = ((s.stop - s.start) * float(d) for s, d in zip(box, spacing))
+    flags = []
+    if box[0].start == 0:
+        flags.append("touches_inferior_edge")
+    if box[0].stop == mask.shape[0]:
+        flags.append("touches_superior_edge")
+    covered = not flags
+    ml = float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000
+    if ml > VOLUME_ML[1]:
+        flags.append("volume_high")
+    elif covered and ml < VOLUME_ML[0]:
+        flags.append("volume_low")
+    if cc > CRANIOCAUDAL_MM[1]:
+        flags.append("craniocaudal_extent_high")
+    elif covered and cc < CRANIOCAUDAL_MM[0]:
+        flags.append("craniocaudal_extent_low")
+    if max(lr, ap) > INPLANE_MAX_MM:
+        flags.append("inplane_extent_high")
+    if body_centre is not None:
+        offsets = lateral_offsets_mm(mask[box].astype(np.int32), np.array([1]), geometry, body_centre, offset)
+        if offsets[0] > MIDLINE_MARGIN_MM:
+            flags.append("left_of_midline")
+    extent = {"craniocaudal": round(cc, 1), "anterior_posterior": round(ap, 1), "left_right": round(lr, 1)}
+    return {"flags": flags, "extent_mm": extent}
 
 
 def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
@@ -56,3 +279,13 @@ def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
         inside = region == value
         region[inside & ~largest_component(inside)] = 0
     return out
+
+
+def steps_from(option: bool | Iterable[str]) -> tuple[str, ...]:
+    """The steps a ``postprocess`` option names: ``True`` every step of :data:`STEPS` (the default),
+    ``False`` none, or a list of step names (checked by :func:`check_steps`)."""
+    if isinstance(option, bool):
+        return STEPS if option else ()
+    if isinstance(option, str):
+        option = [option]
+    return check_steps(option)

@@ -2,15 +2,18 @@
 
 Per scan: read → canonical axial slices normalised with the model's plans and resized to 224² →
 frozen backbone → head + decoder (batches of slices, mixed precision on GPU) → probabilities resized
-back to the canonical in-plane grid (bilinear, on probabilities) → threshold 0.5 → optional
-post-processing (largest 3D component, hole filling) → inverse reorientation → uint8 mask with exactly
-the input's size, spacing, origin and direction. Seconds per stage are recorded.
+back to the canonical in-plane grid (bilinear, on probabilities) → threshold 0.5 → anatomical
+post-processing on the canonical grid (:mod:`.postprocessing`: bridges cut, one piece kept by size and
+side of the body, one run of slices, holes filled, plausibility flags; each step switchable) → inverse
+reorientation → uint8 mask with exactly the input's size, spacing, origin and direction. Seconds per
+stage are recorded.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,12 +28,12 @@ from ..atomic import write_json_atomic
 from ..device import autocast
 from ..distributed import distributed_session
 from ..errors import ConfigurationError, LiverwildError
-from ..io import Volume, check_not_constant, read_image, write_mask, write_volume
+from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
 from ..locking import acquire, release
 from ..log import get_logger
 from .discovery import find_scans
 from .model import TrainedModel
-from .postprocessing import postprocess
+from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
 
 logger = get_logger(__name__)
 
@@ -53,6 +56,8 @@ class ScanResult:
     slices: int = 0
     liver_ml: float = 0.0
     organ_ml: dict = field(default_factory=dict)  # 3d models: volume of every organ written
+    flags: list | None = None  # plausibility flags of the liver mask (None: not checked)
+    extent_mm: dict = field(default_factory=dict)  # the liver mask's craniocaudal and in-plane extents
     seconds: dict = field(default_factory=dict)
     error: str = ""
 
@@ -69,13 +74,14 @@ class Predictor:
         model: TrainedModel,
         device,
         batch_size: int | None = None,
-        postprocess: bool = True,
+        postprocess: bool | Iterable[str] = True,
         amp: bool = True,
         modality: str = "auto",
     ):
         self.model, self.device = model, device
         self.batch_size = batch_size or (128 if device.type == "cuda" else 16)
-        self.postprocess, self.amp, self.modality = postprocess, amp, modality
+        self.steps = self.steps_for(postprocess)
+        self.amp, self.modality = amp, modality
         self.warmup_seconds = self.warm_up() if device.type == "cuda" else 0.0
 
     @torch.inference_mode()
@@ -90,6 +96,23 @@ class Predictor:
         self._sync()
         return time.perf_counter() - start
 
+    def steps_for(self, option: bool | Iterable[str]) -> tuple[str, ...]:
+        """The post-processing steps of a ``postprocess`` option (:func:`.postprocessing.steps_from`)."""
+        return steps_from(option)
+
+    def locate_body(self, volume: Volume, modality: str) -> np.ndarray | None:
+        """The body centre (LPS mm, :func:`.postprocessing.body_centre_mm`) when a step uses it, else None."""
+        if {"location", "plausibility"} & set(self.steps):
+            return body_centre_mm(volume.array, volume.geometry, modality)
+        return None
+
+    def finish_liver(self, mask: np.ndarray, geometry: Geometry, centre: np.ndarray | None) -> tuple:
+        """``(mask, plausibility or None)``: the post-processing steps on a canonical liver mask ``(z, y, x)``
+        on its canonical ``geometry``; ``centre`` from :meth:`locate_body`."""
+        if self.steps:
+            mask = postprocess(mask, geometry, self.steps, centre)
+        return mask, plausibility(mask, geometry, centre) if "plausibility" in self.steps else None
+
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -103,7 +126,7 @@ class Predictor:
         return {
             "classes": {name: value for value, name in self.label_names().items()},
             "threshold": 0.5,
-            "postprocessing": ["largest_component", "fill_holes"] if self.postprocess else [],
+            "postprocessing": list(self.steps),
         }
 
     def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
@@ -123,8 +146,9 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
-        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization}, seconds
-        per stage)``.
+        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
+        plausibility}, seconds per stage)``; ``plausibility`` is :func:`.postprocessing.plausibility`'s
+        dict, or None when that step is off.
 
         ``release_input=True`` normalises ``volume.array`` in place and empties it afterwards (large scans
         then need about one copy of the volume in memory); the caller must not use it again.
@@ -142,11 +166,15 @@ class Predictor:
             slice_size=list(self.model.slice_size),
         )
         inplace = release_input and volume.array.dtype == np.float32
+        t_body = time.perf_counter()
+        centre = self.locate_body(volume, modality)  # before the input is normalised in place
+        t_body = time.perf_counter() - t_body
         slices, _, reorient = prepare_slices(volume.array, volume.geometry, plans, inplace=inplace)
         if release_input:
             volume.array = np.empty((0, 0, 0), volume.array.dtype)  # released: the memory goes back
-        canonical_shape = reorient.canonical_geometry(volume.geometry).shape
-        seconds["preprocess"] = time.perf_counter() - t
+        canonical = reorient.canonical_geometry(volume.geometry)
+        canonical_shape = canonical.shape
+        seconds["preprocess"] = time.perf_counter() - t - t_body
         nz, ny, nx = canonical_shape
         mask = np.empty(canonical_shape, np.uint8)
         probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
@@ -170,12 +198,12 @@ class Predictor:
             seconds["resample"] += t3 - t2
             t = t3  # the next batch's transfer counts as its backbone stage
         t = time.perf_counter()
-        if self.postprocess:
-            mask = postprocess(mask)
-        seconds["postprocess"] = time.perf_counter() - t
+        mask, check = self.finish_liver(mask, canonical, centre)
+        seconds["postprocess"] = time.perf_counter() - t + t_body
         stored = np.ascontiguousarray(reorient.from_canonical(mask))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        return stored, stored_probs, {"modality": modality, "normalization": plans.normalization}, seconds
+        info = {"modality": modality, "normalization": plans.normalization, "plausibility": check}
+        return stored, stored_probs, info, seconds
 
     @staticmethod
     def load(path) -> tuple:
@@ -191,6 +219,8 @@ class Predictor:
         result = ScanResult(name, str(path))
         mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not keep_volume)
         result.modality, result.normalization = info["modality"], info["normalization"]
+        if info.get("plausibility") is not None:
+            result.flags, result.extent_mm = info["plausibility"]["flags"], info["plausibility"]["extent_mm"]
         result.seconds.update(seconds)
         result.slices = int(volume.geometry.shape[0])
         result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
@@ -232,7 +262,7 @@ def make_predictor(
     model: TrainedModel,
     device,
     batch_size: int | None = None,
-    postprocess: bool = True,
+    postprocess: bool | Iterable[str] = True,
     modality: str = "auto",
     liver_only: bool = False,
     save_probabilities: bool = False,
@@ -380,7 +410,10 @@ def predict(
         checkpoint: ``"best"``, ``"final"``, ``"latest"`` or a file name in the model folder.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         batch_size: slices per forward pass (default 128 on GPU, 16 on CPU).
-        postprocess: keep the largest 3D component and fill holes.
+        postprocess: ``True`` (default) every post-processing step of the liver mask
+            (:data:`.postprocessing.STEPS`: ``largest_component``, ``bridges``, ``location``,
+            ``z_continuity``, ``fill_holes``, ``plausibility``), ``False`` none, or a list of step names;
+            a 3d model's organ map takes ``largest_component`` (of every organ) alone.
         save_probabilities: also write ``<scan>_prob.nii.gz`` (float32; the liver's probability — for a
             3d model with ``liver_only``).
         overlays: also write ``overlays/<scan>.png``.
@@ -398,8 +431,9 @@ def predict(
             GPU and rank 0 writes one merged ``prediction_report.json``.
 
     Returns:
-        The report written to ``prediction_report.json``: model, device, versions, per-scan seconds per
-        stage, liver volume (ml) and error; ``n_ok`` and ``n_failed``.
+        The report written to ``prediction_report.json``: model, device, versions, the post-processing
+        steps applied, per-scan seconds per stage, liver volume (ml), plausibility ``flags`` and
+        ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
 
     Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
     without any scan is an error.
@@ -411,6 +445,7 @@ def predict(
         print(report["n_ok"], "masks written")
     """
 
+    steps_from(postprocess)  # unknown steps are refused before anything is read
     inputs, output = Path(inputs), Path(output)
     if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
         raise LiverwildError(

@@ -7,14 +7,14 @@ softmax → class probabilities resized back to the canonical grid with the same
 (along z first, then in-plane in chunks of slices, so a 512 × 512 × 800 scan never holds all its class
 maps at full resolution) → argmax → post-processing (largest component of every organ) → inverse
 reorientation → uint8 label map: 0 background, ``k + 1`` = the model's ``classes[k]``. With
-``liver_only`` the liver label alone is written as a 0/1 mask (largest component, holes filled), the
-view that compares a 3d model with the 2D ones.
+``liver_only`` the liver label alone is written as a 0/1 mask, post-processed as a 2D model's liver
+(:mod:`.postprocessing`), the view that compares a 3d model with the 2D ones.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from preprocessing.volumes import prepare_volume, resample
 from ..device import autocast
 from ..errors import ConfigurationError
 from ..io import Volume
-from .postprocessing import largest_component_per_class, postprocess
+from .postprocessing import largest_component_per_class
 from .predictor import Predictor, ScanResult, guess_modality
 
 VOLUME_STAGES = ("read", "preprocess", "network", "resample", "postprocess", "write")
@@ -66,7 +66,7 @@ class VolumePredictor(Predictor):
         self,
         model,
         device,
-        postprocess: bool = True,
+        postprocess: bool | Iterable[str] = True,
         amp: bool = True,
         modality: str = "auto",
         liver_only: bool = False,
@@ -92,17 +92,31 @@ class VolumePredictor(Predictor):
         self._sync()
         return time.perf_counter() - start
 
+    def steps_for(self, option: bool | Iterable[str]) -> tuple[str, ...]:
+        """A liver mask (``liver_only``): the 2D models' steps; an organ map: ``largest_component`` (of every
+        organ) or nothing; the liver's other steps are refused."""
+        steps = super().steps_for(option)
+        if self.liver_only:
+            return steps
+        others = [s for s in steps if s != "largest_component"]
+        if others and option is not True:
+            raise ConfigurationError(
+                f"post-processing {', '.join(others)}: steps of a liver mask; a 3d (multi-organ) model's organ map "
+                "takes largest_component alone (or use --liver-only)"
+            )
+        return ("largest_component",) if "largest_component" in steps else ()
+
     def label_names(self) -> dict[int, str]:
         if self.liver_only:
             return {0: "background", 1: "liver"}
         return {0: "background", **{k: name for k, name in enumerate(self.model.classes, start=1)}}
 
     def describe(self) -> dict:
-        steps = ["largest_component", "fill_holes"] if self.liver_only else ["largest_component_per_class"]
+        steps = list(self.steps) if self.liver_only else ["largest_component_per_class"] if self.steps else []
         return {
             "classes": {name: value for value, name in self.label_names().items()},
             "threshold": "argmax over the classes" + (" (the liver label kept)" if self.liver_only else ""),
-            "postprocessing": steps if self.postprocess else [],
+            "postprocessing": steps,
         }
 
     def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
@@ -132,11 +146,15 @@ class VolumePredictor(Predictor):
         modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
         config = {"volume_size": self.model.volume_size, "normalization": self.normalization(volume.array, modality)}
         inplace = release_input and volume.array.dtype == np.float32
+        t_body = time.perf_counter()
+        centre = self.locate_body(volume, modality) if self.liver_only else None  # before normalising in place
+        t_body = time.perf_counter() - t_body
         data, _, reorient = prepare_volume(volume.array, volume.geometry, modality, config, inplace=inplace)
         if release_input:
             volume.array = np.empty((0, 0, 0), volume.array.dtype)
-        shape = reorient.canonical_geometry(volume.geometry).shape
-        seconds["preprocess"] = time.perf_counter() - t
+        canonical = reorient.canonical_geometry(volume.geometry)
+        shape = canonical.shape
+        seconds["preprocess"] = time.perf_counter() - t - t_body
         t = time.perf_counter()
         x = torch.from_numpy(data)[None, None].to(self.device)
         with autocast(self.device, self.amp):
@@ -156,12 +174,16 @@ class VolumePredictor(Predictor):
                 liver_probs[start : start + part.shape[1]] = part[self.liver].cpu().numpy()
         seconds["resample"] = time.perf_counter() - t
         t = time.perf_counter()
-        if self.postprocess:
-            labels = postprocess(labels) if self.liver_only else largest_component_per_class(labels)
-        seconds["postprocess"] = time.perf_counter() - t
+        check = None
+        if self.liver_only:
+            labels, check = self.finish_liver(labels, canonical, centre)
+        elif self.steps:
+            labels = largest_component_per_class(labels)
+        seconds["postprocess"] = time.perf_counter() - t + t_body
         stored = np.ascontiguousarray(reorient.from_canonical(labels))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(liver_probs)) if liver_probs is not None else None
-        return stored, stored_probs, {"modality": modality, "normalization": config["normalization"]}, seconds
+        info = {"modality": modality, "normalization": config["normalization"], "plausibility": check}
+        return stored, stored_probs, info, seconds
 
     def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
         """:meth:`Predictor.segment_loaded`, with the volume of every organ written (``organ_ml``)."""
