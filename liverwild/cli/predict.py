@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="STEP",
         default=None,
-        help="apply only these post-processing steps of the liver mask (default: all of largest_component, "
-        "bridges, location, z_continuity, fill_holes, plausibility; bridges and location refine "
+        help="apply only these post-processing steps of the liver mask (default: largest_component, "
+        "location, z_continuity, fill_holes, plausibility; opt-in: bridges; bridges and location refine "
         "largest_component; other names are refused; 3d organ maps take largest_component alone). "
         "See documentation/prediction_and_evaluation.md",
     )

@@ -36,6 +36,11 @@ FULL = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
 PLANE = np.ones((3, 3), bool)  # 8-connectivity within a slice
 
 STEPS = ("largest_component", "bridges", "location", "z_continuity", "fill_holes", "plausibility")
+DEFAULT_STEPS = tuple(s for s in STEPS if s != "bridges")
+"""What ``postprocess=True`` runs. ``bridges`` is opt-in: its failure mode is to cut a liver whose mask
+has thin necks (an under-segmented liver with tumours) into pieces and drop all but one, losing whole
+lobes, while ``z_continuity`` removes the same slice-wise leaks below the liver and fails gracefully
+(see documentation/prediction_and_evaluation.md)."""
 NEEDS = {"bridges": "largest_component", "location": "largest_component"}  # step → the step it refines
 
 BRIDGE_RADIUS_MM = 5.0  # erosion radius: bridges thinner than 10 mm are cut; the liver is far thicker
@@ -282,10 +287,10 @@ def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
 
 
 def steps_from(option: bool | Iterable[str]) -> tuple[str, ...]:
-    """The steps a ``postprocess`` option names: ``True`` every step of :data:`STEPS` (the default),
+    """The steps a ``postprocess`` option names: ``True`` :data:`DEFAULT_STEPS` (the default),
     ``False`` none, or a list of step names (checked by :func:`check_steps`)."""
     if isinstance(option, bool):
-        return STEPS if option else ()
+        return DEFAULT_STEPS if option else ()
     if isinstance(option, str):
         option = [option]
     return check_steps(option)
