@@ -100,10 +100,10 @@ class Abdomen:
     def _draw_liver(self) -> None:
         rng, u = self.rng, self.rng.uniform
         grow = {"hepatomegaly": u(1.15, 1.3), "cirrhotic": u(0.75, 0.88)}.get(self.family, 1.0)
-        rz = u(75, 95) * (grow if self.family == "hepatomegaly" else 1.0)
+        rz = u(72, 90) * (grow if self.family == "hepatomegaly" else 1.0)
         self.liver_right = Blob(
             np.array([-0.42 * self.a + u(-8, 8), -0.05 * self.b + u(-8, 8), -0.92 * rz]),
-            np.array([u(65, 85) * grow, u(70, 92) * grow, rz]),
+            np.array([u(62, 82) * grow, u(66, 88) * grow, rz]),
             u(-0.25, 0.15),
             random_waves(rng),
             taper=u(0.35, 0.55),
@@ -187,11 +187,11 @@ class Abdomen:
         self.kidneys = [
             Blob(
                 np.array([s * u(55, 70), vert_y - u(0, 12), zc + dz]),
-                np.array([u(24, 32), u(22, 28), u(48, 60)]),
+                np.array([u(25, 33), u(23, 29), u(50, 62)]),
                 s * u(0.2, 0.5),
                 random_waves(rng, 2, 0.08),
             )
-            for s, dz in ((-1, -u(38, 62)), (1, -u(35, 65)))
+            for s, dz in ((-1, -u(42, 66)), (1, -u(35, 65)))
         ]
         right, left = self.kidneys
         self.adrenals = [  # two limbs each, above and medial to the upper poles

@@ -127,9 +127,9 @@ def _colon(rng, f: Frame, oral: bool) -> Tube:
         u(28, 38),
         u(25, 33),
         u(24, 32),
+        u(26, 34),  # under the right lobe and the hepatic flexure: the colon's widest after the caecum
+        u(25, 33),
         u(23, 31),
-        u(22, 30),
-        u(20, 28),
         u(19, 26),
         u(17, 23),
         u(16, 21),
