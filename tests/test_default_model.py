@@ -25,7 +25,7 @@ def test_randomised_domains_are_deterministic_and_varied():
     assert any(d.bias_field > 0.3 for d in mr) and any(d.streaks > 0 for d in ct) and any(d.ghosting for d in mr)
     assert any(d.intensities["LIVER"][0] < 40 for d in ct)  # fatty livers
     assert len({round(d.anatomy_scale[0], 2) for d in ct}) > 20
-    assert all(d.n_slices() <= 64 for d in mr + ct)
+    assert all(d.n_slices() <= 96 for d in mr + ct)
 
 
 def test_randomised_case_labels_follow_the_anatomy():

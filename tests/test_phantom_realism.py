@@ -110,6 +110,11 @@ PHANTOM = {
     "pancreas": "pancreas",
     "diaphragm": "diaphragm",
     "adrenal_gland_right": "other",
+    "adrenal_gland_left": "other",
+    "fluid": "other",  # lumen contents: never in an organ map, but named in organ_labels
+    "stool": "other",
+    "oral_contrast": "other",
+    "ascites": "other",
     "urinary_bladder": "other",
     "table": "outside",
 }

@@ -15,7 +15,7 @@ from liverwild.inference.volumetric import upsampled_chunks
 from liverwild.io import Reorientation, Volume, read_image, stored_geometry, write_volume
 from preprocessing.volumes import resample
 
-CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach"]
+CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach", "pancreas", "duodenum"]
 
 
 def test_chunked_upsampling_equals_resizing_the_whole_stack():
@@ -42,7 +42,7 @@ def test_a_3d_model_writes_organ_maps_in_each_inputs_geometry(organ_study, train
         name = image.name.replace("_0000.nii.gz", "")
         mask = read_image(tmp_path / "out" / f"{name}.nii.gz", dtype=None)
         assert mask.geometry == read_image(image).geometry and mask.array.dtype == np.uint8
-        assert set(np.unique(mask.array)) <= set(range(6))
+        assert set(np.unique(mask.array)) <= set(range(len(CLASSES) + 1))
     assert (tmp_path / "out" / "overlays" / f"{name}.png").stat().st_size > 1000
 
 
@@ -117,5 +117,7 @@ def test_real_scans_get_organ_maps_in_their_geometry(real_data_dir, trained_3d, 
         report = predict(image, tmp_path / folder, model=trained_3d["output"], device="cpu", progress=False)
         assert report["n_ok"] == 1, report["scans"]
         mask = read_image(tmp_path / folder / "image.nii.gz", dtype=None)
-        assert mask.geometry == read_image(image).geometry and set(np.unique(mask.array)) <= set(range(6))
+        assert mask.geometry == read_image(image).geometry and set(np.unique(mask.array)) <= set(
+            range(len(CLASSES) + 1)
+        )
     assert report["scans"][0]["modality"] == "CT"

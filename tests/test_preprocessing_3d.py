@@ -108,13 +108,13 @@ def test_the_3d_transform_is_the_same_whatever_the_storage_orientation():
 def test_3d_preprocessing_caches_volumes_with_organ_classes(organ_study):
     plans = load_plans(organ_study / "pre" / "PhantomT2MR" / "plans.json")
     folder = organ_study / "pre" / "PhantomT2MR" / plans.data_identifier_3d()
-    assert plans.data_identifier_3d().startswith("lw3d_16x32x32_5c_") and (folder / "plans.json").is_file()
+    assert plans.data_identifier_3d().startswith("lw3d_16x32x32_7c_") and (folder / "plans.json").is_file()
     cases = list_cases(folder)
     assert len(cases) == 4
     case = CachedVolume(folder / cases[0])
     assert case.volume.shape == VOLUME_SIZE and case.volume.dtype == np.float16
-    assert case.labels.shape == VOLUME_SIZE and set(np.unique(case.labels)) <= set(range(6))
-    assert case.classes == ["spleen", "left_kidney", "gallbladder", "liver", "stomach"]
+    assert case.labels.shape == VOLUME_SIZE and set(np.unique(case.labels)) <= set(range(8))  # 7 organs + background
+    assert case.classes == ["spleen", "left_kidney", "gallbladder", "liver", "stomach", "pancreas", "duodenum"]
     assert case.properties["class_voxels"]["liver"] > 0 and (np.asarray(case.labels) == 4).any()
     assert abs(float(np.asarray(case.volume, np.float32).mean())) < 0.2  # z-scored
     # no 2D cache was written, yet the folds exist (from the 3d caches)

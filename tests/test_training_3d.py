@@ -15,7 +15,7 @@ from liverwild.training import TrainerConfig, get_trainer, train_fold
 from liverwild.training.volumetric import VolumeDataset
 from preprocessing.splits import get_fold
 
-CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach"]
+CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach", "pancreas", "duodenum"]
 
 
 def test_the_3d_trainers_start_from_the_papers_recipe_and_user_settings_win():
@@ -46,7 +46,7 @@ def test_a_few_iterations_of_each_3d_trainer_on_multi_organ_phantoms(organ_study
         progress=False,
     )
     out = Path(summary["output"])
-    assert out.name.startswith(f"{name}__lw3dPlans_16x32x32_5c_") and summary["epochs"] == 2
+    assert out.name.startswith(f"{name}__lw3dPlans_16x32x32_7c_") and summary["epochs"] == 2
     log = pd.read_csv(out / "log.csv")
     fold = get_fold(organ_study / "pre" / "splits.json", "loo_PhantomT2MR")
     n_train = sum(len(cases) for cases in fold["train"].values())
@@ -54,7 +54,11 @@ def test_a_few_iterations_of_each_3d_trainer_on_multi_organ_phantoms(organ_study
     assert log.lr.iloc[1] == pytest.approx(1e-3 * 0.5**0.9)  # polynomial decay after one of two epochs
     assert {f"val_dice_{c}" for c in CLASSES} <= set(log.columns) and log.val_dice.between(0, 1).all()
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    assert config["configuration"] == "3d" and config["classes"] == CLASSES and config["network"]["classes"] == 6
+    assert (
+        config["configuration"] == "3d"
+        and config["classes"] == CLASSES
+        and config["network"]["classes"] == len(CLASSES) + 1
+    )
     state = load_checkpoint(out / "checkpoint_final.pth")
     assert state["configuration"] == "3d" and state["classes"] == CLASSES
     feature_keys = [k for k in state["auxiliary"] if k.startswith("feature_layers.")]
@@ -163,6 +167,7 @@ def test_a_converted_btcv_dataset_trains_beside_the_phantoms(organ_study, tmp_pa
 
     btcv_values = {Tissue.SPLEEN: 1, Tissue.LEFT_KIDNEY_CORTEX: 3, Tissue.LEFT_KIDNEY_MEDULLA: 3, Tissue.GALLBLADDER: 4}
     btcv_values |= {Tissue.LIVER: 6, Tissue.LIVER_VESSEL: 6, Tissue.LESION: 6, Tissue.STOMACH: 7, Tissue.AORTA: 8}
+    btcv_values |= {Tissue.PANCREAS: 11}
     src = tmp_path / "BTCV" / "RawData" / "Training"
     for case in range(1, 5):
         image, _, tissues = generate_case("PhantomPortalCT", seed=3, case=case, n_slices=16)
@@ -192,5 +197,5 @@ def test_a_converted_btcv_dataset_trains_beside_the_phantoms(organ_study, tmp_pa
         progress=False,
     )
     config = json.loads((Path(summary["output"]) / "config.json").read_text(encoding="utf-8"))
-    assert config["classes"] == CLASSES  # the phantoms' five organs, which BTCV labels too
+    assert config["classes"] == [c for c in CLASSES if c != "duodenum"]  # the phantoms' organs BTCV labels too
     assert summary["epochs"] == 1 and 0 <= summary["best_val_dice"] <= 1

@@ -29,7 +29,8 @@ def smooth_field(rng, shape, cells=(4, 6, 6)) -> np.ndarray:
         weights = np.exp(-0.5 * ((np.arange(n)[:, None] + 0.5 - centres[None]) / (0.6 * n / c)) ** 2)
         weights = (weights / weights.sum(1, keepdims=True)).astype(np.float32)
         field = np.moveaxis(np.tensordot(weights, field, axes=([1], [axis])), 0, axis)
-    return (field - field.mean()) / (field.std() + 1e-6)
+    sample = field.ravel()[::7]  # a strided sample estimates the moments at a seventh of the cost
+    return (field - sample.mean()) / (sample.std() + 1e-6)
 
 
 TEXTURE_SCALES = ((4, 6, 6), (10, 20, 20), None)
