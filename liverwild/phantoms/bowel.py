@@ -179,7 +179,7 @@ def _stomach(rng, f: Frame, oral: bool):
         [u(0.05, 0.25) * f.inner_a, -f.inner_b * u(0.55, 0.75), pylorus[2] - u(5, 20)],  # antrum
         pylorus,
     ]
-    radii = [u(30, 45), u(28, 40), u(22, 34), u(16, 24), u(10, 14)]
+    radii = [u(27, 40), u(25, 36), u(20, 30), u(15, 22), u(10, 14)]  # a fasting patient's stomach
     options = {Tissue.FLUID: 0.55, Tissue.STOOL: 0.25, COLLAPSED: 0.2}
     if oral:
         options[Tissue.ORAL_CONTRAST] = 0.6
