@@ -85,7 +85,7 @@ def test_duodenum_at_the_hilum_and_pancreas_in_its_loop(abdomens):
 def test_caudate_lobe_wraps_the_intrahepatic_ivc(abdomens):
     for abdomen, grid, canvas in abdomens:
         liver = np.isin(canvas.organs, LIVER_TISSUES)
-        k = int(np.searchsorted(grid.z, abdomen.caudate.center[2]))  # the caudate's level
+        k = int(np.searchsorted(grid.z, abdomen.liver.caudate.center[2]))  # the caudate's level
         x, y = abdomen.ivc
         i, j = int(np.argmin(abs(grid.x - x))), int(np.argmin(abs(grid.y - y)))
         r = int(np.ceil((abdomen.ivc_r + 12) / grid.spacing_zyx[2]))
@@ -127,7 +127,7 @@ def test_every_liver_family_is_drawn_and_changes_the_liver():
     families: dict = {}
     for case in range(60):
         abdomen = Abdomen(np.random.default_rng(case_seed(9, PORTAL, case)))
-        families.setdefault(abdomen.family, abdomen)
+        families.setdefault(abdomen.liver.family, abdomen.liver)
     assert set(families) == set(LIVER_FAMILIES)
     typical = families["typical"]
     assert families["large_left_lobe"].liver_left.radii[0] > typical.liver_left.radii[0]

@@ -40,7 +40,7 @@ def _physical_centroid_and_extent(label):
 
 def _family(name, case):
     domain = DOMAINS[name].scaled(0.5)
-    return Abdomen(np.random.default_rng(case_seed(7, domain, case))).family
+    return Abdomen(np.random.default_rng(case_seed(7, domain, case))).liver.family
 
 
 @pytest.mark.parametrize("name", list(DOMAINS))

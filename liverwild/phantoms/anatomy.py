@@ -22,21 +22,12 @@ from scipy import ndimage
 
 from .bowel import Frame, Gut
 from .deformation import displacement_field, warp_labels
+from .liver import LIVER_FAMILIES, Liver
 from .shapes import Blob, Canvas, Grid, random_waves, segment_distance
 from .skeleton import Skeleton
 from .tissues import Tissue
 
 __all__ = ["LIVER_FAMILIES", "Abdomen", "Blob", "Grid", "random_waves", "segment_distance"]
-
-LIVER_FAMILIES = {
-    "typical": 0.55,
-    "large_left_lobe": 0.1,  # the left lobe reaches across to the spleen
-    "riedel_lobe": 0.08,  # a tongue of the right lobe down towards the iliac crest
-    "cirrhotic": 0.1,  # small nodular right lobe, hypertrophic caudate
-    "hepatomegaly": 0.12,
-    "post_resection": 0.05,  # a right or left hepatectomy's remnant
-}
-"""Liver shape families and how often a patient draws each."""
 
 
 class Abdomen:
@@ -57,12 +48,11 @@ class Abdomen:
         self.aorta_r = u(9, 12.5)
         self.ivc = np.array([-u(18, 26), vert_y - vert_r - u(6, 12)])
         self.ivc_r = u(9, 13)
-        self.family = str(rng.choice(list(LIVER_FAMILIES), p=np.array(list(LIVER_FAMILIES.values()))))
-        self._draw_liver()
+        self.liver = Liver(rng, self.a, self.b, self.ivc)
         self._draw_organs()
-        liver_bottom = self.liver_right.center[2] - self.liver_right.radii[2]
+        liver_bottom = self.liver.liver_right.center[2] - self.liver.liver_right.radii[2]
         self.skeleton = Skeleton.draw(
-            rng, self.b, self.a, self.liver_right.center[2] - 0.7 * self.liver_right.radii[2], liver_bottom
+            rng, self.b, self.a, self.liver.liver_right.center[2] - 0.7 * self.liver.liver_right.radii[2], liver_bottom
         )
         self.skeleton.vert_y, self.skeleton.vert_r = vert_y, vert_r
         self.bladder = Blob(
@@ -77,17 +67,17 @@ class Abdomen:
         frame = Frame(
             inner_a=inner_a,
             inner_b=inner_b,
-            liver_center=self.liver_right.center,
-            liver_radii=self.liver_right.radii,
-            gallbladder=self.gallbladder.center,
-            hilum=self.hilum,
+            liver_center=self.liver.liver_right.center,
+            liver_radii=self.liver.liver_right.radii,
+            gallbladder=self.liver.gallbladder.center,
+            hilum=self.liver.hilum,
             ivc=self.ivc,
             aorta=self.aorta,
             aorta_r=self.aorta_r,
             spine_front=vert_y - vert_r,
             spleen=self.spleen.center,
-            dome_left=self.dome_left,
-            liver_floor=self.liver_floor,
+            dome_left=self.liver.dome_left,
+            liver_floor=self.liver.floor,
             crest_z=self.skeleton.crest_z,
             bladder_top=self.bladder.center[2] + self.bladder.radii[2],
         )
@@ -96,87 +86,9 @@ class Abdomen:
         self.deformation_mm, self.deformation_control_mm = u(2, 7), u(60, 110)
         self.deformation_seed = int(rng.integers(2**31))
 
-    # -- drawing ----------------------------------------------------------------------------------
-    def _draw_liver(self) -> None:
-        rng, u = self.rng, self.rng.uniform
-        grow = {"hepatomegaly": u(1.15, 1.3), "cirrhotic": u(0.75, 0.88)}.get(self.family, 1.0)
-        rz = u(72, 90) * (grow if self.family == "hepatomegaly" else 1.0)
-        self.liver_right = Blob(
-            np.array([-0.42 * self.a + u(-8, 8), -0.05 * self.b + u(-8, 8), -0.92 * rz]),
-            np.array([u(62, 82) * grow, u(66, 88) * grow, rz]),
-            u(-0.25, 0.15),
-            random_waves(rng),
-            taper=u(0.35, 0.55),
-            drift=u(5, 25),
-        )
-        left_x, left_rx = (u(35, 60), u(75, 95)) if self.family == "large_left_lobe" else (u(5, 30), u(50, 70))
-        self.liver_left = Blob(
-            np.array([left_x, -0.42 * self.b + u(-6, 6), -0.92 * rz + u(15, 35)]),
-            np.array([left_rx * (grow if self.family != "cirrhotic" else 1.0), u(28, 40), u(35, 50)]),
-            u(-0.35, 0.1),
-            random_waves(rng),
-        )
-        caudate = u(1.3, 1.6) if self.family == "cirrhotic" else 1.0
-        self.caudate = Blob(  # wraps the intrahepatic IVC from the left and the front
-            np.array([self.ivc[0] + u(10, 18), self.ivc[1] - u(8, 16), u(-90, -55)]),
-            np.array([u(20, 28) * caudate, u(18, 24) * caudate, u(30, 42)]),
-            u(-0.3, 0.3),
-            random_waves(rng, 2, 0.08),
-        )
-        c, r = self.liver_right.center, self.liver_right.radii
-        self.extra_lobes = []
-        if self.family == "riedel_lobe":
-            self.extra_lobes.append(
-                Blob(
-                    np.array([c[0] - 0.35 * r[0], c[1] + u(-10, 10), c[2] - r[2] * u(0.9, 1.1)]),
-                    np.array([u(22, 32), u(28, 40), u(50, 75)]),
-                    u(-0.3, 0.3),
-                    random_waves(rng, 2, 0.08),
-                )
-            )
-        self.nodules = random_waves(rng, 8, 0.05, (10, 18)) if self.family == "cirrhotic" else ()
-        self.resection = None
-        if self.family == "post_resection":  # remove the liver beyond a cut plane x = cut
-            right_side = rng.random() < 0.5
-            self.resection = (1.0 if right_side else -1.0, c[0] + u(0.3, 0.7) * r[0] if right_side else u(-15, 10))
-        self.dome_right = np.array([c[0], c[1] + 10, u(2, 10)])  # apex (x, y, z) of the right dome
-        self.dome_left = np.array([0.45 * self.a, 0.1 * self.b, u(-22, -8)])
-        self.gallbladder = Blob(
-            np.array([c[0] + u(20, 40), -0.3 * self.b, c[2] - u(0.5, 0.75) * rz]),  # the fundus may pass the edge
-            np.array([u(12, 18), u(14, 20), u(30, 45)]),
-            u(-0.5, 0.5),
-            random_waves(rng, 2, 0.1),
-        )
-        self.hilum = np.array([c[0] + 0.45 * r[0], c[1] + 5, c[2] - 0.15 * rz])
-        self.vessels = self._vessel_tree()
-        self.portal_trunk = (self.hilum, self.hilum + np.array([u(15, 35), u(-5, 10), -u(50, 70)]), u(6, 8))
-        self.n_lesions = int(min(3, rng.poisson(1.0)))
-        self.lesion_radii = [u(5, 20) for _ in range(self.n_lesions)]
-
-    def _vessel_tree(self) -> list:
-        """Segments (a, b, radius) of the portal tree (two generations from the hilum) and of the three
-        hepatic veins converging on the IVC below the dome, each with a side branch."""
-        u = self.rng.uniform
-        hilum = self.hilum
-        trunks = [(hilum, hilum + np.array([u(-90, -40), u(-40, 40), u(-30, 50)]), u(4, 6.5)) for _ in range(3)]
-        trunks.append((hilum, hilum + np.array([u(40, 80), u(-60, -30), u(5, 35)]), u(3.5, 5.5)))
-        top = np.array([self.ivc[0], self.ivc[1], u(-25, -12)])
-        trunks += [
-            (top, top + np.array([dx, u(-50, -20), u(-10, 25)]), u(3, 5))
-            for dx in (u(-90, -60), u(-30, -10), u(25, 55))
-        ]
-        segments = list(trunks)
-        for a, b, r in trunks:
-            for _ in range(2):
-                start = a + (b - a) * u(0.5, 1.0)
-                direction = self.rng.normal(size=3)
-                direction /= np.linalg.norm(direction)
-                segments.append((start, start + direction * u(20, 45), r * u(0.5, 0.7)))
-        return segments
-
     def _draw_organs(self) -> None:
         rng, u = self.rng, self.rng.uniform
-        zc = self.liver_right.center[2]
+        zc = self.liver.liver_right.center[2]
         vert_y = 0.45 * self.b
         self.spleen = Blob(
             np.array([0.55 * self.a + u(-10, 5), 0.3 * self.b, zc + u(10, 40)]),
@@ -220,16 +132,6 @@ class Abdomen:
             np.array([u(10, 30), -0.3 * self.b, u(35, 55)]), np.array([u(55, 70), u(45, 55), u(45, 55)]), u(-0.6, -0.2)
         )
 
-    def liver_floor(self, x: float, y: float) -> float:
-        """z (mm) of the lowest point of the liver's lobes above (x, y); the lobe centre's level − its
-        z radius where no lobe lies above (x, y)."""
-        c, r = self.liver_right.center, self.liver_right.radii
-        z = np.arange(c[2] + r[2], c[2] - 1.6 * r[2], -2.0, dtype=np.float32)
-        inside = np.zeros(len(z), bool)
-        for lobe in (self.liver_right, self.liver_left, self.caudate, *self.extra_lobes):
-            inside |= lobe.inside(z, np.float32(y), np.float32(x))
-        return float(z[np.flatnonzero(inside)[-1]]) if inside.any() else float(c[2] - r[2])
-
     # -- 2D body outline -------------------------------------------------------------------------
     def body_radius(self, y, x):
         """Normalised elliptic radius with a wobbly outline (< 1 inside the skin), shape (ny, nx)."""
@@ -239,10 +141,10 @@ class Abdomen:
 
     def diaphragm(self, y, x):
         """Height (mm) of the diaphragm's upper surface above (x, y): two paraboloid domes."""
-        right = (
-            self.dome_right[2] - ((x - self.dome_right[0]) ** 2 / 3500.0 + (y - self.dome_right[1]) ** 2 / 4000.0) * 20
+        right, left = (
+            apex[2] - ((x - apex[0]) ** 2 / 3500.0 + (y - apex[1]) ** 2 / 4000.0) * 20
+            for apex in (self.liver.dome_right, self.liver.dome_left)
         )
-        left = self.dome_left[2] - ((x - self.dome_left[0]) ** 2 / 3500.0 + (y - self.dome_left[1]) ** 2 / 4000.0) * 20
         return np.maximum(right, left)
 
     def below_diaphragm(self, box, z, y, x):
@@ -308,7 +210,7 @@ class Abdomen:
             start = b
 
         # liver with vessels, lesions, the gallbladder; free fluid around it
-        liver_box = self._paint_liver(canvas, cavity)
+        liver_box = self.liver.paint(canvas, self._liver_room(cavity))
         self._paint_kidneys(canvas)  # after the liver: the kidney's upper pole impresses it
         if self.ascites_mm > 0 and liver_box is not None:
             self._paint_ascites(canvas, cavity)
@@ -374,61 +276,9 @@ class Abdomen:
                 )
                 self._paint_blob(canvas, inner, medulla, lambda *args: True, within=cortex)
 
-    def _liver_inside(self, grid: Grid, box, z, y, x) -> np.ndarray:
-        """The liver's lobes (with the family's changes) below the diaphragm, inside ``box``."""
-        inside = np.zeros(tuple(s.stop - s.start for s in box), bool)
-        for lobe in (self.liver_right, self.liver_left, self.caudate, *self.extra_lobes):
-            b, m = lobe.mask(grid)  # every lobe's box lies inside the union box
-            if b is not None:
-                inside[tuple(slice(bb.start - aa.start, bb.stop - aa.start) for aa, bb in zip(box, b))] |= m
-        if self.nodules:  # a nodular surface: high-frequency waves eat into the outer few millimetres
-            c = self.liver_right.center
-            level = sum(
-                a * np.sin(w[0] * (x - c[0]) / 30 + w[1] * (y - c[1]) / 30 + w[2] * (z - c[2]) / 30 + p)
-                for a, w, p in self.nodules
-            )
-            edge = ndimage.binary_erosion(inside, iterations=2)
-            inside &= edge | (level < 0.04)
-        if self.resection is not None:
-            side, cut = self.resection  # +1: the right part is gone (x < cut), −1: the left part (x > cut)
-            inside &= (x > cut) if side > 0 else (x < cut)
-        return inside & (z < self.diaphragm(y, x) - self.diaphragm_mm)
-
-    def _paint_liver(self, canvas: Canvas, cavity):
-        grid = canvas.grid
-        lobes = (self.liver_right, self.liver_left, self.caudate, *self.extra_lobes)
-        lo = np.min([b.bounds()[0] for b in lobes], axis=0)
-        hi = np.max([b.bounds()[1] for b in lobes], axis=0)
-        box = grid.box(lo, hi)
-        if box is None:
-            return None
-        z, y, x = grid.coords(box)
-        liver = self._liver_inside(grid, box, z, y, x) & cavity[box[1], box[2]][None]
-        canvas.put(box, liver, Tissue.LIVER)
-        region = canvas.organs[box]
-        k, j, i = np.nonzero(liver)  # vessels only need the liver's voxels
-        pz, py, px = z[k, 0, 0], y[0, j, 0], x[0, 0, i]
-        vessels = np.zeros(len(k), bool)
-        for a, b, r in self.vessels:
-            vessels |= segment_distance(pz, py, px, a, b) < r
-        region[k[vessels], j[vessels], i[vessels]] = Tissue.LIVER_VESSEL
-        idx = np.argwhere(liver)  # lesions at random liver voxels
-        for radius in self.lesion_radii:
-            if len(idx) == 0:
-                break
-            k, j, i = idx[self.rng.integers(len(idx))]
-            c = np.array([x[0, 0, i], y[0, j, 0], z[k, 0, 0]])
-            lesion = ((x - c[0]) ** 2 + (y - c[1]) ** 2 + ((z - c[2]) * 0.9) ** 2) < radius**2
-            region[liver & lesion] = Tissue.LESION
-        gbox, gm = self.gallbladder.mask(grid)  # the gallbladder and the portal trunk are not liver
-        if gbox is not None:
-            canvas.put(gbox, gm & (canvas.organs[gbox] != Tissue.AIR), Tissue.GALLBLADDER)
-        a, b, r = self.portal_trunk
-        tbox = grid.box(np.minimum(a, b) - r, np.maximum(a, b) + r)
-        if tbox is not None:
-            tz, ty, tx = grid.coords(tbox)
-            canvas.put(tbox, segment_distance(tz, ty, tx, a, b) < r, Tissue.VEIN)
-        return box
+    def _liver_room(self, cavity):
+        """Where the liver may lie: inside the abdominal cavity, below the diaphragm sheet."""
+        return lambda box, z, y, x: cavity[box[1], box[2]][None] & self.below_diaphragm(box, z, y, x)
 
     def _paint_ascites(self, canvas: Canvas, cavity) -> None:
         """Free fluid in the fat within ``ascites_mm`` of the liver (perihepatic) and the spleen."""
