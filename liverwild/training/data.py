@@ -4,7 +4,8 @@
 a generator seeded by (seed, e, k), the view (original or augmented), one positive among the slice's
 positives and the slice's negatives (:func:`liverwild.losses.contrastive_partners`); the partners come
 from the same view of the same scan. The draw does not depend on worker processes, so a run is
-reproducible and a resumed run continues exactly.
+reproducible and a resumed run continues exactly. ``OrganSliceDataset`` gives class-index targets
+(background, liver, competing organs) from the cached organ maps instead of the liver mask.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch.utils.data import Dataset
 
 from preprocessing.cache import CachedCase
 
-from ..losses import contrastive_partners
+from ..losses import NOT_LIVER, contrastive_partners
+from ..losses.classes import LIVER
 
 
 class SliceDataset(Dataset):
@@ -44,10 +46,37 @@ class SliceDataset(Dataset):
         return {
             "features": f(si),
             "slice": torch.from_numpy(np.asarray(case.slices[view, si], dtype=np.float32))[None],
-            "label": torch.from_numpy(np.asarray(case.labels[view, si], dtype=np.float32))[None],
+            "label": self.target(ci, view, si),
             "positive": f(pos),
             "negatives": torch.stack([f(i) for i in negatives]),
         }
+
+    def target(self, ci: int, view: int, si: int) -> torch.Tensor:
+        """The training target of slice ``si`` of view ``view`` of case ``ci``: the liver mask ``(1, H, W)``."""
+        return torch.from_numpy(np.asarray(self.cases[ci].labels[view, si], dtype=np.float32))[None]
+
+
+class OrganSliceDataset(SliceDataset):
+    """Like :class:`SliceDataset`, with class-index targets ``(1, H, W)`` uint8 for a softmax over
+    background (0), the liver (1) and competing organs (2, …): ``tables[ci]`` maps case ``ci``'s cached
+    organ-map values (``organs.npy``, view 0) to class indices, its liver values to
+    :data:`~liverwild.losses.NOT_LIVER`; the liver label (``labels.npy``) then marks the liver, so the
+    liver class is exactly the binary trainer's. The organ map is cached for the original view only: on
+    augmented views (elastically deformed) every pixel off the liver is :data:`~liverwild.losses.NOT_LIVER`."""
+
+    def __init__(self, cases: list, tables: list, strategy: str = "neighbours", seed: int = 0, use_views: bool = True):
+        super().__init__(cases, strategy, seed, use_views)
+        self.tables = tables
+
+    def target(self, ci: int, view: int, si: int) -> torch.Tensor:
+        case = self.cases[ci]
+        liver = np.asarray(case.labels[view, si]) > 0
+        if view == 0:
+            classes = self.tables[ci][np.asarray(case.organs[si])]
+        else:
+            classes = np.full(liver.shape, NOT_LIVER, np.uint8)
+        classes[liver] = LIVER
+        return torch.from_numpy(classes)[None]
 
 
 def load_cases(preprocessed_root, dataset: str, data_identifier: str, names: list) -> list:
