@@ -1,11 +1,11 @@
 """The segmentation losses generalised to a softmax over classes (background + organs), for
-:class:`~liverwild.training.trainers.OrganCompetitionTrainer`.
+:class:`~liverwild.training.organs.OrganCompetitionTrainer`.
 
 Logits ``(B, K, H, W)``: channel 0 is background, channel 1 the liver, channels 2… the competing organs.
 Targets ``(B, 1, H, W)`` or ``(B, H, W)`` of class indices ``0 … K−1``, or :data:`NOT_LIVER` for a pixel
-known not to be liver whose class is otherwise unknown (augmented views, whose organ map is not cached;
-pixels where the organ map and the liver label disagree). Every loss reduces exactly to its binary twin
-in :mod:`.segmentation` when ``K = 2`` (the liver logit is then ``z₁ − z₀``):
+known not to be liver whose class is otherwise unknown (pixels the organ map calls liver and the liver
+label does not). Every loss reduces exactly to its binary twin in :mod:`.segmentation` when ``K = 2``
+(the liver logit is then ``z₁ − z₀``):
 
 - focal: ``−α_t (1 − p_t)^γ log p_t`` with ``p_t`` the softmax probability of the pixel's class — of the
   set of classes it may be (``1 − p_liver`` for :data:`NOT_LIVER`) — and ``α_t = α`` for an organ,

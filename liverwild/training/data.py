@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from preprocessing.augmentation import elastic_displacements, warp_label_map
 from preprocessing.cache import CachedCase
+from preprocessing.cases import view_seed
 
-from ..losses import NOT_LIVER, contrastive_partners
+from ..losses import contrastive_partners
 from ..losses.classes import LIVER
 
 
@@ -59,23 +61,41 @@ class SliceDataset(Dataset):
 class OrganSliceDataset(SliceDataset):
     """Like :class:`SliceDataset`, with class-index targets ``(1, H, W)`` uint8 for a softmax over
     background (0), the liver (1) and competing organs (2, …): ``tables[ci]`` maps case ``ci``'s cached
-    organ-map values (``organs.npy``, view 0) to class indices, its liver values to
+    organ-map values (``organs.npy``, cached for view 0) to class indices, its liver values to
     :data:`~liverwild.losses.NOT_LIVER`; the liver label (``labels.npy``) then marks the liver, so the
-    liver class is exactly the binary trainer's. The organ map is cached for the original view only: on
-    augmented views (elastically deformed) every pixel off the liver is :data:`~liverwild.losses.NOT_LIVER`."""
+    liver class is exactly the binary trainer's. On an augmented view the organ map is deformed with the
+    view's own elastic deformation, re-drawn from the augmentation's seed (``augmentations[ci]``: the
+    case's plans' augmentation parameters; :func:`preprocessing.augmentation.elastic_displacements`)."""
 
-    def __init__(self, cases: list, tables: list, strategy: str = "neighbours", seed: int = 0, use_views: bool = True):
+    def __init__(
+        self,
+        cases: list,
+        tables: list,
+        augmentations: list,
+        strategy: str = "neighbours",
+        seed: int = 0,
+        use_views: bool = True,
+    ):
         super().__init__(cases, strategy, seed, use_views)
-        self.tables = tables
+        self.tables, self.augmentations = tables, augmentations
+        self._displacements: dict = {}  # (case, view) → {slice: coarse displacements}
+
+    def displacements(self, ci: int, view: int) -> dict:
+        """The elastic displacements of view ``view`` (≥ 1) of case ``ci``, as preprocessing drew them."""
+        if (ci, view) not in self._displacements:
+            params = self.augmentations[ci]
+            seed = view_seed(params.get("seed", 0), self.cases[ci].name, view)
+            self._displacements[ci, view] = elastic_displacements(self.cases[ci].n_slices, params, seed)
+        return self._displacements[ci, view]
 
     def target(self, ci: int, view: int, si: int) -> torch.Tensor:
         case = self.cases[ci]
-        liver = np.asarray(case.labels[view, si]) > 0
-        if view == 0:
-            classes = self.tables[ci][np.asarray(case.organs[si])]
-        else:
-            classes = np.full(liver.shape, NOT_LIVER, np.uint8)
-        classes[liver] = LIVER
+        organs = np.asarray(case.organs[si])
+        coarse = self.displacements(ci, view).get(si) if view else None
+        if coarse is not None:
+            organs = warp_label_map(organs, coarse)
+        classes = self.tables[ci][organs]
+        classes[np.asarray(case.labels[view, si]) > 0] = LIVER
         return torch.from_numpy(classes)[None]
 
 

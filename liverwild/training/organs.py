@@ -31,12 +31,13 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
 
     Losses: the paper's, generalised per class (:mod:`liverwild.losses.classes`: softmax focal, Tversky
     and −log IoU averaged over the liver and the classes present in the batch, softmax entropy; each
-    equals its binary form with the liver alone). Deviations: the organ map is cached for the original
-    view only, so on augmented views (2 of 3 items with the default K = 2) only liver vs not-liver is
-    supervised; pixels the organ map calls liver but the liver label does not are "not liver, class
-    unknown". Organ names come from the sources' raw ``dataset.json`` (``organ_labels``), found through
-    their ``dataset_fingerprint.json``. A source without organ maps is refused (no binary fallback), and
-    so is online augmentation (the augmentation would need to carry the organ map).
+    equals its binary form with the liver alone). The organ map is cached for the original view only: on
+    an augmented view it is deformed with the view's elastic deformation, re-drawn from the cache's
+    augmentation seed (:class:`~.data.OrganSliceDataset`). Pixels the organ map calls liver but the liver
+    label does not (border pixels: the two maps are resized differently) are "not liver, class unknown".
+    Organ names come from the sources' raw ``dataset.json`` (``organ_labels``), found through their
+    ``dataset_fingerprint.json``. A source without organ maps is refused (no binary fallback), and so is
+    online augmentation (the augmentation would need to carry the organ map).
     """
 
     def organ_class_values(self, source: str) -> dict[str, list[int]]:
@@ -91,6 +92,7 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
         self.train_set = OrganSliceDataset(
             train,
             [tables[sources[d]] for d in domains],
+            [self.plans[sources[d]].augmentation for d in domains],
             self.config.sampling,
             self.config.seed,
             self.config.use_augmented_views,
