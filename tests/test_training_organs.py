@@ -188,6 +188,23 @@ def test_augmented_views_get_their_own_deformation_of_the_organ_map(phantom_stud
     assert len(set(np.unique(target)) - {0, 1, NOT_LIVER}) >= 2, "competing organs on the augmented view"
 
 
+def test_organ_classes_setting_chooses_and_orders_the_classes(phantom_study, tmp_path):
+    pre = phantom_study / "pre"
+    fold = load_splits(pre / "splits.json")["folds"][FOLD]
+
+    def trainer(classes):
+        return TRAINERS["OrganCompetitionTrainer"](FOLD, fold, pre, tmp_path, small(organ_classes=classes), "cpu")
+
+    chosen = trainer(["liver", "kidney", "bowel"])
+    chosen.build_datasets()
+    assert chosen.classes == ["liver", "kidney", "bowel"]
+    table = chosen.train_set.tables[0]
+    assert table[22] == 2 and table[24] == 3 and table[14] == 0 and table[3] == NOT_LIVER  # kidney, colon, stomach
+    for wrong in (["kidney", "liver"], ["liver", "colon"], ["liver", "bowel", "bowel"]):
+        with pytest.raises(LiverwildError, match="must be 'liver' then distinct classes"):
+            trainer(wrong).build_datasets()
+
+
 def test_a_source_without_organ_maps_is_refused(phantom_study, tmp_path):
     pre = tmp_path / "pre"
     shutil.copytree(phantom_study / "pre", pre, copy_function=os.symlink)  # links: the fixture stays as it is
