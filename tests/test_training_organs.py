@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import small
 
+from liverwild.cli import predict as predict_cli
 from liverwild.datasets.organs import competing_class_values
 from liverwild.errors import LiverwildError
-from liverwild.inference import predict
 from liverwild.inference.model import TrainedModel
 from liverwild.io import read_image
 from liverwild.losses import (
@@ -159,7 +159,9 @@ def test_prediction_writes_a_liver_mask_in_the_input_geometry(organ_model, phant
     scan = sorted((phantom_study / "raw" / "PhantomPortalCT" / "imagesTr").glob("*.nii.gz"))[0]
     (tmp_path / "in").mkdir()
     shutil.copy(scan, tmp_path / "in" / scan.name)
-    report = predict(tmp_path / "in", tmp_path / "out", model=organ_model["output"], device="cpu", progress=False)
+    args = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", organ_model["output"], "--device", "cpu"]
+    assert predict_cli.main([*args, "--no-progress"]) == 0  # lw_predict
+    report = json.loads((tmp_path / "out" / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["n_ok"] == 1 and report["model"]["classes"] == ["liver"]
     name = scan.name.replace("_0000.nii.gz", ".nii.gz")
     mask, image = read_image(tmp_path / "out" / name, dtype=None), read_image(scan)
