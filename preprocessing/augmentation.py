@@ -13,6 +13,50 @@ import random
 import numpy as np
 
 
+def elastic_grid(coarse, h: int, w: int):
+    """``grid_sample`` grids ``(n, h, w, 2)`` of coarse displacements ``(n, 2, c, c)`` (torch, pixels, (dy, dx)),
+    upsampled bicubically."""
+    import torch
+    import torch.nn.functional as F
+
+    dense = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)  # pixels (dy, dx)
+    ys = torch.linspace(-1, 1, h)
+    xs = torch.linspace(-1, 1, w)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx + dense[:, 1] * 2 / max(w - 1, 1), gy + dense[:, 0] * 2 / max(h - 1, 1)], dim=-1)
+
+
+def elastic_displacements(n_slices: int, params: dict, seed: int) -> dict[int, np.ndarray]:
+    """The elastic deformations :func:`augment_stack` ``(…, params, seed)`` applies to a stack of ``n_slices``:
+    ``{slice index: coarse displacements (2, c, c) float32, pixels}`` for the deformed slices (the others are
+    only changed in intensity). Draws exactly what :func:`augment_stack` draws first from its generator."""
+    rng = np.random.default_rng(seed)
+    el = params["elastic"]
+    idx = np.flatnonzero(rng.random(n_slices) < el["p"])
+    if idx.size == 0:
+        return {}
+    c = el["control_points"]
+    coarse = rng.normal(0.0, el["sigma_px"], size=(idx.size, 2, c, c)).astype(np.float32)
+    return dict(zip(idx.tolist(), coarse))
+
+
+def warp_label_map(label_map: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """A label map ``(H, W)`` (any values, e.g. an organ map) under one slice's elastic deformation
+    (``coarse`` ``(2, c, c)`` from :func:`elastic_displacements`): each value's indicator is sampled
+    bilinearly as :func:`elastic_deform` samples masks, and a pixel takes the value of the largest (0 outside
+    the slice) — for a 0/1 mask the same as the masks' threshold at 0.5, up to exact ties."""
+    import torch
+    import torch.nn.functional as F
+
+    values = np.union1d([0], np.unique(label_map))
+    h, w = label_map.shape
+    indicators = torch.from_numpy((label_map[None] == values[:, None, None]).astype(np.float32))[None]
+    grid = elastic_grid(torch.from_numpy(np.asarray(coarse, np.float32))[None], h, w)
+    with torch.inference_mode():
+        sampled = F.grid_sample(indicators, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return values[sampled.argmax(dim=0).numpy()].astype(label_map.dtype)
+
+
 def elastic_deform(
     slices: np.ndarray,
     masks: np.ndarray,
@@ -36,11 +80,7 @@ def elastic_deform(
     coarse = torch.from_numpy(
         rng.normal(0.0, sigma_px, size=(idx.size, 2, control_points, control_points)).astype(np.float32)
     )
-    dense = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)  # pixels (dy, dx)
-    ys = torch.linspace(-1, 1, h)
-    xs = torch.linspace(-1, 1, w)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    grid = torch.stack([gx + dense[:, 1] * 2 / max(w - 1, 1), gy + dense[:, 0] * 2 / max(h - 1, 1)], dim=-1)
+    grid = elastic_grid(coarse, h, w)
     with torch.inference_mode():
         img = F.grid_sample(
             torch.from_numpy(slices[idx])[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True

@@ -76,3 +76,31 @@ def to_class_map(label_map: np.ndarray, values: dict[str, list[int]], classes: l
     for index, organ in enumerate(classes, start=1):
         out[np.isin(label_map, values[organ])] = index
     return out
+
+
+COMPETING_CLASSES = {
+    "liver": ("liver",),
+    "stomach": ("stomach",),
+    "bowel": ("duodenum", "colon", "small_bowel", "small_intestine", "bowel", "rectum", "sigmoid"),
+    "kidney": ("kidney", "left_kidney", "right_kidney", "l_kidney", "r_kidney"),
+    "spleen": ("spleen",),
+    "pancreas": ("pancreas",),
+    "gallbladder": ("gallbladder", "gall_bladder"),
+}
+"""The 2D organ-competition classes (``OrganCompetitionTrainer``), the liver first: the organs that border
+the liver in an axial slice. A label belongs to a class when its name is one of the class's names or one
+of them followed by ``_`` and a part (``liver_vessel``, ``right_kidney_cortex``, ``kidney_left``)."""
+
+
+def competing_class_values(organ_labels: dict | None) -> dict[str, list[int]]:
+    """``{class: [label values]}`` in :data:`COMPETING_CLASSES` order for the classes an organ map names
+    (``organ_labels``: ``dataset.json``'s name → value or list of values); ``{}`` without organ maps."""
+    found: dict[str, list[int]] = {}
+    for name, value in (organ_labels or {}).items():
+        label = str(name).strip().lower().replace(" ", "_").replace("-", "_")
+        for cls, names in COMPETING_CLASSES.items():
+            if any(label == n or label.startswith(n + "_") for n in names):
+                values = value if isinstance(value, list) else [value]
+                found.setdefault(cls, []).extend(int(v) for v in values)
+                break
+    return {cls: sorted(set(found[cls])) for cls in COMPETING_CLASSES if cls in found}

@@ -12,7 +12,7 @@ from planning.plans import OutdatedPlansError, Plans, check_plans_version
 from ..backbones import FrozenBackbone, describe_teacher, with_weights
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
-from ..nets import build_network, uses_teacher
+from ..nets import build_network, liver_logits, uses_teacher
 
 CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "latest": "checkpoint_latest.pth"}
 
@@ -119,7 +119,8 @@ class TrainedModel:
         return config
 
     def segment(self, slices: torch.Tensor) -> tuple:
-        """``(logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, 1, H, W)``."""
+        """``(liver logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, 1, H, W)``
+        (a net with organ classes gives the logit of its softmax liver probability, :func:`liver_logits`)."""
         import time
 
         if self.backbone is None:
@@ -129,7 +130,7 @@ class TrainedModel:
         if slices.device.type == "cuda":
             torch.cuda.synchronize()
         teacher_seconds = time.perf_counter() - start
-        return self.net(features, slices)[0], teacher_seconds
+        return liver_logits(self.net(features, slices)[0]), teacher_seconds
 
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality`` (of the model's configuration), or None if

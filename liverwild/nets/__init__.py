@@ -4,7 +4,7 @@ rebuilds any of them from its saved ``config``."""
 
 from .decoder import UpsamplingDecoder
 from .head import DistillationHead
-from .model import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
+from .model import ContrastiveDistillationNet, SegmentationPipeline, count_trainable, liver_logits
 from .unet import DualBatchNorm2d, DualNormUNet2d, UNet2d
 from .unet3d import UNet3d
 
@@ -36,6 +36,7 @@ __all__ = [
     "ContrastiveDistillationNet",
     "SegmentationPipeline",
     "count_trainable",
+    "liver_logits",
     "UNet2d",
     "UNet3d",
     "DualNormUNet2d",

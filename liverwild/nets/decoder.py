@@ -1,4 +1,5 @@
-"""Learnable upsampling: code ``(B, 70, h, w)`` + input slice ``(B, 1, 224, 224)`` → logits ``(B, 1, 224, 224)``."""
+"""Learnable upsampling: code ``(B, 70, h, w)`` + input slice ``(B, 1, 224, 224)`` → logits
+``(B, out_channels, 224, 224)`` (one liver logit, or one logit per class)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
 
 class UpsamplingDecoder(nn.Module):
     """Five upsample-then-convolve stages with output channels (70, 40, 20, 10, 5), a skip connection
-    that concatenates the input slice, and three 3×3 convolutions down to one channel.
+    that concatenates the input slice, and three 3×3 convolutions down to ``out_channels`` (1: the liver
+    logit; more: one logit per class, for a softmax).
 
     The paper lists the channels "(70), 40, 20, 10, 5" and reaches 224×224; it does not say how the
     ×16 (ViT-*/16) or ×8 (ViT-*/8) upsampling is split over five stages. Here stage ``s`` resizes
     (bilinearly) to ``round(h · (224/h)^(s/5))``, a geometric progression that ends exactly at the output
     size for any patch size. Each convolution is followed by BatchNorm, ReLU and dropout (0.3); the
-    last one gives logits (the sigmoid is applied by the losses and at prediction).
+    last one gives logits (the sigmoid, or softmax over classes, is applied by the losses and at
+    prediction).
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class UpsamplingDecoder(nn.Module):
         out_size: int = 224,
         dropout: float = 0.3,
         skip_channels: int = 1,
+        out_channels: int = 1,
     ):
         super().__init__()
         self.out_size = out_size
@@ -45,7 +49,7 @@ class UpsamplingDecoder(nn.Module):
         self.fuse = nn.Sequential(
             conv_block(last + skip_channels, last, dropout),
             conv_block(last, last, dropout),
-            ChannelsLastConv2d(last, 1, 3, padding=1),
+            ChannelsLastConv2d(last, out_channels, 3, padding=1),
         )
 
     def stage_sizes(self, h: int) -> list:

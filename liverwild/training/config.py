@@ -32,6 +32,8 @@ class TrainerConfig:
     use_augmented_views: bool = True
     augmentation: str = "cached"  # cached: the K views made at preprocessing; online: augment on the fly
     # and run the frozen teacher in the training loop (as the paper)
+    organ_classes: list | None = None  # OrganCompetitionTrainer: the classes, liver first (names of
+    # liverwild.datasets.organs.COMPETING_CLASSES); None: the liver and every class all sources' organ maps name
     steps_per_epoch: int | None = None  # None: one pass over the training slices
     val_batch_size: int = 32
     num_workers: int | None = None  # None: 0 on CPU, up to 8 loader processes on GPU

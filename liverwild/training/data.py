@@ -4,7 +4,8 @@
 a generator seeded by (seed, e, k), the view (original or augmented), one positive among the slice's
 positives and the slice's negatives (:func:`liverwild.losses.contrastive_partners`); the partners come
 from the same view of the same scan. The draw does not depend on worker processes, so a run is
-reproducible and a resumed run continues exactly.
+reproducible and a resumed run continues exactly. ``OrganSliceDataset`` gives class-index targets
+(background, liver, competing organs) from the cached organ maps instead of the liver mask.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from preprocessing.augmentation import elastic_displacements, warp_label_map
 from preprocessing.cache import CachedCase
+from preprocessing.cases import view_seed
 
 from ..losses import contrastive_partners
+from ..losses.classes import LIVER
 
 
 class SliceDataset(Dataset):
@@ -44,10 +48,55 @@ class SliceDataset(Dataset):
         return {
             "features": f(si),
             "slice": torch.from_numpy(np.asarray(case.slices[view, si], dtype=np.float32))[None],
-            "label": torch.from_numpy(np.asarray(case.labels[view, si], dtype=np.float32))[None],
+            "label": self.target(ci, view, si),
             "positive": f(pos),
             "negatives": torch.stack([f(i) for i in negatives]),
         }
+
+    def target(self, ci: int, view: int, si: int) -> torch.Tensor:
+        """The training target of slice ``si`` of view ``view`` of case ``ci``: the liver mask ``(1, H, W)``."""
+        return torch.from_numpy(np.asarray(self.cases[ci].labels[view, si], dtype=np.float32))[None]
+
+
+class OrganSliceDataset(SliceDataset):
+    """Like :class:`SliceDataset`, with class-index targets ``(1, H, W)`` uint8 for a softmax over
+    background (0), the liver (1) and competing organs (2, …): ``tables[ci]`` maps case ``ci``'s cached
+    organ-map values (``organs.npy``, cached for view 0) to class indices, its liver values to
+    :data:`~liverwild.losses.NOT_LIVER`; the liver label (``labels.npy``) then marks the liver, so the
+    liver class is exactly the binary trainer's. On an augmented view the organ map is deformed with the
+    view's own elastic deformation, re-drawn from the augmentation's seed (``augmentations[ci]``: the
+    case's plans' augmentation parameters; :func:`preprocessing.augmentation.elastic_displacements`)."""
+
+    def __init__(
+        self,
+        cases: list,
+        tables: list,
+        augmentations: list,
+        strategy: str = "neighbours",
+        seed: int = 0,
+        use_views: bool = True,
+    ):
+        super().__init__(cases, strategy, seed, use_views)
+        self.tables, self.augmentations = tables, augmentations
+        self._displacements: dict = {}  # (case, view) → {slice: coarse displacements}
+
+    def displacements(self, ci: int, view: int) -> dict:
+        """The elastic displacements of view ``view`` (≥ 1) of case ``ci``, as preprocessing drew them."""
+        if (ci, view) not in self._displacements:
+            params = self.augmentations[ci]
+            seed = view_seed(params.get("seed", 0), self.cases[ci].name, view)
+            self._displacements[ci, view] = elastic_displacements(self.cases[ci].n_slices, params, seed)
+        return self._displacements[ci, view]
+
+    def target(self, ci: int, view: int, si: int) -> torch.Tensor:
+        case = self.cases[ci]
+        organs = np.asarray(case.organs[si])
+        coarse = self.displacements(ci, view).get(si) if view else None
+        if coarse is not None:
+            organs = warp_label_map(organs, coarse)
+        classes = self.tables[ci][organs]
+        classes[np.asarray(case.labels[view, si]) > 0] = LIVER
+        return torch.from_numpy(classes)[None]
 
 
 def load_cases(preprocessed_root, dataset: str, data_identifier: str, names: list) -> list:
