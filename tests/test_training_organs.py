@@ -140,6 +140,7 @@ def organ_model(phantom_study, tmp_path_factory):
     )
 
 
+@pytest.mark.slow  # trains 50 steps (about a minute on 2 cores)
 def test_trains_and_records_its_classes(organ_model):
     out = Path(organ_model["output"])
     assert organ_model["best_val_dice"] > 0.4, "liver validation Dice must rise well above 0 (untrained)"
@@ -155,6 +156,7 @@ def test_trains_and_records_its_classes(organ_model):
     assert logits.shape == (2, 1, 224, 224)
 
 
+@pytest.mark.slow  # trains 50 steps (about a minute on 2 cores)
 def test_prediction_writes_a_liver_mask_in_the_input_geometry(organ_model, phantom_study, tmp_path):
     scan = sorted((phantom_study / "raw" / "PhantomPortalCT" / "imagesTr").glob("*.nii.gz"))[0]
     (tmp_path / "in").mkdir()
