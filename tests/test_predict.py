@@ -8,7 +8,7 @@ from conftest import TRAINED_FOLD
 from liverwild.cli import predict as predict_cli
 from liverwild.evaluation import dice, evaluate_folders
 from liverwild.inference import predict
-from liverwild.inference.postprocessing import STEPS
+from liverwild.inference.postprocessing import DEFAULT_STEPS, STEPS
 from liverwild.io import (
     Reorientation,
     read_image,
@@ -107,7 +107,7 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
         "postprocess",
         "write",
     }
-    assert report["postprocessing"] == list(STEPS) and "torch" in report["versions"]
+    assert report["postprocessing"] == list(DEFAULT_STEPS) and "torch" in report["versions"]
     for entry in report["scans"]:  # the same mask whatever the storage: the same plausibility
         assert entry["flags"] == report["scans"][0]["flags"] and isinstance(entry["flags"], list)
         assert set(entry["extent_mm"]) == {"craniocaudal", "anterior_posterior", "left_right"}
