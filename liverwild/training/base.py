@@ -184,7 +184,12 @@ class Trainer:
             c.decoder_channels,
             c.decoder_dropout,
             int(self.train_set.cases[0].slices.shape[-1]),
+            self.output_classes(),
         )
+
+    def output_classes(self) -> list[str] | None:
+        """The decoder's classes after background (``None``: one liver logit, the paper's output)."""
+        return None
 
     def build_losses(self) -> dict:
         from .. import losses as L

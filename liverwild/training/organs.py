@@ -99,20 +99,8 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
         )
         self.feature_channels = int(train[0].features.shape[2])
 
-    def build_network(self) -> torch.nn.Module:
-        from ..nets import ContrastiveDistillationNet
-
-        c = self.config
-        size = int(self.train_set.cases[0].slices.shape[-1])
-        return ContrastiveDistillationNet(
-            self.feature_channels,
-            c.code_channels,
-            c.head_dropout,
-            c.decoder_channels,
-            c.decoder_dropout,
-            size,
-            self.classes,
-        )
+    def output_classes(self) -> list[str]:
+        return self.classes
 
     def build_losses(self) -> dict:
         from .. import losses as L
