@@ -125,40 +125,42 @@ def _case_name(root: Path, path: Path) -> str:
 
 def tissue_layers(labels: np.ndarray, names: dict, spacing_zyx, rng: np.random.Generator):
     """Canonical label map → ``(organs, content)`` uint8 tissue layers (see :class:`~.shapes.Canvas`)."""
-    organs = np.zeros(labels.shape, np.uint8)
-    for value, name in names.items():
-        organs[labels == value] = tissue_of(name)
+    organs = relabel(labels, {value: int(tissue_of(name)) for value, name in names.items()}, np.uint8)
+    for cortex, medulla, depth in (
+        (Tissue.KIDNEY_CORTEX, Tissue.KIDNEY_MEDULLA, 6.0),
+        (Tissue.LEFT_KIDNEY_CORTEX, Tissue.LEFT_KIDNEY_MEDULLA, 6.0),
+        (Tissue.BONE, Tissue.MARROW, 2.0),
+    ):
+        organs[_inner(organs, cortex, depth, spacing_zyx)] = medulla
     content = np.zeros(labels.shape, np.uint8)
-    _inner(organs, (Tissue.KIDNEY_CORTEX,), 6.0, spacing_zyx, lambda m: organs.__setitem__(m, Tissue.KIDNEY_MEDULLA))
-    _inner(
-        organs,
-        (Tissue.LEFT_KIDNEY_CORTEX,),
-        6.0,
-        spacing_zyx,
-        lambda m: organs.__setitem__(m, Tissue.LEFT_KIDNEY_MEDULLA),
-    )
-    _inner(organs, (Tissue.BONE,), 2.0, spacing_zyx, lambda m: organs.__setitem__(m, Tissue.MARROW))
     for code in HOLLOW:  # a wall of 2–4 mm, then one content per organ and case
         fill = int(
             rng.choice([Tissue.FLUID, Tissue.GAS, Tissue.STOOL, Tissue.ORAL_CONTRAST, 0], p=[0.35, 0.2, 0.2, 0.1, 0.15])
         )
         if fill:
-            _inner(organs, (code,), float(rng.uniform(2, 4)), spacing_zyx, lambda m, f=fill: content.__setitem__(m, f))
+            content[_inner(organs, code, float(rng.uniform(2, 4)), spacing_zyx)] = fill
     _add_body(organs, spacing_zyx, rng)
     return organs, content
 
 
-def _inner(organs, codes, depth_mm: float, spacing_zyx, apply) -> None:
-    """Call ``apply(mask)`` with the voxels of ``codes`` more than about ``depth_mm`` inside them
-    (erosion by whole voxels of the finest spacing, at least one), computed in their bounding box."""
-    mask = np.isin(organs, codes)
-    if not mask.any():
-        return
-    box = tuple(slice(max(int(a.min()) - 1, 0), int(a.max()) + 2) for a in np.nonzero(mask))
-    iterations = max(1, int(round(depth_mm / min(spacing_zyx))))
+def relabel(labels: np.ndarray, table: dict, dtype) -> np.ndarray:
+    """``labels`` with every value replaced by ``table[value]``; values not in the table become 0."""
+    lookup = np.zeros(int(max(table, default=0)) + 1, dtype)
+    for value, new in table.items():
+        lookup[value] = new
+    return lookup[np.where((labels >= 0) & (labels < len(lookup)), labels, 0)]
+
+
+def _inner(organs, code, depth_mm: float, spacing_zyx) -> np.ndarray:
+    """The voxels of ``code`` more than about ``depth_mm`` inside it (erosion by whole voxels of the
+    finest spacing, at least one), computed in its bounding box; bool, the shape of ``organs``."""
+    mask = organs == code
     inner = np.zeros_like(mask)
-    inner[box] = ndimage.binary_erosion(mask[box], iterations=iterations)
-    apply(inner)
+    if mask.any():
+        box = tuple(slice(max(int(a.min()) - 1, 0), int(a.max()) + 2) for a in np.nonzero(mask))
+        iterations = max(1, int(round(depth_mm / min(spacing_zyx))))
+        inner[box] = ndimage.binary_erosion(mask[box], iterations=iterations)
+    return inner
 
 
 def _add_body(organs: np.ndarray, spacing_zyx, rng) -> None:
@@ -250,9 +252,7 @@ def write_from_label_maps(
     for item in tqdm(maps, desc=name, unit="map", disable=not progress):
         try:
             label_map = read_label(item.path)
-            lookup = np.zeros(int(max(item.names, default=0)) + 1, np.uint16)
-            for value, label in sorted(item.names.items()):
-                lookup[value] = unified.setdefault(label, len(unified) + 1)
+            renumber = {v: unified.setdefault(label, len(unified) + 1) for v, label in sorted(item.names.items())}
             for copy in range(copies):
                 case = f"{item.case}_{copy:02d}"
                 paths = [
@@ -265,8 +265,7 @@ def write_from_label_maps(
                     rng = np.random.default_rng(np.random.SeedSequence(key))
                     image, liver, organs = synthesize(label_map, item.names, modality, rng)
                     write_volume(liver.array, liver.geometry, paths[0])  # labels first: the image marks completion
-                    known = np.where((organs.array >= 0) & (organs.array < len(lookup)), organs.array, 0)
-                    write_volume(lookup[known], organs.geometry, paths[1], dtype=np.uint16)
+                    write_volume(relabel(organs.array, renumber, np.uint16), organs.geometry, paths[1])
                     write_volume(image.array, image.geometry, paths[2])
                 cases.append(case)
         except (LiverwildError, ValueError, RuntimeError) as error:  # one bad map must not stop the others
