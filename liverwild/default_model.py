@@ -17,7 +17,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,6 +25,8 @@ import torch
 from .atomic import atomic_path, write_json_atomic
 from .backbones.weights import file_sha256
 from .checkpoints import load_checkpoint
+from .default_recipe import Recipe
+from .device import describe_device, resolve_device
 from .errors import ConfigurationError
 from .log import get_logger
 
@@ -35,27 +37,6 @@ DISCLAIMER = (
     "and is not a medical device: check every mask before any use."
 )
 FOLD = "default_all_phantoms"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides the default model. Changing any value changes the model."""
-
-    teacher: str = "imagenet-effnet-lite0"
-    ct_cases: int = 36
-    mr_cases: int = 36
-    max_slices: int = 48
-    views: int = 1
-    val_per_source: int = 4
-    epochs: int = 12
-    steps_per_epoch: int = 150
-    batch_size: int = 8
-    lr: float = 3e-3
-    seed: int = 0
-
-    def quick(self) -> Recipe:
-        """A tiny version for smoke tests (a useless model, built in about a minute)."""
-        return Recipe(self.teacher, 4, 4, 12, 0, 1, 2, 6, self.batch_size, self.lr, self.seed)
 
 
 def export_model(run_folder, output, provenance: dict) -> Path:
@@ -99,12 +80,13 @@ def build_default_model(
     from . import __version__
     from .backbones import describe_teacher, teacher_config
     from .phantoms.randomized import FAMILY, GENERATOR_VERSION, write_randomized
-    from .training import TrainerConfig, train_fold
+    from .training import get_trainer, train_fold
 
     recipe = recipe or Recipe()
     workdir = Path(workdir)
     raw, pre, res = workdir / "raw", workdir / "preprocessed", workdir / "results"
     start = time.perf_counter()
+    revision = git_revision()  # of the code that runs, read before the build's long minutes
     torch.manual_seed(recipe.seed)
     logger.info(f"[1/4] randomised phantoms: {recipe.ct_cases} CT + {recipe.mr_cases} MR cases in {raw}")
     write_randomized(raw, "CT", recipe.ct_cases, recipe.seed, recipe.max_slices, workers, progress=False)
@@ -116,6 +98,8 @@ def build_default_model(
         raw=str(raw),
         preprocessed=str(pre),
         backbone=recipe.teacher,
+        tap=recipe.tap,
+        slice_context=recipe.slice_context,
         views=recipe.views,
         device=device,
         workers=workers,
@@ -127,15 +111,21 @@ def build_default_model(
         raise ConfigurationError(f"preprocessing failed for {failed}")
     add_fold(pre / "splits.json", FOLD, pooled_fold(_cached_cases(pre, names), recipe.val_per_source, recipe.seed))
     logger.info(f"[3/4] train {FOLD}: {recipe.epochs} epochs × {recipe.steps_per_epoch} steps of {recipe.batch_size}")
-    config = TrainerConfig().updated(
-        epochs=recipe.epochs,
-        steps_per_epoch=recipe.steps_per_epoch,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=recipe.seed,
+    config = (
+        get_trainer(recipe.trainer)
+        .default_config()
+        .updated(
+            epochs=recipe.epochs,
+            steps_per_epoch=recipe.steps_per_epoch,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            seed=recipe.seed,
+        )
     )
-    trained = train_fold(FOLD, preprocessed=str(pre), results=str(res), device=device, config=config, progress=False)
-    teacher = teacher_config(recipe.teacher)
+    trained = train_fold(
+        FOLD, recipe.trainer, preprocessed=str(pre), results=str(res), device=device, config=config, progress=False
+    )
+    teacher = teacher_config(recipe.teacher, tap=recipe.tap, context=recipe.slice_context)
     provenance: dict = {
         "description": DISCLAIMER,
         "recipe": asdict(recipe),
@@ -146,13 +136,14 @@ def build_default_model(
         "seed": recipe.seed,
         "command": command or "lw_build_default_model",
         "best_val_dice_on_phantoms": round(float(trained["best_val_dice"]), 4),
+        "git_revision": revision,
         "versions": {
             "liverwild": __version__,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "platform": platform.platform(),
         },
-        "device": str(device),
+        "device": describe_device(resolve_device(device)),
         "torch_threads": torch.get_num_threads(),
         "build_seconds": round(time.perf_counter() - start, 1),
     }
@@ -172,6 +163,21 @@ def _cached_cases(preprocessed: Path, names: list) -> dict:
     return {
         n: list_cases(preprocessed / n / load_plans(preprocessed / n / "plans.json").data_identifier()) for n in names
     }
+
+
+def git_revision() -> str | None:
+    """The source tree's git commit (``+dirty`` with uncommitted changes), or None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def default_model_dir() -> Path:

@@ -47,3 +47,15 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     threads = threads or int(os.environ.get("LW_THREADS", 0)) or max(1, (os.cpu_count() or 1) // processes)
     torch.set_num_threads(threads)
     return threads
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, for provenance: ``cpu (x86_64, 2 cores)``, ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        import platform
+
+        return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return str(device)

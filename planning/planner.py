@@ -23,12 +23,14 @@ def plan_dataset(
     tap: str | None = None,
     normalization: str = "default",
     organ_labels: dict | None = None,
+    context: str | None = None,
 ) -> Plans:
     """Plans for one dataset (both configurations: 2D and ``3d``).
 
     ``backbone``: a teacher name (``liverwild.backbones.TEACHERS``) or a timm model name. ``weights``: file
     path, ``'package:<pip name>'``, ``'timm-cache'``, ``'random'`` or None (the teacher's own pip package
     if it has one, else decided later). ``tap``: feature tap text (``liverwild.backbones.registry``).
+    ``context``: the teacher's slice context, ``slice`` (default) or ``neighbours`` (2.5D).
     ``normalization``: preset of :func:`~planning.plans.default_normalization` (``single-dg``: CT at 125 HU).
     ``organ_labels``: ``dataset.json``'s organ map labels (name → value), for the ``3d`` classes.
     """
@@ -37,7 +39,7 @@ def plan_dataset(
         modality=fingerprint["modality"],
         normalization=default_normalization(fingerprint["modality"], fingerprint.get("aggregate"), normalization),
         slice_size=[slice_size, slice_size],
-        backbone=teacher_config(backbone, weights, tap),
+        backbone=teacher_config(backbone, weights, tap, context),
         feature_dtype=feature_dtype,
         augmentation=default_augmentation(views, seed),
         config_3d=default_config_3d(fingerprint["modality"], fingerprint.get("aggregate"), organ_labels),
@@ -69,11 +71,13 @@ def make_plans(
     normalization: str | None = None,
     organ_labels: dict | None = None,
     volume_size=None,
+    context: str | None = None,
 ) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
 
-    A new ``backbone`` starts from that teacher's own weights source and tap unless ``weights``/``tap``
-    are given too; the same teacher keeps its recorded weights and tap unless overridden. Plans without
+    A new ``backbone`` starts from that teacher's own weights source and tap (and the ``slice`` context)
+    unless ``weights``/``tap``/``context`` are given too; the same teacher keeps its recorded weights, tap
+    and context unless overridden. Plans without
     a ``3d`` entry (written before it existed) get the default one.
     """
     if plans_path.is_file() and not replan:
@@ -81,12 +85,13 @@ def make_plans(
         current = plans.backbone
         same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
         if not same_teacher:
-            plans.backbone = teacher_config(backbone, weights, tap)
-        elif weights is not None or tap is not None:
+            plans.backbone = teacher_config(backbone, weights, tap, context)
+        elif weights is not None or tap is not None or context is not None:
             plans.backbone = teacher_config(
                 current.get("teacher") or current["name"],
                 weights if weights is not None else current.get("weights"),
                 tap or current.get("tap", {}).get("spec"),
+                context or current.get("context"),
             )
         if views is not None:
             plans.augmentation["views_per_slice"] = int(views)
@@ -98,6 +103,7 @@ def make_plans(
         kwargs = {
             "weights": weights,
             "tap": tap,
+            "context": context,
             "normalization": normalization or "default",
             "organ_labels": organ_labels,
         }

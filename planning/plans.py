@@ -133,6 +133,7 @@ class Plans:
             "slice_size": self.slice_size,
             "normalization": self.normalization,
             "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "input", "tap")},
+            **({"context": self.backbone["context"]} if self.backbone.get("context") else {}),
             "feature_dtype": self.feature_dtype,
             "augmentation": self.augmentation,
             "version": self.plans_version,

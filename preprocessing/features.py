@@ -8,35 +8,54 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone
+from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, slice_context
 from liverwild.device import autocast, resolve_device
 from liverwild.errors import ConfigurationError
 from planning.plans import Plans
 
 
-def slice_batches(slices: np.ndarray, batch_size: int, device: torch.device) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """``(start, stop, x)`` over a ``(Z, H, W)`` stack: ``x`` is ``(stop − start, 1, H, W)`` float32 on ``device``.
+def context_slices(slices: np.ndarray, start: int, stop: int, context: str = "slice") -> np.ndarray:
+    """Slices ``start:stop`` of a ``(Z, H, W)`` stack as teacher inputs ``(stop − start, C, H, W)``.
+
+    ``slice``: ``C = 1`` (the teacher replicates it into its three channels). ``neighbours``: ``C = 3``,
+    slices ``i − 1, i, i + 1`` (an edge slice stands in for its missing neighbour)."""
+    if context == "slice":
+        return np.ascontiguousarray(slices[start:stop])[:, None]
+    if context != "neighbours":
+        raise ValueError(f"unknown slice context {context!r}")
+    last = slices.shape[0] - 1
+    index = np.arange(start, stop)[:, None] + np.array([-1, 0, 1])[None, :]
+    return np.ascontiguousarray(slices[np.clip(index, 0, last)])
+
+
+def slice_batches(
+    slices: np.ndarray, batch_size: int, device: torch.device, context: str = "slice"
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, x)`` over a ``(Z, H, W)`` stack: ``x`` is ``(stop − start, C, H, W)`` float32 on
+    ``device`` (:func:`context_slices`: ``C`` = 1, or 3 with the ``neighbours`` context).
 
     Slices travel in their stored precision (float16 caches move half the bytes) and become float32 on
     the device."""
     for start in range(0, slices.shape[0], batch_size):
         stop = min(start + batch_size, slices.shape[0])
-        x = torch.from_numpy(np.ascontiguousarray(slices[start:stop]))[:, None]
+        x = torch.from_numpy(context_slices(slices, start, stop, context))
         yield start, stop, x.to(device, non_blocking=True).float()
 
 
 class FeatureExtractor:
-    """Batched frozen-backbone inference: float16 slices ``(N, h, w)`` → float16 maps ``(N, C, h', w')``."""
+    """Batched frozen-backbone inference: a float16 stack of slices ``(Z, h, w)`` (one case, in order:
+    the ``neighbours`` context takes each slice's neighbours from it) → float16 maps ``(Z, C, h', w')``."""
 
     def __init__(self, backbone: FrozenBackbone, device="auto", batch_size: int = 32, amp: bool = True):
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
         self.backbone = backbone.to(self.device)
         self.batch_size, self.amp = batch_size, amp
+        self.context = slice_context(backbone.config)
 
     @torch.inference_mode()
     def __call__(self, slices: np.ndarray) -> np.ndarray:
         out = np.empty((slices.shape[0], self.backbone.feature_channels, *self.backbone.feature_size), np.float16)
-        for start, stop, x in slice_batches(slices, self.batch_size, self.device):
+        for start, stop, x in slice_batches(slices, self.batch_size, self.device, self.context):
             with autocast(self.device, self.amp):
                 f = self.backbone(x)
             out[start:stop] = f.half().cpu().numpy()  # rounded to float16 on the device: half the bytes back

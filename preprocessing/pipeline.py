@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from liverwild import distributed
 from liverwild.backbones import describe_teacher
 from liverwild.datasets import case_files, find_dataset, load_dataset_json, organ_file
@@ -122,10 +124,9 @@ def preprocess_dataset(
 
     def add_features(arrays: dict, properties: dict) -> int:
         assert extractor is not None  # made above whenever there is a case to cache
-        v, z = arrays["slices"].shape[:2]
+        z = arrays["slices"].shape[1]
         t0 = time.perf_counter()
-        features = extractor(arrays["slices"].reshape(v * z, *arrays["slices"].shape[2:]))
-        arrays["features"] = features.reshape(v, z, *features.shape[1:])
+        arrays["features"] = np.stack([extractor(view) for view in arrays["slices"]])  # one stack per view
         properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
         return z
 
@@ -268,6 +269,7 @@ def plan_and_preprocess(
     normalization: str | None = None,
     configurations=("2d",),
     volume_size=None,
+    slice_context=None,
 ) -> list:
     """Fingerprint, plan and cache the named raw datasets, then refresh ``splits.json`` — what
     ``lw_plan_and_preprocess`` runs.
@@ -291,6 +293,8 @@ def plan_and_preprocess(
         configurations: which caches to write: ``"2d"`` (slices, views, teacher features) and/or
             ``"3d"`` (resized volumes with organ classes). Both are always planned.
         volume_size: the ``3d`` volumes' ``(z, y, x)`` voxels (default 64 × 128 × 128, the paper's).
+        slice_context: the teacher's slice context: ``"slice"`` (default, the paper) or ``"neighbours"`` (the
+            slices above and below fill the teacher's other input channels).
 
     Returns:
         One :class:`DatasetReport` per dataset and configuration (processed, unchanged and failed
@@ -329,6 +333,7 @@ def plan_and_preprocess(
                 workers,
                 progress,
                 volume_size,
+                slice_context,
             )
         plans, rejected = distributed.broadcast_object((plans, rejected))
         if plan_only:
@@ -368,12 +373,17 @@ def plan_datasets(
     workers: int,
     progress: bool,
     volume_size=None,
+    slice_context=None,
 ) -> tuple:
     """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
     if preprocess_only and volume_size is not None:
         raise ConfigurationError(
             "--volume-size changes the plans: run without --preprocess-only (or edit plans.json 3d.volume_size)"
+        )
+    if preprocess_only and slice_context is not None:
+        raise ConfigurationError(
+            "--slice-context changes the plans: run without --preprocess-only (or edit plans.json backbone.context)"
         )
     plans_by_dataset, rejected = {}, {}
     for folder in folders:
@@ -399,6 +409,7 @@ def plan_datasets(
             normalization,
             organ_labels,
             volume_size,
+            context=slice_context,
         )
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans

@@ -1,6 +1,8 @@
 """The domain-randomised phantom family and the default model shipped inside the package."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ from liverwild.backbones.weights import file_sha256 as sha256
 from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model
 from liverwild.phantoms import LIVER_TISSUES, generate_case
 from liverwild.phantoms.randomized import FAMILY, case_domain, write_randomized
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_randomised_domains_are_deterministic_and_varied():
@@ -86,6 +90,10 @@ def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
     )
     assert provenance["checkpoint_sha256"] == sha256(tmp_path / "model" / "checkpoint_best.pth")
     assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1
+    assert provenance["device"].startswith("cpu (")  # the device used, not the option ("auto")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout (CI clones one): the revision the model was built from
+        assert provenance["git_revision"].split("+")[0] == head.stdout.strip()
     from liverwild.inference.model import TrainedModel
 
     assert TrainedModel(tmp_path / "model").config["default_model"] is True
@@ -105,3 +113,15 @@ def test_default_model_segments_randomised_phantoms(tmp_path, modality):
     mask, _, info, _ = predictor.predict_volume(image)
     assert info["modality"] == modality
     assert dice(mask > 0, label.array > 0) > 0.6
+
+
+def test_build_command_recipe_options_reach_the_recipe():
+    from liverwild.cli.build_default_model import build_parser, recipe_from_args
+
+    args = build_parser().parse_args(["--teacher", "dinov2-vits14", "--slice-context", "neighbours", "--epochs", "30"])
+    recipe = recipe_from_args(args)
+    assert (recipe.teacher, recipe.slice_context, recipe.epochs) == ("dinov2-vits14", "neighbours", 30)
+    assert recipe.ct_cases == Recipe().ct_cases  # the rest stays the shipped recipe
+    assert recipe_from_args(build_parser().parse_args([])) == Recipe()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--epochs", "many"])

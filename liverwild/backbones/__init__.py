@@ -5,15 +5,17 @@ from .frozen import FrozenBackbone, create_teacher_network
 from .registry import (
     DEFAULT_TEACHER,
     MISSING_WEIGHTS,
+    SLICE_CONTEXTS,
     TEACHERS,
     TeacherSpec,
     describe_teacher,
     register_teacher,
     resolve_tap,
+    slice_context,
     teacher_config,
     with_weights,
 )
-from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE, scale_and_shift, teacher_input
+from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE, centre_slice, scale_and_shift, teacher_input
 from .weights import (
     PACKAGED_WEIGHTS,
     RANDOM_WEIGHTS_SEED,
@@ -35,10 +37,12 @@ __all__ = [
     "PACKAGED_WEIGHTS",
     "RANDOM_WEIGHTS_SEED",
     "RULE",
+    "SLICE_CONTEXTS",
     "TEACHERS",
     "FrozenBackbone",
     "TeacherSpec",
     "cached_timm_weights",
+    "centre_slice",
     "create_teacher_network",
     "describe_teacher",
     "load_state_dict_file",
@@ -47,6 +51,7 @@ __all__ = [
     "register_teacher",
     "resolve_tap",
     "scale_and_shift",
+    "slice_context",
     "teacher_config",
     "teacher_input",
     "weights_tag",

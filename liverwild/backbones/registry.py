@@ -16,6 +16,13 @@ Feature taps (``tap``), as text:
 
 Several taps are concatenated on the ``image_size // 16`` grid (14×14 at 224²): finer maps are
 area-averaged, coarser ones bilinearly upsampled.
+
+Slice context (``context``), what fills the teacher's three input channels:
+
+- ``slice`` (the paper) — the slice's grey values in all three channels;
+- ``neighbours`` — the slices above and below as the first and last channel, the slice itself in the
+  middle (2.5D context for the same cost; the edge slices repeat themselves). Recorded in the plans
+  only when chosen, so the caches of ``slice`` teachers keep their identifiers.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE
 from .weights import PACKAGED_WEIGHTS, weights_tag
 
 TAP_GRID_STRIDE = 16
+SLICE_CONTEXTS = ("slice", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,11 @@ def resolve_tap(text: str, model: torch.nn.Module) -> dict:
     }
 
 
-def teacher_config(backbone: str | None = None, weights: str | None = None, tap: str | None = None) -> dict:
-    """Resolve ``--backbone``/``--backbone-weights``/``--feature-tap`` into the plans' ``backbone`` dict.
+def teacher_config(
+    backbone: str | None = None, weights: str | None = None, tap: str | None = None, context: str | None = None
+) -> dict:
+    """Resolve ``--backbone``/``--backbone-weights``/``--feature-tap``/``--slice-context`` into the plans'
+    ``backbone`` dict.
 
     ``weights`` None means the teacher's own source when it has one (a pip package), else undecided
     (the caller reports :data:`MISSING_WEIGHTS` before any feature is computed).
@@ -190,7 +201,17 @@ def teacher_config(backbone: str | None = None, weights: str | None = None, tap:
     }
     if model_args:  # only where needed: the configurations of the other teachers stay as they were
         config["model_args"] = model_args
+    if slice_context({"context": context or "slice"}) != "slice":
+        config["context"] = context
     return config
+
+
+def slice_context(config: dict) -> str:
+    """A teacher config's slice context (``slice`` when unrecorded); refuses an unknown one."""
+    context = config.get("context") or "slice"
+    if context not in SLICE_CONTEXTS:
+        raise ConfigurationError(f"slice context {context!r} is unknown (choose from {', '.join(SLICE_CONTEXTS)})")
+    return context
 
 
 def _key_mapping(weights: str | None) -> str | None:
@@ -214,4 +235,5 @@ def describe_teacher(config: dict) -> str:
     weights = config.get("weights_tag") or "no weights"
     if weights == "random":
         weights = "RANDOM weights"
-    return f"{label} ({config.get('name')}, tap {where}, {weights})"
+    context = ", slice and its neighbours" if slice_context(config) == "neighbours" else ""
+    return f"{label} ({config.get('name')}, tap {where}, {weights}{context})"

@@ -39,3 +39,9 @@ def teacher_input(slices: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
     """Z-scored slices ``(B, 1, H, W)`` → teacher input ``(B, 3, H, W)``."""
     x = slices.expand(-1, 3, -1, -1) if slices.shape[1] == 1 else slices
     return x * scale.to(x.dtype) + shift.to(x.dtype)
+
+
+def centre_slice(x: torch.Tensor) -> torch.Tensor:
+    """The slice itself ``(B, 1, H, W)`` from teacher inputs ``(B, C, H, W)``: ``C = 1`` (the slice), or
+    ``C = 3`` (``neighbours`` context: below, the slice, above)."""
+    return x[:, x.shape[1] // 2 :][:, :1]

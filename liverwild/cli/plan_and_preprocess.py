@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..backbones.registry import DEFAULT_TEACHER, TEACHERS
+from ..backbones.registry import DEFAULT_TEACHER, SLICE_CONTEXTS, TEACHERS
 from .common import add_folder_options, add_logging_options, parse, run
 
 
@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TAP",
         help="which layer(s) give the feature map: default (ViT: last block; CNN: stride-16 stage), final, "
         "stride:N, last:K (ViT), or stage names such as blocks.2,blocks.4",
+    )
+    p.add_argument(
+        "--slice-context",
+        default=None,
+        choices=list(SLICE_CONTEXTS),
+        help="what fills the teacher's three input channels: slice (the slice itself, the paper; default) or "
+        "neighbours (the slices above and below around it: 2.5D context at the same cost)",
     )
     p.add_argument(
         "--random-backbone",
@@ -120,6 +127,7 @@ def main(argv=None) -> int:
             normalization=args.normalization,
             configurations=tuple(args.configurations),
             volume_size=args.volume_size,
+            slice_context=args.slice_context,
         )
         failed = {r.label: r.failed for r in reports if r.failed}
         if failed:

@@ -9,7 +9,7 @@ import torch
 
 from planning.plans import OutdatedPlansError, Plans, check_plans_version
 
-from ..backbones import FrozenBackbone, describe_teacher, with_weights
+from ..backbones import FrozenBackbone, centre_slice, describe_teacher, slice_context, with_weights
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import build_network, liver_logits, uses_teacher
@@ -65,6 +65,7 @@ class TrainedModel:
         self.net.eval().to(device)
         first = next(iter(self.plans.values()))
         self.backbone_spec = dict(first.backbone)
+        self.context = slice_context(self.backbone_spec) if uses_teacher(state["network_config"]) else "slice"
         self.slice_size = first.slice_size
         self.configuration = state.get("configuration", "2d")  # "3d": a multi-organ 3D U-Net
         self.classes = list(state.get("classes") or ["liver"])  # names of the label values 1, 2, …
@@ -119,18 +120,20 @@ class TrainedModel:
         return config
 
     def segment(self, slices: torch.Tensor) -> tuple:
-        """``(liver logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, 1, H, W)``
-        (a net with organ classes gives the logit of its softmax liver probability, :func:`liver_logits`)."""
+        """``(liver logits (B, 1, H, W), seconds in the frozen teacher)`` of normalised slices ``(B, C, H, W)``
+        (``C`` = 3 for a teacher with the ``neighbours`` context: below, the slice, above; the decoder sees
+        the middle one). A net with organ classes gives the logit of its softmax liver probability
+        (:func:`liver_logits`)."""
         import time
 
         if self.backbone is None:
-            return self.net(slices), 0.0
+            return self.net(centre_slice(slices)), 0.0
         start = time.perf_counter()
         features = self.backbone(slices)
         if slices.device.type == "cuda":
             torch.cuda.synchronize()
         teacher_seconds = time.perf_counter() - start
-        return liver_logits(self.net(features, slices)[0]), teacher_seconds
+        return liver_logits(self.net(features, centre_slice(slices))[0]), teacher_seconds
 
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality`` (of the model's configuration), or None if

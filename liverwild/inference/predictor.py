@@ -90,7 +90,8 @@ class Predictor:
         loading, library handles, algorithm choice) is paid once per process, not inside the first
         scan's model time. Returns its seconds."""
         start = time.perf_counter()
-        x = torch.zeros(self.batch_size, 1, *self.model.slice_size, device=self.device)
+        channels = 3 if self.model.context == "neighbours" else 1
+        x = torch.zeros(self.batch_size, channels, *self.model.slice_size, device=self.device)
         with autocast(self.device, self.amp):
             self.model.segment(x)
         self._sync()
@@ -180,7 +181,7 @@ class Predictor:
         probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
         seconds.update({"backbone": 0.0, "head_decoder": 0.0, "resample": 0.0})
         t = time.perf_counter()
-        for start, stop, x in slice_batches(slices, self.batch_size, self.device):
+        for start, stop, x in slice_batches(slices, self.batch_size, self.device, self.model.context):
             with autocast(self.device, self.amp):
                 logits, teacher_seconds = self.model.segment(x)
                 p = torch.sigmoid(logits.float())

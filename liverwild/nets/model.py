@@ -76,6 +76,6 @@ class SegmentationPipeline(nn.Module):
 
     @torch.no_grad()
     def forward(self, slices: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(slices)
-        logits, _ = self.net(features.float(), slices)
+        features = self.backbone(slices)  # (B, 1 or 3, H, W): the slice, or with its neighbours
+        logits, _ = self.net(features.float(), slices[:, slices.shape[1] // 2 :][:, :1])
         return torch.sigmoid(liver_logits(logits.float()))

@@ -37,10 +37,10 @@ from planning.plans import Plans, load_plans
 
 from .. import distributed
 from ..atomic import atomic_path, remove_stale_temporaries, write_json_atomic
-from ..backbones import describe_teacher
+from ..backbones import describe_teacher, slice_context
 from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
-from ..errors import LiverwildError
+from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger
 from .config import TrainerConfig
 from .data import SliceDataset, load_cases
@@ -51,9 +51,11 @@ logger = get_logger(__name__)
 
 def plans_identifier(plans: Plans) -> str:
     """What must agree across the sources of a fold: teacher (architecture, weights, input scaling,
-    tap) and the view count. ``lwPlans_<teacher>_<weights>_<K>v_<hash of the teacher config>``."""
+    tap, slice context) and the view count. ``lwPlans_<teacher>_<weights>_<K>v_<hash of the teacher config>``."""
     b = plans.backbone
     teacher = {k: b.get(k) for k in ("name", "weights_tag", "input", "tap")}
+    if b.get("context"):
+        teacher["context"] = b["context"]
     digest = hashlib.sha256(json.dumps(teacher, sort_keys=True).encode()).hexdigest()[:6]
     label = (b.get("teacher") or b["name"]).replace("/", "-")
     return f"lwPlans_{label}_{b.get('weights_tag')}_{plans.views}v_{digest}"
@@ -161,6 +163,12 @@ class Trainer:
         train, _, self.val_cases = self.fold_cases()
         if self.config.augmentation == "online":
             from .data import OnlineAugmentedSliceDataset
+
+            if slice_context(self.teacher_plans.backbone) != "slice":
+                raise ConfigurationError(
+                    "augmentation 'online' augments single slices, but the sources were preprocessed with the "
+                    "teacher's 'neighbours' slice context: train with the cached views (augmentation 'cached')"
+                )
 
             self.train_set = OnlineAugmentedSliceDataset(
                 train, self.teacher_plans.augmentation, self.config.sampling, self.config.seed
