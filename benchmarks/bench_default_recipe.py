@@ -54,7 +54,7 @@ class Config:
 
 
 CONFIGS = {
-    "effnet_s16": Config("EfficientNet-Lite0 stride-16, slice (shipped)", "imagenet-effnet-lite0", None, "slice"),
+    "effnet_s16": Config("EfficientNet-Lite0 stride-16, slice (reference)", "imagenet-effnet-lite0", None, "slice"),
     "effnet_final": Config("EfficientNet-Lite0 final 7×7, slice", "imagenet-effnet-lite0", "final", "slice"),
     "effnet_s16_nb": Config("EfficientNet-Lite0 stride-16, neighbours", "imagenet-effnet-lite0", None, "neighbours"),
     "effnet_s16_organs": Config(
