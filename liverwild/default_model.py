@@ -52,6 +52,7 @@ def export_model(run_folder, output, provenance: dict) -> Path:
         "config": state["config"],
         "epochs_done": state["epochs_done"],
         "best_dice": state["best_dice"],
+        **{k: state[k] for k in ("configuration", "classes", "volume_size") if k in state},
     }
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "checkpoint_best.pth", ".pth") as tmp:

@@ -377,14 +377,23 @@ def plan_datasets(
 ) -> tuple:
     """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
-    if preprocess_only and volume_size is not None:
-        raise ConfigurationError(
-            "--volume-size changes the plans: run without --preprocess-only (or edit plans.json 3d.volume_size)"
-        )
-    if preprocess_only and slice_context is not None:
-        raise ConfigurationError(
-            "--slice-context changes the plans: run without --preprocess-only (or edit plans.json backbone.context)"
-        )
+    if preprocess_only:
+        given = {
+            "--backbone": backbone,
+            "--backbone-weights/--random-backbone": weights,
+            "--views": views,
+            "--feature-tap": tap,
+            "--slice-context": slice_context,
+            "--normalization": normalization,
+            "--volume-size": volume_size,
+            "--replan": replan or None,
+        }
+        changes = [name for name, value in given.items() if value is not None]
+        if changes:
+            raise ConfigurationError(
+                f"{', '.join(changes)} would change the plans, but --preprocess-only uses the stored plans.json "
+                "as it is: run without --preprocess-only, or edit plans.json"
+            )
     plans_by_dataset, rejected = {}, {}
     for folder in folders:
         target = pre_root / folder.name

@@ -125,3 +125,46 @@ def test_build_command_recipe_options_reach_the_recipe():
     assert recipe_from_args(build_parser().parse_args([])) == Recipe()
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--epochs", "many"])
+
+
+def test_default_means_the_shipped_model_even_beside_a_folder_named_default(tmp_path, monkeypatch):
+    from liverwild.inference.model import resolve_model_dir
+
+    (tmp_path / "default").mkdir()
+    (tmp_path / "default" / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_dir("default") == DEFAULT_MODEL_DIR
+    assert resolve_model_dir(None) == DEFAULT_MODEL_DIR
+    assert resolve_model_dir("./default") == Path("./default")  # the user's folder, named as a path
+
+
+def test_export_keeps_what_says_how_the_model_predicts(tmp_path):
+    """A ``3d`` run's configuration, classes and volume size survive the slim export (a model folder
+    without them would be read as a 2D liver model)."""
+    import torch
+
+    from liverwild.default_model import export_model
+    from liverwild.inference.model import CHECKPOINTS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    state = {
+        "trainer": "UNet3DTrainer",
+        "network": {"w": torch.zeros(2)},
+        "network_config": {"kind": "unet3d"},
+        "plans": {},
+        "config": {},
+        "epochs_done": 1,
+        "best_dice": 0.5,
+        "configuration": "3d",
+        "classes": ["liver", "spleen"],
+        "volume_size": [16, 32, 32],
+        "optimizer": {"lr": torch.ones(1)},  # training state: dropped
+    }
+    torch.save(state, run / CHECKPOINTS["best"])
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    out = export_model(run, tmp_path / "model", {"recipe": {}})
+    slim = torch.load(out / "checkpoint_best.pth", weights_only=True)
+    assert (slim["configuration"], slim["classes"], slim["volume_size"]) == ("3d", ["liver", "spleen"], [16, 32, 32])
+    assert "optimizer" not in slim
+    assert json.loads((out / "provenance.json").read_text())["checkpoint_sha256"] == sha256(out / "checkpoint_best.pth")

@@ -201,3 +201,14 @@ def test_baselines_run_in_both_protocols(folders):
         "PhantomPortalCT → PhantomT2MR",
     }
     assert cli(folders, "single-dg", "--trainers", "MASFTrainer", *unet) == 1  # refused before training
+
+
+def test_quick_refuses_the_settings_it_would_replace():
+    from liverwild.errors import ConfigurationError
+    from liverwild.experiments.runner import run_config
+
+    with pytest.raises(ConfigurationError, match="--quick sets --epochs"):
+        run_config("ContrastiveDistillationTrainer", settings={"epochs": 30}, quick=True)
+    chosen = run_config("ContrastiveDistillationTrainer", settings={"lr": 0.01}, quick=True)
+    assert (chosen.epochs, chosen.lr) == (2, 0.01)  # quick's schedule, the user's learning rate
+    assert run_config("ContrastiveDistillationTrainer", settings={"epochs": 30}).epochs == 30

@@ -208,7 +208,9 @@ def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
     plans = json.loads(path.read_text(encoding="utf-8"))
     plans["normalization"]["window"] = [0.0, 125.0]  # the single-DG CT threshold
     path.write_text(json.dumps(plans))
-    run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True)
+    with pytest.raises(ConfigurationError, match="--views would change the plans"):
+        run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True, backbone=None, random_backbone=False, views=2)
+    plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True, workers=0)
     edited = load_plans(path)
     assert edited.normalization["window"] == [0.0, 125.0]
     case = CachedCase(pre / "PhantomPortalCT" / edited.data_identifier() / "phantomportalct_000")

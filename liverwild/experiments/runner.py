@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..atomic import write_json_atomic
-from ..errors import LiverwildError
+from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger, quieter
 from .protocols import Plan, Run, make_plan, single_dg_folds
 
@@ -51,10 +51,14 @@ def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=
 
 def run_config(trainer: str, config=None, settings: dict | None = None, quick: bool = False):
     """The configuration of one run: ``config`` (or the trainer's own default), then ``settings``, then
-    the trainer's ``quick`` values."""
+    the trainer's ``quick`` values. A setting that ``quick`` would replace is refused, not dropped."""
     from ..training import get_trainer
 
     cls = get_trainer(trainer)
+    clash = sorted(set(settings or {}) & set(cls.quick)) if quick else []
+    if clash:
+        options = ", ".join("--" + k.replace("_", "-") for k in clash)
+        raise ConfigurationError(f"--quick sets {options} itself (a smoke test): drop {options} or --quick")
     chosen = (config or cls.default_config()).updated(**(settings or {}))
     return chosen.updated(**cls.quick) if quick else chosen
 

@@ -19,8 +19,9 @@ CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "
 
 def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
     """A trained model folder, a fold name under ``$LW_results`` (one trainer folder, or ``trainer``), or
-    ``None``/``'default'`` for the default model shipped with liverwild."""
-    if model in (None, "default") and not Path("default").is_dir():
+    ``None``/``'default'`` for the default model shipped with liverwild — always, even where the working
+    directory holds a folder named ``default`` (give that one as ``./default``)."""
+    if model is None or (isinstance(model, str) and model == "default"):
         from ..default_model import default_model_dir
 
         return default_model_dir()
