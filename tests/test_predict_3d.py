@@ -121,3 +121,14 @@ def test_real_scans_get_organ_maps_in_their_geometry(real_data_dir, trained_3d, 
             range(len(CLASSES) + 1)
         )
     assert report["scans"][0]["modality"] == "CT"
+
+
+def test_batch_size_is_refused_for_a_3d_model():
+    """A 3d model segments a whole volume per pass: --batch-size would be silently ignored, so it is refused."""
+    from types import SimpleNamespace
+
+    from liverwild.errors import ConfigurationError
+    from liverwild.inference.predictor import make_predictor
+
+    with pytest.raises(ConfigurationError, match="--batch-size 8: a 3d model"):
+        make_predictor(SimpleNamespace(configuration="3d"), torch.device("cpu"), batch_size=8)

@@ -268,9 +268,15 @@ def make_predictor(
     liver_only: bool = False,
     save_probabilities: bool = False,
 ) -> Predictor:
-    """The predictor of ``model``'s configuration: slices (2D) or whole volumes (``3d``)."""
+    """The predictor of ``model``'s configuration: slices (2D) or whole volumes (``3d``). ``batch_size``
+    (slices per pass) is refused for a ``3d`` model, which segments one whole volume per pass."""
     if model.configuration == "3d":
         from .volumetric import VolumePredictor
+
+        if batch_size is not None:
+            raise ConfigurationError(
+                f"--batch-size {batch_size}: a 3d model segments one whole volume per pass; drop --batch-size"
+            )
 
         return VolumePredictor(
             model, device, postprocess, modality=modality, liver_only=liver_only, save_probabilities=save_probabilities
