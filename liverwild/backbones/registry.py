@@ -201,17 +201,23 @@ def teacher_config(
     }
     if model_args:  # only where needed: the configurations of the other teachers stay as they were
         config["model_args"] = model_args
-    if slice_context({"context": context or "slice"}) != "slice":
+    context = checked_context(context)
+    if context != "slice":
         config["context"] = context
     return config
 
 
-def slice_context(config: dict) -> str:
-    """A teacher config's slice context (``slice`` when unrecorded); refuses an unknown one."""
-    context = config.get("context") or "slice"
+def checked_context(context: str | None) -> str:
+    """A slice context (``slice`` for None); refuses an unknown one."""
+    context = context or "slice"
     if context not in SLICE_CONTEXTS:
         raise ConfigurationError(f"slice context {context!r} is unknown (choose from {', '.join(SLICE_CONTEXTS)})")
     return context
+
+
+def slice_context(config: dict) -> str:
+    """A teacher config's slice context (``slice`` when unrecorded)."""
+    return checked_context(config.get("context"))
 
 
 def _key_mapping(weights: str | None) -> str | None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from preprocessing.features import slice_batches
+from preprocessing.features import context_slices, slice_batches
 
 from .. import __version__, distributed
 from ..atomic import write_json_atomic
@@ -90,8 +90,8 @@ class Predictor:
         loading, library handles, algorithm choice) is paid once per process, not inside the first
         scan's model time. Returns its seconds."""
         start = time.perf_counter()
-        channels = 3 if self.model.context == "neighbours" else 1
-        x = torch.zeros(self.batch_size, channels, *self.model.slice_size, device=self.device)
+        zeros = np.zeros((self.batch_size, *self.model.slice_size), np.float32)
+        x = torch.from_numpy(context_slices(zeros, 0, self.batch_size, self.model.context)).to(self.device)
         with autocast(self.device, self.amp):
             self.model.segment(x)
         self._sync()
