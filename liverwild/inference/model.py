@@ -71,6 +71,7 @@ class TrainedModel:
         self.configuration = state.get("configuration", "2d")  # "3d": a multi-organ 3D U-Net
         self.classes = list(state.get("classes") or ["liver"])  # names of the label values 1, 2, …
         self.volume_size = state.get("volume_size")  # (z, y, x) network input of a 3d model
+        self.adaptation = state.get("adaptation")  # lw_adapt's record: the target modality, method, scans
         self.uses_teacher = uses_teacher(state["network_config"])
         self.backbone = None  # image baselines (U-Nets) segment the slices themselves
         if self.uses_teacher:
@@ -144,6 +145,35 @@ class TrainedModel:
                 return plans.config_3d["normalization"] if self.configuration == "3d" else plans.normalization
         return None
 
+    def check_modality(self, modality: str, name: str = "the scan") -> None:
+        """Refuse a scan of another modality than the one an adapted model (``lw_adapt``) was adapted to."""
+        if self.adaptation and modality != self.adaptation["modality"]:
+            raise ConfigurationError(
+                f"{name} is {modality}, but model {self.folder} was adapted by lw_adapt to "
+                f"{self.adaptation['modality']} scans only; segment it with the source model "
+                f"{self.adaptation['source_model']}, or pass --modality if the guess is wrong"
+            )
+
+    def normalization_for_scan(self, image, modality: str) -> dict:
+        """The normalisation a scan of ``modality`` gets: the training plans' (:meth:`normalization_for`);
+        with no source of that modality, the default one — for MR with the window derived from this
+        scan's body intensities."""
+        import numpy as np
+
+        from planning.plans import default_normalization
+
+        plan = self.normalization_for(modality)
+        if plan is not None:
+            return plan
+        aggregate = None
+        if modality == "MR":
+            from planning.fingerprint import body_mask
+
+            values = image[body_mask(image, "MR")]
+            p50, p995 = np.percentile(values, [50, 99.5])
+            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
+        return default_normalization(modality, aggregate)
+
     def describe(self) -> dict:
         from ..default_model import DISCLAIMER
 
@@ -161,5 +191,8 @@ class TrainedModel:
             "classes": list(self.classes),
             "sources": list(self.plans),
             "random_backbone": self.random_backbone,
+            "adapted": {k: self.adaptation[k] for k in ("method", "modality", "source_model")}
+            if self.adaptation
+            else None,
             "int8_teacher": self.int8_teacher,
         }

@@ -131,19 +131,7 @@ class Predictor:
         }
 
     def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
-        from planning.plans import default_normalization
-
-        plan = self.model.normalization_for(modality)
-        if plan is not None:
-            return plan
-        aggregate = None
-        if modality == "MR":  # no MR source: derive the window from this scan
-            from planning.fingerprint import body_mask
-
-            values = image[body_mask(image, "MR")]
-            p50, p995 = np.percentile(values, [50, 99.5])
-            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
-        return default_normalization(modality, aggregate)
+        return self.model.normalization_for_scan(image, modality)
 
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
@@ -160,6 +148,7 @@ class Predictor:
         seconds = {}
         t = time.perf_counter()
         modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        self.model.check_modality(modality)
         plans = Plans(
             dataset="input",
             modality=modality,
