@@ -29,6 +29,7 @@ from .default_recipe import Recipe
 from .device import describe_device, resolve_device
 from .errors import ConfigurationError
 from .log import get_logger
+from .revision import git_revision
 
 logger = get_logger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
@@ -164,21 +165,6 @@ def _cached_cases(preprocessed: Path, names: list) -> dict:
     return {
         n: list_cases(preprocessed / n / load_plans(preprocessed / n / "plans.json").data_identifier()) for n in names
     }
-
-
-def git_revision() -> str | None:
-    """The source tree's git commit (``+dirty`` with uncommitted changes), or None outside a git checkout."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def default_model_dir() -> Path:

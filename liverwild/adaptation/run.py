@@ -20,6 +20,7 @@ from ..device import configure_cpu_threads, describe_device, resolve_device
 from ..errors import ConfigurationError
 from ..inference.model import TrainedModel, resolve_model_dir
 from ..log import get_logger
+from ..revision import git_revision
 from .methods import AdaptationSettings, get_method
 from .source import source_features
 from .target import load_adaptation_data
@@ -121,8 +122,6 @@ def write_adapted(
 ):
     """``checkpoint_best.pth`` (the source checkpoint's network and plans with the adapted weights and the
     ``adaptation`` record), ``config.json``, ``adaptation_report.json`` and, last, ``provenance.json``."""
-    from ..default_model import git_revision
-
     state = load_checkpoint(trained.checkpoint)
     keep = ("trainer", "network_config", "plans", "config", "epochs_done", "best_dice", "configuration", "classes")
     slim = {k: state[k] for k in keep if k in state}
