@@ -32,7 +32,8 @@ class MultiSiteNormTrainer(SupervisedUNetTrainer):
     At prediction the site is an unseen one: every slice goes through every branch and keeps the output
     of the branch whose running statistics are nearest to the slice's own (DualNorm's rule,
     ``DomainNormUNet2d``'s ``"auto"``). Validation on the sources' held-out cases chooses the same way,
-    so the best checkpoint is judged as it will be used.
+    so the best checkpoint is judged as it will be used. The choice relies on running statistics that
+    have caught up with the weights; after a few fast steps they have not (documentation/baselines.md).
 
     Deviations: MS-Net's site-specific auxiliary branches and the knowledge transfer from them to the
     universal network are left out — only its domain-specific BatchNorm is kept. MS-Net tests on the
