@@ -9,6 +9,8 @@ from a domain's batch is left out of every term that needs it.
   averaged over the classes present in both domains.
 - :func:`batch_hard_triplet_loss` — MASF's local sample clustering: triplet loss
   ``max(0, d(a, p)² − d(a, n)² + ξ)`` with the hardest positive and negative of each anchor.
+- :func:`modality_distillation_loss` — Dou et al.'s (TMI 2020) knowledge-distillation loss between
+  two modalities: ``(1/C) Σ_c [KL(p_c^a‖p_c^b) + KL(p_c^b‖p_c^a)]`` over the classes present in both.
 - :func:`sample_class_pixels` — at most ``n`` random pixels per class of each domain's batch.
 - :func:`centroid_cosine_alignment` — TaskAug's feature alignment: ``1 − cos`` between the class
   centroids of two sets of pixels.
@@ -45,6 +47,17 @@ def symmetric_kl_alignment(a: dict, b: dict, eps: float = 1e-8) -> torch.Tensor:
         shared = [*a.values(), *b.values()]
         return torch.zeros((), device=shared[0].device) if shared else torch.zeros(())
     return torch.stack(terms).mean()
+
+
+def modality_distillation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, temperature: float = 2.0
+) -> torch.Tensor:
+    """Dou et al.'s ``L_kd`` between the two modalities of a batch (``modalities``: 0 or 1 per item):
+    ``(1/C) Σ_c [KL(p_c^0‖p_c^1) + KL(p_c^1‖p_c^0)]``, ``p_c^m`` the soft label of class ``c`` over the
+    pixels of ``c`` in modality ``m``'s items (:func:`class_soft_labels`: the one liver logit ``l`` is the
+    two-class softmax of ``[0, l]``), the mean over the ``C`` classes present in both parts (0 when none)."""
+    soft = [class_soft_labels(logits[modalities == m], labels[modalities == m], temperature) for m in (0, 1)]
+    return 2 * symmetric_kl_alignment(soft[0], soft[1])
 
 
 def sample_class_pixels(

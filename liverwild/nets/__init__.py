@@ -1,14 +1,15 @@
 """Networks: the distillation head, the upsampling decoder and the full segmentation model; the 2D
-U-Nets of the image baselines and the 3D U-Net of the ``3d`` configuration; ``build_network``
-rebuilds any of them from its saved ``config``."""
+U-Nets of the image baselines (plain, or with a BatchNorm per domain) and the 3D U-Net of the ``3d``
+configuration; ``build_network`` rebuilds any of them from its saved ``config``."""
 
 from .decoder import UpsamplingDecoder
 from .head import DistillationHead
 from .model import ContrastiveDistillationNet, SegmentationPipeline, count_trainable, liver_logits
-from .unet import DualBatchNorm2d, DualNormUNet2d, UNet2d
+from .unet import DomainBatchNorm2d, DomainNormUNet2d, DualBatchNorm2d, DualNormUNet2d, UNet2d
 from .unet3d import UNet3d
 
-ARCHITECTURES = {net.architecture: net for net in (UNet2d, DualNormUNet2d, UNet3d)}  # image networks by name
+# image networks by name
+ARCHITECTURES = {net.architecture: net for net in (UNet2d, DomainNormUNet2d, DualNormUNet2d, UNet3d)}
 
 
 def uses_teacher(config: dict) -> bool:
@@ -41,6 +42,8 @@ __all__ = [
     "UNet3d",
     "DualNormUNet2d",
     "DualBatchNorm2d",
+    "DomainNormUNet2d",
+    "DomainBatchNorm2d",
     "build_network",
     "uses_teacher",
 ]

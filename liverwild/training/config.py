@@ -49,10 +49,12 @@ class TrainerConfig:
     inner_clip: float = 2.0  # the inner gradient is clipped to this global norm
     global_weight: float = 1.0  # β1: class alignment (symmetric KL of soft class labels)
     local_weight: float = 0.1  # β2: triplet clustering (MASF) / centroid-cosine alignment (TaskAug)
-    temperature: float = 2.0  # τ of the soft class labels
+    temperature: float = 2.0  # τ of the soft class labels (also MultiModalKDTrainer's T)
     triplet_margin: float = 0.5  # ξ, on unit-length embeddings
     pixels_per_class: int = 64  # pixels sampled per class and domain for the metric terms
     embedding_channels: int = 32  # width of the metric embedding M_φ
+    # MultiModalKDTrainer (Dou et al., TMI 2020): weight of the CT/MR knowledge-distillation loss
+    kd_weight: float = 0.5
     # domain randomisation
     background_classes: int = 4  # intensity classes split off the unlabelled background
     # the 3d configuration (UNet3DTrainer, Siamese3DTrainer, SupervisedContrastive3DTrainer); their recipe
