@@ -21,6 +21,7 @@ from ..errors import ConfigurationError
 from ..inference.model import TrainedModel, resolve_model_dir
 from ..log import get_logger
 from ..revision import git_revision
+from .forward import held_out_measures
 from .methods import AdaptationSettings, get_method
 from .source import source_features
 from .target import load_adaptation_data
@@ -98,8 +99,18 @@ def adapt_model(
         f"adapting {model_dir} to {len(data.scans)} {target_modality} scans ({len(data)} slices): {method.name}"
     )
     t = time.perf_counter()
+    trained.net.eval()
+    before = held_out_measures(trained.net, data, settings.batch_size, device)
     report = method.adapt(trained, data, settings, device, **extra)
+    trained.net.eval()
+    after = held_out_measures(trained.net, data, settings.batch_size, device)
     adapt_seconds = time.perf_counter() - t
+    report["all_scans"] = {"before": before, "after": after}
+    change = (after["liver_pixels"] - before["liver_pixels"]) / max(before["liver_pixels"], 1)
+    logger.info(
+        f"on the {len(data)} adaptation slices: predicted liver area {change:+.0%}, "
+        f"mean pixel entropy {before['entropy']:.4f} → {after['entropy']:.4f}"
+    )
     record = {
         "method": method.name,
         "modality": target_modality,
@@ -140,6 +151,7 @@ def write_adapted(
         if source_provenance.is_file()
         else None,
         "stop": report.get("stop"),
+        "adaptation_slices": report["all_scans"],
         "command": command or "adapt_model",
         "git_revision": git_revision(),
         "versions": {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__},
