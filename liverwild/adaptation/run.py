@@ -93,7 +93,7 @@ def adapt_model(
     origin = None
     if method.name == "adversarial":
         extra["source_features"], origin = source_features(
-            trained, settings.source, preprocessed, seed=settings.seed, max_slices=settings.max_slices
+            trained, settings.source, target_modality, preprocessed, seed=settings.seed, max_slices=settings.max_slices
         )
     logger.info(
         f"adapting {model_dir} to {len(data.scans)} {target_modality} scans ({len(data)} slices): {method.name}"

@@ -22,15 +22,25 @@ logger = get_logger(__name__)
 SOURCES = ("auto", "cache", "phantoms")
 
 
-def cached_source_features(model: TrainedModel, preprocessed: Path, max_slices: int) -> torch.Tensor | None:
-    """View 0 of the features cached for the model's training cases (``max_slices`` evenly spaced slices
-    per case), or None when a case's cache is missing (then nothing is read)."""
+def aligned_sources(model: TrainedModel, modality: str) -> list[str]:
+    """The model's sources to align the target with: those of the target's modality when there are any
+    (a model trained on CT and MR aligns an MR scan with its MR sources, not with a CT/MR mixture), else
+    all of them."""
+    same = sorted(name for name, plans in model.plans.items() if plans.modality == modality)
+    return same or sorted(model.plans)
+
+
+def cached_source_features(
+    model: TrainedModel, sources: list[str], preprocessed: Path, max_slices: int
+) -> torch.Tensor | None:
+    """View 0 of the features cached for the training cases of ``sources`` (``max_slices`` evenly spaced
+    slices per case), or None when a case's cache is missing (then nothing is read)."""
     fold = model.config.get("fold") or {}
     folders = []
     for source, cases in (fold.get("train") or {}).items():
-        plans = model.plans.get(source)
-        if plans is None:
-            return None
+        if source not in sources:
+            continue
+        plans = model.plans[source]
         for case in cases:
             folder = preprocessed / source / plans.data_identifier() / case
             if not (folder / "features.npy").is_file():
@@ -47,15 +57,17 @@ def cached_source_features(model: TrainedModel, preprocessed: Path, max_slices: 
     return torch.cat(chunks)
 
 
-def phantom_source_features(model: TrainedModel, cases_per_source: int, max_slices: int, seed: int) -> torch.Tensor:
+def phantom_source_features(
+    model: TrainedModel, sources: list[str], cases_per_source: int, max_slices: int, seed: int
+) -> torch.Tensor:
     """Teacher features of domain-randomised phantoms (:mod:`liverwild.phantoms.randomized`), made for
-    each of the model's sources with that source's modality and normalisation."""
+    each of ``sources`` with that source's modality and normalisation."""
     from ..phantoms import generate_case
     from ..phantoms.randomized import case_domain
 
     device = next(model.net.parameters()).device
     chunks = []
-    for k, plans in enumerate(model.plans[name] for name in sorted(model.plans)):
+    for k, plans in enumerate(model.plans[name] for name in sources):
         for case in range(cases_per_source):
             domain = case_domain(seed + 1000 * k, plans.modality, case, max_slices=max_slices)
             image, _, _ = generate_case(domain, seed=seed + 1000 * k, case=case)
@@ -63,30 +75,33 @@ def phantom_source_features(model: TrainedModel, cases_per_source: int, max_slic
             rows = even_rows(slices.shape[0], max_slices)
             _, _, features = stacked_inputs(model, slices, rows, device, 16)
             chunks.append(features)
-    logger.info("source features: %d phantoms per source (%s)", cases_per_source, ", ".join(sorted(model.plans)))
+    logger.info("source features: %d phantoms per source (%s)", cases_per_source, ", ".join(sources))
     return torch.cat(chunks)
 
 
 def source_features(
     model: TrainedModel,
     kind: str = "auto",
+    modality: str = "CT",
     preprocessed=None,
     cases_per_source: int = 2,
     max_slices: int = 32,
     seed: int = 0,
 ) -> tuple[torch.Tensor, str]:
-    """``(features (N, C, h, w), where they came from)``. ``kind``: ``cache`` (the training cache under
+    """``(features (N, C, h, w), where they came from)`` of the sources :func:`aligned_sources` picks for a
+    target of ``modality``. ``kind``: ``cache`` (the training cache under
     ``preprocessed`` or ``$LW_preprocessed``; an error when it is not complete), ``phantoms``, or ``auto``
     (the cache when complete, else phantoms)."""
     if kind not in SOURCES:
         raise ConfigurationError(f"unknown source {kind!r}: use {', '.join(SOURCES)}")
     if model.backbone is None:
         raise ConfigurationError("source features need a model with a teacher")
+    sources = aligned_sources(model, modality)
     if kind != "phantoms":
         root = preprocessed or os.environ.get("LW_preprocessed")
-        cached = cached_source_features(model, Path(root), max_slices) if root else None
+        cached = cached_source_features(model, sources, Path(root), max_slices) if root else None
         if cached is not None:
-            return cached, f"cache {root}"
+            return cached, f"cache {root} ({', '.join(sources)})"
         if kind == "cache":
             raise ConfigurationError(
                 f"--source cache: the training cache of model {model.folder} is not complete under "
@@ -94,5 +109,5 @@ def source_features(
                 "give --preprocessed DIR or use --source phantoms"
             )
     with torch.inference_mode(), autocast(next(model.net.parameters()).device, True):
-        features = phantom_source_features(model, cases_per_source, max_slices, seed)
-    return features, f"phantoms ({cases_per_source} per source, seed {seed})"
+        features = phantom_source_features(model, sources, cases_per_source, max_slices, seed)
+    return features, f"phantoms ({cases_per_source} per source of {', '.join(sources)}, seed {seed})"
