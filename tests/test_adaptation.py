@@ -226,3 +226,14 @@ def test_default_model_adapts_to_a_real_mr_scan(real_data_dir, tmp_path):
     report = predict(scans, tmp_path / "out", model=str(tmp_path / "a"), device="cpu", progress=False)
     assert report["scans"][0]["error"] == "" and report["scans"][0]["liver_ml"] > 100
     assert read_image(tmp_path / "out" / "mr.nii.gz").geometry == read_image(scans / "mr.nii.gz").geometry
+
+
+def test_adversarial_aligns_with_the_sources_of_the_target_modality():
+    from types import SimpleNamespace
+
+    from liverwild.adaptation.source import aligned_sources
+
+    both = SimpleNamespace(plans={"CTa": SimpleNamespace(modality="CT"), "MRb": SimpleNamespace(modality="MR")})
+    assert aligned_sources(both, "MR") == ["MRb"] and aligned_sources(both, "CT") == ["CTa"]
+    ct_only = SimpleNamespace(plans={"X": SimpleNamespace(modality="CT"), "A": SimpleNamespace(modality="CT")})
+    assert aligned_sources(ct_only, "MR") == ["A", "X"]  # cross-modality: every source

@@ -27,6 +27,7 @@ from .source import source_features
 from .target import load_adaptation_data
 
 logger = get_logger(__name__)
+AREA_CHANGE_WARNING = 0.3  # a larger change of the predicted liver area on the adaptation scans is flagged
 
 
 def check_output(output: Path, model_dir: Path, scans: Path) -> None:
@@ -111,6 +112,11 @@ def adapt_model(
         f"on the {len(data)} adaptation slices: predicted liver area {change:+.0%}, "
         f"mean pixel entropy {before['entropy']:.4f} → {after['entropy']:.4f}"
     )
+    if abs(change) > AREA_CHANGE_WARNING:
+        logger.warning(
+            f"adaptation changed the predicted liver area on these scans by {change:+.0%}: compare the adapted "
+            f"model's masks with the source model's before using it (documentation/adaptation.md, Measured)"
+        )
     record = {
         "method": method.name,
         "modality": target_modality,
