@@ -117,12 +117,34 @@ def trained_3d(organ_study, tmp_path_factory):
     )
 
 
+REAL_SCANS = ("lits117", "totalseg_ct", "totalseg_mr")
+
+
+def locate_real_data(environ) -> tuple:
+    """``(folder, None)`` when the real scans are usable, ``(None, why)`` to skip, or raises
+    ``ValueError(why)`` when the tests must fail instead: the folder (env LW_REAL_DATA, default
+    ../shared/data/real) exists but lacks a scan, or is absent under LW_REQUIRE_REAL_DATA=1 (which
+    ``.ci/run`` sets when ``../shared/data/real`` exists)."""
+    folder = Path(environ.get("LW_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+    if not folder.is_dir():
+        if environ.get("LW_REQUIRE_REAL_DATA") == "1":
+            raise ValueError(f"real scans required (LW_REQUIRE_REAL_DATA=1) but {folder} does not exist")
+        return None, f"real scans not found in {folder} (set LW_REAL_DATA)"
+    missing = [name for name in REAL_SCANS if not (folder / name / "image.nii.gz").is_file()]
+    if missing:
+        raise ValueError(f"{folder} exists but lacks {', '.join(missing)}/image.nii.gz")
+    return folder, None
+
+
 @pytest.fixture(scope="session")
 def real_data_dir():
-    """Folder of the real scans (env LW_REAL_DATA, default ../shared/data/real); skips when absent."""
-    folder = Path(os.environ.get("LW_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
-    if not (folder / "totalseg_ct" / "image.nii.gz").is_file():
-        pytest.skip(f"real scans not found in {folder} (set LW_REAL_DATA)")
+    """Folder of the real scans: skips when absent, fails when required or incomplete (:func:`locate_real_data`)."""
+    try:
+        folder, why = locate_real_data(os.environ)
+    except ValueError as exc:
+        pytest.fail(str(exc))
+    if folder is None:
+        pytest.skip(why)
     return folder
 
 

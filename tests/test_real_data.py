@@ -97,3 +97,19 @@ def test_real_scans_preprocess_as_raw_datasets(real_data_dir, tmp_path):
     assert mr.slices.shape[1] == 20 and mr.properties["normalization"]["body_median"] > 0
     lits = CachedCase(tmp_path / "pre" / "RealCT" / reports[0].data_identifier / "lits117")
     assert lits.labels[0].max() == 1  # tumour (2) counted as liver
+
+
+def test_real_scan_tests_skip_only_where_the_scans_are_absent_and_not_required(tmp_path):
+    from conftest import REAL_SCANS, locate_real_data
+
+    assert locate_real_data({"LW_REAL_DATA": str(tmp_path / "none")})[0] is None  # absent: skip
+    with pytest.raises(ValueError, match="LW_REQUIRE_REAL_DATA"):
+        locate_real_data({"LW_REAL_DATA": str(tmp_path / "none"), "LW_REQUIRE_REAL_DATA": "1"})
+    for name in REAL_SCANS[:-1]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "image.nii.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"lacks {REAL_SCANS[-1]}"):
+        locate_real_data({"LW_REAL_DATA": str(tmp_path)})  # present but incomplete: fail, never skip
+    (tmp_path / REAL_SCANS[-1]).mkdir()
+    (tmp_path / REAL_SCANS[-1] / "image.nii.gz").write_bytes(b"")
+    assert locate_real_data({"LW_REAL_DATA": str(tmp_path)}) == (tmp_path, None)
