@@ -122,8 +122,24 @@ def test_mr_domain_has_bias_field_and_arbitrary_units():
 
 
 def test_arterial_domain_has_streaks_and_circular_fov():
-    image, _, _ = generate_case("PhantomArterialCT", seed=0, case=0)
-    assert image.array.min() == -2048 and image.array[:, 0, 0].max() == -2048
+    from liverwild.phantoms.render import add_streaks
+
+    domain = DOMAINS["PhantomArterialCT"]
+    # streaks: on about streak_fraction of the slices, bright and dark lines of the domain's amplitude
+    lines = np.zeros((400, 48, 48), np.float32)
+    add_streaks(lines, domain, np.random.default_rng(0))
+    hit = np.abs(lines).max(axis=(1, 2)) > 0
+    assert abs(hit.mean() - domain.streak_fraction) < 0.07
+    assert (lines[hit].max(axis=(1, 2)) > 0.5 * domain.streaks).all()
+    assert (lines[hit].min(axis=(1, 2)) < -0.5 * domain.streaks).all()
+    # circular field of view: every voxel outside the inscribed circle holds the padding value, none inside
+    image, _, _ = generate_case(domain, seed=0, case=0)
+    canonical = Reorientation.from_geometry(image.geometry).to_canonical(image.array)
+    nz, ny, nx = canonical.shape
+    yy, xx = np.ogrid[:ny, :nx]
+    outside = (yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2 > (min(ny, nx) / 2) ** 2
+    assert (canonical[:, outside] == domain.circular_fov_value).all()
+    assert (canonical[:, ny // 2, nx // 2] > domain.circular_fov_value).all()
 
 
 def test_written_domains_are_valid_raw_datasets(tmp_path):
