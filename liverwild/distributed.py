@@ -43,6 +43,18 @@ class DistributedContext:
         return list(items)[self.rank :: self.world_size]
 
 
+def describe_job(context: DistributedContext | None = None) -> dict:
+    """How a job runs, for its records: ``{"processes", "backend", "launcher"}`` (backend ``None`` and
+    launcher ``single process`` outside a process group)."""
+    context = context or current()
+    backend = str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else None
+    return {
+        "processes": context.world_size,
+        "backend": backend,
+        "launcher": "torchrun" if context.enabled else "single process",
+    }
+
+
 def process_rank() -> int:
     """This process's global rank from ``torchrun``'s environment (0 outside torchrun); valid before
     and after the process group exists."""

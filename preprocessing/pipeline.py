@@ -117,7 +117,9 @@ def preprocess_dataset(
     def inputs(case: str) -> tuple:
         return (*case_files(folder, info, case), organ_file(folder, info, case))
 
-    pending = pending_cases(context.shard(info.cases), out, report, failed, inputs, ARRAYS)
+    share = context.shard(info.cases)
+    log_share(context, info.name, share)
+    pending = pending_cases(share, out, report, failed, inputs, ARRAYS)
     todo = [(case, image, label, organs, plans, workers >= 1) for case, image, label, organs in pending]
     if todo and extractor is None:
         extractor = FeatureExtractor(build_backbone(plans))
@@ -162,6 +164,13 @@ def pending_cases(cases, out: Path, report: DatasetReport, failed: dict | None, 
         else:
             todo.append((case, *paths))
     return todo
+
+
+def log_share(context: distributed.DistributedContext, dataset: str, cases: list) -> None:
+    """Under torchrun, which rank caches which cases of ``dataset`` (in the log)."""
+    if context.enabled:
+        names = ", ".join(cases)
+        logger.info(f"rank {context.rank}/{context.world_size} caches {len(cases)} cases of {dataset}: {names}")
 
 
 def open_cache_folder(out: Path, plans: Plans, context: distributed.DistributedContext) -> Path:
@@ -231,7 +240,9 @@ def preprocess_dataset_3d(
             )
         return image_path, organs
 
-    pending = pending_cases(context.shard(info.cases), out, report, failed, inputs, ARRAYS_3D)
+    share = context.shard(info.cases)
+    log_share(context, info.name, share)
+    pending = pending_cases(share, out, report, failed, inputs, ARRAYS_3D)
     todo = [(case, image, labels, plans, workers >= 1) for case, image, labels in pending]
 
     def input_slices(arrays: dict, properties: dict) -> int:

@@ -3,6 +3,7 @@ commands under torchrun (marked slow) against one process doing the same work.""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -174,6 +175,13 @@ def test_ddp_training_resumes_and_matches_one_process_with_the_global_batch(phan
     (folder,) = (tmp_path / "ddp").glob(f"{TRAINED_FOLD}/*")
     log = folder / "log.csv"
     assert len(log.read_text(encoding="utf-8").strip().splitlines()) == 3  # header + 2 epochs, rank 0 only
+    # the run folders say how they ran
+    job = json.loads((folder / "config.json").read_text(encoding="utf-8"))["job"]
+    assert job == {"processes": 2, "backend": "gloo", "launcher": "torchrun", "global_batch_size": 4}
+    assert "2 processes (gloo): 2 items per process, global batch 4" in out.stdout + out.stderr
+    (single,) = (tmp_path / "single").glob(f"{TRAINED_FOLD}/*")
+    job = json.loads((single / "config.json").read_text(encoding="utf-8"))["job"]
+    assert job == {"processes": 1, "backend": None, "launcher": "single process", "global_batch_size": 4}
 
 
 @pytest.mark.slow
@@ -197,6 +205,7 @@ def test_sharded_preprocessing_writes_the_files_of_one_process(phantom_study, tm
     )
     for domain in PHANTOM_DOMAINS:  # rank 0 reports each dataset once, over both ranks' shares
         assert (out.stdout + out.stderr).count(f"{domain}: 5 processed, 0 unchanged, 0 failed") == 1
+        assert f"rank 0/2 caches 3 cases of {domain}" in out.stdout + out.stderr
     reference = phantom_study / "pre"
     assert (tmp_path / "pre" / "splits.json").read_text(encoding="utf-8") == (reference / "splits.json").read_text(
         encoding="utf-8"
@@ -227,10 +236,9 @@ def test_sharded_prediction_writes_each_scan_once_and_as_one_process(phantom_stu
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.nii.gz")) == names
     for name in names:
         assert (tmp_path / "ddp" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
-    import json
-
     merged = json.loads((tmp_path / "ddp" / "prediction_report.json").read_text(encoding="utf-8"))
     assert merged["n_ok"] == 5 and merged["num_parts"] == 2
+    assert merged["job"] == {"processes": 2, "backend": "gloo", "launcher": "torchrun"}
     assert sorted(s["name"] for s in merged["scans"]) == [n.removesuffix(".nii.gz") for n in names]
     parts = [
         predict(inputs, tmp_path / "parts", model=model, device="cpu", progress=False, part=k, num_parts=2)

@@ -484,7 +484,7 @@ def predict(
             liver_only=liver_only,
         )
         if context.enabled:
-            report = merge_reports(distributed.gather_objects(report))
+            report = {**merge_reports(distributed.gather_objects(report)), "job": distributed.describe_job(context)}
             if context.is_main:
                 write_json_atomic(output / "prediction_report.json", report)
             distributed.barrier()

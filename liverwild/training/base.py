@@ -461,6 +461,12 @@ class Trainer:
         main = self.distributed.is_main
         if main:
             self.write_config()
+            if self.distributed.enabled:
+                job = distributed.describe_job(self.distributed)
+                logger.info(
+                    f"{job['processes']} processes ({job['backend']}): {self.config.batch_size} items per process, "
+                    f"global batch {self.global_batch_size}"
+                )
         distributed.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
         for epoch in range(self.start_epoch, self.config.epochs):
             row = self.run_epoch(epoch)
@@ -508,6 +514,7 @@ class Trainer:
                 "plans_identifier": self.plans_id,
                 "plans": self.plans_json(),
                 "device": str(self.device),
+                "job": {**distributed.describe_job(self.distributed), "global_batch_size": self.global_batch_size},
                 **self.model_description(),
                 "notes": list(getattr(self, "notes", [])),
             },
