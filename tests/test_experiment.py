@@ -1,6 +1,7 @@
 """lw_experiment: protocols end to end on tiny phantoms, resumption, and the report's statistics."""
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -212,3 +213,114 @@ def test_quick_refuses_the_settings_it_would_replace():
     chosen = run_config("ContrastiveDistillationTrainer", settings={"lr": 0.01}, quick=True)
     assert (chosen.epochs, chosen.lr) == (2, 0.01)  # quick's schedule, the user's learning rate
     assert run_config("ContrastiveDistillationTrainer", settings={"epochs": 30}).epochs == 30
+
+
+# ---- stale runs: a finished run is reused only when it is the one asked for --------------------------
+
+SMALL = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2"]  # a full (not --quick) request, kept tiny
+RUN = ("runs", "loo_PhantomT2MR", "ContrastiveDistillationTrainer", "seed0")
+
+
+def experiment(folders, out, *args):
+    """lw_experiment multi-dg on one fold into ``out``, with the caller's options (no forced --quick)."""
+    common = ["--device", "cpu", "--raw", str(folders / "raw"), "--preprocessed", str(folders / "pre")]
+    return experiment_cli.main(["multi-dg", "--fold", "loo_PhantomT2MR", *args, *common, "-o", str(out)])
+
+
+def checkpoint(out):
+    return next((out / "models" / "seed0" / "loo_PhantomT2MR").glob("*/checkpoint_latest.pth"))
+
+
+def redone(caplog) -> list:
+    return [r.getMessage() for r in caplog.records if ": redone — " in r.getMessage()]
+
+
+def test_a_quick_run_is_redone_for_a_full_request_and_its_report_is_not_quick(folders, tmp_path, caplog):
+    out = tmp_path / "exp"
+    assert experiment(folders, out, "--quick") == 0
+    assert "QUICK run" in (out / "report.md").read_text(encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert experiment(folders, out, *SMALL) == 0
+    meta = json.loads(out.joinpath(*RUN, "run.json").read_text(encoding="utf-8"))
+    assert meta["config"]["steps_per_epoch"] == 2 and meta["configuration"]["quick"] is False  # not the quick run's
+    assert list(pd.read_csv(checkpoint(out).parent / "log.csv").epoch) == [0]  # retrained: 1 epoch, not quick's 2
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "QUICK" not in report and "Excluded" not in report
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["quick"] is False
+    (message,) = redone(caplog)
+    assert "config.epochs" in message and "quick" in message and "retrained from scratch" in message
+    (old,) = (out / "stale").glob("*/" + "/".join(RUN) + "/run.json")  # the quick run, set aside
+    assert json.loads(old.read_text(encoding="utf-8"))["configuration"]["quick"] is True
+    assert len(list((out / "stale").glob("*/models/seed0/loo_PhantomT2MR/*/checkpoint_final.pth"))) == 1
+
+
+def test_an_unchanged_request_reuses_the_run_and_a_new_evaluation_keeps_the_model(folders, tmp_path, caplog):
+    out = tmp_path / "exp"
+    assert experiment(folders, out, *SMALL) == 0
+    run_json = out.joinpath(*RUN, "run.json")
+    before = (run_json.stat().st_mtime_ns, checkpoint(out).stat().st_mtime_ns)
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert experiment(folders, out, *SMALL) == 0  # the same request: nothing trained, predicted or measured
+    assert (run_json.stat().st_mtime_ns, checkpoint(out).stat().st_mtime_ns) == before and not redone(caplog)
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert experiment(folders, out, *SMALL, "--evaluation", "paper") == 0  # measured again, model kept
+    (message,) = redone(caplog)
+    assert "evaluation_protocol" in message and "model is kept" in message
+    assert checkpoint(out).stat().st_mtime_ns == before[1] and run_json.stat().st_mtime_ns != before[0]
+    assert json.loads(run_json.read_text(encoding="utf-8"))["evaluation_protocol"] == "multi-dg"
+
+
+def test_a_run_json_without_a_configuration_hash_is_redone(folders, tmp_path, caplog):
+    out = tmp_path / "exp"
+    assert experiment(folders, out, *SMALL) == 0
+    run_json = out.joinpath(*RUN, "run.json")
+    meta = json.loads(run_json.read_text(encoding="utf-8"))
+    digest = meta.pop("configuration_hash")
+    del meta["configuration"]  # as an older liverwild wrote it
+    run_json.write_text(json.dumps(meta), encoding="utf-8")
+    trained = checkpoint(out).stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert experiment(folders, out, *SMALL) == 0
+    (message,) = redone(caplog)
+    assert "no configuration record" in message
+    assert json.loads(run_json.read_text(encoding="utf-8"))["configuration_hash"] == digest
+    assert checkpoint(out).stat().st_mtime_ns != trained  # the model was set aside and trained again
+    assert len(list((out / "stale").glob("*/" + "/".join(RUN) + "/run.json"))) == 1
+
+
+def test_collect_excludes_runs_of_another_configuration_and_names_quick_rows(tmp_path):
+    from liverwild.errors import LiverwildError
+    from liverwild.experiments.records import configuration_hash
+    from liverwild.experiments.report import collect, write_report
+
+    out = tmp_path / "exp"
+    plan = Plan("multi-dg", [Run("loo_T", "Ref", 0), Run("loo_T", "Other", 0)], reference="Ref")
+    records = {}
+    for k, run in enumerate(plan.runs):
+        record = {"trainer": run.trainer, "quick": run.trainer == "Ref", "config": {"epochs": 2}}
+        records[run] = record
+        folder = out / "runs" / run.fold / run.trainer / "seed0"
+        (folder / "predictions").mkdir(parents=True)
+        meta = {"target": "T", "model": str(tmp_path / "none"), "configuration": record}
+        (folder / "run.json").write_text(json.dumps({**meta, "configuration_hash": configuration_hash(record)}))
+        (folder / "predictions" / "prediction_report.json").write_text(json.dumps({"seconds_total": 2, "n_ok": 4}))
+        scans = {"case": [f"c{i}" for i in range(4)], "dice": [0.5 + 0.1 * k] * 4, "assd_mm": 1.0, "mssd_mm": 9.0}
+        pd.DataFrame(scans).to_csv(folder / "results.csv", index=False)
+    asked = {**records, plan.runs[1]: {**records[plan.runs[1]], "config": {"epochs": 150}}}
+    collected = collect(out, plan, asked)
+    assert set(collected.table.trainer) == {"Ref"} and [r.trainer for r in collected.plan.runs] == ["Ref"]
+    assert "config.epochs differ" in collected.excluded["loo_T/Other/seed0"]
+    report = write_report(out, collected, {"evaluation": "native", "device": "cpu"})
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Excluded runs" in text and "- loo_T/Other/seed0: was made with another configuration" in text
+    assert "| Other" not in text.split("## Excluded runs")[1]  # listed, never in a table
+    assert "QUICK runs" in text and "in rows Ref: loo_T/Ref/seed0" in text
+    assert report["quick_runs"] == ["loo_T/Ref/seed0"] and list(report["excluded"]) == ["loo_T/Other/seed0"]
+    ref, other = plan.runs
+    full = {ref: {**records[ref], "quick": False}, other: records[other]}  # a full request: the quick run is left out
+    collected = collect(out, plan, full)
+    assert set(collected.table.trainer) == {"Other"} and "quick differ" in collected.excluded["loo_T/Ref/seed0"]
+    write_report(out, collected, {"evaluation": "native", "device": "cpu"})
+    assert "QUICK" not in (out / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(LiverwildError, match="no run of multi-dg is the one asked for"):
+        collect(out, plan, {ref: full[ref], other: asked[other]})

@@ -13,7 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lw_experiment",
         description="Run one of the paper's experiments on the preprocessed datasets: for each fold, trainer and "
         "seed train, predict the target, evaluate; then a Markdown report shaped like the paper's tables "
-        "(mean ± s.d. over scans, paired t-tests against the reference trainer). Interrupted runs resume.",
+        "(mean ± s.d. over scans, paired t-tests against the reference trainer). Interrupted runs resume; a "
+        "finished run is reused only when made with the same configuration, else redone (the old one moved to "
+        "stale/).",
     )
     p.add_argument("protocol", choices=["multi-dg", "single-dg", "ablations", "seeds", "organs-3d"])
     p.add_argument("--trainers", nargs="+", default=None, metavar="NAME", help="trainers (default: per protocol)")

@@ -15,32 +15,64 @@ over its organs); the same cells, p-values and bold rule (lower is better for di
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..atomic import write_json_atomic
+from .records import mismatch, read_run
 
 ALPHA = 0.05
 
 
-def collect(output: Path, plan):
-    """All per-scan rows of the plan's finished runs as one DataFrame (also written to results.csv)."""
+@dataclass
+class Collected:
+    """What a report is made of: the per-scan table of the runs that are the request's, those runs (as
+    a plan), the runs left out with why, and which of the included runs are ``--quick`` smoke tests."""
+
+    table: Any
+    plan: Any  # the protocol's plan, restricted to the included runs
+    excluded: dict = field(default_factory=dict)  # run key → why it is not in the tables
+    quick: list = field(default_factory=list)  # keys of the included runs made with --quick
+
+
+def collect(output: Path, plan, requested: dict) -> Collected:
+    """The per-scan rows of the plan's finished runs whose ``run.json`` configuration hash is that of
+    ``requested[run]`` (the configuration record the request makes, :mod:`.records`), as one DataFrame
+    (also written to results.csv). A run that is missing, or was made with another configuration (or
+    without a record), is excluded — listed, never mixed into the tables."""
     import pandas as pd
 
-    frames = []
+    from ..errors import LiverwildError
+
+    frames, included, excluded, quick = [], [], {}, []
     for run in plan.runs:
         folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
-        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        meta = read_run(folder)
+        why = mismatch(meta, requested[run]) if run in requested else ("not part of this request", None)
+        if why is not None or meta is None:
+            excluded[run.key] = why[0] if why else "not run"
+            continue
         column = (
             meta["target"] if run.fold.startswith("loo_") else run.fold.removeprefix("single_").replace("_to_", " → ")
         )
         frames.append(
             pd.read_csv(folder / "results.csv").assign(fold=run.fold, target=column, trainer=run.trainer, seed=run.seed)
         )
+        included.append(run)
+        if meta["configuration"].get("quick"):
+            quick.append(run.key)
+    if not frames:
+        raise LiverwildError(
+            f"{output}: no run of {plan.name} is the one asked for ("
+            + "; ".join(f"{k}: {v}" for k, v in excluded.items())
+            + ")"
+        )
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(output / "results.csv", index=False, float_format="%.6g")
-    return table
+    return Collected(table, replace(plan, runs=included), excluded, quick)
 
 
 def paired_p(
@@ -201,11 +233,46 @@ def timing_table(output: Path, plan) -> list:
     return lines
 
 
-def write_report(output: Path, plan, table, meta: dict) -> dict:
+def row_of(run, plan) -> str:
+    """The report row a run is in: its trainer, or its seed in a table whose rows are seeds."""
+    return f"seed {run.seed}" if plan.rows == "seed" else run.trainer
+
+
+def quick_banner(collected: Collected) -> list:
+    """Lines saying which rows hold ``--quick`` runs (none when no included run is one)."""
+    if not collected.quick:
+        return []
+    plan = collected.plan
+    quick = [r for r in plan.runs if r.key in collected.quick]
+    rows = sorted({row_of(r, plan) for r in quick})
+    return [
+        f"**QUICK runs (--quick): a smoke test, not a result** — {len(quick)} of {len(plan.runs)} runs, in rows "
+        + ", ".join(rows)
+        + ": "
+        + ", ".join(r.key for r in quick)
+        + ".",
+        "",
+    ]
+
+
+def excluded_section(collected: Collected) -> list:
+    if not collected.excluded:
+        return []
+    lines = [
+        "## Excluded runs",
+        "",
+        "Runs of the protocol that are not the ones asked for (re-run lw_experiment to redo them); not in the tables:",
+        "",
+    ]
+    return lines + [f"- {key}: {why}" for key, why in collected.excluded.items()] + [""]
+
+
+def write_report(output: Path, collected: Collected, meta: dict) -> dict:
     import platform
 
     import torch
 
+    plan, table = collected.plan, collected.table
     if plan.evaluation == "organs":
         body = organ_sections(table, plan)
         measured = "per organ on the target's organ maps, no post-processing (as the source paper)"
@@ -215,24 +282,28 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
     text = [
         f"# lw_experiment {plan.name}",
         "",
+        *quick_banner(collected),
         f"Evaluation: {meta['evaluation']}, {measured}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
         f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
         f"bold: best and significantly better (p < {ALPHA}) than every other row.",
         "",
+        *excluded_section(collected),
         *body,
         "",
         "## Time",
         "",
         *timing_table(Path(output), plan),
         "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
-        + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else "."),
+        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}.",
     ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     scored = with_organ_means(table) if plan.evaluation == "organs" else table
     headline = scored[scored.organ == MEAN_ORGAN] if plan.evaluation == "organs" else scored
     report = {
         **meta,
+        "quick": bool(collected.quick),  # decided per run: whether any run in the tables is a --quick one
+        "quick_runs": list(collected.quick),
+        "excluded": dict(collected.excluded),
         "name": plan.name,
         "reference": plan.reference,
         "runs": [r.key for r in plan.runs],

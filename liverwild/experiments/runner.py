@@ -6,11 +6,16 @@ Output folder (``--output``, default ``$LW_results/experiments/<protocol>``)::
 
     runs/<fold>/<trainer>/seed<k>/{predictions/, results.csv, run.json}   # one finished run each
     models/seed<k>/<fold>/<trainer>__<plans>/                           # lw_train's output
+    stale/<time>/{runs,models}/...                                      # runs redone since, set aside
     results.csv                                                         # every scan of every run
     report.md, report.json
 
-A run with ``run.json`` is finished and reused; an interrupted one resumes its training from
-``checkpoint_latest.pth`` and redoes prediction and evaluation.
+A run with ``run.json`` is finished; it is reused when the configuration record it keeps (everything
+that decides its numbers, :mod:`.records`) hashes to the request's. Otherwise (another configuration,
+or no record: an older liverwild's) it is redone and the old one moved to ``stale/<time>/`` with the same
+relative path — its model too, unless only the measurement differs. An interrupted run (no ``run.json``)
+resumes its training from ``checkpoint_latest.pth`` when that checkpoint fits the request, and redoes
+prediction and evaluation. The report reads only runs whose hash is the request's.
 
 Every run starts from its trainer's own configuration (``Trainer.default_config()``: the paper's recipe,
 or the 3D trainers'), then the experiment's settings, then ``--quick``'s (the trainer's ``quick``).
@@ -21,14 +26,22 @@ post-processing, as the source paper reports), and on the liver alone in the liv
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import write_json_atomic
 from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger, quieter
 from .protocols import Plan, Run, make_plan, single_dg_folds
+from .records import canonical, configuration_hash, mismatch, named, only_measurement, read_run
+
+if TYPE_CHECKING:
+    from ..training.config import TrainerConfig
 
 logger = get_logger(__name__)
+
+STALE = "stale"  # output/stale/<time>/: runs and models set aside because the request changed
 
 
 def _modalities(preprocessed: Path) -> dict:
@@ -76,35 +89,182 @@ def reference_folder(raw: Path, target: str, evaluation: str) -> Path:
     return raw / target / "labelsTr"
 
 
-def run_one(
+@dataclass
+class RunRequest:
+    """One run as the experiment asks for it: its configuration record (:mod:`.records`) and hash, the
+    trainer configuration, where its model is trained, and what its target is measured against."""
+
+    run: Run
+    config: TrainerConfig  # what the run trains with (its seed set)
+    record: dict
+    digest: str
+    model: Path  # the model folder lw_train writes
+    images: Path
+    references: Path
+    measure: str
+    evaluation: str
+    liver_only: bool
+    postprocess: bool
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.record["quick"])
+
+
+def request_run(
     run: Run,
     splits: dict,
     raw: Path,
     preprocessed: Path,
     output: Path,
     config,
-    device,
     evaluation: str,
     measure: str = "liver",
-) -> Path:
-    """Train (or resume), predict the fold's target and evaluate (``measure``: ``"liver"`` or
-    ``"organs"``); returns the run folder."""
-    from ..evaluation import evaluate_folders, match_classes
-    from ..inference import predict
-    from ..training import get_trainer, train_fold
+    quick: bool = False,
+) -> RunRequest:
+    """What ``run`` is made of under this request: everything that decides its numbers (the record
+    that ``run.json`` keeps, see :mod:`.records`), without training anything."""
+    from .. import __version__
+    from ..evaluation.evaluate import PROTOCOLS
+    from ..inference.postprocessing import steps_from
+    from ..io.image import image_suffix
+    from ..training import get_trainer
+    from ..training.base import EXECUTION_FIELDS
 
-    folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
-    if (folder / "run.json").is_file():
-        return folder
-    start = time.perf_counter()
     fold = splits["folds"][run.fold]
     seeded = config.updated(seed=run.seed)
+    cls = get_trainer(run.trainer)
+    # the trainer as train_fold builds it (overrides applied, plans read): its configuration, plans and model folder
+    trainer = cls(run.fold, fold, preprocessed, output / "models" / f"seed{run.seed}", seeded, "cpu")
     target = fold["target"]
-    three_d = get_trainer(run.trainer).configuration == "3d"
     images = raw / target / "imagesTr"
     if not images.is_dir():
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
-    labels = reference_folder(raw, target, measure)
+    references = reference_folder(raw, target, measure)
+    liver_only = cls.configuration == "3d" and measure == "liver"
+    postprocess = measure == "liver"  # organs: raw argmax, as the source paper reports
+    record = canonical(
+        {
+            "liverwild_version": __version__,
+            "trainer": run.trainer,
+            "fold": run.fold,
+            "fold_definition": {k: fold.get(k) for k in ("sources", "target", "train", "val")},
+            "seed": run.seed,
+            "config": {k: v for k, v in trainer.config.to_json().items() if k not in EXECUTION_FIELDS},
+            "quick": bool(quick),
+            "plans": trainer.plans_id,
+            "data": {source: trainer.data_identifier(source) for source in fold["sources"]},
+            "evaluation_protocol": evaluation,
+            "evaluation_inplane_size": PROTOCOLS.get(evaluation),
+            "measure": measure,
+            "liver_only": liver_only,
+            "postprocessing": list(steps_from(postprocess)),
+            "references": references.name,
+            "target_scans": sorted(p.name for p in images.iterdir() if image_suffix(p) and not p.name.startswith(".")),
+        }
+    )
+    return RunRequest(
+        run,
+        seeded,
+        record,
+        configuration_hash(record),
+        trainer.output,
+        images,
+        references,
+        measure,
+        evaluation,
+        liver_only,
+        postprocess,
+    )
+
+
+def run_folder(output: Path, run: Run) -> Path:
+    return output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
+
+
+def set_aside(path: Path, output: Path, stamp: str) -> Path:
+    """Move ``path`` (inside ``output``) to ``output/stale/<stamp>/`` under the same relative path — one
+    rename, so the folder is either where it was or there, never half-moved; returns where it went."""
+    destination = output / STALE / stamp / path.relative_to(output)
+    for k in range(1, 1000):
+        if not destination.exists():
+            break
+        destination = output / STALE / f"{stamp}.{k}" / path.relative_to(output)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(destination)
+    return destination
+
+
+def model_conflict(model: Path, request: RunRequest) -> str | None:
+    """Why the model folder's latest checkpoint cannot be continued into (or reused as) the requested
+    training, or None when it can (or there is none): it was trained with another configuration, other
+    plans, or for more epochs than asked. More epochs asked than done: lw_train continues it."""
+    from ..checkpoints import load_checkpoint
+    from ..training.base import EXECUTION_FIELDS
+
+    latest = model / "checkpoint_latest.pth"
+    if not latest.is_file():
+        return None
+    try:
+        state = load_checkpoint(latest)
+    except LiverwildError as exc:
+        return str(exc)
+    stored = canonical({k: v for k, v in state.get("config", {}).items() if k not in EXECUTION_FIELDS})
+    wanted = request.record["config"]
+    changed = [k for k in sorted(wanted) if k != "epochs" and stored.get(k, wanted[k]) != wanted[k]]
+    if changed:
+        return f"trained with another configuration ({named(changed)} differ)"
+    done = int(state.get("epochs_done", 0))
+    if done > wanted["epochs"]:
+        return f"trained for {done} epochs, more than the {wanted['epochs']} asked"
+    plans = state.get("plans") or {}
+    for source, data in request.record["data"].items():
+        used = plans.get(source) or {}
+        if plans and data not in (used.get("data_identifier"), used.get("3d", {}).get("data_identifier")):
+            return f"trained on other preprocessed data of {source}"
+    return None
+
+
+def run_one(request: RunRequest, preprocessed: Path, output: Path, device) -> Path:
+    """Train (or resume), predict the fold's target and evaluate; returns the run folder.
+
+    A finished run (``run.json``) whose configuration hash is the request's is reused. One with another
+    hash (or none: an older liverwild's) is redone: its run folder is moved to ``output/stale/``, and its
+    model too unless only the measurement differs (:func:`.records.only_measurement`; the model is then
+    reused). Before training, a model folder whose checkpoint does not fit the request
+    (:func:`model_conflict`) is moved there as well; one that does is continued by lw_train."""
+    from ..evaluation import evaluate_folders, match_classes
+    from ..inference import predict
+    from ..training import train_fold
+
+    run = request.run
+    folder = run_folder(output, run)
+    meta = read_run(folder)
+    stale = mismatch(meta, request.record)
+    if stale is None:
+        return folder
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if meta is not None:  # a finished run, but not this one
+        reason, changed = stale
+        keep = only_measurement(changed)
+        if not keep:  # the model first: a crash before the run folder moves leaves the stale run.json to redo
+            models = (output / "models").resolve()
+            named_models = [request.model, *([Path(meta["model"])] if meta.get("model") else [])]
+            for model in sorted({m.resolve() for m in named_models}):
+                if model.is_dir() and model.is_relative_to(models):  # never a folder outside the experiment
+                    set_aside(model, output.resolve(), stamp)
+        where = set_aside(folder, output, stamp)
+        logger.warning(
+            f"{run.key}: redone — its run.json {reason}; "
+            + ("its model is kept (only the measurement differs); " if keep else "retrained from scratch; ")
+            + f"the old run moved to {where}"
+        )
+    conflict = model_conflict(request.model, request)
+    if conflict and request.model.is_dir():
+        where = set_aside(request.model, output, stamp)
+        logger.warning(f"{run.key}: the model in {request.model} was {conflict}: moved to {where}, training anew")
+    start = time.perf_counter()
+    target = request.record["fold_definition"]["target"]
     with quieter("liverwild.training", "liverwild.inference", "liverwild.evaluation"):  # one line per run
         # lw_train's own re-run rules: a finished run is reused, an interrupted (or shorter) one resumed
         trained = train_fold(
@@ -113,27 +273,27 @@ def run_one(
             preprocessed=str(preprocessed),
             results=str(output / "models" / f"seed{run.seed}"),
             device=device,
-            config=seeded,
+            config=request.config,
             progress=False,
         )
         model = Path(trained["output"])
         predictions = folder / "predictions"
         report = predict(
-            images,
+            request.images,
             predictions,
             model=model,
             device=device,
             progress=False,
-            liver_only=three_d and measure == "liver",
-            postprocess=measure == "liver",  # organs: raw argmax, as the source paper reports
+            liver_only=request.liver_only,
+            postprocess=request.postprocess,
         )
-        classes = match_classes(predictions, labels) if measure == "organs" else None
+        classes = match_classes(predictions, request.references) if request.measure == "organs" else None
         table, summary, failures = evaluate_folders(
             predictions,
-            labels,
+            request.references,
             output_csv=folder / "results.csv",
             progress=False,
-            protocol=evaluation,
+            protocol=request.evaluation,
             classes=classes,
         )
     write_json_atomic(
@@ -144,11 +304,15 @@ def run_one(
             "seed": run.seed,
             "target": target,
             "model": str(model),
-            "evaluation_protocol": evaluation,
-            "measure": measure,
+            "evaluation_protocol": request.evaluation,
+            "measure": request.measure,
             "organs": list(classes) if classes else ["liver"],
-            "references": str(labels),
-            "config": seeded.to_json(),
+            "references": str(request.references),
+            "config": request.config.to_json(),
+            "quick": request.quick,
+            "device": str(device),
+            "configuration": request.record,
+            "configuration_hash": request.digest,
             "n_scans": int(table["case"].nunique()),
             "failed": {**failures, **{s["name"]: s["error"] for s in report["scans"] if s["error"]}},
             "dice_mean": summary["dice"]["mean"],
@@ -219,19 +383,30 @@ def run_experiment(
         f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
         f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
     )
-    for run in plan.runs:
-        chosen = run_config(run.trainer, config, settings, quick)
-        run_one(run, splits, raw_root, pre_root, output, chosen, device, protocol, plan.evaluation)
-    table = collect(output, plan)
+    requests = [
+        request_run(
+            run,
+            splits,
+            raw_root,
+            pre_root,
+            output,
+            run_config(run.trainer, config, settings, quick),
+            protocol,
+            plan.evaluation,
+            quick,
+        )
+        for run in plan.runs
+    ]
+    for request in requests:
+        run_one(request, pre_root, output, device)
+    collected = collect(output, plan, {r.run: r.record for r in requests})
     return write_report(
         output,
-        plan,
-        table,
+        collected,
         {
             "protocol": name,
             "output": str(output),
             "evaluation": protocol,
-            "quick": quick,
             "config": config.to_json() if config else "each trainer's own (see runs/*/run.json)",
             "settings": dict(settings or {}),
             "device": str(device),

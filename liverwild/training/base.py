@@ -48,6 +48,8 @@ from .logging import plot_progress, write_log
 
 logger = get_logger(__name__)
 
+EXECUTION_FIELDS = frozenset({"num_workers", "val_batch_size", "compile"})  # how, not what, is trained
+
 
 def plans_identifier(plans: Plans) -> str:
     """What must agree across the sources of a fold: teacher (architecture, weights, input scaling,
@@ -140,6 +142,10 @@ class Trainer:
                 "--backbone-weights, --feature-tap and --views"
             )
 
+    def data_identifier(self, source: str) -> str:
+        """The cache of ``source`` this trainer reads (its folder below the dataset's preprocessed one)."""
+        return self.plans[source].data_identifier()
+
     def select_training_cases(self, source: str, cases: list) -> list:
         """The training cases of one source (the Table 4 ablation caps their number)."""
         cap = self.config.max_scans_per_source
@@ -149,7 +155,7 @@ class Trainer:
         """``(training cases, their source index, {source: validation cases})`` of the fold, from the cache."""
         train, domains, val = [], [], {}
         for index, source in enumerate(self.fold["sources"]):
-            data_id = self.plans[source].data_identifier()
+            data_id = self.data_identifier(source)
             names = self.select_training_cases(source, list(self.fold["train"].get(source, [])))
             cases = load_cases(self.preprocessed_root, source, data_id, names)
             train += cases
@@ -553,7 +559,7 @@ class Trainer:
     def check_same_configuration(self, path) -> None:
         """A re-run may extend ``epochs``; any other change of the configuration needs a new folder."""
         previous = load_checkpoint(path).get("config", {})
-        ignore = {"epochs", "num_workers", "val_batch_size", "compile"}  # how, not what, is trained
+        ignore = {"epochs", *EXECUTION_FIELDS}
         changed = sorted(k for k, v in self.config.to_json().items() if k not in ignore and previous.get(k, v) != v)
         if changed:
             raise LiverwildError(

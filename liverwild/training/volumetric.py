@@ -143,6 +143,9 @@ class UNet3DTrainer(Trainer):
         digest = hashlib.sha256(json.dumps(self.classes).encode()).hexdigest()[:6]
         return f"lw3dPlans_{size}_{len(self.classes)}c_{digest}"
 
+    def data_identifier(self, source: str) -> str:
+        return self.plans[source].data_identifier_3d()
+
     def fold_cases(self) -> tuple:
         """``(training volumes, their source index, {source: validation volumes})`` from the ``3d`` caches.
         A case that is in the fold but not in its source's cache (its 3d preprocessing failed) is left out
@@ -150,7 +153,7 @@ class UNet3DTrainer(Trainer):
         train, domains, val = [], [], {}
         self.notes = []
         for index, source in enumerate(self.fold["sources"]):
-            folder = self.preprocessed_root / source / self.plans[source].data_identifier_3d()
+            folder = self.preprocessed_root / source / self.data_identifier(source)
             cached = set(list_cases(folder))
             if not cached:
                 raise LiverwildError(f"no 3d cache {folder}: run lw_plan_and_preprocess -d {source} -c 3d")
