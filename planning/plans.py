@@ -12,8 +12,9 @@ organ classes and the label values that make them), with its own identifier ``lw
 written before the ``3d`` entry existed get it the next time they are planned; their 2D identifier
 does not change.
 
-Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
-mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
+``PLANS_VERSION`` is the version of this file format, not liverwild's (``liverwild.__version__``): plans
+version 2 fixed the teacher's input scaling, which version 1 got wrong (ImageNet mean/std applied on top
+of the per-scan z-score). Version-1 plans, caches and models are refused, never reused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from liverwild.atomic import write_json_atomic
 from liverwild.errors import LiverwildError
 
-PLANS_VERSION = 2
+PLANS_VERSION = 2  # the version of the plans format (plans.json, caches, models), not liverwild's
 OUTDATED_PLANS = (
     "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
     "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
