@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json_atomic
+from ..revision import provenance_fields, version_line
 
 ALPHA = 0.05
 
@@ -225,7 +226,7 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
         "",
         *timing_table(Path(output), plan),
         "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
+        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}; {version_line()}"
         + (" — QUICK run (--quick): a smoke test, not a result." if meta["quick"] else "."),
     ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
@@ -237,6 +238,7 @@ def write_report(output: Path, plan, table, meta: dict) -> dict:
         "reference": plan.reference,
         "runs": [r.key for r in plan.runs],
         "n_scans": int(len(headline)),
+        **provenance_fields(torch=torch.__version__),
         "mean_dice": {
             f"{t}/{r}": float(headline[(headline.target == t) & (headline[plan.rows] == r)].dice.mean())
             for t in headline.target.unique()
