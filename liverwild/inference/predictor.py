@@ -131,7 +131,9 @@ class Predictor:
             "postprocessing": list(self.steps),
         }
 
-    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
+    def normalization(self, image: np.ndarray, modality: str) -> dict:
+        """The training plans' normalisation for ``modality``, or the default one for a modality no source
+        had: :meth:`TrainedModel.normalization_for_scan`."""
         return self.model.normalization_for_scan(image, modality)
 
     @torch.inference_mode()

@@ -119,7 +119,7 @@ class VolumePredictor(Predictor):
             "postprocessing": steps,
         }
 
-    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
+    def normalization(self, image: np.ndarray, modality: str) -> dict:
         """The training plans' ``3d`` normalisation for ``modality``; for a modality no source had, the
         default ``3d`` one (an MR window from this scan's own intensities)."""
         from planning.plans import default_config_3d

@@ -591,7 +591,3 @@ class ShardedBatches:
                 raise LiverwildError(f"a global batch of {len(batch)} items does not split over {world} processes")
             size = len(batch) // world
             yield batch[rank * size : (rank + 1) * size]
-
-
-def read_config(output_folder) -> dict:
-    return json.loads((Path(output_folder) / "config.json").read_text(encoding="utf-8"))
