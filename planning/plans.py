@@ -103,6 +103,24 @@ def default_config_3d(
     }
 
 
+def scan_normalization(image, modality: str, configuration: str = "2d") -> dict:
+    """The default normalisation of ``configuration`` (``"2d"``: :func:`default_normalization`; ``"3d"``:
+    :func:`default_config_3d`'s) for one scan of a ``modality`` that no plans had — the rule both
+    predictors use when a model's sources lack the scan's modality. MR: the window [0, r] with r this
+    scan's own p99.5/p50 body-intensity ratio (the scan as a one-case fingerprint); CT: the fixed window."""
+    aggregate = None
+    if modality == "MR":
+        import numpy as np
+
+        from .fingerprint import body_mask
+
+        p50, p995 = np.percentile(image[body_mask(image, "MR")], [50, 99.5])
+        aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
+    if configuration == "3d":
+        return default_config_3d(modality, aggregate)["normalization"]
+    return default_normalization(modality, aggregate)
+
+
 class OutdatedPlansError(LiverwildError):
     """Plans, a cache or a model made before the current plans version."""
 
