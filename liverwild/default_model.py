@@ -29,7 +29,7 @@ from .default_recipe import Recipe
 from .device import describe_device, resolve_device
 from .errors import ConfigurationError
 from .log import get_logger
-from .revision import git_revision
+from .revision import provenance_fields
 
 logger = get_logger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
@@ -53,7 +53,7 @@ def export_model(run_folder, output, provenance: dict) -> Path:
         "config": state["config"],
         "epochs_done": state["epochs_done"],
         "best_dice": state["best_dice"],
-        **{k: state[k] for k in ("configuration", "classes", "volume_size") if k in state},
+        **{k: state[k] for k in ("configuration", "classes", "volume_size", "git_revision", "versions") if k in state},
     }
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "checkpoint_best.pth", ".pth") as tmp:
@@ -79,7 +79,6 @@ def build_default_model(
     from preprocessing.pipeline import plan_and_preprocess
     from preprocessing.splits import add_fold, pooled_fold
 
-    from . import __version__
     from .backbones import describe_teacher, teacher_config
     from .phantoms.randomized import FAMILY, GENERATOR_VERSION, write_randomized
     from .training import get_trainer, train_fold
@@ -88,7 +87,8 @@ def build_default_model(
     workdir = Path(workdir)
     raw, pre, res = workdir / "raw", workdir / "preprocessed", workdir / "results"
     start = time.perf_counter()
-    revision = git_revision()  # of the code that runs, read before the build's long minutes
+    # the git revision of the code that runs, read before the build's long minutes
+    software = provenance_fields(torch=torch.__version__, platform=platform.platform())
     torch.manual_seed(recipe.seed)
     logger.info(f"[1/4] randomised phantoms: {recipe.ct_cases} CT + {recipe.mr_cases} MR cases in {raw}")
     write_randomized(raw, "CT", recipe.ct_cases, recipe.seed, recipe.max_slices, workers, progress=False)
@@ -138,13 +138,7 @@ def build_default_model(
         "seed": recipe.seed,
         "command": command or "lw_build_default_model",
         "best_val_dice_on_phantoms": round(float(trained["best_val_dice"]), 4),
-        "git_revision": revision,
-        "versions": {
-            "liverwild": __version__,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-        },
+        **software,
         "device": describe_device(resolve_device(device)),
         "torch_threads": torch.get_num_threads(),
         "build_seconds": round(time.perf_counter() - start, 1),

@@ -14,6 +14,7 @@ from .atomic import write_json_atomic
 from .datasets import verify_dataset
 from .log import get_logger, quieter
 from .phantoms import DOMAINS, write_phantoms
+from .revision import provenance_fields
 
 logger = get_logger(__name__)
 STAGE_LOGGERS = (
@@ -95,6 +96,7 @@ def run_demo(
         "target": target,
         "teacher": describe_teacher(teacher),
         "backbone": {k: v for k, v in teacher.items() if k != "weights"},
+        **provenance_fields(),
     }
     logger.info("liverwild demo — synthetic phantoms, not patients.")
     logger.info(f"teacher: {report['teacher']}")

@@ -12,8 +12,9 @@ organ classes and the label values that make them), with its own identifier ``lw
 written before the ``3d`` entry existed get it the next time they are planned; their 2D identifier
 does not change.
 
-Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
-mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
+``PLANS_VERSION`` is the version of this file format, not liverwild's (``liverwild.__version__``): plans
+version 2 fixed the teacher's input scaling, which version 1 got wrong (ImageNet mean/std applied on top
+of the per-scan z-score). Version-1 plans, caches and models are refused, never reused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from liverwild.atomic import write_json_atomic
 from liverwild.errors import LiverwildError
 
-PLANS_VERSION = 2
+PLANS_VERSION = 2  # the version of the plans format (plans.json, caches, models), not liverwild's
 OUTDATED_PLANS = (
     "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
     "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
@@ -100,6 +101,24 @@ def default_config_3d(
         "label_values": values,
         "label_maps": "organs" if organ_labels else "liver",
     }
+
+
+def scan_normalization(image, modality: str, configuration: str = "2d") -> dict:
+    """The default normalisation of ``configuration`` (``"2d"``: :func:`default_normalization`; ``"3d"``:
+    :func:`default_config_3d`'s) for one scan of a ``modality`` that no plans had — the rule both
+    predictors use when a model's sources lack the scan's modality. MR: the window [0, r] with r this
+    scan's own p99.5/p50 body-intensity ratio (the scan as a one-case fingerprint); CT: the fixed window."""
+    aggregate = None
+    if modality == "MR":
+        import numpy as np
+
+        from .fingerprint import body_mask
+
+        p50, p995 = np.percentile(image[body_mask(image, "MR")], [50, 99.5])
+        aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
+    if configuration == "3d":
+        return default_config_3d(modality, aggregate)["normalization"]
+    return default_normalization(modality, aggregate)
 
 
 class OutdatedPlansError(LiverwildError):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import liverwild
 from liverwild.adaptation import AdaptationSettings, adapt_model
 from liverwild.adaptation.forward import held_out_measures
 from liverwild.adaptation.statistics import reestimate_batch_norms
@@ -20,6 +21,7 @@ from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.inference import predict
 from liverwild.inference.model import TrainedModel
 from liverwild.io import read_image
+from liverwild.revision import git_revision
 from planning.content import content_digest
 
 
@@ -106,6 +108,9 @@ def test_bn_adapted_model_records_its_scans_and_changes_only_statistics(bn_adapt
     moved = {k for k in source if not torch.equal(source[k], adapted[k])}
     assert moved and all(k.endswith(("running_mean", "running_var")) for k in moved)
     assert json.loads((out / "config.json").read_text())["adaptation"]["modality"] == "MR"
+    report = json.loads((out / "adaptation_report.json").read_text())
+    for record in (provenance, report):  # the code that adapted, in both records
+        assert record["versions"]["liverwild"] == liverwild.__version__ and record["git_revision"] == git_revision()
 
 
 def test_adapted_model_predicts_its_modality_and_refuses_the_other(bn_adapted, phantom_study, tmp_path):

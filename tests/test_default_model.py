@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import liverwild
 from liverwild.backbones.weights import file_sha256 as sha256
 from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model
 from liverwild.phantoms import LIVER_TISSUES, generate_case
@@ -94,6 +95,7 @@ def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode == 0:  # a git checkout (CI clones one): the revision the model was built from
         assert provenance["git_revision"].split("+")[0] == head.stdout.strip()
+    assert provenance["versions"]["liverwild"] == liverwild.__version__
     from liverwild.inference.model import TrainedModel
 
     assert TrainedModel(tmp_path / "model").config["default_model"] is True
@@ -140,7 +142,8 @@ def test_default_means_the_shipped_model_even_beside_a_folder_named_default(tmp_
 
 def test_export_keeps_what_says_how_the_model_predicts(tmp_path):
     """A ``3d`` run's configuration, classes and volume size survive the slim export (a model folder
-    without them would be read as a 2D liver model)."""
+    without them would be read as a 2D liver model), and so do the versions and git revision that
+    trained it."""
     import torch
 
     from liverwild.default_model import export_model
@@ -159,6 +162,8 @@ def test_export_keeps_what_says_how_the_model_predicts(tmp_path):
         "configuration": "3d",
         "classes": ["liver", "spleen"],
         "volume_size": [16, 32, 32],
+        "git_revision": "0123abc",
+        "versions": {"liverwild": "0.1.0", "torch": "2.0"},
         "optimizer": {"lr": torch.ones(1)},  # training state: dropped
     }
     torch.save(state, run / CHECKPOINTS["best"])
@@ -166,5 +171,6 @@ def test_export_keeps_what_says_how_the_model_predicts(tmp_path):
     out = export_model(run, tmp_path / "model", {"recipe": {}})
     slim = torch.load(out / "checkpoint_best.pth", weights_only=True)
     assert (slim["configuration"], slim["classes"], slim["volume_size"]) == ("3d", ["liver", "spleen"], [16, 32, 32])
+    assert slim["git_revision"] == "0123abc" and slim["versions"] == state["versions"]
     assert "optimizer" not in slim
     assert json.loads((out / "provenance.json").read_text())["checkpoint_sha256"] == sha256(out / "checkpoint_best.pth")

@@ -6,9 +6,11 @@ import json
 import pandas as pd
 import pytest
 
+import liverwild
 from liverwild.cli import experiment as experiment_cli
 from liverwild.experiments.protocols import ORGAN_TRAINERS, Plan, Run, make_plan
 from liverwild.experiments.report import organ_sections
+from liverwild.revision import git_revision, version_line
 
 TINY = ["--set", "unet3d_channels=4", "unet3d_depth=2", "feature_layers=2", "feature_hidden=16", "voxel_samples=200"]
 
@@ -37,6 +39,8 @@ def test_organs_3d_trains_the_three_rows_and_reports_every_organ(organ_study, tm
     summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(summary["mean_dice"]) == {f"PhantomT2MR/{t}" for t in ORGAN_TRAINERS}
     assert any(key.startswith("PhantomT2MR/liver/") for key in summary["mean_dice_per_organ"])
+    assert summary["versions"]["liverwild"] == liverwild.__version__ and summary["git_revision"] == git_revision()
+    assert version_line() in report
 
 
 def test_a_3d_trainer_is_measured_on_the_liver_in_a_liver_protocol(organ_study, tmp_path):

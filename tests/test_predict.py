@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import TRAINED_FOLD
 
+import liverwild
 from liverwild.cli import predict as predict_cli
 from liverwild.evaluation import dice, evaluate_folders
 from liverwild.inference import predict
@@ -20,6 +21,7 @@ from liverwild.io import (
     write_volume,
 )
 from liverwild.phantoms import DOMAINS, generate_case
+from liverwild.revision import git_revision
 
 RAS = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
 
@@ -109,6 +111,7 @@ def test_predicts_every_format_in_input_geometry(model_dir, scan, tmp_path):
         "write",
     }
     assert report["postprocessing"] == list(DEFAULT_STEPS) and "torch" in report["versions"]
+    assert report["versions"]["liverwild"] == liverwild.__version__ and report["git_revision"] == git_revision()
     for entry in report["scans"]:  # the same mask whatever the storage: the same plausibility
         assert entry["flags"] == report["scans"][0]["flags"] and isinstance(entry["flags"], list)
         assert set(entry["extent_mm"]) == {"craniocaudal", "anterior_posterior", "left_right"}

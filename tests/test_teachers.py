@@ -148,17 +148,11 @@ def test_teacher_input_statistics_on_a_real_scan(real_data_dir, folder, modality
     that ceiling (at most 5 % of the values, all below +6). The EfficientNet receives the same slice
     inside the [−1, 1] range of its training inputs (0.5/0.5 scaling of [0, 1] photos)."""
     from liverwild.io import read_image
-    from planning.fingerprint import body_mask
-    from planning.plans import Plans, default_normalization
+    from planning.plans import Plans, scan_normalization
     from preprocessing.transform import prepare_slices
 
     image = read_image(real_data_dir / folder / ("image.nii.gz"))
-    aggregate = None
-    if modality == "MR":
-        values = image.array[body_mask(image.array, "MR")]
-        p50, p995 = np.percentile(values, [50, 99.5])
-        aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / p50)}
-    plans = Plans(dataset="real", modality=modality, normalization=default_normalization(modality, aggregate))
+    plans = Plans(dataset="real", modality=modality, normalization=scan_normalization(image.array, modality))
     slices, _, _ = prepare_slices(image.array, image.geometry, plans)
     z = torch.from_numpy(slices)[:, None]
     dino = capture_model_input(FrozenBackbone("dino-vits16", "random"), z)

@@ -8,8 +8,11 @@ import pytest
 import torch
 from conftest import TRAINED_FOLD, small
 
+import liverwild
+from liverwild.checkpoints import load_checkpoint
 from liverwild.cli import train as train_cli
 from liverwild.errors import LiverwildError
+from liverwild.revision import git_revision
 from liverwild.training import TRAINERS, TrainerConfig, get_trainer, train_fold
 from liverwild.training.base import Trainer
 from preprocessing.splits import load_splits
@@ -59,6 +62,9 @@ def test_training_learns_and_writes_artefacts(trained_model):
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["fold"]["target"] == "PhantomT2MR" and config["backbone_weights"] == "random"
     assert config["config"]["lr"] == 1e-2 and 5e4 < config["trainable_parameters"] < 3e5
+    assert config["versions"]["liverwild"] == liverwild.__version__ and config["git_revision"] == git_revision()
+    checkpoint = load_checkpoint(out / "checkpoint_best.pth")
+    assert checkpoint["versions"] == config["versions"] and checkpoint["git_revision"] == config["git_revision"]
     assert re.fullmatch(r"ContrastiveDistillationTrainer__lwPlans_vit_tiny_patch16_224_random_1v_[0-9a-f]{6}", out.name)
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones.weights import file_sha256
 from ..checkpoints import load_checkpoint
@@ -20,7 +18,7 @@ from ..device import configure_cpu_threads, describe_device, resolve_device
 from ..errors import ConfigurationError
 from ..inference.model import TrainedModel, resolve_model_dir
 from ..log import get_logger
-from ..revision import git_revision
+from ..revision import provenance_fields
 from .forward import held_out_measures
 from .methods import AdaptationSettings, get_method
 from .source import source_features
@@ -149,7 +147,8 @@ def write_adapted(
         torch.save(slim, tmp)
     config = json.loads((trained.folder / "config.json").read_text(encoding="utf-8"))
     write_json_atomic(output / "config.json", {**config, "adaptation": slim["adaptation"]})
-    write_json_atomic(output / "adaptation_report.json", report)
+    software = provenance_fields(torch=torch.__version__)
+    write_json_atomic(output / "adaptation_report.json", {**report, **software})
     source_provenance = trained.folder / "provenance.json"
     provenance = {
         **record,
@@ -159,8 +158,7 @@ def write_adapted(
         "stop": report.get("stop"),
         "adaptation_slices": report["all_scans"],
         "command": command or "adapt_model",
-        "git_revision": git_revision(),
-        "versions": {"liverwild": __version__, "python": platform.python_version(), "torch": torch.__version__},
+        **software,
         "device": describe_device(device),
         "torch_threads": torch.get_num_threads(),
         "adapt_seconds": round(adapt_seconds, 1),

@@ -1,4 +1,5 @@
-"""Helpers shared by the console scripts: folder options, error reporting, exit codes."""
+"""Helpers shared by the console scripts: folder, logging and ``--version`` options, error reporting, exit
+codes."""
 
 from __future__ import annotations
 
@@ -23,11 +24,27 @@ def add_folder_options(parser: argparse.ArgumentParser, *kinds: str) -> None:
         parser.add_argument(f"--{kind}", metavar="DIR", default=None, help=helps[kind])
 
 
+class VersionAction(argparse.Action):
+    """``--version``: print :func:`liverwild.revision.version_line` and exit 0. The git revision is read
+    only when the option is given (argparse's ``version`` action would run git at every parse)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..revision import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
-    """``-v`` (debug messages too) and ``-q`` (warnings and errors only)."""
+    """``-v`` (debug messages too), ``-q`` (warnings and errors only) and ``--version``: every command
+    calls this, so every command has them."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
     group.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    parser.add_argument("--version", action=VersionAction, help="print liverwild's version and git revision, then exit")
 
 
 def add_settings_option(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -4,7 +4,6 @@ comparisons."""
 from .evaluate import compare_evaluations, evaluate_case, evaluate_case_organs, evaluate_folders
 from .metrics import (
     METRICS,
-    SegmentationMetrics,
     all_metrics,
     dice,
     iou,
@@ -18,7 +17,6 @@ from .organs import match_classes
 
 __all__ = [
     "METRICS",
-    "SegmentationMetrics",
     "all_metrics",
     "dice",
     "iou",

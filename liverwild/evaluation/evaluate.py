@@ -10,6 +10,7 @@ from ..atomic import atomic_path, write_json_atomic
 from ..errors import LiverwildError
 from ..io import image_suffix, read_label
 from ..log import get_logger
+from ..revision import provenance_fields
 from .metrics import METRICS, all_metrics, summarize
 
 logger = get_logger(__name__)
@@ -178,6 +179,7 @@ def evaluate_folders(
         "units": {"ravd": "percent", "assd_mm": "mm", "mssd_mm": "mm", "hd95_mm": "mm (MONAI definition)"},
         "failed": failures,
         "predictions_without_reference": extra,
+        **provenance_fields(),
     }
     if output_csv:
         with atomic_path(output_csv, ".csv") as tmp:

@@ -112,27 +112,6 @@ def all_metrics(pred, ref, spacing_zyx) -> dict:
     return out
 
 
-class SegmentationMetrics:
-    """Accumulates per-case metrics (``__call__(case, pred, ref, spacing)``) and aggregates them.
-
-    The class twin of :func:`all_metrics`, in MONAI's style.
-    """
-
-    def __init__(self):
-        self.rows = []
-
-    def __call__(self, case: str, pred, ref, spacing_zyx) -> dict:
-        row = {"case": case, **all_metrics(pred, ref, spacing_zyx)}
-        self.rows.append(row)
-        return row
-
-    def aggregate(self) -> dict:
-        return summarize(self.rows)
-
-    def reset(self):
-        self.rows = []
-
-
 METRICS = ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")  # ravd in percent
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_json_atomic
+from ..revision import provenance_fields, version_line
 from .records import mismatch, read_run
 
 ALPHA = 0.05
@@ -294,7 +295,7 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         "",
         *timing_table(Path(output), plan),
         "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}.",
+        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}; {version_line()}.",
     ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     scored = with_organ_means(table) if plan.evaluation == "organs" else table
@@ -308,6 +309,7 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         "reference": plan.reference,
         "runs": [r.key for r in plan.runs],
         "n_scans": int(len(headline)),
+        **provenance_fields(torch=torch.__version__),
         "mean_dice": {
             f"{t}/{r}": float(headline[(headline.target == t) & (headline[plan.rows] == r)].dice.mean())
             for t in headline.target.unique()

@@ -155,24 +155,14 @@ class TrainedModel:
             )
 
     def normalization_for_scan(self, image, modality: str) -> dict:
-        """The normalisation a scan of ``modality`` gets: the training plans' (:meth:`normalization_for`);
-        with no source of that modality, the default one — for MR with the window derived from this
-        scan's body intensities."""
-        import numpy as np
-
-        from planning.plans import default_normalization
+        """The normalisation a scan of ``modality`` gets, in the model's configuration: the training plans'
+        (:meth:`normalization_for`; ``3d``: their ``config_3d["normalization"]``); with no source of that
+        modality, the default one (:func:`planning.plans.scan_normalization`) — for MR with the window
+        derived from this scan's body intensities."""
+        from planning.plans import scan_normalization
 
         plan = self.normalization_for(modality)
-        if plan is not None:
-            return plan
-        aggregate = None
-        if modality == "MR":
-            from planning.fingerprint import body_mask
-
-            values = image[body_mask(image, "MR")]
-            p50, p995 = np.percentile(values, [50, 99.5])
-            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
-        return default_normalization(modality, aggregate)
+        return plan if plan is not None else scan_normalization(image, modality, self.configuration)
 
     def describe(self) -> dict:
         from ..default_model import DISCLAIMER

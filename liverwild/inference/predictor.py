@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from preprocessing.features import context_slices, slice_batches
 
-from .. import __version__, distributed
+from .. import distributed
 from ..atomic import write_json_atomic
 from ..device import autocast
 from ..distributed import distributed_session
@@ -31,6 +31,7 @@ from ..errors import ConfigurationError, LiverwildError
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
 from ..locking import acquire, release
 from ..log import get_logger
+from ..revision import provenance_fields
 from .discovery import find_scans
 from .model import TrainedModel
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
@@ -130,7 +131,9 @@ class Predictor:
             "postprocessing": list(self.steps),
         }
 
-    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
+    def normalization(self, image: np.ndarray, modality: str) -> dict:
+        """The training plans' normalisation for ``modality``, or the default one for a modality no source
+        had: :meth:`TrainedModel.normalization_for_scan`."""
         return self.model.normalization_for_scan(image, modality)
 
     @torch.inference_mode()
@@ -359,18 +362,18 @@ def segment_all(
     return [results[i] for i in sorted(results)], time.perf_counter() - start
 
 
-def versions() -> dict:
+def software_provenance() -> dict:
+    """``git_revision`` and ``versions`` (:func:`liverwild.revision.provenance_fields`) with the libraries
+    prediction runs on."""
     import SimpleITK
     import timm
 
-    return {
-        "liverwild": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "SimpleITK": SimpleITK.Version.VersionString(),
-        "numpy": np.__version__,
-    }
+    return provenance_fields(
+        torch=torch.__version__,
+        timm=timm.__version__,
+        SimpleITK=SimpleITK.Version.VersionString(),
+        numpy=np.__version__,
+    )
 
 
 def predict(
@@ -427,9 +430,9 @@ def predict(
             GPU and rank 0 writes one merged ``prediction_report.json``.
 
     Returns:
-        The report written to ``prediction_report.json``: model, device, versions, the post-processing
-        steps applied, per-scan seconds per stage, liver volume (ml), plausibility ``flags`` and
-        ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
+        The report written to ``prediction_report.json``: model, device, git revision and versions, the
+        post-processing steps applied, per-scan seconds per stage, liver volume (ml), plausibility
+        ``flags`` and ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
 
     Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
     without any scan is an error.
@@ -574,7 +577,7 @@ def _predict_share(
             "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             **predictor.describe(),
-            "versions": versions(),
+            **software_provenance(),
             "seconds_total": round(seconds, 3),
             "warmup_seconds": round(predictor.warmup_seconds, 3),
             "scans": [asdict(r) for r in results_list],

@@ -119,22 +119,6 @@ class VolumePredictor(Predictor):
             "postprocessing": steps,
         }
 
-    def normalization(self, image: np.ndarray, modality: str, canonical=None) -> dict:
-        """The training plans' ``3d`` normalisation for ``modality``; for a modality no source had, the
-        default ``3d`` one (an MR window from this scan's own intensities)."""
-        from planning.plans import default_config_3d
-
-        plan = self.model.normalization_for(modality)
-        if plan is not None:
-            return plan
-        aggregate = None
-        if modality == "MR":
-            from planning.fingerprint import body_mask
-
-            p50, p995 = np.percentile(image[body_mask(image, "MR")], [50, 99.5])
-            aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
-        return default_config_3d(modality, aggregate)["normalization"]
-
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
         """``(label map uint8 in stored layout, the liver's probabilities float32 or None, {modality,

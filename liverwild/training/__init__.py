@@ -7,7 +7,7 @@ from . import (
     organs,  # noqa: F401 — importing it registers OrganCompetitionTrainer
     volumetric,  # noqa: F401 — importing it registers the 3d configuration's trainers
 )
-from .base import Trainer, read_config
+from .base import Trainer
 from .config import TrainerConfig
 from .data import SliceDataset
 from .run import train_fold
@@ -22,5 +22,4 @@ __all__ = [
     "ContrastiveDistillationTrainer",
     "get_trainer",
     "register_trainer",
-    "read_config",
 ]

@@ -24,6 +24,7 @@ validation Dice), ``checkpoint_final.pth``, ``log.json`` / ``log.csv`` (one row 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -42,6 +43,7 @@ from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
 from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger
+from ..revision import provenance_fields
 from .config import TrainerConfig
 from .data import SliceDataset, load_cases
 from .logging import plot_progress, write_log
@@ -507,6 +509,12 @@ class Trainer:
             "teacher": describe_teacher(self.teacher_plans.backbone),
         }
 
+    @functools.cached_property
+    def software(self) -> dict:
+        """``git_revision`` and ``versions`` of the code that trains (read once per run), kept in
+        ``config.json`` and in every checkpoint."""
+        return provenance_fields(torch=torch.__version__)
+
     def write_config(self):
         write_json_atomic(
             self.output / "config.json",
@@ -521,6 +529,7 @@ class Trainer:
                 "plans": self.plans_json(),
                 "device": str(self.device),
                 "job": {**distributed.describe_job(self.distributed), "global_batch_size": self.global_batch_size},
+                **self.software,
                 **self.model_description(),
                 "notes": list(getattr(self, "notes", [])),
             },
@@ -542,6 +551,7 @@ class Trainer:
             "config": self.config.to_json(),
             "plans": self.plans_json(),
             "fold_name": self.fold_name,
+            **self.software,
         }
 
     def save_checkpoint(self, name: str):
@@ -594,7 +604,3 @@ class ShardedBatches:
                 raise LiverwildError(f"a global batch of {len(batch)} items does not split over {world} processes")
             size = len(batch) // world
             yield batch[rank * size : (rank + 1) * size]
-
-
-def read_config(output_folder) -> dict:
-    return json.loads((Path(output_folder) / "config.json").read_text(encoding="utf-8"))
