@@ -85,7 +85,8 @@ def main(argv=None) -> int:
 
     def work():
         if args.compare:
-            _, table = compare_evaluations(*args.compare, names=args.names)
+            first, second = args.compare
+            _, table = compare_evaluations(first, second, names=args.names)
             print(table)
             return 0
         if not args.predictions or not args.references:

@@ -20,6 +20,7 @@ from preprocessing.augmentation import elastic_displacements, warp_label_map
 from preprocessing.cache import CachedCase
 from preprocessing.cases import view_seed
 
+from ..errors import ConfigurationError
 from ..losses import contrastive_partners
 from ..losses.classes import LIVER
 
@@ -90,6 +91,11 @@ class OrganSliceDataset(SliceDataset):
 
     def target(self, ci: int, view: int, si: int) -> torch.Tensor:
         case = self.cases[ci]
+        if case.organs is None:
+            raise ConfigurationError(
+                f"{case.folder}: no organ maps cached (organs.npy); re-run lw_plan_and_preprocess on a dataset "
+                "with labelsTr_organs for an organ-competition trainer"
+            )
         organs = np.asarray(case.organs[si])
         coarse = self.displacements(ci, view).get(si) if view else None
         if coarse is not None:
