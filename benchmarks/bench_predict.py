@@ -27,7 +27,8 @@ import torch
 
 from liverwild.backbones import FrozenBackbone, teacher_config
 from liverwild.device import autocast, configure_cpu_threads, resolve_device
-from liverwild.inference.predictor import STAGES, predict
+from liverwild.inference import predict
+from liverwild.inference.slices import STAGES
 from liverwild.io import write_volume
 from liverwild.nets import ContrastiveDistillationNet
 from liverwild.phantoms import DOMAINS, generate_case

@@ -30,13 +30,9 @@ from .device import describe_device, resolve_device
 from .errors import ConfigurationError
 from .log import get_logger
 from .revision import provenance_fields
+from .shipped import DEFAULT_MODEL_DIR, DISCLAIMER
 
 logger = get_logger(__name__)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
-DISCLAIMER = (
-    "liverwild's default model was trained on synthetic phantoms only (no real scan, no real label) "
-    "and is not a medical device: check every mask before any use."
-)
 FOLD = "default_all_phantoms"
 
 
@@ -159,16 +155,6 @@ def _cached_cases(preprocessed: Path, names: list) -> dict:
     return {
         n: list_cases(preprocessed / n / load_plans(preprocessed / n / "plans.json").data_identifier()) for n in names
     }
-
-
-def default_model_dir() -> Path:
-    """The shipped default model folder; a clear error when this installation lacks it."""
-    if not (DEFAULT_MODEL_DIR / "checkpoint_best.pth").is_file():
-        raise ConfigurationError(
-            f"{DEFAULT_MODEL_DIR}: liverwild's default model is missing from this installation; "
-            "rebuild it with lw_build_default_model, or pass a trained model with -m"
-        )
-    return DEFAULT_MODEL_DIR
 
 
 def main_command() -> str:

@@ -107,10 +107,10 @@ def test_default_model_segments_randomised_phantoms(tmp_path, modality):
     import torch
 
     from liverwild.evaluation.metrics import dice
+    from liverwild.inference import SlicePredictor
     from liverwild.inference.model import TrainedModel
-    from liverwild.inference.predictor import Predictor
 
-    predictor = Predictor(TrainedModel(DEFAULT_MODEL_DIR), torch.device("cpu"))
+    predictor = SlicePredictor(TrainedModel(DEFAULT_MODEL_DIR), torch.device("cpu"))
     image, label, _ = generate_case(case_domain(99, modality, 0, max_slices=24), 99, 0)
     mask, _, info, _ = predictor.predict_volume(image)
     assert info["modality"] == modality

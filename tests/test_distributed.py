@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from conftest import PHANTOM_DOMAINS, TRAINED_FOLD, small
 
 from liverwild.distributed import DistributedContext, GlobalBatchNorm2d, global_sum
-from liverwild.inference.predictor import merge_reports
+from liverwild.inference.driver import merge_reports
 from liverwild.losses import tversky_loss
 from liverwild.training.base import ShardedBatches
 

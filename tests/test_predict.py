@@ -315,7 +315,8 @@ def test_pipelined_segment_all_keeps_input_order_and_isolates_failures(tmp_path)
     """Reading, segmenting and writing overlap, yet results come back in input order, with each
     failure (rejected file, output over an input, unreadable scan, failing write) on its own scan."""
     from liverwild.errors import LiverwildError
-    from liverwild.inference.predictor import ScanResult, segment_all
+    from liverwild.inference.base import ScanResult
+    from liverwild.inference.pipeline import segment_all
 
     class FakePredictor:
         def load(self, path):

@@ -98,7 +98,7 @@ def test_what_a_3d_model_refuses_before_reading_any_scan(organ_study, trained_3d
 
 
 def test_a_3d_model_keeps_the_scan_it_was_given_unchanged(trained_3d, organ_study):
-    from liverwild.inference.predictor import make_predictor
+    from liverwild.inference import make_predictor
 
     model = TrainedModel(Path(trained_3d["output"]))
     predictor = make_predictor(model, torch.device("cpu"))
@@ -128,7 +128,7 @@ def test_batch_size_is_refused_for_a_3d_model():
     from types import SimpleNamespace
 
     from liverwild.errors import ConfigurationError
-    from liverwild.inference.predictor import make_predictor
+    from liverwild.inference import make_predictor
 
     with pytest.raises(ConfigurationError, match="--batch-size 8: a 3d model"):
         make_predictor(SimpleNamespace(configuration="3d"), torch.device("cpu"), batch_size=8)

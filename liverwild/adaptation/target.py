@@ -16,9 +16,9 @@ from preprocessing.transform import prepare_slices
 
 from ..device import autocast
 from ..errors import ConfigurationError, LiverwildError
+from ..inference.base import guess_modality
 from ..inference.discovery import find_scans
 from ..inference.model import TrainedModel
-from ..inference.predictor import guess_modality
 from ..io import check_not_constant, read_image
 from ..log import get_logger
 
@@ -78,7 +78,7 @@ def even_rows(n: int, keep: int) -> np.ndarray:
 
 def slices_of_scan(model: TrainedModel, path, modality: str, max_slices: int) -> tuple:
     """``(slices (Z', H, W) float32, scan record)`` of one scan: read, checked, normalised as
-    :class:`~liverwild.inference.predictor.Predictor` does, ``max_slices`` evenly spaced slices."""
+    :class:`~liverwild.inference.slices.SlicePredictor` does, ``max_slices`` evenly spaced slices."""
     volume = read_image(path)
     check_not_constant(volume)
     found = guess_modality(volume.array)

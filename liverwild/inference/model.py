@@ -13,6 +13,7 @@ from ..backbones import FrozenBackbone, centre_slice, describe_teacher, slice_co
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import build_network, liver_logits, uses_teacher
+from ..shipped import DISCLAIMER, default_model_dir
 
 CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "latest": "checkpoint_latest.pth"}
 
@@ -22,8 +23,6 @@ def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
     ``None``/``'default'`` for the default model shipped with liverwild — always, even where the working
     directory holds a folder named ``default`` (give that one as ``./default``)."""
     if model is None or (isinstance(model, str) and model == "default"):
-        from ..default_model import default_model_dir
-
         return default_model_dir()
     path = Path(model)
     if (path / "config.json").is_file():
@@ -165,8 +164,6 @@ class TrainedModel:
         return plan if plan is not None else scan_normalization(image, modality, self.configuration)
 
     def describe(self) -> dict:
-        from ..default_model import DISCLAIMER
-
         return {
             "folder": str(self.folder),
             "checkpoint": self.checkpoint,

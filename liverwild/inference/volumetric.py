@@ -25,8 +25,8 @@ from preprocessing.volumes import prepare_volume, resample
 from ..device import autocast
 from ..errors import ConfigurationError
 from ..io import Volume
+from .base import BasePredictor, ScanResult, guess_modality, register_predictor
 from .postprocessing import largest_component_per_class
-from .predictor import Predictor, ScanResult, guess_modality
 
 VOLUME_STAGES = ("read", "preprocess", "network", "resample", "postprocess", "write")
 
@@ -57,10 +57,32 @@ def resample_2d(x: torch.Tensor, size: tuple) -> torch.Tensor:
     return x
 
 
-class VolumePredictor(Predictor):
+@register_predictor("3d")
+class VolumePredictor(BasePredictor):
     """The predictor of ``3d`` models (``model.configuration == "3d"``): one forward per scan."""
 
     stages = VOLUME_STAGES
+
+    @classmethod
+    def create(
+        cls,
+        model,
+        device,
+        *,
+        batch_size: int | None = None,
+        postprocess: bool | Iterable[str] = True,
+        modality: str = "auto",
+        liver_only: bool = False,
+        save_probabilities: bool = False,
+    ) -> VolumePredictor:
+        """``batch_size`` (slices per pass) is refused: a ``3d`` model segments one whole volume per pass."""
+        if batch_size is not None:
+            raise ConfigurationError(
+                f"--batch-size {batch_size}: a 3d model segments one whole volume per pass; drop --batch-size"
+            )
+        return cls(
+            model, device, postprocess, modality=modality, liver_only=liver_only, save_probabilities=save_probabilities
+        )
 
     def __init__(
         self,
@@ -122,7 +144,7 @@ class VolumePredictor(Predictor):
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
         """``(label map uint8 in stored layout, the liver's probabilities float32 or None, {modality,
-        normalization}, seconds per stage)``; ``release_input`` as in :meth:`Predictor.predict_volume`."""
+        normalization}, seconds per stage)``; ``release_input`` as in :meth:`.slices.SlicePredictor.predict_volume`."""
         if keep_probabilities and not self.liver_only:
             raise ConfigurationError("a 3d model's probabilities are kept for the liver alone: use liver_only")
         seconds = {}
@@ -170,7 +192,7 @@ class VolumePredictor(Predictor):
         return stored, stored_probs, info, seconds
 
     def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
-        """:meth:`Predictor.segment_loaded`, with the volume of every organ written (``organ_ml``)."""
+        """:meth:`BasePredictor.segment_loaded`, with the volume of every organ written (``organ_ml``)."""
         result: ScanResult
         result, mask, probs = super().segment_loaded(name, path, volume, save_probabilities, keep_volume)
         names = self.label_names()

@@ -1,0 +1,200 @@
+"""What every predictor shares: :class:`ScanResult` (one scan's line of the report), :func:`guess_modality`,
+and :class:`BasePredictor`, the methods ``lw_predict``'s driver calls on a predictor (``load``,
+``segment_loaded``, ``write_outputs``, ``predict_path``, ``label_names``, ``describe``, ``stages``,
+``warmup_seconds``) with the post-processing shared by the liver masks.
+
+A configuration's predictor subclasses :class:`BasePredictor`, implements ``predict_volume``, ``warm_up``
+and ``create``, and registers itself with ``@register_predictor("<configuration>")``;
+:mod:`.registry` finds it by a model's ``configuration``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
+from .model import TrainedModel
+from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
+
+
+def guess_modality(image: np.ndarray) -> str:
+    """'CT' when the 1st percentile is below −500 (air in HU), else 'MR'."""
+    sample = image[::4, ::4, ::4] if image.size > 1e6 else image
+    return "CT" if float(np.percentile(sample, 1)) < -500 else "MR"
+
+
+@dataclass
+class ScanResult:
+    name: str
+    input: str
+    output: str = ""
+    modality: str = ""
+    normalization: dict = field(default_factory=dict)
+    slices: int = 0
+    liver_ml: float = 0.0
+    organ_ml: dict = field(default_factory=dict)  # 3d models: volume of every organ written
+    flags: list | None = None  # plausibility flags of the liver mask (None: not checked)
+    extent_mm: dict = field(default_factory=dict)  # the liver mask's craniocaudal and in-plane extents
+    seconds: dict = field(default_factory=dict)
+    error: str = ""
+
+
+class BasePredictor:
+    """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder. Subclasses:
+    :class:`~liverwild.inference.slices.SlicePredictor` (``2d``: the liver, slice by slice) and
+    :class:`~liverwild.inference.volumetric.VolumePredictor` (``3d``: organ maps)."""
+
+    stages: tuple[str, ...] = ()  # the seconds recorded per scan, in order
+
+    def __init__(
+        self,
+        model: TrainedModel,
+        device,
+        batch_size: int | None = None,
+        postprocess: bool | Iterable[str] = True,
+        amp: bool = True,
+        modality: str = "auto",
+    ):
+        self.model, self.device = model, device
+        self.batch_size = batch_size or (128 if device.type == "cuda" else 16)
+        self.steps = self.steps_for(postprocess)
+        self.amp, self.modality = amp, modality
+        self.warmup_seconds = self.warm_up() if device.type == "cuda" else 0.0
+
+    @classmethod
+    def create(
+        cls,
+        model,
+        device,
+        *,
+        batch_size: int | None = None,
+        postprocess: bool | Iterable[str] = True,
+        modality: str = "auto",
+        liver_only: bool = False,
+        save_probabilities: bool = False,
+    ) -> BasePredictor:
+        """This configuration's predictor from ``lw_predict``'s options; an option it cannot honour is a
+        :class:`~liverwild.errors.ConfigurationError` (before any work)."""
+        raise NotImplementedError
+
+    def warm_up(self) -> float:
+        """One forward on zeros, so that CUDA's lazy set-up is paid once per process; returns its seconds."""
+        raise NotImplementedError
+
+    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
+        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
+        plausibility}, seconds per stage)``."""
+        raise NotImplementedError
+
+    def steps_for(self, option: bool | Iterable[str]) -> tuple[str, ...]:
+        """The post-processing steps of a ``postprocess`` option (:func:`.postprocessing.steps_from`)."""
+        return steps_from(option)
+
+    def locate_body(self, volume: Volume, modality: str) -> np.ndarray | None:
+        """The body centre (LPS mm, :func:`.postprocessing.body_centre_mm`) when a step uses it, else None."""
+        if {"location", "plausibility"} & set(self.steps):
+            return body_centre_mm(volume.array, volume.geometry, modality)
+        return None
+
+    def finish_liver(self, mask: np.ndarray, geometry: Geometry, centre: np.ndarray | None) -> tuple:
+        """``(mask, plausibility or None)``: the post-processing steps on a canonical liver mask ``(z, y, x)``
+        on its canonical ``geometry``; ``centre`` from :meth:`locate_body`."""
+        if self.steps:
+            mask = postprocess(mask, geometry, self.steps, centre)
+        return mask, plausibility(mask, geometry, centre) if "plausibility" in self.steps else None
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def label_names(self) -> dict[int, str]:
+        """Value → name of the masks this predictor writes."""
+        return {0: "background", 1: "liver"}
+
+    def describe(self) -> dict:
+        """How masks are made, for the prediction report."""
+        return {
+            "classes": {name: value for value, name in self.label_names().items()},
+            "threshold": 0.5,
+            "postprocessing": list(self.steps),
+        }
+
+    def normalization(self, image: np.ndarray, modality: str) -> dict:
+        """The training plans' normalisation for ``modality``, or the default one for a modality no source
+        had: :meth:`TrainedModel.normalization_for_scan`."""
+        return self.model.normalization_for_scan(image, modality)
+
+    @staticmethod
+    def load(path) -> tuple:
+        """``(volume, seconds)``: the scan read and checked (a constant image is an error)."""
+        t = time.perf_counter()
+        volume = read_image(path)
+        check_not_constant(volume)
+        return volume, time.perf_counter() - t
+
+    def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
+        """``(ScanResult, mask, probabilities or None)`` of a loaded scan (masks in its stored layout).
+        Unless ``keep_volume``, ``volume.array`` is used up (its geometry stays)."""
+        result = ScanResult(name, str(path))
+        mask, probs, info, seconds = self.predict_volume(volume, save_probabilities, release_input=not keep_volume)
+        result.modality, result.normalization = info["modality"], info["normalization"]
+        if info.get("plausibility") is not None:
+            result.flags, result.extent_mm = info["plausibility"]["flags"], info["plausibility"]["extent_mm"]
+        result.seconds.update(seconds)
+        result.slices = int(volume.geometry.shape[0])
+        result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
+        return result, mask, probs
+
+    def write_outputs(self, result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False) -> ScanResult:
+        """Write ``<name>.nii.gz`` (and the probabilities, the overlay) in the input geometry; returns
+        ``result`` completed with the output path and the seconds of every stage."""
+        name, t = result.name, time.perf_counter()
+        out = Path(output_dir) / f"{name}.nii.gz"
+        write_mask(mask, volume.geometry, out)
+        if probs is not None:
+            write_volume(probs, volume.geometry, Path(output_dir) / f"{name}_prob.nii.gz", dtype=np.float32)
+        result.seconds["write"] = time.perf_counter() - t
+        if overlay:
+            from ..visualization import canonical_views, overlay_grid
+
+            names = self.label_names()
+            several = len(names) > 2
+            overlay_grid(
+                [(name, result.modality, canonical_views(volume, mask))],
+                Path(output_dir) / "overlays" / f"{name}.png",
+                title=f"{name}: organ masks" if several else f"{name}: liver mask (red)",
+                label_names=names if several else None,
+            )
+        result.output = str(out)
+        result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in self.stages}
+        return result
+
+    def predict_path(self, name: str, path, output_dir, save_probabilities=False, overlay=False) -> ScanResult:
+        """Read, segment and write one scan (the stages :func:`.pipeline.segment_all` overlaps across scans)."""
+        volume, read_seconds = self.load(path)
+        result, mask, probs = self.segment_loaded(name, path, volume, save_probabilities, keep_volume=overlay)
+        result.seconds["read"] = read_seconds
+        return self.write_outputs(result, volume, mask, probs, output_dir, overlay)
+
+
+P = TypeVar("P", bound=type[BasePredictor])
+
+PREDICTORS: dict[str, type[BasePredictor]] = {}  # configuration ("2d", "3d") → its predictor class
+
+
+def register_predictor(configuration: str) -> Callable[[P], P]:
+    """Class decorator registering a predictor for the models of ``configuration`` (as a trainer's
+    ``configuration`` says; :func:`.registry.get_predictor` looks it up)."""
+
+    def wrap(cls: P) -> P:
+        PREDICTORS[configuration] = cls
+        return cls
+
+    return wrap

@@ -1,0 +1,289 @@
+"""``lw_predict``'s driver: :class:`PredictOptions` (every option of a prediction run, one frozen object),
+the folder split into parts (``--part``/``--num-parts``, or torchrun's ranks), the model loaded and its
+predictor made (:mod:`.registry`) while the first scan is read, the scans segmented
+(:func:`.pipeline.segment_all`) under the output folder's lock, and the prediction report written (the
+parts' reports merged under torchrun).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import distributed
+from ..atomic import write_json_atomic
+from ..distributed import distributed_session
+from ..errors import ConfigurationError, LiverwildError
+from ..locking import acquire, release
+from ..log import get_logger
+from ..revision import provenance_fields
+from ..shipped import DISCLAIMER
+from .base import BasePredictor
+from .discovery import find_scans
+from .model import TrainedModel, resolve_model_dir
+from .pipeline import segment_all
+from .postprocessing import steps_from
+from .registry import make_predictor
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Every option of :func:`predict` but the input and output paths, as one object handed down the layers
+    (the meaning of each is in :func:`predict`'s docstring)."""
+
+    model: str | Path | None = "default"
+    results: str | Path | None = None
+    trainer: str | None = None
+    checkpoint: str = "best"
+    device: str | torch.device = "auto"
+    batch_size: int | None = None
+    postprocess: bool | Iterable[str] = True
+    save_probabilities: bool = False
+    overlays: bool = False
+    modality: str = "auto"
+    backbone_weights: str | Path | None = None
+    progress: bool = True
+    part: int = 0
+    num_parts: int = 1
+    int8_teacher: bool = False
+    liver_only: bool = False
+
+
+def software_provenance() -> dict:
+    """``git_revision`` and ``versions`` (:func:`liverwild.revision.provenance_fields`) with the libraries
+    prediction runs on."""
+    import SimpleITK
+    import timm
+
+    return provenance_fields(
+        torch=torch.__version__,
+        timm=timm.__version__,
+        SimpleITK=SimpleITK.Version.VersionString(),
+        numpy=np.__version__,
+    )
+
+
+def predict(
+    inputs,
+    output,
+    *,
+    model="default",
+    results=None,
+    trainer=None,
+    checkpoint="best",
+    device="auto",
+    batch_size=None,
+    postprocess=True,
+    save_probabilities=False,
+    overlays=False,
+    modality="auto",
+    backbone_weights=None,
+    progress=True,
+    part: int = 0,
+    num_parts: int = 1,
+    int8_teacher: bool = False,
+    liver_only: bool = False,
+) -> dict:
+    """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
+
+    Args:
+        inputs: a scan file (NIfTI, NRRD, MHA), a DICOM series folder, or a folder of them.
+        output: folder for ``<scan>.nii.gz`` masks (uint8, the input's size, spacing, origin and
+            direction: liver 0/1, or a 3d model's organ labels as the report's ``classes`` says) and
+            ``prediction_report.json``; must differ from the input folder.
+        model: a trained model folder, a fold name under ``results``, or ``"default"`` (the shipped model).
+        results, trainer: where to look up a fold name, and which trainer's model when a fold has several.
+        checkpoint: ``"best"``, ``"final"``, ``"latest"`` or a file name in the model folder.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        batch_size: slices per forward pass (default 128 on GPU, 16 on CPU).
+        postprocess: ``True`` (default) every post-processing step of the liver mask
+            (:data:`.postprocessing.STEPS`: ``largest_component``, ``bridges``, ``location``,
+            ``z_continuity``, ``fill_holes``, ``plausibility``), ``False`` none, or a list of step names;
+            a 3d model's organ map takes ``largest_component`` (of every organ) alone.
+        save_probabilities: also write ``<scan>_prob.nii.gz`` (float32; the liver's probability — for a
+            3d model with ``liver_only``).
+        overlays: also write ``overlays/<scan>.png``.
+        modality: ``"auto"`` (from the intensities), ``"CT"`` or ``"MR"``.
+        backbone_weights: the teacher's weights file when it moved since training.
+        progress: show a progress bar.
+        int8_teacher: CPU only: run the teacher with int8 linear layers (faster; off by default, see
+            :mod:`liverwild.backbones.quantization`).
+        liver_only: a 3d (multi-organ) model writes the liver alone as a 0/1 mask (its organ map's liver
+            label), to compare it with the 2D models; 2D models always do.
+        part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
+            (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
+            without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
+            Under ``torchrun`` the ranks are the parts (leave these at 0 and 1): each rank uses its own
+            GPU and rank 0 writes one merged ``prediction_report.json``.
+
+    Returns:
+        The report written to ``prediction_report.json``: model, device, git revision and versions, the
+        post-processing steps applied, per-scan seconds per stage, liver volume (ml), plausibility
+        ``flags`` and ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
+
+    Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
+    without any scan is an error.
+
+    Example::
+
+        from liverwild.inference import predict
+        report = predict("scans/", "masks/", device="cpu")
+        print(report["n_ok"], "masks written")
+    """
+    options = PredictOptions(
+        model=model,
+        results=results,
+        trainer=trainer,
+        checkpoint=checkpoint,
+        device=device,
+        batch_size=batch_size,
+        postprocess=postprocess,
+        save_probabilities=save_probabilities,
+        overlays=overlays,
+        modality=modality,
+        backbone_weights=backbone_weights,
+        progress=progress,
+        part=part,
+        num_parts=num_parts,
+        int8_teacher=int8_teacher,
+        liver_only=liver_only,
+    )
+    return predict_with(inputs, output, options)
+
+
+def predict_with(inputs, output, options: PredictOptions) -> dict:
+    """:func:`predict` with its options as one :class:`PredictOptions`."""
+    steps_from(options.postprocess)  # unknown steps are refused before anything is read
+    inputs, output = Path(inputs), Path(output)
+    if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
+        raise LiverwildError(
+            f"{output}: the output folder must differ from the input folder (inputs are never overwritten)"
+        )
+    scans, rejected = find_scans(inputs, exclude=output)
+    if not scans and not rejected:
+        raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
+    input_paths = {Path(p).resolve() for _, p in scans}
+    with distributed_session(options.device) as (context, dev):
+        part, num_parts = options.part, options.num_parts
+        if context.enabled:
+            if num_parts != 1:
+                raise ConfigurationError(
+                    "under torchrun every rank is one part: leave out --part and --num-parts (or run without torchrun)"
+                )
+            part, num_parts = context.rank, context.world_size
+        if not 0 <= part < num_parts:
+            raise ConfigurationError(f"--part {part} --num-parts {num_parts}: need 0 ≤ part < num-parts")
+        share = (sorted(scans)[part::num_parts], rejected if part == 0 else [])
+        mine = replace(options, part=part, num_parts=num_parts, progress=options.progress and context.is_main)
+        report = _predict_share(inputs, output, share, input_paths, dev, mine)
+        if context.enabled:
+            report = {**merge_reports(distributed.gather_objects(report)), "job": distributed.describe_job(context)}
+            if context.is_main:
+                write_json_atomic(output / "prediction_report.json", report)
+            distributed.barrier()
+    return report
+
+
+def merge_reports(reports: list) -> dict:
+    """One report from the reports of the parts of a folder (scans in input order, counts summed)."""
+    merged = dict(reports[0])
+    merged["scans"] = sorted((s for r in reports for s in r["scans"]), key=lambda s: s["input"])
+    merged["n_ok"] = sum(r["n_ok"] for r in reports)
+    merged["n_failed"] = sum(r["n_failed"] for r in reports)
+    merged["seconds_total"] = max(r["seconds_total"] for r in reports)
+    merged["devices"] = [r["device"] for r in reports]
+    merged["part"], merged["num_parts"] = "all", len(reports)
+    return merged
+
+
+def _predict_share(
+    inputs: Path, output: Path, share: tuple, input_paths: set, dev: torch.device, options: PredictOptions
+) -> dict:
+    """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``);
+    writes and returns its report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scans, rejected = share
+    reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
+    first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
+    try:
+        trained = TrainedModel(
+            resolve_model_dir(options.model, options.results, options.trainer),
+            options.checkpoint,
+            dev,
+            options.backbone_weights,
+            options.int8_teacher,
+        )
+    except BaseException:
+        reader.shutdown(cancel_futures=True)
+        raise
+    if trained.config.get("default_model"):
+        logger.info(f"NOTE: {DISCLAIMER}")
+    if trained.random_backbone and distributed.current().is_main:
+        logger.warning(
+            "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
+            "are not meant for real use."
+        )
+    try:
+        predictor = make_predictor(
+            trained,
+            dev,
+            options.batch_size,
+            options.postprocess,
+            options.modality,
+            options.liver_only,
+            options.save_probabilities,
+        )
+    except BaseException:
+        reader.shutdown(cancel_futures=True)
+        raise
+    part, num_parts = options.part, options.num_parts
+    tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
+    try:
+        lock = acquire(output, "lw_predict", f".lw{tag}.lock")  # one writer per output folder (or part)
+    except OSError as exc:
+        raise LiverwildError(
+            f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
+        ) from exc
+    try:
+        results_list, seconds = segment_all(
+            predictor,
+            scans,
+            rejected,
+            output,
+            input_paths,
+            options.save_probabilities,
+            options.overlays,
+            options.progress,
+            reader,
+            first,
+        )
+        report = {
+            "inputs": str(inputs),
+            "output": str(output),
+            "model": trained.describe(),
+            "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            **predictor.describe(),
+            **software_provenance(),
+            "seconds_total": round(seconds, 3),
+            "warmup_seconds": round(predictor.warmup_seconds, 3),
+            "scans": [asdict(r) for r in results_list],
+            "n_ok": sum(not r.error for r in results_list),
+            "n_failed": sum(bool(r.error) for r in results_list),
+            "part": part,
+            "num_parts": num_parts,
+        }
+        if not distributed.current().enabled:  # under torchrun rank 0 writes the merged report
+            write_json_atomic(output / f"prediction_report{tag}.json", report)
+    finally:
+        release(lock)
+    return report

@@ -1,0 +1,125 @@
+"""Segment scans with a trained model and write masks in the input geometry.
+
+Per scan: read → canonical axial slices normalised with the model's plans and resized to 224² →
+frozen backbone → head + decoder (batches of slices, mixed precision on GPU) → probabilities resized
+back to the canonical in-plane grid (bilinear, on probabilities) → threshold 0.5 → anatomical
+post-processing on the canonical grid (:mod:`.postprocessing`: bridges cut, one piece kept by size and
+side of the body, one run of slices, holes filled, plausibility flags; each step switchable) → inverse
+reorientation → uint8 mask with exactly the input's size, spacing, origin and direction. Seconds per
+stage are recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from preprocessing.features import context_slices, slice_batches
+
+from ..device import autocast
+from ..io import Volume
+from .base import BasePredictor, guess_modality, register_predictor
+
+STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postprocess", "write")
+
+
+@register_predictor("2d")
+class SlicePredictor(BasePredictor):
+    """A 2D model's predictor (the liver, slice by slice, batches of ``batch_size`` slices)."""
+
+    stages = STAGES
+
+    @classmethod
+    def create(
+        cls,
+        model,
+        device,
+        *,
+        batch_size: int | None = None,
+        postprocess: bool | Iterable[str] = True,
+        modality: str = "auto",
+        liver_only: bool = False,
+        save_probabilities: bool = False,
+    ) -> SlicePredictor:
+        """``liver_only`` changes nothing (a 2D model's mask is the liver's); ``save_probabilities`` is
+        :meth:`segment_loaded`'s."""
+        return cls(model, device, batch_size, postprocess, modality=modality)
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """One forward on a zero batch of the prediction batch size, so that CUDA's lazy set-up (kernel
+        loading, library handles, algorithm choice) is paid once per process, not inside the first
+        scan's model time. Returns its seconds."""
+        start = time.perf_counter()
+        zeros = np.zeros((self.batch_size, *self.model.slice_size), np.float32)
+        x = torch.from_numpy(context_slices(zeros, 0, self.batch_size, self.model.context)).to(self.device)
+        with autocast(self.device, self.amp):
+            self.model.segment(x)
+        self._sync()
+        return time.perf_counter() - start
+
+    @torch.inference_mode()
+    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
+        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
+        plausibility}, seconds per stage)``; ``plausibility`` is :func:`.postprocessing.plausibility`'s
+        dict, or None when that step is off.
+
+        ``release_input=True`` normalises ``volume.array`` in place and empties it afterwards (large scans
+        then need about one copy of the volume in memory); the caller must not use it again.
+        """
+        from planning.plans import Plans
+        from preprocessing.transform import prepare_slices
+
+        seconds = {}
+        t = time.perf_counter()
+        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        self.model.check_modality(modality)
+        plans = Plans(
+            dataset="input",
+            modality=modality,
+            normalization=self.normalization(volume.array, modality),
+            slice_size=list(self.model.slice_size),
+        )
+        inplace = release_input and volume.array.dtype == np.float32
+        t_body = time.perf_counter()
+        centre = self.locate_body(volume, modality)  # before the input is normalised in place
+        t_body = time.perf_counter() - t_body
+        slices, _, reorient = prepare_slices(volume.array, volume.geometry, plans, inplace=inplace)
+        if release_input:
+            volume.array = np.empty((0, 0, 0), volume.array.dtype)  # released: the memory goes back
+        canonical = reorient.canonical_geometry(volume.geometry)
+        canonical_shape = canonical.shape
+        seconds["preprocess"] = time.perf_counter() - t - t_body
+        nz, ny, nx = canonical_shape
+        mask = np.empty(canonical_shape, np.uint8)
+        probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
+        seconds.update({"backbone": 0.0, "head_decoder": 0.0, "resample": 0.0})
+        t = time.perf_counter()
+        for start, stop, x in slice_batches(slices, self.batch_size, self.device, self.model.context):
+            with autocast(self.device, self.amp):
+                logits, teacher_seconds = self.model.segment(x)
+                p = torch.sigmoid(logits.float())
+            self._sync()
+            t2 = time.perf_counter()
+            t1 = t + teacher_seconds
+            if (ny, nx) != tuple(p.shape[-2:]):
+                p = F.interpolate(p, size=(ny, nx), mode="bilinear", align_corners=False)
+            mask[start:stop] = (p[:, 0] >= 0.5).to(torch.uint8).cpu().numpy()  # thresholded where computed
+            if probs is not None:
+                probs[start:stop] = p[:, 0].cpu().numpy()
+            t3 = time.perf_counter()
+            seconds["backbone"] += t1 - t
+            seconds["head_decoder"] += t2 - t1
+            seconds["resample"] += t3 - t2
+            t = t3  # the next batch's transfer counts as its backbone stage
+        t = time.perf_counter()
+        mask, check = self.finish_liver(mask, canonical, centre)
+        seconds["postprocess"] = time.perf_counter() - t + t_body
+        stored = np.ascontiguousarray(reorient.from_canonical(mask))
+        stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
+        info = {"modality": modality, "normalization": plans.normalization, "plausibility": check}
+        return stored, stored_probs, info, seconds
