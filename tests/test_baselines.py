@@ -318,11 +318,30 @@ def test_phantom_organ_maps_are_cached(preprocessed):
     assert CachedCase(next((preprocessed / "pre" / "PhantomPortalCT").glob("*/phantomportalct_000"))).organs is None
 
 
+LEARNED = 0.3  # validation Dice every baseline passes on FOLD and an untrained U-Net (empty mask: 0.0) does not
+# a schedule per trainer, short but enough with seed 0 (measured: the best validation Dice of each, in order:
+# 0.44, 0.42, 0.41, 0.42, 0.47; other seeds can stay stuck at the full mask's 0.09 this early)
+LEARNING = {
+    "SupervisedUNetTrainer": dict(epochs=3, steps_per_epoch=6, lr=1e-2),
+    "MASFTrainer": dict(epochs=3, steps_per_epoch=6, lr=1e-2),
+    "TaskAugTrainer": dict(epochs=3, steps_per_epoch=6, lr=1e-2),
+    "DualNormTrainer": dict(epochs=3, steps_per_epoch=6, lr=1e-2),
+    "DomainRandomizationTrainer": dict(epochs=4, steps_per_epoch=8, lr=2e-2),  # synthetic images learn slower
+}
+
+
 @pytest.mark.parametrize("trainer", BASELINE_TRAINERS)
-def test_every_baseline_trains_and_predicts_in_input_geometry(preprocessed, tmp_path, trainer, caplog):
+def test_every_baseline_learns_and_predicts_in_input_geometry(preprocessed, tmp_path, trainer, caplog):
     from liverwild.inference import predict
     from liverwild.io import read_image
+    from preprocessing.splits import get_fold
 
+    config = tiny(seed=0, **LEARNING[trainer])
+    untrained = get_trainer(trainer)(
+        FOLD, get_fold(preprocessed / "pre" / "splits.json", FOLD), preprocessed / "pre", tmp_path / "u", config, "cpu"
+    )
+    untrained.initialize()
+    assert untrained.validate()["val_dice"] < LEARNED
     with caplog.at_level(logging.INFO, logger="liverwild"):
         summary = train_fold(
             FOLD,
@@ -330,12 +349,13 @@ def test_every_baseline_trains_and_predicts_in_input_geometry(preprocessed, tmp_
             preprocessed=str(preprocessed / "pre"),
             results=str(tmp_path),
             device="cpu",
-            config=tiny(),
+            config=config,
             progress=False,
         )
     out = Path(summary["output"])
     log = pd.read_csv(out / "log.csv")
-    assert np.isfinite(log["loss"]).all() and 0 <= log["val_dice"].iloc[0] <= 1
+    assert np.isfinite(log["loss"]).all() and summary["best_val_dice"] == pytest.approx(log["val_dice"].max())
+    assert summary["best_val_dice"] > LEARNED, f"{trainer} must learn the liver of the source domains"
     extra = {
         "MASFTrainer": ["loss_task", "loss_global", "loss_local"],
         "TaskAugTrainer": ["loss_task", "loss_meta_test", "loss_kl", "loss_centroid"],
@@ -361,7 +381,9 @@ def test_every_baseline_trains_and_predicts_in_input_geometry(preprocessed, tmp_
     assert mask.geometry.differences(image.geometry) == []
 
 
+@pytest.mark.slow
 def test_baseline_training_learns(preprocessed, tmp_path):
+    """Whole passes over the training slices: the loss falls (the default run's learning check is above)."""
     summary = train_fold(
         FOLD,
         "SupervisedUNetTrainer",

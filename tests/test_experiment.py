@@ -324,3 +324,47 @@ def test_collect_excludes_runs_of_another_configuration_and_names_quick_rows(tmp
     assert "QUICK" not in (out / "report.md").read_text(encoding="utf-8")
     with pytest.raises(LiverwildError, match="no run of multi-dg is the one asked for"):
         collect(out, plan, {ref: full[ref], other: asked[other]})
+
+
+def test_the_ablations_plan_is_table_3_and_4_on_one_fold():
+    """``lw_experiment ablations`` (no training): one run per ablation trainer, the reference first, on the
+    first leave-one-out fold or the one asked for; each variant changes the reference's configuration in
+    exactly what it ablates."""
+    from liverwild.experiments.protocols import ABLATION_TRAINERS, REFERENCE_TRAINER, Run, make_plan
+    from liverwild.training import get_trainer
+
+    auto = {"sources": ["X", "Y"], "auto": True}
+    splits = {"folds": {"loo_C": auto, "loo_A": auto, "loo_B": auto, "single_A": {"sources": ["A"], "auto": True}}}
+    plan = make_plan("ablations", splits)
+    assert plan.runs == [Run("loo_A", trainer, 0) for trainer in ABLATION_TRAINERS]
+    assert plan.reference == REFERENCE_TRAINER == ABLATION_TRAINERS[0] and plan.evaluation == "liver"
+    assert len(ABLATION_TRAINERS) == 11 and len(set(ABLATION_TRAINERS)) == 11  # 5 losses, 2 samplings, 3 sizes
+    assert [r.fold for r in make_plan("ablations", splits, fold="loo_B").runs] == ["loo_B"] * 11
+    assert {r.seed for r in make_plan("ablations", splits, seeds=[3, 4]).runs} == {3, 4}
+    with pytest.raises(Exception, match="runs on one fold"):
+        make_plan("ablations", splits, fold=["loo_A", "loo_B"])
+
+    reference = get_trainer(REFERENCE_TRAINER).default_config().to_json()
+    changed = {
+        "NoDistillationTrainer": ("loss_weights", "distillation", 0.0),
+        "NoFocalTrainer": ("loss_weights", "focal", 0.0),
+        "NoTverskyTrainer": ("loss_weights", "tversky", 0.0),
+        "NoLogIoUTrainer": ("loss_weights", "log_iou", 0.0),
+        "NoEntropyTrainer": ("loss_weights", "entropy", 0.0),
+        "Positives2ApartTrainer": ("sampling", None, "neighbours2"),
+        "TwoNegativesTrainer": ("sampling", None, "two_negatives"),
+        "Scans5PerSourceTrainer": ("max_scans_per_source", None, 5),
+        "Scans10PerSourceTrainer": ("max_scans_per_source", None, 10),
+        "Scans15PerSourceTrainer": ("max_scans_per_source", None, 15),
+    }
+    assert set(changed) == set(ABLATION_TRAINERS[1:])
+    for trainer, (field, key, value) in changed.items():
+        config = get_trainer(trainer).default_config().to_json()
+        assert [f for f in config if config[f] != reference[f]] == [field], trainer
+        if key is None:
+            assert config[field] == value
+        else:
+            assert config[field][key] == value and reference[field][key] != 0.0
+            assert {k: v for k, v in config[field].items() if k != key} == {
+                k: v for k, v in reference[field].items() if k != key
+            }

@@ -25,9 +25,13 @@ def preprocessed(phantom_study):
     return phantom_study / "pre"
 
 
-def test_training_learns_and_writes_artefacts(trained_model):
+def test_training_learns_and_writes_artefacts(trained_model, preprocessed, tmp_path):
     """The shared training run (conftest.trained_model: 8 epochs at lr 1e-2 on loo_PhantomT2MR)."""
     summary = trained_model
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    fresh = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(), "cpu")
+    fresh.initialize()
+    untrained = fresh.validate()["val_dice"]
     out = Path(summary["output"])
     assert out.parent.name == FOLD
     log = pd.read_csv(out / "log.csv")
@@ -48,8 +52,11 @@ def test_training_learns_and_writes_artefacts(trained_model):
     ):
         assert column in log.columns, column
     assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean(), "training loss must decrease"
-    assert summary["best_val_dice"] > 0.6, "validation Dice must rise well above chance (≈0.2)"
+    assert summary["best_val_dice"] > 0.6 and summary["best_val_dice"] > untrained + 0.3, untrained
     assert log["val_dice"].iloc[-1] > log["val_dice"].iloc[0]
+    assert summary["best_val_dice"] == pytest.approx(log["val_dice"].max())
+    fresh.network.load_state_dict(load_checkpoint(out / "checkpoint_best.pth")["network"])
+    assert fresh.validate()["val_dice"] == pytest.approx(summary["best_val_dice"], abs=1e-6), "the best is kept"
     for name in (
         "checkpoint_latest.pth",
         "checkpoint_best.pth",
