@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liverwild.atomic import write_json_atomic
-from liverwild.errors import LiverwildError
+from liverwild.errors import ConfigurationError, LiverwildError
 
 PLANS_VERSION = 2
+FEATURE_DTYPES = ("float16", "float32")  # how the 2D cache stores teacher features (``feature_dtype``)
 OUTDATED_PLANS = (
     "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
     "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
@@ -123,6 +124,13 @@ class Plans:
         "affects the cache gives a new data_identifier."
     )
 
+    def __post_init__(self) -> None:
+        if self.feature_dtype not in FEATURE_DTYPES:
+            raise ConfigurationError(
+                f"feature_dtype {self.feature_dtype!r}: the cache stores teacher features as "
+                f"{' or '.join(FEATURE_DTYPES)}; set one of them in plans.json"
+            )
+
     @property
     def views(self) -> int:
         return int(self.augmentation.get("views_per_slice", 0))
@@ -187,6 +195,8 @@ def load_plans(path) -> Plans:
         return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
 
 
 def check_plans_version(data: dict, where) -> None:

@@ -126,7 +126,8 @@ def preprocess_dataset(
         assert extractor is not None  # made above whenever there is a case to cache
         z = arrays["slices"].shape[1]
         t0 = time.perf_counter()
-        arrays["features"] = np.stack([extractor(view) for view in arrays["slices"]])  # one stack per view
+        # one stack per view, stored as the plans say (feature_dtype)
+        arrays["features"] = np.stack([extractor(view, plans.feature_dtype) for view in arrays["slices"]])
         properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
         return z
 

@@ -132,6 +132,42 @@ def test_features_equal_backbone_on_cached_slice(raw_root, tmp_path):
     assert case.properties["backbone"]["weights_tag"].startswith("file-")
 
 
+def test_float32_features_when_the_plans_say_so(raw_root, tmp_path):
+    """``feature_dtype`` acts: plans that say float32 cache float32 features under another data identifier
+    — exactly the teacher's output on the cached slice, as prediction computes it — and training reads
+    them as they are; a dtype the cache cannot store is refused with the plans file named."""
+    from liverwild.training.data import SliceDataset
+
+    model = FrozenBackbone(BACKBONE, "random")
+    weights = tmp_path / "tiny.pth"
+    torch.save(model.model.state_dict(), weights)
+    pre = tmp_path / "pre"
+    run(raw_root, pre, ["PhantomT2MR"], random_backbone=False, weights=str(weights), plan_only=True)
+    path = pre / "PhantomT2MR" / "plans.json"
+    half = load_plans(path).data_identifier()
+    plans = json.loads(path.read_text(encoding="utf-8"))
+    plans["feature_dtype"] = "float32"
+    path.write_text(json.dumps(plans))
+    plan_and_preprocess(["PhantomT2MR"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True, workers=0)
+    edited = load_plans(path)
+    assert edited.feature_dtype == "float32" and edited.data_identifier() != half
+    folder = pre / "PhantomT2MR" / edited.data_identifier()
+    case = CachedCase(folder / list_cases(folder)[0])
+    assert case.features.dtype == np.float32
+    reference = FrozenBackbone(BACKBONE, str(weights))
+    for view in (0, 1):
+        x = torch.from_numpy(case.slices[view, 3:6].astype(np.float32))[:, None]
+        direct = reference(x).numpy()
+        np.testing.assert_allclose(case.features[view, 3:6], direct, rtol=1e-5, atol=1e-5 * np.abs(direct).max())
+    item = SliceDataset([case])[5]["features"].numpy()
+    assert any(np.array_equal(item, case.features[v, i]) for v in range(2) for i in range(case.n_slices))
+    assert not np.shares_memory(item, case.features)  # a copy, not a tensor over the read-only memory map
+    plans["feature_dtype"] = "bfloat16"
+    path.write_text(json.dumps(plans))
+    with pytest.raises(ConfigurationError, match="plans.json: feature_dtype 'bfloat16': the cache stores teacher"):
+        plan_and_preprocess(["PhantomT2MR"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True)
+
+
 def test_rerun_does_no_work(raw_root, preprocessed, monkeypatch):
     pre, _ = preprocessed
     folder = cache_dir(pre, "PhantomNativeCT")

@@ -390,7 +390,7 @@ class Trainer:
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, 1, H, W)`` of the original slices ``start:stop`` of a cached validation case."""
-        feats = torch.from_numpy(np.asarray(case.features[0, start:stop], np.float32)).to(self.device)
+        feats = torch.from_numpy(np.array(case.features[0, start:stop], np.float32)).to(self.device)  # a copy
         return self.network(feats, slices)[0]
 
     @torch.no_grad()
