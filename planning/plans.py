@@ -14,6 +14,11 @@ does not change.
 
 Plans version 2 (liverwild 0.2) fixed the teacher's input scaling: version 1 applied ImageNet
 mean/std on top of the per-scan z-score. Version-1 plans, caches and models are refused, never reused.
+
+Older plans carry ``evaluation_resolution``, an entry that nothing read: the paper's
+evaluation grid belongs to the experiment, not the dataset (128² multi-DG, 192² single-DG for the same
+datasets), and is chosen where the evaluation runs (``lw_evaluate --protocol``, ``lw_experiment
+--evaluation paper``). Such plans still load; the entry is dropped, with a warning when it was edited.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ from pathlib import Path
 
 from liverwild.atomic import write_json_atomic
 from liverwild.errors import ConfigurationError, LiverwildError
+from liverwild.log import get_logger
+
+logger = get_logger(__name__)
 
 PLANS_VERSION = 2
+RETIRED_ENTRIES = {"evaluation_resolution": [128, 128]}  # read by nothing; dropped on loading (their old default)
 FEATURE_DTYPES = ("float16", "float32")  # how the 2D cache stores teacher features (``feature_dtype``)
 OUTDATED_PLANS = (
     "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
@@ -116,7 +125,6 @@ class Plans:
     backbone: dict = field(default_factory=dict)  # liverwild.backbones.teacher_config(...)
     feature_dtype: str = "float16"
     augmentation: dict = field(default_factory=default_augmentation)
-    evaluation_resolution: list = field(default_factory=lambda: [128, 128])
     config_3d: dict = field(default_factory=dict)  # the ``3d`` configuration (JSON key "3d"); {}: not planned
     plans_version: int = PLANS_VERSION
     notes: str = (
@@ -192,6 +200,12 @@ def load_plans(path) -> Plans:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         check_plans_version(data, path)
+        for key, default in RETIRED_ENTRIES.items():
+            if key in data and data[key] != default:
+                logger.warning(
+                    f"{path}: {key} {data[key]} is not read (the paper's evaluation grid is chosen when "
+                    "evaluating: lw_evaluate --protocol multi-dg|single-dg, lw_experiment --evaluation paper)"
+                )
         return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc

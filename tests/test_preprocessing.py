@@ -168,6 +168,31 @@ def test_float32_features_when_the_plans_say_so(raw_root, tmp_path):
         plan_and_preprocess(["PhantomT2MR"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True)
 
 
+def test_plans_no_longer_carry_an_evaluation_resolution_and_old_ones_load(tmp_path, caplog):
+    """evaluation_resolution was read by nothing (the evaluation grid is lw_evaluate's --protocol): new
+    plans leave it out; plans.json files, caches and models that have it load with the same identifier,
+    and an edited value is reported as not read."""
+    import logging
+
+    from liverwild.evaluation.evaluate import PROTOCOLS
+    from planning.planner import plan_dataset
+    from planning.plans import Plans
+
+    plans = plan_dataset({"dataset": "X", "modality": "CT", "aggregate": {"n_cases": 0}})
+    assert "evaluation_resolution" not in plans.to_json()
+    assert PROTOCOLS["multi-dg"] == 128 and PROTOCOLS["single-dg"] == 192  # where the paper's grids live
+    old = {**plans.to_json(), "evaluation_resolution": [128, 128]}
+    assert Plans.from_json(old) == plans  # a model's embedded plans
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert load_plans(path).data_identifier() == plans.data_identifier()
+        assert not caplog.records
+        path.write_text(json.dumps({**old, "evaluation_resolution": [192, 192]}))
+        assert load_plans(path) == plans
+    assert "evaluation_resolution [192, 192] is not read" in caplog.text and "--protocol" in caplog.text
+
+
 def test_rerun_does_no_work(raw_root, preprocessed, monkeypatch):
     pre, _ = preprocessed
     folder = cache_dir(pre, "PhantomNativeCT")
