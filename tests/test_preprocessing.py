@@ -262,6 +262,33 @@ def test_changed_views_or_backbone_gives_new_data_identifier(raw_root, tmp_path)
     assert CachedCase(pre / "PhantomT2MR" / second / "phantomt2mr_000").slices.shape[0] == 3
 
 
+def test_seed_chooses_the_cached_views_and_the_data_identifier(raw_root, tmp_path):
+    """lw_plan_and_preprocess --seed reaches the augmentation: the same seed caches the same augmented
+    views under the same identifier, another seed other views under another; a re-run without --seed
+    keeps the stored seed; --preprocess-only refuses a seed that would change the plans."""
+    common = ["-d", "PhantomPortalCT", "--raw", str(raw_root), "--backbone", BACKBONE, "--random-backbone"]
+    common += ["--views", "1", "--workers", "0", "--no-progress", "-q"]
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert cli.main([*common, "--preprocessed", str(a), "--seed", "1"]) == 0
+    run(raw_root, b, ["PhantomPortalCT"], seed=1)
+    assert cli.main([*common, "--preprocessed", str(c), "--seed", "2"]) == 0
+    plans = [load_plans(pre / "PhantomPortalCT" / "plans.json") for pre in (a, b, c)]
+    assert [p.augmentation["seed"] for p in plans] == [1, 1, 2]
+    assert plans[0].data_identifier() == plans[1].data_identifier() != plans[2].data_identifier()
+
+    def slices(pre, p):
+        return CachedCase(pre / "PhantomPortalCT" / p.data_identifier() / "phantomportalct_000").slices
+
+    assert np.array_equal(slices(a, plans[0]), slices(b, plans[1]))  # original and augmented views
+    assert np.array_equal(slices(a, plans[0])[0], slices(c, plans[2])[0])  # the originals agree
+    assert not np.array_equal(slices(a, plans[0])[1], slices(c, plans[2])[1])  # the augmented views do not
+    assert cli.main([*common, "--preprocessed", str(c)]) == 0  # without --seed: the stored seed
+    assert load_plans(c / "PhantomPortalCT" / "plans.json").augmentation["seed"] == 2
+    with pytest.raises(ConfigurationError, match="--seed 5 would change the plans of PhantomPortalCT"):
+        plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=5)
+    plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=2)
+
+
 def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
     pre = tmp_path / "pre"
     run(raw_root, pre, ["PhantomPortalCT"])
