@@ -132,11 +132,10 @@ class Trainer:
                 shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
                 return f"{name} (read by {shown or 'no trainer'})"
 
+            them = "it" if len(unread) == 1 else "them"
             raise ConfigurationError(
-                f"{cls.name()} does not read {', '.join(readers(n) for n in unread)}: setting "
-                f"{'it' if len(unread) == 1 else 'them'} would change nothing; drop "
-                f"{'it' if len(unread) == 1 else 'them'} or choose a trainer that reads "
-                f"{'it' if len(unread) == 1 else 'them'}"
+                f"{cls.name()} does not read {', '.join(readers(n) for n in unread)}: setting {them} would "
+                f"change nothing; drop {them} or choose a trainer that reads {them}"
             )
         clashes = []
         for key, value in changes.items():
