@@ -33,6 +33,7 @@ def plan_dataset(
     ``context``: the teacher's slice context, ``slice`` (default) or ``neighbours`` (2.5D).
     ``normalization``: preset of :func:`~planning.plans.default_normalization` (``single-dg``: CT at 125 HU).
     ``organ_labels``: ``dataset.json``'s organ map labels (name → value), for the ``3d`` classes.
+    ``seed``: the augmentation's seed — which augmented views are cached (part of the data identifier).
     """
     return Plans(
         dataset=fingerprint["dataset"],
@@ -72,8 +73,10 @@ def make_plans(
     organ_labels: dict | None = None,
     volume_size=None,
     context: str | None = None,
+    seed: int | None = None,
 ) -> Plans:
     """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
+    ``seed``: the augmentation's seed (the cached views; default: the stored one, 0 for new plans).
 
     A new ``backbone`` starts from that teacher's own weights source and tap (and the ``slice`` context)
     unless ``weights``/``tap``/``context`` are given too; the same teacher keeps its recorded weights, tap
@@ -95,6 +98,8 @@ def make_plans(
             )
         if views is not None:
             plans.augmentation["views_per_slice"] = int(views)
+        if seed is not None:
+            plans.augmentation["seed"] = int(seed)
         if normalization is not None:
             plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
         if not plans.config_3d:
@@ -111,6 +116,8 @@ def make_plans(
             kwargs["backbone"] = backbone
         if views is not None:
             kwargs["views"] = int(views)
+        if seed is not None:
+            kwargs["seed"] = int(seed)
         plans = plan_dataset(fingerprint, **kwargs)
     if volume_size is not None:
         plans.config_3d["volume_size"] = checked_volume_size(volume_size)

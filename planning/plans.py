@@ -15,6 +15,11 @@ does not change.
 ``PLANS_VERSION`` is the version of this file format, not liverwild's (``liverwild.__version__``): plans
 version 2 fixed the teacher's input scaling, which version 1 got wrong (ImageNet mean/std applied on top
 of the per-scan z-score). Version-1 plans, caches and models are refused, never reused.
+
+Older plans carry ``evaluation_resolution``, an entry that nothing read: the paper's
+evaluation grid belongs to the experiment, not the dataset (128² multi-DG, 192² single-DG for the same
+datasets), and is chosen where the evaluation runs (``lw_evaluate --protocol``, ``lw_experiment
+--evaluation paper``). Such plans still load; the entry is dropped, with a warning when it was edited.
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liverwild.atomic import write_json_atomic
-from liverwild.errors import LiverwildError
+from liverwild.errors import ConfigurationError, LiverwildError
+from liverwild.log import get_logger
+
+logger = get_logger(__name__)
 
 PLANS_VERSION = 2  # the version of the plans format (plans.json, caches, models), not liverwild's
+RETIRED_ENTRIES = {"evaluation_resolution": [128, 128]}  # read by nothing; dropped on loading (their old default)
+FEATURE_DTYPES = ("float16", "float32")  # how the 2D cache stores teacher features (``feature_dtype``)
 OUTDATED_PLANS = (
     "made with plans version {version}, whose teacher input scaling was wrong (ImageNet mean/std "
     "applied on top of the per-scan z-score); its cache and the models trained on it are not reused. "
@@ -134,13 +144,19 @@ class Plans:
     backbone: dict = field(default_factory=dict)  # liverwild.backbones.teacher_config(...)
     feature_dtype: str = "float16"
     augmentation: dict = field(default_factory=default_augmentation)
-    evaluation_resolution: list = field(default_factory=lambda: [128, 128])
     config_3d: dict = field(default_factory=dict)  # the ``3d`` configuration (JSON key "3d"); {}: not planned
     plans_version: int = PLANS_VERSION
     notes: str = (
         "Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
         "affects the cache gives a new data_identifier."
     )
+
+    def __post_init__(self) -> None:
+        if self.feature_dtype not in FEATURE_DTYPES:
+            raise ConfigurationError(
+                f"feature_dtype {self.feature_dtype!r}: the cache stores teacher features as "
+                f"{' or '.join(FEATURE_DTYPES)}; set one of them in plans.json"
+            )
 
     @property
     def views(self) -> int:
@@ -203,9 +219,17 @@ def load_plans(path) -> Plans:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         check_plans_version(data, path)
+        for key, default in RETIRED_ENTRIES.items():
+            if key in data and data[key] != default:
+                logger.warning(
+                    f"{path}: {key} {data[key]} is not read (the paper's evaluation grid is chosen when "
+                    "evaluating: lw_evaluate --protocol multi-dg|single-dg, lw_experiment --evaluation paper)"
+                )
         return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
 
 
 def check_plans_version(data: dict, where) -> None:

@@ -6,7 +6,8 @@
         plans.json                    # the plan this cache was made with
         <case>/slices.npy             # (1 + K, Z, 224, 224) float16 — view 0 is the original slice
         <case>/labels.npy             # (1 + K, Z, 224, 224) uint8  — liver masks per view
-        <case>/features.npy           # (1 + K, Z, C, h, w) float16 — frozen backbone maps per view
+        <case>/features.npy           # (1 + K, Z, C, h, w) float16 (float32 when the plans' feature_dtype
+                                      #   says so) — frozen backbone maps per view
         <case>/organs.npy             # (Z, 224, 224) uint8 — multi-organ map of view 0, when the raw
                                       #   dataset keeps one (labelsTr_organs/); read by the domain-
                                       #   randomisation baseline
@@ -23,7 +24,7 @@ The ``3d`` configuration has its own cache beside it (:class:`CachedVolume`)::
 A case folder appears under its final name only when complete (it is written as a hidden temporary
 folder and renamed), so an interrupted run never leaves a case that a later run trusts. Per slice and
 view the cache costs 224·224·2 + 224·224 + C·h·w·2 bytes: 301 KB for ViT-S/16 (C = 384, 14×14),
-i.e. 0.9 MB per slice with the default K = 2 augmented views.
+i.e. 0.9 MB per slice with the default K = 2 augmented views (float32 features: C·h·w·4, 451 KB).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, slice_context
 from liverwild.device import autocast, resolve_device
 from liverwild.errors import ConfigurationError
-from planning.plans import Plans
+from planning.plans import FEATURE_DTYPES, Plans
 
 
 def context_slices(slices: np.ndarray, start: int, stop: int, context: str = "slice") -> np.ndarray:
@@ -44,7 +44,8 @@ def slice_batches(
 
 class FeatureExtractor:
     """Batched frozen-backbone inference: a float16 stack of slices ``(Z, h, w)`` (one case, in order:
-    the ``neighbours`` context takes each slice's neighbours from it) → float16 maps ``(Z, C, h', w')``."""
+    the ``neighbours`` context takes each slice's neighbours from it) → maps ``(Z, C, h', w')`` in
+    ``dtype`` (the plans' ``feature_dtype``: float16, the default, or float32)."""
 
     def __init__(self, backbone: FrozenBackbone, device="auto", batch_size: int = 32, amp: bool = True):
         self.device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -53,12 +54,16 @@ class FeatureExtractor:
         self.context = slice_context(backbone.config)
 
     @torch.inference_mode()
-    def __call__(self, slices: np.ndarray) -> np.ndarray:
-        out = np.empty((slices.shape[0], self.backbone.feature_channels, *self.backbone.feature_size), np.float16)
+    def __call__(self, slices: np.ndarray, dtype: str = "float16") -> np.ndarray:
+        if dtype not in FEATURE_DTYPES:
+            raise ConfigurationError(f"feature_dtype {dtype!r}: use one of {', '.join(FEATURE_DTYPES)}")
+        shape = (slices.shape[0], self.backbone.feature_channels, *self.backbone.feature_size)
+        out = np.empty(shape, np.dtype(dtype))
         for start, stop, x in slice_batches(slices, self.batch_size, self.device, self.context):
             with autocast(self.device, self.amp):
                 f = self.backbone(x)
-            out[start:stop] = f.half().cpu().numpy()  # rounded to float16 on the device: half the bytes back
+            # rounded on the device (float16: half the bytes back); float32 keeps the teacher's output as it is
+            out[start:stop] = (f.half() if dtype == "float16" else f.float()).cpu().numpy()
         return out
 
 

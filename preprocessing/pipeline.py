@@ -128,7 +128,8 @@ def preprocess_dataset(
         assert extractor is not None  # made above whenever there is a case to cache
         z = arrays["slices"].shape[1]
         t0 = time.perf_counter()
-        arrays["features"] = np.stack([extractor(view) for view in arrays["slices"]])  # one stack per view
+        # one stack per view, stored as the plans say (feature_dtype)
+        arrays["features"] = np.stack([extractor(view, plans.feature_dtype) for view in arrays["slices"]])
         properties["feature_seconds"] = round(time.perf_counter() - t0, 3)
         return z
 
@@ -273,7 +274,7 @@ def plan_and_preprocess(
     preprocess_only=False,
     replan=False,
     val_per_source: int = 5,
-    seed: int = 0,
+    seed: int | None = None,
     threads: int | None = None,
     progress: bool = True,
     tap=None,
@@ -296,7 +297,10 @@ def plan_and_preprocess(
         workers: processes for the per-case CPU stage.
         plan_only, preprocess_only, replan: stop after planning; cache with the stored plans; plan
             from the defaults again.
-        val_per_source, seed: held-out validation cases per source in the folds, and their seed.
+        val_per_source: held-out validation cases per source in the folds.
+        seed: the augmentation's seed — which augmented views are cached; recorded in the plans
+            (``augmentation.seed``, part of the data identifier; None: the stored plans' seed, 0 for new
+            plans) — and the seed of the folds' held-out validation cases (None: 0).
         threads: torch CPU threads.
         progress: show progress bars.
         tap: the teacher's feature tap (default per teacher).
@@ -345,6 +349,7 @@ def plan_and_preprocess(
                 progress,
                 volume_size,
                 slice_context,
+                seed,
             )
         plans, rejected = distributed.broadcast_object((plans, rejected))
         if plan_only:
@@ -362,7 +367,7 @@ def plan_and_preprocess(
         if context.is_main:
             for report in reports:
                 logger.info(report.summary())
-            splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
+            splits = refresh_splits(pre_root, raw_root, val_per_source, 0 if seed is None else seed)
             logger.info(
                 f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: "
                 + ", ".join(sorted(splits["folds"]))
@@ -385,8 +390,10 @@ def plan_datasets(
     progress: bool,
     volume_size=None,
     slice_context=None,
+    seed=None,
 ) -> tuple:
-    """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``).
+    """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``: then a
+    ``seed`` other than the stored augmentation seed is refused).
     Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
     if preprocess_only:
         given = {
@@ -409,7 +416,14 @@ def plan_datasets(
     for folder in folders:
         target = pre_root / folder.name
         if preprocess_only:
-            plans_by_dataset[folder.name] = load_plans(target / "plans.json")
+            stored = load_plans(target / "plans.json")
+            if seed is not None and stored.augmentation.get("seed", 0) != seed:
+                raise ConfigurationError(
+                    f"--seed {seed} would change the plans of {folder.name} (augmentation seed "
+                    f"{stored.augmentation.get('seed', 0)}), but --preprocess-only uses the stored plans.json as it "
+                    "is: run without --preprocess-only, or edit plans.json"
+                )
+            plans_by_dataset[folder.name] = stored
             continue
         previous = load_fingerprint(target) if (target / "dataset_fingerprint.json").is_file() else None
         fingerprint = extract_fingerprint(folder, workers, progress, previous)
@@ -430,6 +444,7 @@ def plan_datasets(
             organ_labels,
             volume_size,
             context=slice_context,
+            seed=seed,
         )
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans

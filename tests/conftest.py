@@ -166,3 +166,57 @@ for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
         for col, row in enumerate(perm):
             d[row, col] = signs[col]
         SIGNED_PERMUTATIONS.append(tuple(d.reshape(-1)))
+
+
+class _Weights(dict):
+    """``loss_weights`` that records the terms read."""
+
+    def __init__(self, values, seen):
+        super().__init__(values)
+        self.seen = seen
+
+    def __getitem__(self, key):
+        self.seen.add(f"loss_weights.{key}")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.seen.add(f"loss_weights.{key}")
+        return super().get(key, default)
+
+
+def recording_config(config, seen: set):
+    """``config`` as an instance that adds to ``seen`` every field read outside the configuration's own
+    code (``updated``, ``to_json``, dataclass copies)."""
+    import copy
+    import dataclasses
+    import sys
+    from dataclasses import fields
+
+    from liverwild.training import TrainerConfig
+    from liverwild.training import config as config_module
+
+    names = {f.name for f in fields(TrainerConfig)}
+    own_code = {config_module.__file__, dataclasses.__file__, copy.__file__}
+
+    class Recording(TrainerConfig):
+        def __getattribute__(self, name):
+            value = object.__getattribute__(self, name)
+            if name in names:
+                if sys._getframe(1).f_code.co_filename not in own_code:
+                    if name == "loss_weights":
+                        return _Weights(value, seen)
+                    seen.add(name)
+            return value
+
+    return Recording(**{f.name: getattr(config, f.name) for f in fields(TrainerConfig)})
+
+
+def fields_read_in_one_step(trainer) -> set:
+    """The configuration fields a trainer reads while it sets up, trains one step and steps its scheduler."""
+    seen: set = set()
+    trainer.config = recording_config(trainer.config, seen)
+    trainer.initialize()
+    batch = next(iter(trainer.loader(0)))
+    trainer.train_step(trainer.prepare_batch({k: v.to(trainer.device) for k, v in batch.items()}))
+    trainer.step_scheduler(0.5)
+    return seen

@@ -368,3 +368,25 @@ def test_the_ablations_plan_is_table_3_and_4_on_one_fold():
             assert {k: v for k, v in config[field].items() if k != key} == {
                 k: v for k, v in reference[field].items() if k != key
             }
+
+
+def test_each_trainer_takes_the_settings_it_reads_and_a_setting_none_reads_is_refused():
+    """lw_experiment's --set is for every run that reads the field: a U-Net field leaves the method's row as
+    it is (formerly recorded in its configuration, changing nothing); one no row reads is refused."""
+    from liverwild.errors import ConfigurationError
+    from liverwild.experiments.runner import run_config, trainer_settings
+
+    settings = {"epochs": 3, "unet_channels": 4, "loss_weights": {"distillation": 0.5, "focal": 2.0}}
+    shares = trainer_settings(["ContrastiveDistillationTrainer", "MASFTrainer", "MASFTrainer"], settings)
+    assert shares == {
+        "ContrastiveDistillationTrainer": {"epochs": 3, "loss_weights": {"distillation": 0.5, "focal": 2.0}},
+        "MASFTrainer": {"epochs": 3, "unet_channels": 4, "loss_weights": {"focal": 2.0}},
+    }
+    method = run_config("ContrastiveDistillationTrainer", settings=shares["ContrastiveDistillationTrainer"])
+    assert method.unet_channels == 32 and method.loss_weights["distillation"] == 0.5
+    with pytest.raises(ConfigurationError, match="none of the experiment's trainers .* reads unet_channels"):
+        trainer_settings(["ContrastiveDistillationTrainer", "NoFocalTrainer"], {"unet_channels": 4})
+    with pytest.raises(ConfigurationError, match='TwoNegativesTrainer always sets sampling = "two_negatives"'):
+        trainer_settings(["ContrastiveDistillationTrainer", "TwoNegativesTrainer"], {"sampling": "neighbours2"})
+    with pytest.raises(ConfigurationError, match="ContrastiveDistillationTrainer does not read unet_channels"):
+        run_config("ContrastiveDistillationTrainer", settings={"unet_channels": 4})

@@ -132,6 +132,67 @@ def test_features_equal_backbone_on_cached_slice(raw_root, tmp_path):
     assert case.properties["backbone"]["weights_tag"].startswith("file-")
 
 
+def test_float32_features_when_the_plans_say_so(raw_root, tmp_path):
+    """``feature_dtype`` acts: plans that say float32 cache float32 features under another data identifier
+    — exactly the teacher's output on the cached slice, as prediction computes it — and training reads
+    them as they are; a dtype the cache cannot store is refused with the plans file named."""
+    from liverwild.training.data import SliceDataset
+
+    model = FrozenBackbone(BACKBONE, "random")
+    weights = tmp_path / "tiny.pth"
+    torch.save(model.model.state_dict(), weights)
+    pre = tmp_path / "pre"
+    run(raw_root, pre, ["PhantomT2MR"], random_backbone=False, weights=str(weights), plan_only=True)
+    path = pre / "PhantomT2MR" / "plans.json"
+    half = load_plans(path).data_identifier()
+    plans = json.loads(path.read_text(encoding="utf-8"))
+    plans["feature_dtype"] = "float32"
+    path.write_text(json.dumps(plans))
+    plan_and_preprocess(["PhantomT2MR"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True, workers=0)
+    edited = load_plans(path)
+    assert edited.feature_dtype == "float32" and edited.data_identifier() != half
+    folder = pre / "PhantomT2MR" / edited.data_identifier()
+    case = CachedCase(folder / list_cases(folder)[0])
+    assert case.features.dtype == np.float32
+    reference = FrozenBackbone(BACKBONE, str(weights))
+    for view in (0, 1):
+        x = torch.from_numpy(case.slices[view, 3:6].astype(np.float32))[:, None]
+        direct = reference(x).numpy()
+        np.testing.assert_allclose(case.features[view, 3:6], direct, rtol=1e-5, atol=1e-5 * np.abs(direct).max())
+    item = SliceDataset([case])[5]["features"].numpy()
+    assert any(np.array_equal(item, case.features[v, i]) for v in range(2) for i in range(case.n_slices))
+    assert not np.shares_memory(item, case.features)  # a copy, not a tensor over the read-only memory map
+    plans["feature_dtype"] = "bfloat16"
+    path.write_text(json.dumps(plans))
+    with pytest.raises(ConfigurationError, match="plans.json: feature_dtype 'bfloat16': the cache stores teacher"):
+        plan_and_preprocess(["PhantomT2MR"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True)
+
+
+def test_plans_no_longer_carry_an_evaluation_resolution_and_old_ones_load(tmp_path, caplog):
+    """evaluation_resolution was read by nothing (the evaluation grid is lw_evaluate's --protocol): new
+    plans leave it out; plans.json files, caches and models that have it load with the same identifier,
+    and an edited value is reported as not read."""
+    import logging
+
+    from liverwild.evaluation.evaluate import PROTOCOLS
+    from planning.planner import plan_dataset
+    from planning.plans import Plans
+
+    plans = plan_dataset({"dataset": "X", "modality": "CT", "aggregate": {"n_cases": 0}})
+    assert "evaluation_resolution" not in plans.to_json()
+    assert PROTOCOLS["multi-dg"] == 128 and PROTOCOLS["single-dg"] == 192  # where the paper's grids live
+    old = {**plans.to_json(), "evaluation_resolution": [128, 128]}
+    assert Plans.from_json(old) == plans  # a model's embedded plans
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        assert load_plans(path).data_identifier() == plans.data_identifier()
+        assert not caplog.records
+        path.write_text(json.dumps({**old, "evaluation_resolution": [192, 192]}))
+        assert load_plans(path) == plans
+    assert "evaluation_resolution [192, 192] is not read" in caplog.text and "--protocol" in caplog.text
+
+
 def test_rerun_does_no_work(raw_root, preprocessed, monkeypatch):
     pre, _ = preprocessed
     folder = cache_dir(pre, "PhantomNativeCT")
@@ -199,6 +260,33 @@ def test_changed_views_or_backbone_gives_new_data_identifier(raw_root, tmp_path)
     assert first != second and "_2v_" in second
     assert (pre / "PhantomT2MR" / first).is_dir() and (pre / "PhantomT2MR" / second).is_dir()
     assert CachedCase(pre / "PhantomT2MR" / second / "phantomt2mr_000").slices.shape[0] == 3
+
+
+def test_seed_chooses_the_cached_views_and_the_data_identifier(raw_root, tmp_path):
+    """lw_plan_and_preprocess --seed reaches the augmentation: the same seed caches the same augmented
+    views under the same identifier, another seed other views under another; a re-run without --seed
+    keeps the stored seed; --preprocess-only refuses a seed that would change the plans."""
+    common = ["-d", "PhantomPortalCT", "--raw", str(raw_root), "--backbone", BACKBONE, "--random-backbone"]
+    common += ["--views", "1", "--workers", "0", "--no-progress", "-q"]
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert cli.main([*common, "--preprocessed", str(a), "--seed", "1"]) == 0
+    run(raw_root, b, ["PhantomPortalCT"], seed=1)
+    assert cli.main([*common, "--preprocessed", str(c), "--seed", "2"]) == 0
+    plans = [load_plans(pre / "PhantomPortalCT" / "plans.json") for pre in (a, b, c)]
+    assert [p.augmentation["seed"] for p in plans] == [1, 1, 2]
+    assert plans[0].data_identifier() == plans[1].data_identifier() != plans[2].data_identifier()
+
+    def slices(pre, p):
+        return CachedCase(pre / "PhantomPortalCT" / p.data_identifier() / "phantomportalct_000").slices
+
+    assert np.array_equal(slices(a, plans[0]), slices(b, plans[1]))  # original and augmented views
+    assert np.array_equal(slices(a, plans[0])[0], slices(c, plans[2])[0])  # the originals agree
+    assert not np.array_equal(slices(a, plans[0])[1], slices(c, plans[2])[1])  # the augmented views do not
+    assert cli.main([*common, "--preprocessed", str(c)]) == 0  # without --seed: the stored seed
+    assert load_plans(c / "PhantomPortalCT" / "plans.json").augmentation["seed"] == 2
+    with pytest.raises(ConfigurationError, match="--seed 5 would change the plans of PhantomPortalCT"):
+        plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=5)
+    plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=2)
 
 
 def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TRAINED_FOLD, small
+from conftest import TRAINED_FOLD, fields_read_in_one_step, small
 
 import liverwild
 from liverwild.checkpoints import load_checkpoint
@@ -314,3 +314,121 @@ def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, traine
     assert summary["output"] == str(copy)
     assert not any(p.exists() for p in stale)
     assert sorted(p.name for p in copy.iterdir()) == kept
+
+
+# ---- every option acts or is refused (issue 25) ----------------------------------------------------
+
+
+def test_set_checks_each_value_against_its_field_type():
+    from liverwild.errors import ConfigurationError
+
+    parsed = TrainerConfig.parse_assignments(
+        ["lr=1", "decoder_channels=[8,4,2,1,1]", 'organ_classes=["liver","bowel"]', "inner_lr=null", "amp=false"]
+    )
+    assert parsed == {
+        "lr": 1.0,
+        "decoder_channels": (8, 4, 2, 1, 1),
+        "organ_classes": ["liver", "bowel"],
+        "inner_lr": None,
+        "amp": False,
+    }
+    assert isinstance(parsed["lr"], float)
+    refused = {
+        "unet_depth=four": 'unet_depth expects an integer; the value given is "four"',
+        "unet_depth=3.5": "unet_depth expects an integer; the value given is 3.5",
+        "amp=1": "amp expects true or false; the value given is 1",
+        "lr=fast": 'lr expects a number; the value given is "fast"',
+        "max_scans_per_source=all": "max_scans_per_source expects an integer or null",
+        'decoder_channels=[8,"x"]': "decoder_channels expects a JSON list of integers",
+        "organ_classes=liver": "organ_classes expects a JSON list of strings or null",
+        "loss_weights=0": "loss_weights expects a JSON object of numbers",
+        'loss_weights={"focl":1}': "loss_weights has no term 'focl'",
+        "sampling=neighbors": "sampling expects one of neighbours, neighbours2, two_negatives",
+    }
+    for item, message in refused.items():
+        with pytest.raises(ConfigurationError, match=re.escape(f"--set {item}: {message}")):
+            TrainerConfig.parse_assignments([item])
+    with pytest.raises(ConfigurationError, match="epochs expects an integer"):
+        TrainerConfig().updated(epochs="3")  # the Python route is checked too
+
+
+def test_set_refuses_a_field_the_trainer_does_not_read(tmp_path, capsys):
+    """A field of another family changes nothing for the chosen trainer: refused at once, naming both."""
+    folders = ["--preprocessed", str(tmp_path), "--results", str(tmp_path)]
+    cases = {
+        ("ContrastiveDistillationTrainer", "unet3d_depth=3"): "does not read unet3d_depth (read by Siamese3DTrainer",
+        ("ContrastiveDistillationTrainer", "unet_channels=16"): "does not read unet_channels (read by",
+        ("SupervisedUNetTrainer", "inner_lr=1e-3"): "does not read inner_lr (read by MASFTrainer, TaskAugTrainer)",
+        ("UNet3DTrainer", "focal_gamma=2"): "does not read focal_gamma",
+        ("UNet3DTrainer", "feature_weight=1"): "does not read feature_weight",
+        ("DomainRandomizationTrainer", "augmentation=online"): "does not read augmentation",
+        ("SupervisedUNetTrainer", 'loss_weights={"distillation":0}'): "does not read loss_weights.distillation",
+        ("NoDistillationTrainer", 'loss_weights={"distillation":1}'): "always sets loss_weights.distillation = 0.0",
+        ("OnlineAugmentationTrainer", "augmentation=cached"): 'always sets augmentation = "online"',
+    }
+    for (trainer, setting), message in cases.items():
+        assert train_cli.main([FOLD, "-tr", trainer, "--set", setting, *folders]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {trainer} ") and message in err, err
+    # what the trainer reads is accepted, and a variant's own value may be repeated
+    get_trainer("MASFTrainer").check_changes({"unet_channels": 8, "inner_lr": 1e-3})
+    get_trainer("NoDistillationTrainer").check_changes({"loss_weights": {"distillation": 0.0, "focal": 2.0}})
+
+
+def test_every_trainer_declares_real_fields():
+    """The groups a trainer reads name real TrainerConfig fields (``loss_weights.<term>``: a real term),
+    every field is read by some trainer, and a trainer's recipe, overrides and quick values are fields it reads."""
+    from dataclasses import fields
+
+    from liverwild.losses.sampling import SAMPLING_STRATEGIES
+    from liverwild.training.config import CHOICES, FIELD_GROUPS, LOSS_TERMS, setting_names
+
+    names = {f.name for f in fields(TrainerConfig)}
+    real = names - {"loss_weights"} | {f"loss_weights.{t}" for t in LOSS_TERMS}
+    assert set(LOSS_TERMS) == set(TrainerConfig().loss_weights)
+    assert CHOICES["sampling"] == tuple(SAMPLING_STRATEGIES)
+    for group, members in FIELD_GROUPS.items():
+        assert members and set(members) <= real, (group, set(members) - real)
+    assert set().union(*FIELD_GROUPS.values()) == real  # no field without a reader
+    for name, cls in TRAINERS.items():
+        assert cls.config_groups <= set(FIELD_GROUPS), (name, cls.config_groups - set(FIELD_GROUPS))
+        assert cls.config_fields() <= real
+        assert "loop" in cls.config_groups
+        for values in (cls.recipe, cls.overrides, cls.quick):
+            assert set(setting_names(values)) <= cls.config_fields(), (name, values)
+    assert set().union(*(cls.config_fields() for cls in TRAINERS.values())) == real
+
+
+TWO_D_TRAINERS = sorted(name for name, cls in TRAINERS.items() if cls.configuration == "2d")
+
+
+@pytest.mark.parametrize("name", TWO_D_TRAINERS)
+def test_trainer_reads_exactly_its_declared_fields(preprocessed, tmp_path, name):
+    """What a 2D trainer reads while it sets up and trains is what it declares (``config_groups``); the
+    loop's fields are also read later (epochs, validation), so only their absence from ``seen`` is allowed."""
+    from liverwild.training.config import FIELD_GROUPS
+
+    fold_name = "loo_PhantomPortalCT"  # sources NativeCT (CT) and T2MR (MR): every trainer's needs
+    fold = load_splits(preprocessed / "splits.json")["folds"][fold_name]
+    tiny = dict(batch_size=2, steps_per_epoch=1, num_workers=0, unet_channels=4, unet_depth=2, pixels_per_class=8)
+    config = get_trainer(name).default_config().updated(**{**tiny, "seed": 0, "lr": 1e-3})
+    trainer = get_trainer(name)(fold_name, fold, preprocessed, tmp_path, config, "cpu")
+    seen = fields_read_in_one_step(trainer)
+    declared = trainer.config_fields()
+    assert seen - declared == set(), f"{name} reads undeclared fields"
+    assert declared - set(FIELD_GROUPS["loop"]) - seen == set(), f"{name} declares fields it does not read"
+
+
+def test_rerun_with_a_field_the_trainer_does_not_read_is_the_same_run(phantom_study, trained_model, tmp_path):
+    """Fields a trainer does not read are not compared when a run is re-run (formerly: 'another
+    configuration'); a field it reads still is."""
+    import shutil
+
+    model = Path(trained_model["output"])
+    results = tmp_path / "results"
+    shutil.copytree(model, results / TRAINED_FOLD / model.name)
+    run = dict(preprocessed=str(phantom_study / "pre"), results=str(results), device="cpu", progress=False)
+    again = train_fold(TRAINED_FOLD, config=small(unet3d_depth=3, inner_lr=0.5), **run)
+    assert again["epochs"] == trained_model["epochs"]  # finished: nothing to do
+    with pytest.raises(LiverwildError, match="another configuration \\(b_pos differ\\)"):
+        train_fold(TRAINED_FOLD, config=small(b_pos=0.3), **run)

@@ -235,3 +235,20 @@ def test_a_converted_btcv_dataset_trains_beside_the_phantoms(organ_study, tmp_pa
     log = pd.read_csv(Path(summary["output"]) / "log.csv")
     assert summary["epochs"] == 1 and summary["best_val_dice"] == pytest.approx(log.val_dice.iloc[0])
     assert {f"val_dice_{c}" for c in config["classes"]} == {c for c in log.columns if c.startswith("val_dice_")}
+
+
+@pytest.mark.parametrize("name", ["UNet3DTrainer", "Siamese3DTrainer", "SupervisedContrastive3DTrainer"])
+def test_3d_trainer_reads_exactly_its_declared_fields(organ_study, tmp_path, name):
+    """As the 2D trainers (test_training.py): what a 3d trainer reads while it sets up and trains one step
+    is what its ``config_groups`` declare — the plain U-Net reads no voxel-feature field."""
+    from conftest import fields_read_in_one_step
+
+    from liverwild.training.config import FIELD_GROUPS
+
+    fold = get_fold(organ_study / "pre" / "splits.json", "loo_PhantomT2MR")
+    config = tiny_3d(name, steps_per_epoch=1, num_workers=0)
+    trainer = get_trainer(name)("loo_PhantomT2MR", fold, organ_study / "pre", tmp_path, config, "cpu")
+    seen = fields_read_in_one_step(trainer)
+    declared = trainer.config_fields()
+    assert seen - declared == set(), f"{name} reads undeclared fields"
+    assert declared - set(FIELD_GROUPS["loop"]) - seen == set(), f"{name} declares fields it does not read"

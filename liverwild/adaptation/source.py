@@ -50,7 +50,7 @@ def cached_source_features(
         return None
     chunks = []
     for folder in folders:
-        features = CachedCase(folder).features[0]  # (Z, C, h, w) float16: the unaugmented view
+        features = CachedCase(folder).features[0]  # (Z, C, h, w) feature_dtype: the unaugmented view
         rows = even_rows(features.shape[0], max_slices)
         chunks.append(torch.from_numpy(np.asarray(features[rows], np.float32)))
     logger.info("source features: %d cached training cases under %s", len(folders), preprocessed)

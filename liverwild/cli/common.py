@@ -48,13 +48,14 @@ def add_logging_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_settings_option(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--set KEY=VALUE ...``: any field of the trainer configuration (into ``args.settings``)."""
+    """``--set KEY=VALUE ...``: a field of the trainer configuration that the trainer reads (into
+    ``args.settings``)."""
     parser.add_argument("--set", dest="settings", nargs="+", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def config_changes(args: argparse.Namespace, *options: str) -> dict:
-    """What the command line changes in a trainer configuration: ``--set``, then the named options
-    (config field names) that were given."""
+    """What the command line changes in a trainer configuration: ``--set`` (each value checked against its
+    field's type), then the named options (config field names) that were given."""
     from ..training import TrainerConfig
 
     given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
@@ -63,10 +64,14 @@ def config_changes(args: argparse.Namespace, *options: str) -> dict:
 
 def trainer_config(args: argparse.Namespace, trainer: str, *options: str):
     """The :class:`TrainerConfig` of the command line for ``trainer``: its defaults (the trainer's
-    recipe), then :func:`config_changes`."""
+    recipe), then :func:`config_changes` — refused when the trainer does not read a field they set, or
+    its overrides would replace one (``Trainer.check_changes``)."""
     from ..training import get_trainer
 
-    return get_trainer(trainer).default_config().updated(**config_changes(args, *options))
+    cls = get_trainer(trainer)
+    changes = config_changes(args, *options)
+    cls.check_changes(changes)
+    return cls.default_config().updated(**changes)
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

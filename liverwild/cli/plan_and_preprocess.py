@@ -90,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--val-per-source", type=int, default=5, help="held-out validation cases per source dataset")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the cached augmented views (plans.json augmentation.seed, part of the data identifier; "
+        "default: the stored plans', 0 for new plans) and of the folds' held-out validation cases (default 0)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--plan-only", action="store_true", help="stop after fingerprint and plans")
     mode.add_argument("--preprocess-only", action="store_true", help="use the existing (possibly edited) plans.json")

@@ -18,7 +18,8 @@ resumes its training from ``checkpoint_latest.pth`` when that checkpoint fits th
 prediction and evaluation. The report reads only runs whose hash is the request's.
 
 Every run starts from its trainer's own configuration (``Trainer.default_config()``: the paper's recipe,
-or the 3D trainers'), then the experiment's settings, then ``--quick``'s (the trainer's ``quick``).
+or the 3D trainers'), then the experiment's settings that it reads (a setting no trainer of the
+experiment reads is refused), then ``--quick``'s (the trainer's ``quick``).
 A ``3d`` trainer is evaluated per organ on the target's organ maps in ``organs-3d`` (without
 post-processing, as the source paper reports), and on the liver alone in the liver protocols.
 """
@@ -62,12 +63,50 @@ def prepare_plan(name: str, preprocessed: Path, trainers=None, seeds=None, fold=
     return make_plan(name, splits, trainers, seeds, fold)
 
 
+def trainer_settings(trainers, settings: dict | None = None) -> dict[str, dict]:
+    """``{trainer: its share of the experiment's settings}``: the fields it reads (of ``loss_weights``, the
+    terms it reads), so that a setting of one family (``unet_channels`` for the U-Net baselines) leaves
+    the other rows' configurations as they are. A setting that none of the trainers reads is refused,
+    and so is one a trainer's ``overrides`` would replace (``Trainer.check_changes``)."""
+    from ..training import get_trainer
+    from ..training.config import setting_names
+
+    settings = dict(settings or {})
+    shares: dict[str, dict] = {}
+    for trainer in dict.fromkeys(trainers):
+        cls = get_trainer(trainer)
+        read = cls.config_fields()
+        share = {}
+        for key, value in settings.items():
+            if key == "loss_weights":
+                terms = {t: w for t, w in value.items() if f"loss_weights.{t}" in read}
+                if terms:
+                    share[key] = terms
+            elif key in read:
+                share[key] = value
+        cls.check_changes(share)
+        shares[trainer] = share
+    for name in setting_names(settings):
+        readers = [t for t, share in shares.items() if name in setting_names(share)]
+        if not readers:
+            raise ConfigurationError(
+                f"none of the experiment's trainers ({', '.join(shares)}) reads {name}: setting it would change "
+                "nothing; drop it or add a trainer that reads it (--trainers)"
+            )
+        if len(readers) < len(shares):
+            others = ", ".join(t for t in shares if t not in readers)
+            logger.info(f"{name}: set for {', '.join(readers)} only (not read by {others})")
+    return shares
+
+
 def run_config(trainer: str, config=None, settings: dict | None = None, quick: bool = False):
     """The configuration of one run: ``config`` (or the trainer's own default), then ``settings``, then
-    the trainer's ``quick`` values. A setting that ``quick`` would replace is refused, not dropped."""
+    the trainer's ``quick`` values. A setting that ``quick`` would replace is refused, not dropped, and so
+    is one the trainer does not read or its overrides replace (``Trainer.check_changes``)."""
     from ..training import get_trainer
 
     cls = get_trainer(trainer)
+    cls.check_changes(settings or {})
     clash = sorted(set(settings or {}) & set(cls.quick)) if quick else []
     if clash:
         options = ", ".join("--" + k.replace("_", "-") for k in clash)
@@ -354,7 +393,8 @@ def run_experiment(
         trainers, seeds, fold: override the protocol's rows, seeds and folds (``fold``: a name or a list).
         config: one :class:`~liverwild.training.TrainerConfig` for every run (seeds replaced per run);
             default: each trainer's own (``Trainer.default_config()``).
-        settings: configuration fields changed for every run (``--set`` and the command's options).
+        settings: configuration fields changed for every run that reads them (``--set`` and the command's
+            options; :func:`trainer_settings`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         evaluation: ``"native"`` grid, or ``"paper"`` (the paper's in-plane resampling).
         quick: 2 epochs of 4 steps (3D trainers: 2 of 2 volumes) — a smoke test, labelled as such.
@@ -383,6 +423,8 @@ def run_experiment(
         f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
         f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
     )
+    shares = trainer_settings([run.trainer for run in plan.runs], settings)  # every refusal before any training
+    configs = {trainer: run_config(trainer, config, share, quick) for trainer, share in shares.items()}
     requests = [
         request_run(
             run,
@@ -390,7 +432,7 @@ def run_experiment(
             raw_root,
             pre_root,
             output,
-            run_config(run.trainer, config, settings, quick),
+            configs[run.trainer],
             protocol,
             plan.evaluation,
             quick,

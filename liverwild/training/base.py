@@ -5,7 +5,9 @@ Hooks (override one in a subclass to make a variant): ``check_sources``, ``plans
 ``step_scheduler``, ``select_training_cases``, ``batch_sampler``, ``prepare_batch``, ``train_step``,
 ``validation_logits``, ``validate``, ``model_description``. A trainer's ``recipe`` holds its own defaults
 (:meth:`Trainer.default_config`; a user's settings override them), its ``overrides`` what it always
-changes (the ablations).
+changes (the ablations), its ``config_groups`` which configuration fields it reads (groups of
+:data:`~.config.FIELD_GROUPS`): a setting outside them, or one its overrides replace, is refused
+(:meth:`Trainer.check_changes`).
 Everything else — data, seeding, mixed precision, logging, checkpoints, resumption, and
 DistributedDataParallel under ``torchrun`` — lives here once.
 
@@ -44,7 +46,7 @@ from ..device import autocast, resolve_device
 from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger
 from ..revision import provenance_fields
-from .config import TrainerConfig
+from .config import FIELD_GROUPS, TrainerConfig, setting_names
 from .data import SliceDataset, load_cases
 from .logging import plot_progress, write_log
 
@@ -67,10 +69,16 @@ def plans_identifier(plans: Plans) -> str:
 
 class Trainer:
     """Trains one fold from ``splits.json`` on cached features. Subclasses set ``recipe`` (their default
-    configuration), ``overrides`` (config changes they always make) or override one hook."""
+    configuration), ``overrides`` (config changes they always make) or override one hook, and extend
+    ``config_groups`` when they read more of the configuration (or narrow it when they read less)."""
 
     recipe: dict = {}  # this trainer's defaults, over TrainerConfig's; what the user sets wins
-    overrides: dict = {}  # always applied, over what the user sets (e.g. an ablation's missing loss term)
+    overrides: dict = {}  # always applied (e.g. an ablation's missing loss term); a user's other value is refused
+    # the configuration fields it reads, as groups of FIELD_GROUPS (the paper's method: network on teacher
+    # features, distillation and segmentation losses, reduce-on-plateau, cached or online augmentation)
+    config_groups: frozenset[str] = frozenset(
+        {"loop", "plateau", "segmentation", "distillation", "augmentation", "cached_views"}
+    )
     quick: dict = {"epochs": 2, "steps_per_epoch": 4, "batch_size": 4}  # lw_experiment --quick
     configuration = "2d"  # the cache it trains on: "2d" (slices and teacher features) or "3d" (volumes)
     item_name = "slices"  # what one training item is (the log's train_<item_name> column)
@@ -107,6 +115,47 @@ class Trainer:
         """This trainer's configuration before a user changes anything: TrainerConfig's defaults, then
         the trainer's ``recipe`` and ``overrides``. ``lw_train`` and ``lw_experiment`` start from it."""
         return TrainerConfig().updated(**cls.recipe, **cls.overrides)
+
+    @classmethod
+    def config_fields(cls) -> frozenset[str]:
+        """The configuration fields this trainer reads (``loss_weights.<term>`` for one loss weight)."""
+        return frozenset(name for group in cls.config_groups for name in FIELD_GROUPS[group])
+
+    @classmethod
+    def check_changes(cls, changes: dict) -> None:
+        """Refuse configuration changes (``--set`` and the command's options) this trainer would not act on:
+        a field it does not read (another family's, e.g. a 3d trainer's ``unet3d_depth`` for a 2D trainer),
+        and a value its ``overrides`` would replace. One line naming the trainer and the fields."""
+        from .trainers import TRAINERS
+
+        unread = [name for name in setting_names(changes) if name not in cls.config_fields()]
+        if unread:
+
+            def readers(name: str) -> str:
+                names = sorted(t for t, c in TRAINERS.items() if name in c.config_fields())
+                shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+                return f"{name} (read by {shown or 'no trainer'})"
+
+            them = "it" if len(unread) == 1 else "them"
+            raise ConfigurationError(
+                f"{cls.name()} does not read {', '.join(readers(n) for n in unread)}: setting {them} would "
+                f"change nothing; drop {them} or choose a trainer that reads {them}"
+            )
+        clashes = []
+        for key, value in changes.items():
+            if key not in cls.overrides:
+                continue
+            fixed = cls.overrides[key]
+            if isinstance(fixed, dict) and isinstance(value, dict):
+                clashes += [f"{key}.{k} = {json.dumps(fixed[k])}" for k in value if k in fixed and value[k] != fixed[k]]
+            elif value != fixed:
+                clashes.append(f"{key} = {json.dumps(fixed)}")
+        if clashes:
+            parent = next((b.__name__ for b in cls.__mro__[1:] if b.__name__ in TRAINERS), "another trainer")
+            raise ConfigurationError(
+                f"{cls.name()} always sets {', '.join(clashes)} (what makes it this variant): drop that setting, "
+                f"or train {parent}"
+            )
 
     def plans_identifier(self) -> str:
         """The plans part of the output folder's name (what must agree across the fold's sources)."""
@@ -208,11 +257,18 @@ class Trainer:
         return None
 
     def build_losses(self) -> dict:
+        """The contrastive distillation loss and :meth:`segmentation_losses`."""
+        from .. import losses as L
+
+        c = self.config
+        return {"distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg), **self.segmentation_losses()}
+
+    def segmentation_losses(self) -> dict:
+        """The supervised and regularising losses: focal, Tversky, −log IoU, entropy."""
         from .. import losses as L
 
         c = self.config
         return {
-            "distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
             "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma),
             "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta, over_ranks=self.distributed.enabled),
             "log_iou": L.LogIoULoss(over_ranks=self.distributed.enabled),
@@ -341,7 +397,7 @@ class Trainer:
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, 1, H, W)`` of the original slices ``start:stop`` of a cached validation case."""
-        feats = torch.from_numpy(np.asarray(case.features[0, start:stop], np.float32)).to(self.device)
+        feats = torch.from_numpy(np.array(case.features[0, start:stop], np.float32)).to(self.device)  # a copy
         return self.network(feats, slices)[0]
 
     @torch.no_grad()
@@ -567,10 +623,17 @@ class Trainer:
             ) from exc
 
     def check_same_configuration(self, path) -> None:
-        """A re-run may extend ``epochs``; any other change of the configuration needs a new folder."""
-        previous = load_checkpoint(path).get("config", {})
-        ignore = {"epochs", *EXECUTION_FIELDS}
-        changed = sorted(k for k, v in self.config.to_json().items() if k not in ignore and previous.get(k, v) != v)
+        """A re-run may extend ``epochs``; any other change of a field this trainer reads needs a new folder
+        (fields it does not read change nothing, and are not compared)."""
+
+        def values(config: dict) -> dict:
+            flat = {k: v for k, v in config.items() if k != "loss_weights"}
+            return flat | {f"loss_weights.{t}": w for t, w in (config.get("loss_weights") or {}).items()}
+
+        previous = values(load_checkpoint(path).get("config", {}))
+        ignore = {"epochs", *EXECUTION_FIELDS}  # how, not what, is trained
+        read = self.config_fields() - ignore
+        changed = sorted(k for k, v in values(self.config.to_json()).items() if k in read and previous.get(k, v) != v)
         if changed:
             raise LiverwildError(
                 f"{self.output} holds a run trained with another configuration ({', '.join(changed)} "

@@ -1,8 +1,105 @@
-"""Trainer configuration: the paper's recipe as defaults, every value overridable."""
+"""Trainer configuration: the paper's recipe as defaults, every value overridable.
+
+Every change goes through :meth:`TrainerConfig.updated`, which checks each value against the field's
+declared type (``--set`` values arrive as JSON). Which fields a trainer reads is declared per trainer
+(``Trainer.config_groups``: names of :data:`FIELD_GROUPS`), so that a setting the chosen trainer would
+ignore is refused instead of silently recorded (``Trainer.check_changes``).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import numbers
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import ConfigurationError
+
+LOSS_TERMS = ("distillation", "focal", "tversky", "log_iou", "entropy")  # the keys of ``loss_weights``
+CHOICES = {"sampling": ("neighbours", "neighbours2", "two_negatives"), "augmentation": ("cached", "online")}
+
+# The fields each family of trainers reads. A trainer lists the groups it reads in ``config_groups``;
+# ``loss_weights.<term>`` names one key of the ``loss_weights`` dict. Every field is in at least one
+# group (tested), so a new field needs a group here and the trainers that read it need that group.
+FIELD_GROUPS: dict[str, tuple[str, ...]] = {
+    # the loop every trainer runs (Trainer.fit, data, optimiser, validation, the Table 4 scan cap)
+    "loop": (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "steps_per_epoch",
+        "val_batch_size",
+        "num_workers",
+        "amp",
+        "compile",
+        "seed",
+        "max_scans_per_source",
+    ),
+    "plateau": ("plateau_patience", "plateau_factor"),  # the 2D trainers' reduce-on-plateau schedule
+    # the 2D segmentation losses (the method's and every 2D baseline's)
+    "segmentation": (
+        "loss_weights.focal",
+        "loss_weights.tversky",
+        "loss_weights.log_iou",
+        "loss_weights.entropy",
+        "focal_alpha",
+        "focal_gamma",
+        "tversky_alpha",
+        "tversky_beta",
+    ),
+    # the paper's network on teacher features and its contrastive distillation loss
+    "distillation": (
+        "loss_weights.distillation",
+        "b_self",
+        "b_pos",
+        "b_neg",
+        "sampling",
+        "code_channels",
+        "head_dropout",
+        "decoder_channels",
+        "decoder_dropout",
+    ),
+    "augmentation": ("augmentation",),  # cached views or online augmentation of the 2D cache
+    "cached_views": ("use_augmented_views",),  # whether the cached augmented views are drawn
+    "organ_classes": ("organ_classes",),  # OrganCompetitionTrainer
+    "unet": ("unet_channels", "unet_depth", "unet_dropout"),  # the 2D baselines' U-Net
+    "episodic": (  # MASF, TaskAug
+        "inner_lr",
+        "inner_clip",
+        "global_weight",
+        "local_weight",
+        "temperature",
+        "pixels_per_class",
+        "embedding_channels",
+    ),
+    "triplet": ("triplet_margin",),  # MASF
+    "modality_distillation": ("kd_weight", "temperature"),  # MultiModalKDTrainer
+    "synthesis": ("background_classes",),  # DomainRandomizationTrainer
+    "unet3d": ("unet3d_channels", "unet3d_depth", "poly_power"),  # the 3d trainers
+    "voxel_features": (  # Siamese3DTrainer, SupervisedContrastive3DTrainer
+        "feature_weight",
+        "feature_hidden",
+        "feature_layers",
+        "feature_layer_weights",
+        "voxel_samples",
+        "false_negative_samples",
+    ),
+    "supervised_contrastive": ("scl_temperature",),  # SupervisedContrastive3DTrainer
+}
+
+
+def setting_names(changes: dict) -> list[str]:
+    """The names a change sets: its fields, with ``loss_weights`` as one ``loss_weights.<term>`` per term."""
+    names = []
+    for key, value in changes.items():
+        if key == "loss_weights" and isinstance(value, dict):
+            names += [f"loss_weights.{term}" for term in value]
+        else:
+            names.append(key)
+    return names
 
 
 @dataclass
@@ -13,7 +110,7 @@ class TrainerConfig:
     weight_decay: float = 1e-5
     plateau_patience: int = 10  # epochs without validation-Dice improvement
     plateau_factor: float = 0.1  # the paper does not give it: torch's default
-    loss_weights: dict = field(
+    loss_weights: dict[str, float] = field(
         default_factory=lambda: {"distillation": 1.0, "focal": 1.0, "tversky": 1.0, "log_iou": 1.0, "entropy": 0.01}
     )  # Table 4: entropy values in [0, 0.02) → small weight
     focal_alpha: float = 0.5
@@ -26,13 +123,13 @@ class TrainerConfig:
     sampling: str = "neighbours"  # neighbours | neighbours2 | two_negatives
     code_channels: int = 70
     head_dropout: float = 0.1
-    decoder_channels: tuple = (70, 40, 20, 10, 5)
+    decoder_channels: tuple[int, ...] = (70, 40, 20, 10, 5)
     decoder_dropout: float = 0.3
     max_scans_per_source: int | None = None  # Table 4 ablation: 5 / 10 / 15 training scans per source
     use_augmented_views: bool = True
     augmentation: str = "cached"  # cached: the K views made at preprocessing; online: augment on the fly
     # and run the frozen teacher in the training loop (as the paper)
-    organ_classes: list | None = None  # OrganCompetitionTrainer: the classes, liver first (names of
+    organ_classes: list[str] | None = None  # OrganCompetitionTrainer: the classes, liver first (names of
     # liverwild.datasets.organs.COMPETING_CLASSES); None: the liver and every class all sources' organ maps name
     steps_per_epoch: int | None = None  # None: one pass over the training slices
     val_batch_size: int = 32
@@ -65,12 +162,15 @@ class TrainerConfig:
     feature_weight: float = 0.1  # λ: Dice + λ · feature loss; measured choice, see documentation/multi_organ_3d.md
     feature_hidden: int = 256  # projection/prediction MLP width (ablation's best; implementation details say 64)
     feature_layers: int = 3  # the last N decoder hidden layers (multi-resolution context aggregation)
-    feature_layer_weights: list | None = None  # w_l, one per layer (finest last); None: 1 each (the paper)
+    feature_layer_weights: list[float] | None = None  # w_l, one per layer (finest last); None: 1 each (the paper)
     voxel_samples: int = 1700  # voxels sampled per layer and step
     false_negative_samples: int = 1000  # of which at most this many are voxels the network still gets wrong
     scl_temperature: float = 0.1  # the supervised-contrastive row's temperature
 
     def updated(self, **changes) -> TrainerConfig:
+        """A copy with ``changes``, each checked against its field's type (:meth:`checked`); a
+        ``loss_weights`` change replaces only the terms it names."""
+        changes = {key: self.checked(key, value) for key, value in changes.items()}
         if "loss_weights" in changes:
             changes["loss_weights"] = {**self.loss_weights, **changes["loss_weights"]}
         return replace(self, **changes)
@@ -86,26 +186,55 @@ class TrainerConfig:
 
     @classmethod
     def parse_assignments(cls, assignments) -> dict:
-        """``KEY=VALUE`` strings → ``{field: value}`` (VALUE parsed as JSON, else kept as text); an unknown
-        KEY is an error listing the fields."""
-        import json
-
-        from ..errors import ConfigurationError
-
+        """``KEY=VALUE`` strings → ``{field: value}`` (VALUE parsed as JSON, else kept as text), each value
+        checked against its field's type. An unknown KEY is an error listing the fields; a value of the
+        wrong type one naming the key, the expected type and the value given."""
         names = {f.name for f in fields(cls)}
         changes = {}
         for item in assignments or []:
-            key, sep, value = item.partition("=")
+            key, sep, text = item.partition("=")
             key = key.strip().replace("-", "_")
             if not sep or key not in names:
                 raise ConfigurationError(
                     f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}"
                 )
             try:
-                changes[key] = json.loads(value)
+                value = json.loads(text)
             except json.JSONDecodeError:
-                changes[key] = value
+                value = text
+            try:
+                changes[key] = cls.checked(key, value)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"--set {item}: {exc}") from None
         return changes
+
+    @classmethod
+    def checked(cls, key: str, value):
+        """``value`` as field ``key`` holds it (an integer for a float field becomes a float, a list for a
+        tuple field a tuple), or a :class:`ConfigurationError` naming the key, the expected type and the
+        value given. ``loss_weights`` takes some or all of :data:`LOSS_TERMS`; ``sampling`` and
+        ``augmentation`` take one of :data:`CHOICES`."""
+        hints = _field_types()
+        if key not in hints:
+            raise ConfigurationError(f"{key}: not a trainer-configuration field")
+        expected = hints[key]
+        try:
+            converted = _convert(value, expected)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"{key} expects {_describe(expected, key)}; the value given is {json.dumps(value, default=repr)}"
+            ) from None
+        if key == "loss_weights":
+            unknown = [term for term in converted if term not in LOSS_TERMS]
+            if unknown:
+                raise ConfigurationError(
+                    f"loss_weights has no term {', '.join(map(repr, unknown))} (its terms: {', '.join(LOSS_TERMS)})"
+                )
+        if key in CHOICES and converted not in CHOICES[key]:
+            raise ConfigurationError(
+                f"{key} expects one of {', '.join(CHOICES[key])}; the value given is {json.dumps(value, default=repr)}"
+            )
+        return converted
 
     @classmethod
     def from_json(cls, d: dict) -> TrainerConfig:
@@ -114,3 +243,70 @@ class TrainerConfig:
         if "decoder_channels" in d:
             d["decoder_channels"] = tuple(d["decoder_channels"])
         return cls(**d)
+
+
+@functools.cache
+def _field_types() -> dict:
+    """The fields' declared types (resolved from their annotations)."""
+    hints = typing.get_type_hints(TrainerConfig)
+    return {f.name: hints[f.name] for f in fields(TrainerConfig)}
+
+
+def _convert(value, expected):
+    """``value`` as type ``expected`` (int, float, bool, str, None, unions, ``tuple[T, ...]``,
+    ``list[T]``, ``dict[str, T]``); a ``TypeError`` when it is not one."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _convert(value, option)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(value)
+    if expected is type(None):
+        if value is not None:
+            raise TypeError(value)
+        return None
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(value)
+        return int(value)
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(value)
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
+        items = [_convert(v, args[0]) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise TypeError(value)
+        return {k: _convert(v, args[1]) for k, v in value.items()}
+    raise TypeError(f"unsupported field type {expected}")
+
+
+def _describe(expected, key: str = "") -> str:
+    """``expected`` in words: "an integer", "a list of numbers or null", ..."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option, key) for option in args)
+    words = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if expected in words:
+        return words[expected]
+    plural = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+    if origin in (tuple, list):
+        return f"a JSON list of {plural.get(args[0], 'values')}"
+    if origin is dict:
+        terms = f" with some of the keys {', '.join(LOSS_TERMS)}" if key == "loss_weights" else ""
+        return f"a JSON object of {plural.get(args[1], 'values')}{terms}"
+    return str(expected)

@@ -44,7 +44,8 @@ class SliceDataset(Dataset):
         pos = int(positives[rng.integers(len(positives))])
 
         def f(i):
-            return torch.from_numpy(np.asarray(case.features[view, i], dtype=np.float32))
+            # a copy: a float32 cache (feature_dtype) is memory-mapped read-only, and asarray would not copy it
+            return torch.from_numpy(np.array(case.features[view, i], dtype=np.float32))
 
         return {
             "features": f(si),

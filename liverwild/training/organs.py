@@ -40,6 +40,8 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
     online augmentation (the augmentation would need to carry the organ map).
     """
 
+    config_groups = ContrastiveDistillationTrainer.config_groups | {"organ_classes"}
+
     def organ_class_values(self, source: str) -> dict[str, list[int]]:
         """``{class: organ-map values}`` of ``source``, from its raw ``dataset.json``'s ``organ_labels``."""
         fingerprint = self.preprocessed_root / source / "dataset_fingerprint.json"
@@ -102,12 +104,12 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
     def output_classes(self) -> list[str]:
         return self.classes
 
-    def build_losses(self) -> dict:
+    def segmentation_losses(self) -> dict:
+        """The binary losses' softmax generalisations per class."""
         from .. import losses as L
 
         c, over_ranks = self.config, self.distributed.enabled
         return {
-            "distillation": L.ContrastiveDistillationLoss(c.b_self, c.b_pos, c.b_neg),
             "focal": L.SoftmaxFocalLoss(c.focal_alpha, c.focal_gamma),
             "tversky": L.ClassTverskyLoss(c.tversky_alpha, c.tversky_beta, over_ranks=over_ranks),
             "log_iou": L.ClassLogIoULoss(over_ranks=over_ranks),

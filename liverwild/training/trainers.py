@@ -93,3 +93,4 @@ class OnlineAugmentationTrainer(ContrastiveDistillationTrainer):
     instead of drawing one of the K views cached at preprocessing. Practical on a GPU, slow on CPU."""
 
     overrides = {"augmentation": "online"}
+    config_groups = ContrastiveDistillationTrainer.config_groups - {"cached_views"}  # every item augmented afresh

@@ -101,6 +101,7 @@ class UNet3DTrainer(Trainer):
     configuration = "3d"
     item_name = "volumes"
     supports_distributed = False
+    config_groups = frozenset({"loop", "unet3d"})  # Adam, polynomial decay, soft Dice: no 2D loss or schedule
 
     # ---- sources and data --------------------------------------------------------------------------
 
@@ -253,7 +254,9 @@ class UNet3DTrainer(Trainer):
             logits, hidden = self.model(volumes, return_hidden=True)
             terms = {"dice": soft_dice_loss(logits, labels)}
             terms.update(self.feature_terms(hidden, logits, labels))
-            total = terms["dice"] + self.config.feature_weight * terms.get("feature", 0.0)
+            total = terms["dice"]
+            if "feature" in terms:  # the representation-learning rows: Dice + λ · feature loss
+                total = total + self.config.feature_weight * terms["feature"]
         self.optimize(total)
         return self.loss_stats(total, terms)
 
@@ -295,6 +298,8 @@ class Siamese3DTrainer(UNet3DTrainer):
     negative" is read as every voxel whose predicted class is wrong (the paper does not define it for
     several classes); λ = 0.1, measured on phantoms (λ = 10 and 1 held the Dice back; the paper's
     sentence giving λ lost its symbols — documentation/multi_organ_3d.md)."""
+
+    config_groups = UNet3DTrainer.config_groups | {"voxel_features"}
 
     def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return simsiam_voxel_loss(p, z, labels)
@@ -344,6 +349,7 @@ class SupervisedContrastive3DTrainer(Siamese3DTrainer):
     row's λ = 0.1 (measured on phantoms: λ = 1 held the Dice back; the paper's λ is not legible)."""
 
     recipe = {**Siamese3DTrainer.recipe, "feature_weight": 0.01}
+    config_groups = Siamese3DTrainer.config_groups | {"supervised_contrastive"}
 
     def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return supervised_contrastive_voxel_loss(z, labels, self.config.scl_temperature)

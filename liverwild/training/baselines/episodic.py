@@ -72,6 +72,7 @@ class EpisodicTrainer(SupervisedUNetTrainer):
 
     min_sources = 2
     supports_distributed = False
+    config_groups = SupervisedUNetTrainer.config_groups | {"episodic"}
 
     def build_datasets(self):
         super().build_datasets()

@@ -32,6 +32,8 @@ class MASFTrainer(EpisodicTrainer):
     classification).
     """
 
+    config_groups = EpisodicTrainer.config_groups | {"triplet"}
+
     def train_step(self, batch: dict) -> dict:
         c = self.config
         x, y, d = batch["slice"], batch["label"], batch["domain"]

@@ -134,6 +134,7 @@ class MultiModalKDTrainer(MultiSiteNormTrainer):
     """
 
     min_sources = 2
+    config_groups = MultiSiteNormTrainer.config_groups | {"modality_distillation"}
 
     def check_sources(self, plans: dict) -> None:
         super().check_sources(plans)

@@ -50,6 +50,9 @@ class DomainRandomizationTrainer(SupervisedUNetTrainer):
     Validation runs on the real (cached) slices of the sources.
     """
 
+    # every item is synthesised from view 0's label map: no cached views, no online augmentation
+    config_groups = SupervisedUNetTrainer.config_groups - {"augmentation", "cached_views"} | {"synthesis"}
+
     def make_dataset(self, cases: list, domains: list):
         self.notes = []
         for index, source in enumerate(self.sources):

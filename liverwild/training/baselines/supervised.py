@@ -21,6 +21,9 @@ class SupervisedUNetTrainer(Trainer):
     """
 
     dataset_class: type[ImageSliceDataset] = ImageSliceDataset  # the training items (a variant may change it)
+    # the method's schedule, augmentation and segmentation losses, with the 2D U-Net instead of the
+    # network on teacher features (no distillation)
+    config_groups = frozenset({"loop", "plateau", "segmentation", "augmentation", "cached_views", "unet"})
 
     def make_dataset(self, cases: list, domains: list):
         """The training set over the fold's cases (``domains``: source index per case)."""
@@ -43,6 +46,9 @@ class SupervisedUNetTrainer(Trainer):
 
         c = self.config
         return UNet2d(1, c.unet_channels, c.unet_depth, c.unet_dropout)
+
+    def build_losses(self) -> dict:
+        return self.segmentation_losses()
 
     def prepare_batch(self, batch: dict) -> dict:
         return batch
