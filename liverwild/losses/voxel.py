@@ -139,7 +139,7 @@ def to_grid(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def multi_resolution_loss(
     hidden: Sequence[torch.Tensor],
-    layers: Sequence[VoxelFeatureLayer],
+    layers: Sequence[nn.Module],  # the VoxelFeatureLayer of each resolution
     labels: torch.Tensor,
     predictions: torch.Tensor,
     loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],

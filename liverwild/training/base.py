@@ -30,10 +30,13 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from planning.plans import Plans, load_plans
@@ -47,7 +50,7 @@ from ..errors import ConfigurationError, LiverwildError
 from ..log import get_logger
 from ..revision import provenance_fields
 from .config import FIELD_GROUPS, TrainerConfig, setting_names
-from .data import SliceDataset, load_cases
+from .data import SliceDataset, TrainingSet, load_cases
 from .logging import plot_progress, write_log
 
 logger = get_logger(__name__)
@@ -84,6 +87,10 @@ class Trainer:
     item_name = "slices"  # what one training item is (the log's train_<item_name> column)
     min_sources = 1  # source datasets a fold needs for this trainer
     supports_distributed = True  # trains under torchrun with DDP (False: say why in the class docstring)
+    # made by initialize(); subclasses may narrow these types to what their hooks build
+    network: nn.Module  # the trainable network, whose weights the checkpoints keep
+    model: Callable[..., Any]  # what a training step calls: the network, its DDP wrapper or its compiled form
+    train_set: TrainingSet
 
     def __init__(
         self,
@@ -380,11 +387,10 @@ class Trainer:
             logits, code = self.model(feats, slices)
             terms = {}
             if weights.get("distillation", 0):
-                positive_code = self.network.head(batch["positive"])
+                head = self.distillation_head()
+                positive_code = head(batch["positive"])
                 negatives = batch["negatives"]
-                negative_pairs = [
-                    (negatives[:, j], self.network.head(negatives[:, j])) for j in range(negatives.shape[1])
-                ]
+                negative_pairs = [(negatives[:, j], head(negatives[:, j])) for j in range(negatives.shape[1])]
                 terms["distillation"], sims = self.losses["distillation"](
                     feats, code, [(batch["positive"], positive_code)], negative_pairs
                 )
@@ -423,6 +429,13 @@ class Trainer:
                 dices[f"{source}/{case.name}"] = 1.0 if pred_sum + ref_sum == 0 else 2 * inter / (pred_sum + ref_sum)
         self.network.train()
         return {"val_dice": float(np.mean(list(dices.values()))) if dices else float("nan"), "val_cases": dices}
+
+    def distillation_head(self) -> nn.Module:
+        """The network's distillation head C (the contrastive loss compares its codes)."""
+        head = getattr(self.network, "head", None)
+        if not isinstance(head, nn.Module):
+            raise ConfigurationError(f"{self.name()}: its network has no distillation head for the distillation loss")
+        return head
 
     # ---- the loop --------------------------------------------------------------------------------
 

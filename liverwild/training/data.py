@@ -25,7 +25,18 @@ from ..losses import contrastive_partners
 from ..losses.classes import LIVER
 
 
-class SliceDataset(Dataset):
+class TrainingSet(Dataset):
+    """What a trainer's training set offers: its cached ``cases``, the ``epoch`` its draws depend on (the
+    trainer sets it before each epoch), a length, and items (dicts of tensors) by index."""
+
+    cases: list
+    epoch: int = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class SliceDataset(TrainingSet):
     def __init__(self, cases: list, strategy: str = "neighbours", seed: int = 0, use_views: bool = True):
         self.cases = [c if isinstance(c, CachedCase) else CachedCase(Path(c)) for c in cases]
         self.index = [(ci, si) for ci, c in enumerate(self.cases) for si in range(c.n_slices)]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
+
+from .data import TrainingSet
 
 
-class ImageSliceDataset(Dataset):
+class ImageSliceDataset(TrainingSet):
     """Slices of cached cases. Item ``k`` of epoch ``e`` (seeded by (seed, e, k)) is one view of a slice:
     a cached view drawn at random (``augmentation="cached"``), or the original slice augmented afresh
     with the plans' Table A1 parameters (``augmentation="online"``).

@@ -27,7 +27,7 @@ import json
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, RandomSampler
 
 from planning.plans import Plans
 from preprocessing.cache import CachedVolume, list_cases
@@ -44,12 +44,13 @@ from ..losses.voxel import (
     supervised_contrastive_voxel_loss,
 )
 from .base import Trainer
+from .data import TrainingSet
 from .trainers import register_trainer
 
 logger = get_logger(__name__)
 
 
-class VolumeDataset(Dataset):
+class VolumeDataset(TrainingSet):
     """Cached volumes with their labels on the fold's classes. Item: ``volume`` ``(1, D, H, W)`` float32,
     ``labels`` ``(D, H, W)`` int64 (0 background, ``k + 1``: ``classes[k]``)."""
 
@@ -325,6 +326,7 @@ class Siamese3DTrainer(UNet3DTrainer):
     def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
         c = self.config
         layers = self.auxiliary["feature_layers"]
+        assert isinstance(layers, torch.nn.ModuleList)  # build_auxiliary's
         total, per_layer = multi_resolution_loss(
             hidden[-len(layers) :],
             list(layers),

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ...device import autocast
+from ...nets import DomainNormUNet2d
 from ..images import ImageSliceDataset
 from ..trainers import register_trainer
 from .style import INNER_POINTS, style_copies
@@ -66,6 +67,8 @@ class DualNormTrainer(SupervisedUNetTrainer):
     Not under torchrun: each step runs the network twice (once per BatchNorm branch) before one
     backward pass, which DistributedDataParallel does not synchronise.
     """
+
+    network: DomainNormUNet2d  # one BatchNorm branch per domain, chosen per batch or per slice
 
     supports_distributed = False
     dataset_class = StyleCopiesDataset

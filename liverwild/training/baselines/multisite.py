@@ -11,6 +11,7 @@ import torch
 from ...device import autocast
 from ...errors import ConfigurationError
 from ...losses.alignment import modality_distillation_loss
+from ...nets import DomainNormUNet2d
 from ..images import DomainBalancedBatchSampler
 from ..trainers import register_trainer
 from .supervised import SupervisedUNetTrainer
@@ -45,6 +46,8 @@ class MultiSiteNormTrainer(SupervisedUNetTrainer):
     batch, which torchrun's global-batch BatchNorm (one statistic over every process's share) does not do.
     """
 
+    network: DomainNormUNet2d  # one BatchNorm branch per domain, chosen per batch or per slice
+
     supports_distributed = False
 
     def branch_key(self, source: str) -> str:
@@ -59,8 +62,6 @@ class MultiSiteNormTrainer(SupervisedUNetTrainer):
         self.item_branches = self.branch_of_source.numpy()[self.train_set.domains]
 
     def build_network(self) -> torch.nn.Module:
-        from ...nets import DomainNormUNet2d
-
         c = self.config
         return DomainNormUNet2d(1, c.unet_channels, c.unet_depth, c.unet_dropout, n_domains=len(self.branches))
 

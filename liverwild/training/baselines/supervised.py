@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...device import autocast
+from ...nets import UNet2d
 from ..base import Trainer
 from ..images import ImageSliceDataset
 from ..trainers import register_trainer
@@ -21,6 +22,8 @@ class SupervisedUNetTrainer(Trainer):
     """
 
     dataset_class: type[ImageSliceDataset] = ImageSliceDataset  # the training items (a variant may change it)
+    network: UNet2d
+    train_set: ImageSliceDataset
     # the method's schedule, augmentation and segmentation losses, with the 2D U-Net instead of the
     # network on teacher features (no distillation)
     config_groups = frozenset({"loop", "plateau", "segmentation", "augmentation", "cached_views", "unet"})
