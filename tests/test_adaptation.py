@@ -131,6 +131,7 @@ def test_adapted_model_predicts_its_modality_and_refuses_the_other(bn_adapted, p
     assert mask.geometry == read_image(mr).geometry
 
 
+@pytest.mark.slow
 def test_entropy_lowers_held_out_entropy_within_the_volume_bound(trained_model, mr_scans, tmp_path):
     settings = AdaptationSettings(method="entropy", steps=20, eval_every=5, lr=1e-2, max_volume_change=0.5)
     adapt_model(trained_model["output"], mr_scans, tmp_path / "a", settings=settings, device="cpu")
@@ -141,6 +142,7 @@ def test_entropy_lowers_held_out_entropy_within_the_volume_bound(trained_model, 
     assert kept["volume_change"] <= 0.5
 
 
+@pytest.mark.slow
 def test_entropy_runaway_is_stopped_and_the_last_safe_state_kept(trained_model, mr_scans, tmp_path):
     settings = AdaptationSettings(method="entropy", steps=60, eval_every=2, lr=0.5, max_volume_change=0.02)
     adapt_model(trained_model["output"], mr_scans, tmp_path / "a", settings=settings, device="cpu")
@@ -157,6 +159,7 @@ def test_entropy_runaway_is_stopped_and_the_last_safe_state_kept(trained_model, 
     assert kept["volume_change"] <= 0.02
 
 
+@pytest.mark.slow
 def test_adversarial_moves_the_head_only_with_cached_source_features(trained_model, mr_scans, phantom_study, tmp_path):
     settings = AdaptationSettings(method="adversarial", steps=6, critic_steps=2, eval_every=3, source="cache")
     provenance = adapt_model(

@@ -211,6 +211,7 @@ def test_multimodal_kd_refuses_a_fold_of_one_modality(preprocessed, tmp_path):
     make_trainer(preprocessed, tmp_path, "MultiSiteNormTrainer", CT_ONLY_FOLD)  # sites need not differ in modality
 
 
+@pytest.mark.slow  # about 35 s for both trainers
 @pytest.mark.parametrize(
     "trainer, terms, branches",
     [
