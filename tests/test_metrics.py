@@ -224,3 +224,15 @@ def test_paper_protocol_resamples_inplane(tmp_path):
     assert small.shape == (12, 192, 192) and spacing == pytest.approx((4.0, 256 * 0.5 / 192, 256 * 0.5 / 192))
     with pytest.raises(Exception, match="unknown evaluation protocol"):
         evaluate_case(tmp_path / "pred.nii.gz", tmp_path / "ref.nii.gz", protocol="nope")
+
+
+def test_one_dice_from_counts_as_from_masks():
+    from liverwild.evaluation.metrics import dice_from_counts
+    from liverwild.training.volumetric import volume_dice
+
+    assert dice_from_counts(3, 4, 5) == pytest.approx(6 / 9)  # 2·3 / (4 + 5)
+    assert dice_from_counts(0, 0, 0) == 1.0 and dice_from_counts(0, 2, 0) == 0.0
+    # the 3d trainers' per-class Dice, by hand: class 1 overlaps in 1 of 2 + 1 voxels, class 2 only predicted
+    prediction = np.array([[[1, 1, 2, 0]]])
+    reference = np.array([[[1, 0, 0, 0]]])
+    assert volume_dice(prediction, reference, 4) == {1: pytest.approx(2 / 3), 2: 0.0}  # class 3: absent, left out

@@ -47,6 +47,7 @@ from ..backbones import describe_teacher, slice_context
 from ..checkpoints import load_checkpoint
 from ..device import autocast, resolve_device
 from ..errors import ConfigurationError, LiverwildError
+from ..evaluation.metrics import dice_from_counts
 from ..log import get_logger
 from ..revision import provenance_fields
 from .config import FIELD_GROUPS, TrainerConfig, setting_names
@@ -426,7 +427,7 @@ class Trainer:
                     inter += float((pred & ref).sum())
                     pred_sum += float(pred.sum())
                     ref_sum += float(ref.sum())
-                dices[f"{source}/{case.name}"] = 1.0 if pred_sum + ref_sum == 0 else 2 * inter / (pred_sum + ref_sum)
+                dices[f"{source}/{case.name}"] = dice_from_counts(inter, pred_sum, ref_sum)
         self.network.train()
         return {"val_dice": float(np.mean(list(dices.values()))) if dices else float("nan"), "val_cases": dices}
 

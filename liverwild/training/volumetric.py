@@ -35,6 +35,7 @@ from preprocessing.cache import CachedVolume, list_cases
 from ..datasets.organs import common_classes
 from ..device import autocast
 from ..errors import LiverwildError
+from ..evaluation.metrics import dice
 from ..log import get_logger
 from ..losses.voxel import (
     VoxelFeatureLayer,
@@ -83,9 +84,8 @@ def volume_dice(prediction: np.ndarray, reference: np.ndarray, n_classes: int) -
     out = {}
     for k in range(1, n_classes):
         p, r = prediction == k, reference == k
-        total = int(p.sum() + r.sum())
-        if total:
-            out[k] = 2.0 * float((p & r).sum()) / total
+        if p.any() or r.any():
+            out[k] = dice(p, r)
     return out
 
 
