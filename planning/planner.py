@@ -4,7 +4,9 @@ passed (``make_plans``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from liverwild.backbones import DEFAULT_TEACHER, teacher_config
 from liverwild.errors import ConfigurationError
@@ -61,29 +63,61 @@ def resolve_weights(weights=None, random_backbone: bool = False):
     return str(path.resolve())
 
 
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked of the plans (``lw_plan_and_preprocess``'s plan options). ``None`` (and
+    ``replan=False``) keeps what ``plans.json`` holds, or the default for new plans."""
+
+    backbone: str | None = None  # a registered teacher or a timm name
+    weights: str | None = None  # the teacher's weights: a file, "package:…", "timm-cache" or "random"
+    views: int | None = None  # augmented views cached per slice
+    replan: bool = False  # plan from the defaults again
+    tap: str | None = None  # the teacher's feature tap
+    normalization: str | None = None  # "default" or "single-dg"
+    volume_size: tuple | None = None  # the 3d volumes' (z, y, x) voxels
+    slice_context: str | None = None  # "slice" or "neighbours"
+    seed: int | None = None  # the augmentation's seed (which views are cached)
+
+    OPTIONS = {  # the command-line option of each field
+        "backbone": "--backbone",
+        "weights": "--backbone-weights/--random-backbone",
+        "views": "--views",
+        "replan": "--replan",
+        "tap": "--feature-tap",
+        "normalization": "--normalization",
+        "volume_size": "--volume-size",
+        "slice_context": "--slice-context",
+        "seed": "--seed",
+    }
+
+    def changes(self) -> list[str]:
+        """The options of this request that would change stored plans (``--seed`` aside: it changes them
+        only when it differs from the stored seed)."""
+        return [
+            self.OPTIONS[f.name]
+            for f in fields(self)
+            if f.name != "seed" and getattr(self, f.name) not in (None, False)
+        ]
+
+
 def make_plans(
     fingerprint: dict,
     plans_path: Path,
-    backbone=None,
-    weights=None,
-    views=None,
-    replan=False,
-    tap=None,
-    normalization: str | None = None,
+    request: PlanRequest | None = None,
     organ_labels: dict | None = None,
-    volume_size=None,
-    context: str | None = None,
-    seed: int | None = None,
 ) -> Plans:
-    """Keep an existing (possibly hand-edited) plans.json, overriding only what the user passed.
-    ``seed``: the augmentation's seed (the cached views; default: the stored one, 0 for new plans).
+    """Keep an existing (possibly hand-edited) plans.json, overriding only what ``request`` asks for
+    (its ``seed``: the augmentation's seed, the cached views; default: the stored one, 0 for new plans).
 
     A new ``backbone`` starts from that teacher's own weights source and tap (and the ``slice`` context)
     unless ``weights``/``tap``/``context`` are given too; the same teacher keeps its recorded weights, tap
     and context unless overridden. Plans without
     a ``3d`` entry (written before it existed) get the default one.
     """
-    if plans_path.is_file() and not replan:
+    r = request or PlanRequest()
+    backbone, weights, views, tap, context, seed = r.backbone, r.weights, r.views, r.tap, r.slice_context, r.seed
+    normalization, volume_size = r.normalization, r.volume_size
+    if plans_path.is_file() and not r.replan:
         plans = load_plans(plans_path)
         current = plans.backbone
         same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
@@ -105,7 +139,7 @@ def make_plans(
         if not plans.config_3d:
             plans.config_3d = default_config_3d(plans.modality, fingerprint.get("aggregate"), organ_labels)
     else:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "weights": weights,
             "tap": tap,
             "context": context,

@@ -39,7 +39,7 @@ from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
 from liverwild.paths import preprocessed_folder, raw_folder
 from planning.fingerprint import extract_fingerprint, load_fingerprint, save_fingerprint
-from planning.planner import make_plans, resolve_weights
+from planning.planner import PlanRequest, make_plans, resolve_weights
 from planning.plans import Plans, load_plans, save_plans
 
 from .cache import ARRAYS, ARRAYS_3D, input_signature, is_complete, remove_stale_temporaries, write_case
@@ -335,22 +335,18 @@ def plan_and_preprocess(
         if context.is_main:  # one writer per dataset folder: rank 0 holds the locks for the whole job
             for name in sorted({f.name for f in folders}):
                 locks.enter_context(folder_lock(pre_root / name, "lw_plan_and_preprocess -d " + " ".join(names)))
-            plans, rejected = plan_datasets(
-                folders,
-                pre_root,
-                backbone,
-                weights,
-                views,
-                replan,
-                tap,
-                normalization,
-                preprocess_only,
-                workers,
-                progress,
-                volume_size,
-                slice_context,
-                seed,
+            request = PlanRequest(
+                backbone=backbone,
+                weights=weights,
+                views=views,
+                replan=replan,
+                tap=tap,
+                normalization=normalization,
+                volume_size=None if volume_size is None else tuple(volume_size),
+                slice_context=slice_context,
+                seed=seed,
             )
+            plans, rejected = plan_datasets(folders, pre_root, request, preprocess_only, workers, progress)
         plans, rejected = distributed.broadcast_object((plans, rejected))
         if plan_only:
             return []
@@ -379,39 +375,20 @@ def plan_and_preprocess(
 def plan_datasets(
     folders,
     pre_root: Path,
-    backbone,
-    weights,
-    views,
-    replan,
-    tap,
-    normalization,
+    request: PlanRequest,
     preprocess_only: bool,
     workers: int,
     progress: bool,
-    volume_size=None,
-    slice_context=None,
-    seed=None,
 ) -> tuple:
-    """Fingerprint and plan each raw dataset folder (or load its plans with ``preprocess_only``: then a
-    ``seed`` other than the stored augmentation seed is refused).
-    Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
-    if preprocess_only:
-        given = {
-            "--backbone": backbone,
-            "--backbone-weights/--random-backbone": weights,
-            "--views": views,
-            "--feature-tap": tap,
-            "--slice-context": slice_context,
-            "--normalization": normalization,
-            "--volume-size": volume_size,
-            "--replan": replan or None,
-        }
-        changes = [name for name, value in given.items() if value is not None]
-        if changes:
-            raise ConfigurationError(
-                f"{', '.join(changes)} would change the plans, but --preprocess-only uses the stored plans.json "
-                "as it is: run without --preprocess-only, or edit plans.json"
-            )
+    """Fingerprint and plan each raw dataset folder as ``request`` asks (or load its plans with
+    ``preprocess_only``: then any plan option is refused, and a seed other than the stored augmentation
+    seed). Returns ``({name: Plans}, {name: {case: reason the fingerprint rejected it}})``."""
+    seed = request.seed
+    if preprocess_only and request.changes():
+        raise ConfigurationError(
+            f"{', '.join(request.changes())} would change the plans, but --preprocess-only uses the stored plans.json "
+            "as it is: run without --preprocess-only, or edit plans.json"
+        )
     plans_by_dataset, rejected = {}, {}
     for folder in folders:
         target = pre_root / folder.name
@@ -432,20 +409,7 @@ def plan_datasets(
             logger.warning(f"FAILED {reason}")
         rejected[folder.name] = fingerprint["failed"]
         organ_labels = load_dataset_json(folder).extra.get("organ_labels")
-        plans = make_plans(
-            fingerprint,
-            target / "plans.json",
-            backbone,
-            weights,
-            views,
-            replan,
-            tap,
-            normalization,
-            organ_labels,
-            volume_size,
-            context=slice_context,
-            seed=seed,
-        )
+        plans = make_plans(fingerprint, target / "plans.json", request, organ_labels)
         save_plans(plans, target / "plans.json")
         plans_by_dataset[folder.name] = plans
         logger.info(f"{folder.name}: fingerprint and plans in {target} (data identifier {plans.data_identifier()})")

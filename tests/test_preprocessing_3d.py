@@ -10,7 +10,7 @@ from conftest import ORGAN_DOMAINS, SIGNED_PERMUTATIONS, VOLUME_SIZE, geometry_f
 
 from liverwild.io import Reorientation, stored_geometry
 from liverwild.phantoms import write_phantoms
-from planning.planner import make_plans, plan_dataset
+from planning.planner import PlanRequest, make_plans, plan_dataset
 from planning.plans import Plans, load_plans, save_plans
 from preprocessing.cache import CachedVolume, list_cases
 from preprocessing.splits import load_splits
@@ -52,10 +52,10 @@ def test_plans_written_before_the_3d_entry_get_it_and_keep_their_2d_identifier(t
     updated = make_plans(FINGERPRINT, tmp_path / "plans.json", organ_labels={"liver": 1})
     assert updated.config_3d["classes"] == ["liver"] and updated.data_identifier() == old.data_identifier()
     save_plans(updated, tmp_path / "plans.json")
-    resized = make_plans(FINGERPRINT, tmp_path / "plans.json", volume_size=(16, 32, 48))
+    resized = make_plans(FINGERPRINT, tmp_path / "plans.json", PlanRequest(volume_size=(16, 32, 48)))
     assert resized.config_3d["volume_size"] == [16, 32, 48] and resized.config_3d["classes"] == ["liver"]
     with pytest.raises(Exception, match="three positive sizes"):
-        make_plans(FINGERPRINT, tmp_path / "plans.json", volume_size=(16, 0, 32))
+        make_plans(FINGERPRINT, tmp_path / "plans.json", PlanRequest(volume_size=(16, 0, 32)))
 
 
 def test_resample_averages_what_shrinks_and_interpolates_what_grows():
