@@ -223,12 +223,12 @@ def test_interrupted_run_resumes(raw_root, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_write(case_dir, arrays, properties)
 
-    monkeypatch.setattr("preprocessing.pipeline.write_case", crash_on_second)
+    monkeypatch.setattr("preprocessing.caching.write_case", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run(raw_root, pre, ["PhantomPortalCT"])
     folder = cache_dir(pre, "PhantomPortalCT")
     assert list_cases(folder) == ["phantomportalct_000"]
-    monkeypatch.setattr("preprocessing.pipeline.write_case", real_write)
+    monkeypatch.setattr("preprocessing.caching.write_case", real_write)
     # a case folder that lost an array is not trusted either
     reports = run(raw_root, pre, ["PhantomPortalCT"])
     assert reports[0].skipped == ["phantomportalct_000"]
