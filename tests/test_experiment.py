@@ -206,7 +206,7 @@ def test_baselines_run_in_both_protocols(folders):
 
 def test_quick_refuses_the_settings_it_would_replace():
     from liverwild.errors import ConfigurationError
-    from liverwild.experiments.runner import run_config
+    from liverwild.experiments.requests import run_config
 
     with pytest.raises(ConfigurationError, match="--quick sets --epochs"):
         run_config("ContrastiveDistillationTrainer", settings={"epochs": 30}, quick=True)
@@ -374,7 +374,7 @@ def test_each_trainer_takes_the_settings_it_reads_and_a_setting_none_reads_is_re
     """lw_experiment's --set is for every run that reads the field: a U-Net field leaves the method's row as
     it is (formerly recorded in its configuration, changing nothing); one no row reads is refused."""
     from liverwild.errors import ConfigurationError
-    from liverwild.experiments.runner import run_config, trainer_settings
+    from liverwild.experiments.requests import run_config, trainer_settings
 
     settings = {"epochs": 3, "unet_channels": 4, "loss_weights": {"distillation": 0.5, "focal": 2.0}}
     shares = trainer_settings(["ContrastiveDistillationTrainer", "MASFTrainer", "MASFTrainer"], settings)
