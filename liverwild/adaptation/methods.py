@@ -121,8 +121,8 @@ class EntropyAdaptation(BatchNormAdaptation):
 
     def adapt(self, model, data, settings, device, **kw) -> dict:
         net = model.net
+        statistics = super().adapt(model, data, settings, device)["layers"]  # bn's re-estimation first
         norms = batch_norms(net)
-        statistics = reestimate_batch_norms(net, norms, data, settings.batch_size, device)
         adapt_part, held_out = data.split_scans(settings.held_out_share, settings.seed)
         parameters = [p for m in norms for p in (m.weight, m.bias) if p is not None]
         set_trainable(net, parameters)
@@ -142,7 +142,7 @@ class EntropyAdaptation(BatchNormAdaptation):
             if step % settings.eval_every == 0 and (reason := guard.check(step)):
                 break
         set_trainable(net, [])
-        return {"statistics_layers": len(statistics), "stop": reason or f"{steps} steps done", **guard.restore()}
+        return {"statistics_layers": statistics, "stop": reason or f"{steps} steps done", **guard.restore()}
 
 
 @register_method

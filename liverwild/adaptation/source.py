@@ -12,7 +12,6 @@ import torch
 from preprocessing.cache import CachedCase
 from preprocessing.transform import prepare_slices
 
-from ..device import autocast
 from ..errors import ConfigurationError
 from ..inference.model import TrainedModel
 from ..log import get_logger
@@ -108,6 +107,5 @@ def source_features(
                 f"{root or '(no --preprocessed, no $LW_preprocessed)'}; "
                 "give --preprocessed DIR or use --source phantoms"
             )
-    with torch.inference_mode(), autocast(next(model.net.parameters()).device, True):
-        features = phantom_source_features(model, sources, cases_per_source, max_slices, seed)
+    features = phantom_source_features(model, sources, cases_per_source, max_slices, seed)  # teacher: stacked_inputs
     return features, f"phantoms ({cases_per_source} per source of {', '.join(sources)}, seed {seed})"
