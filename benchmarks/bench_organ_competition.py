@@ -23,7 +23,7 @@ from pathlib import Path
 from liverwild.device import configure_cpu_threads
 from liverwild.experiments import run_experiment
 from liverwild.phantoms import write_phantoms
-from liverwild.training import TrainerConfig
+from liverwild.training import SliceTrainerConfig
 from preprocessing.pipeline import plan_and_preprocess
 
 DOMAINS = ["PhantomNativeCT", "PhantomPortalCT", "PhantomT2MR"]
@@ -59,7 +59,7 @@ def main() -> None:
         progress=False,
     )
     prepared = time.perf_counter() - start
-    config = TrainerConfig().updated(
+    config = SliceTrainerConfig().updated(
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
     )
     report = run_experiment(

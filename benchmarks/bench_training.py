@@ -18,7 +18,7 @@ import torch
 
 from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.nets.layers import use_reference_layers
-from liverwild.training import ContrastiveDistillationTrainer, TrainerConfig
+from liverwild.training import ContrastiveDistillationTrainer, SliceTrainerConfig
 from planning.plans import Plans, save_plans
 from preprocessing.cache import write_case
 
@@ -104,7 +104,9 @@ def main():
             "val": {"DS": ["case03"]},
         }
         # one epoch covers the whole measurement, so loader processes start once (as in a long epoch)
-        config = TrainerConfig(batch_size=args.batch_size, num_workers=args.num_workers, steps_per_epoch=args.steps + 3)
+        config = SliceTrainerConfig(
+            batch_size=args.batch_size, num_workers=args.num_workers, steps_per_epoch=args.steps + 3
+        )
         figures = {}
         variants = ["before", "after"] + (["compiled"] if args.compile else [])
         for variant in variants:  # before: plain torch layers (nn.Conv2d, nn.Dropout)

@@ -80,7 +80,7 @@ def run_demo(
 
     from .evaluation import evaluate_folders
     from .inference import predict
-    from .training import TrainerConfig, train_fold
+    from .training import SliceTrainerConfig, train_fold
 
     workdir = Path(workdir)
     raw, pre, res, out = workdir / "raw", workdir / "preprocessed", workdir / "results", workdir / "predictions"
@@ -147,7 +147,7 @@ def run_demo(
     fold = f"loo_{target}"
     for stale in (res / fold, out):  # the demo's folder is its own: a re-run starts these afresh
         shutil.rmtree(stale, ignore_errors=True)
-    config = TrainerConfig().updated(epochs=epochs, lr=lr, seed=seed)
+    config = SliceTrainerConfig().updated(epochs=epochs, lr=lr, seed=seed)
     trained = stage(
         "train",
         lambda: train_fold(

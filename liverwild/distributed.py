@@ -207,3 +207,14 @@ def use_global_batchnorm(module: nn.Module) -> nn.Module:
         if type(child) is nn.BatchNorm2d:
             child.__class__ = GlobalBatchNorm2d  # same attributes and state; only forward differs
     return module
+
+
+def data_parallel(network: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
+    """What a training step calls under torchrun: ``network`` with BatchNorm over the global batch, in the
+    DDP wrapper that averages gradients; ``network`` itself in one process."""
+    if not context.enabled:
+        return network
+    from torch.nn.parallel import DistributedDataParallel
+
+    use_global_batchnorm(network)
+    return DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)

@@ -13,9 +13,9 @@ TRAINED_FOLD = "loo_PhantomT2MR"
 
 def small(**changes):
     """Test-sized trainer configuration (the paper's is 150 epochs at lr 1e-4)."""
-    from liverwild.training import TrainerConfig
+    from liverwild.training import SliceTrainerConfig
 
-    return TrainerConfig().updated(**{"epochs": 8, "lr": 1e-2, "val_batch_size": 16, "seed": 0, **changes})
+    return SliceTrainerConfig().updated(**{"epochs": 8, "lr": 1e-2, "val_batch_size": 16, "seed": 0, **changes})
 
 
 def preprocess_phantoms(root, domains, views: int = 1, **options) -> list:
@@ -192,13 +192,13 @@ def recording_config(config, seen: set):
     import sys
     from dataclasses import fields
 
-    from liverwild.training import TrainerConfig
     from liverwild.training import config as config_module
 
-    names = {f.name for f in fields(TrainerConfig)}
+    family = type(config)
+    names = {f.name for f in fields(family)}
     own_code = {config_module.__file__, dataclasses.__file__, copy.__file__}
 
-    class Recording(TrainerConfig):
+    class Recording(family):
         def __getattribute__(self, name):
             value = object.__getattribute__(self, name)
             if name in names:
@@ -208,7 +208,7 @@ def recording_config(config, seen: set):
                     seen.add(name)
             return value
 
-    return Recording(**{f.name: getattr(config, f.name) for f in fields(TrainerConfig)})
+    return Recording(**{f.name: getattr(config, f.name) for f in fields(family)})
 
 
 def fields_read_in_one_step(trainer) -> set:

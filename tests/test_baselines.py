@@ -21,7 +21,7 @@ from liverwild.losses.alignment import (
     symmetric_kl_alignment,
 )
 from liverwild.nets import DualNormUNet2d, UNet2d, build_network
-from liverwild.training import TrainerConfig, get_trainer, train_fold
+from liverwild.training import SliceTrainerConfig, get_trainer, train_fold
 from liverwild.training.baselines import BASELINE_TRAINERS
 from liverwild.training.baselines.episodic import first_order_step, forward_with, mixture_indices, split_episode
 from liverwild.training.baselines.style import bezier_curve, dissimilar_curve, similar_curve, style_copies
@@ -298,7 +298,7 @@ def tiny(**changes):
         val_batch_size=8,
         pixels_per_class=16,
     )
-    return TrainerConfig().updated(**{**base, **changes})
+    return SliceTrainerConfig().updated(**{**base, **changes})
 
 
 def test_phantom_organ_maps_are_cached(preprocessed):

@@ -20,7 +20,7 @@ from conftest import PHANTOM_DOMAINS, TRAINED_FOLD, small
 from liverwild.distributed import DistributedContext, GlobalBatchNorm2d, global_sum
 from liverwild.inference.driver import merge_reports
 from liverwild.losses import tversky_loss
-from liverwild.training.base import ShardedBatches
+from liverwild.training.batches import ShardedBatches
 
 WEIGHT_TOLERANCE = 1e-5  # max |Δw| after 4 steps of DDP vs one process (measured 2e-7): rounding only
 

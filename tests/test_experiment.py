@@ -74,10 +74,10 @@ def test_seeds_quick_reports_the_spread(folders):
 @pytest.mark.slow
 def test_interrupted_training_resumes_inside_the_experiment(folders):
     """A run whose training stopped after one epoch continues from checkpoint_latest.pth."""
-    from liverwild.training import TrainerConfig, train_fold
+    from liverwild.training import SliceTrainerConfig, train_fold
 
     out = folders / "res" / "experiments" / "resume"
-    config = TrainerConfig().updated(epochs=1, steps_per_epoch=4, batch_size=4)
+    config = SliceTrainerConfig().updated(epochs=1, steps_per_epoch=4, batch_size=4)
     first = train_fold(
         "loo_PhantomNativeCT",
         preprocessed=str(folders / "pre"),
@@ -92,7 +92,7 @@ def test_interrupted_training_resumes_inside_the_experiment(folders):
 
 
 def test_scan_caps_of_10_and_15_per_source_train(folders):
-    from liverwild.training import TrainerConfig, get_trainer
+    from liverwild.training import SliceTrainerConfig, get_trainer
     from preprocessing.splits import load_splits
 
     fold = load_splits(folders / "pre" / "splits.json")["folds"]["loo_PhantomT2MR"]
@@ -103,7 +103,7 @@ def test_scan_caps_of_10_and_15_per_source_train(folders):
             fold,
             folders / "pre",
             folders / "res" / "caps",
-            TrainerConfig().updated(epochs=1, steps_per_epoch=2, batch_size=4),
+            SliceTrainerConfig().updated(epochs=1, steps_per_epoch=2, batch_size=4),
             "cpu",
         )
         trainer.build_datasets()

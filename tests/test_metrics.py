@@ -228,7 +228,7 @@ def test_paper_protocol_resamples_inplane(tmp_path):
 
 def test_one_dice_from_counts_as_from_masks():
     from liverwild.evaluation.metrics import dice_from_counts
-    from liverwild.training.volumetric import volume_dice
+    from liverwild.training.volumes import volume_dice
 
     assert dice_from_counts(3, 4, 5) == pytest.approx(6 / 9)  # 2·3 / (4 + 5)
     assert dice_from_counts(0, 0, 0) == 1.0 and dice_from_counts(0, 2, 0) == 0.0

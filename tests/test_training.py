@@ -13,8 +13,17 @@ from liverwild.checkpoints import load_checkpoint
 from liverwild.cli import train as train_cli
 from liverwild.errors import LiverwildError
 from liverwild.revision import git_revision
-from liverwild.training import TRAINERS, TrainerConfig, get_trainer, train_fold
-from liverwild.training.base import Trainer
+from liverwild.training import (
+    TRAINERS,
+    SliceTrainer,
+    SliceTrainerConfig,
+    TrainerBase,
+    VolumeTrainerConfig,
+    get_trainer,
+    parse_settings,
+    train_fold,
+)
+from liverwild.training.registry import check_changes
 from preprocessing.splits import load_splits
 
 FOLD = TRAINED_FOLD
@@ -100,17 +109,17 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
         )
 
     train("a")
-    original = Trainer.run_epoch
+    original = TrainerBase.run_epoch
 
     def killed_in_epoch_2(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         return original(self, epoch)
 
-    monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(TrainerBase, "run_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train("b")
-    monkeypatch.setattr(Trainer, "run_epoch", original)
+    monkeypatch.setattr(TrainerBase, "run_epoch", original)
     with caplog.at_level(logging.INFO, logger="liverwild"):
         train("b")  # the same command again resumes
         assert "resuming after epoch 1" in caplog.text
@@ -145,7 +154,7 @@ def test_variants_change_one_thing(preprocessed, tmp_path, name, check):
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     trainer = TRAINERS[name](FOLD, fold, preprocessed, tmp_path, small(), "cpu")
     assert check(trainer)
-    base = TrainerConfig().to_json()
+    base = SliceTrainerConfig().to_json()
     changed = {k for k, v in trainer.config.to_json().items() if v != small().to_json()[k]}
     assert len(changed) == 1 and changed <= set(base)
 
@@ -205,7 +214,7 @@ def test_errors_name_the_command(preprocessed, tmp_path, capsys):
     fold = dict(splits["folds"][FOLD])
     fold["train"] = {"PhantomNativeCT": ["phantomnativect_404"]}
     with pytest.raises(LiverwildError, match="run lw_plan_and_preprocess -d PhantomNativeCT"):
-        Trainer(FOLD, fold, preprocessed, tmp_path, small(), "cpu").build_datasets()
+        SliceTrainer(FOLD, fold, preprocessed, tmp_path, small(), "cpu").build_datasets()
 
 
 def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
@@ -218,7 +227,7 @@ def test_plan_mismatch_between_sources_is_an_error(preprocessed, tmp_path):
     (pre / "PhantomPortalCT" / "plans.json").write_text(json.dumps(plans))
     fold = load_splits(pre / "splits.json")["folds"][FOLD]
     with pytest.raises(LiverwildError, match="different teachers"):
-        Trainer(FOLD, fold, pre, tmp_path, small(), "cpu")
+        SliceTrainer(FOLD, fold, pre, tmp_path, small(), "cpu")
 
 
 def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path):
@@ -322,7 +331,7 @@ def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, traine
 def test_set_checks_each_value_against_its_field_type():
     from liverwild.errors import ConfigurationError
 
-    parsed = TrainerConfig.parse_assignments(
+    parsed = parse_settings(
         ["lr=1", "decoder_channels=[8,4,2,1,1]", 'organ_classes=["liver","bowel"]', "inner_lr=null", "amp=false"]
     )
     assert parsed == {
@@ -347,9 +356,9 @@ def test_set_checks_each_value_against_its_field_type():
     }
     for item, message in refused.items():
         with pytest.raises(ConfigurationError, match=re.escape(f"--set {item}: {message}")):
-            TrainerConfig.parse_assignments([item])
+            parse_settings([item])
     with pytest.raises(ConfigurationError, match="epochs expects an integer"):
-        TrainerConfig().updated(epochs="3")  # the Python route is checked too
+        SliceTrainerConfig().updated(epochs="3")  # the Python route is checked too
 
 
 def test_set_refuses_a_field_the_trainer_does_not_read(tmp_path, capsys):
@@ -371,32 +380,56 @@ def test_set_refuses_a_field_the_trainer_does_not_read(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"error: {trainer} ") and message in err, err
     # what the trainer reads is accepted, and a variant's own value may be repeated
-    get_trainer("MASFTrainer").check_changes({"unet_channels": 8, "inner_lr": 1e-3})
-    get_trainer("NoDistillationTrainer").check_changes({"loss_weights": {"distillation": 0.0, "focal": 2.0}})
+    check_changes(get_trainer("MASFTrainer"), {"unet_channels": 8, "inner_lr": 1e-3})
+    check_changes(get_trainer("NoDistillationTrainer"), {"loss_weights": {"distillation": 0.0, "focal": 2.0}})
 
 
 def test_every_trainer_declares_real_fields():
-    """The groups a trainer reads name real TrainerConfig fields (``loss_weights.<term>``: a real term),
-    every field is read by some trainer, and a trainer's recipe, overrides and quick values are fields it reads."""
+    """The groups a trainer reads name real fields of its family's configuration (``loss_weights.<term>``:
+    a real term), every field is read by some trainer, a trainer's recipe, overrides and quick values are
+    fields it reads, and the two families share only the loop's fields."""
     from dataclasses import fields
 
     from liverwild.losses.sampling import SAMPLING_STRATEGIES
-    from liverwild.training.config import CHOICES, FIELD_GROUPS, LOSS_TERMS, setting_names
+    from liverwild.training.config import CHOICES, FIELD_GROUPS, LOSS_TERMS, TrainerConfig, setting_names
 
-    names = {f.name for f in fields(TrainerConfig)}
-    real = names - {"loss_weights"} | {f"loss_weights.{t}" for t in LOSS_TERMS}
-    assert set(LOSS_TERMS) == set(TrainerConfig().loss_weights)
+    def settable(family) -> set:
+        names = {f.name for f in fields(family)}
+        return names - {"loss_weights"} | (
+            {f"loss_weights.{t}" for t in LOSS_TERMS} if "loss_weights" in names else set()
+        )
+
+    real = settable(SliceTrainerConfig) | settable(VolumeTrainerConfig)
+    assert settable(SliceTrainerConfig) & settable(VolumeTrainerConfig) == settable(TrainerConfig)
+    assert settable(TrainerConfig) == set(FIELD_GROUPS["loop"])
+    assert set(LOSS_TERMS) == set(SliceTrainerConfig().loss_weights)
     assert CHOICES["sampling"] == tuple(SAMPLING_STRATEGIES)
     for group, members in FIELD_GROUPS.items():
         assert members and set(members) <= real, (group, set(members) - real)
     assert set().union(*FIELD_GROUPS.values()) == real  # no field without a reader
     for name, cls in TRAINERS.items():
         assert cls.config_groups <= set(FIELD_GROUPS), (name, cls.config_groups - set(FIELD_GROUPS))
-        assert cls.config_fields() <= real
+        assert cls.config_fields() <= settable(cls.config_class), (
+            name,
+            cls.config_fields() - settable(cls.config_class),
+        )
+        assert isinstance(cls.default_config(), cls.config_class)
         assert "loop" in cls.config_groups
         for values in (cls.recipe, cls.overrides, cls.quick):
             assert set(setting_names(values)) <= cls.config_fields(), (name, values)
     assert set().union(*(cls.config_fields() for cls in TRAINERS.values())) == real
+
+
+def test_a_trainer_refuses_another_familys_configuration(preprocessed, tmp_path):
+    """A configuration object of the other family is refused at once, naming both classes."""
+    from liverwild.errors import ConfigurationError
+
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    with pytest.raises(
+        ConfigurationError,
+        match="ContrastiveDistillationTrainer trains with a SliceTrainerConfig, not a VolumeTrainerConfig",
+    ):
+        get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, VolumeTrainerConfig(), "cpu")
 
 
 TWO_D_TRAINERS = sorted(name for name, cls in TRAINERS.items() if cls.configuration == "2d")
@@ -428,7 +461,9 @@ def test_rerun_with_a_field_the_trainer_does_not_read_is_the_same_run(phantom_st
     results = tmp_path / "results"
     shutil.copytree(model, results / TRAINED_FOLD / model.name)
     run = dict(preprocessed=str(phantom_study / "pre"), results=str(results), device="cpu", progress=False)
-    again = train_fold(TRAINED_FOLD, config=small(unet3d_depth=3, inner_lr=0.5), **run)
+    again = train_fold(TRAINED_FOLD, config=small(unet_channels=8, inner_lr=0.5), **run)  # the baselines' fields
     assert again["epochs"] == trained_model["epochs"]  # finished: nothing to do
     with pytest.raises(LiverwildError, match="another configuration \\(b_pos differ\\)"):
         train_fold(TRAINED_FOLD, config=small(b_pos=0.3), **run)
+    with pytest.raises(LiverwildError, match="unet3d_depth: not a field of SliceTrainerConfig"):
+        small(unet3d_depth=3)  # the other family's fields are not even in a 2D configuration

@@ -11,8 +11,8 @@ import torch
 from conftest import tiny_3d
 
 from liverwild.checkpoints import load_checkpoint
-from liverwild.training import TrainerConfig, get_trainer, train_fold
-from liverwild.training.volumetric import VolumeDataset
+from liverwild.training import SliceTrainerConfig, get_trainer, train_fold
+from liverwild.training.volumes import VolumeDataset
 from preprocessing.splits import get_fold
 
 CLASSES = ["spleen", "left_kidney", "gallbladder", "liver", "stomach", "pancreas", "duodenum"]
@@ -24,7 +24,7 @@ def test_the_3d_trainers_start_from_the_papers_recipe_and_user_settings_win():
         assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (500, 4, 1e-3, 1e-5)
     assert get_trainer("Siamese3DTrainer").default_config().feature_weight == 0.1
     assert get_trainer("SupervisedContrastive3DTrainer").default_config().feature_weight == 0.01
-    assert get_trainer("ContrastiveDistillationTrainer").default_config() == TrainerConfig()
+    assert get_trainer("ContrastiveDistillationTrainer").default_config() == SliceTrainerConfig()
 
     from liverwild.cli.common import trainer_config
     from liverwild.cli.train import build_parser

@@ -56,21 +56,21 @@ def add_settings_option(parser: argparse.ArgumentParser, help_text: str) -> None
 def config_changes(args: argparse.Namespace, *options: str) -> dict:
     """What the command line changes in a trainer configuration: ``--set`` (each value checked against its
     field's type), then the named options (config field names) that were given."""
-    from ..training import TrainerConfig
+    from ..training import parse_settings
 
     given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
-    return {**TrainerConfig.parse_assignments(args.settings), **given}
+    return {**parse_settings(args.settings), **given}
 
 
 def trainer_config(args: argparse.Namespace, trainer: str, *options: str):
-    """The :class:`TrainerConfig` of the command line for ``trainer``: its defaults (the trainer's
+    """The configuration (its family's) of the command line for ``trainer``: its defaults (the trainer's
     recipe), then :func:`config_changes` — refused when the trainer does not read a field they set, or
-    its overrides would replace one (``Trainer.check_changes``)."""
-    from ..training import get_trainer
+    its overrides would replace one (:func:`liverwild.training.registry.check_changes`)."""
+    from ..training.registry import check_changes, get_trainer
 
     cls = get_trainer(trainer)
     changes = config_changes(args, *options)
-    cls.check_changes(changes)
+    check_changes(cls, changes)
     return cls.default_config().updated(**changes)
 
 

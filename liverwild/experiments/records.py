@@ -6,7 +6,7 @@ The record (``run.json``'s ``configuration``, hashed into ``configuration_hash``
 - what decides the model — ``liverwild_version``, ``trainer``, ``fold``, ``fold_definition`` (sources,
   target, training and validation cases), ``seed``, ``config`` (the trainer configuration as resolved:
   the trainer's own, the experiment's settings, ``--quick``'s values and the trainer's ``overrides``;
-  without :data:`~liverwild.training.base.EXECUTION_FIELDS`, which change how, not what, is trained),
+  without :data:`~liverwild.training.config.EXECUTION_FIELDS`, which change how, not what, is trained),
   ``quick``, ``plans`` (the model's plans identifier) and ``data`` (each source's cache identifier);
 - what decides the measurement only (:data:`MEASUREMENT_FIELDS`) — ``evaluation_protocol`` and its
   ``evaluation_inplane_size``, ``measure`` (liver or organs), ``liver_only``, ``postprocessing`` (the

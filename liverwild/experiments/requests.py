@@ -24,9 +24,9 @@ def trainer_settings(trainers, settings: dict | None = None) -> dict[str, dict]:
     """``{trainer: its share of the experiment's settings}``: the fields it reads (of ``loss_weights``, the
     terms it reads), so that a setting of one family (``unet_channels`` for the U-Net baselines) leaves
     the other rows' configurations as they are. A setting that none of the trainers reads is refused,
-    and so is one a trainer's ``overrides`` would replace (``Trainer.check_changes``)."""
-    from ..training import get_trainer
+    and so is one a trainer's ``overrides`` would replace (:func:`~liverwild.training.registry.check_changes`)."""
     from ..training.config import setting_names
+    from ..training.registry import check_changes, get_trainer
 
     settings = dict(settings or {})
     shares: dict[str, dict] = {}
@@ -41,7 +41,7 @@ def trainer_settings(trainers, settings: dict | None = None) -> dict[str, dict]:
                     share[key] = terms
             elif key in read:
                 share[key] = value
-        cls.check_changes(share)
+        check_changes(cls, share)
         shares[trainer] = share
     for name in setting_names(settings):
         readers = [t for t, share in shares.items() if name in setting_names(share)]
@@ -59,11 +59,11 @@ def trainer_settings(trainers, settings: dict | None = None) -> dict[str, dict]:
 def run_config(trainer: str, config=None, settings: dict | None = None, quick: bool = False):
     """The configuration of one run: ``config`` (or the trainer's own default), then ``settings``, then
     the trainer's ``quick`` values. A setting that ``quick`` would replace is refused, not dropped, and so
-    is one the trainer does not read or its overrides replace (``Trainer.check_changes``)."""
-    from ..training import get_trainer
+    is one the trainer does not read or its overrides replace (:func:`~liverwild.training.registry.check_changes`)."""
+    from ..training.registry import check_changes, get_trainer
 
     cls = get_trainer(trainer)
-    cls.check_changes(settings or {})
+    check_changes(cls, settings or {})
     clash = sorted(set(settings or {}) & set(cls.quick)) if quick else []
     if clash:
         options = ", ".join("--" + k.replace("_", "-") for k in clash)
@@ -125,7 +125,7 @@ def request_run(
     from ..inference.postprocessing import steps_from
     from ..io.image import image_suffix
     from ..training import get_trainer
-    from ..training.base import EXECUTION_FIELDS
+    from ..training.config import EXECUTION_FIELDS
 
     fold = splits["folds"][run.fold]
     seeded = config.updated(seed=run.seed)

@@ -85,7 +85,7 @@ def model_conflict(model: Path, request: RunRequest) -> str | None:
     training, or None when it can (or there is none): it was trained with another configuration, other
     plans, or for more epochs than asked. More epochs asked than done: lw_train continues it."""
     from ..checkpoints import load_checkpoint
-    from ..training.base import EXECUTION_FIELDS
+    from ..training.config import EXECUTION_FIELDS
 
     latest = model / "checkpoint_latest.pth"
     if not latest.is_file():
@@ -237,8 +237,9 @@ def run_experiment(
         raw, preprocessed, results: folders; default ``$LW_raw``, ``$LW_preprocessed``, ``$LW_results``.
         output: the experiment folder (default ``<results>/experiments/<name>``).
         trainers, seeds, fold: override the protocol's rows, seeds and folds (``fold``: a name or a list).
-        config: one :class:`~liverwild.training.TrainerConfig` for every run (seeds replaced per run);
-            default: each trainer's own (``Trainer.default_config()``).
+        config: one configuration for every run (seeds replaced per run; of the rows' family,
+            :class:`~liverwild.training.SliceTrainerConfig` or ``VolumeTrainerConfig``); default: each
+            trainer's own (``default_config()``).
         settings: configuration fields changed for every run that reads them (``--set`` and the command's
             options; :func:`trainer_settings`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.

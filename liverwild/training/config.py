@@ -1,21 +1,23 @@
-"""Trainer configuration: the paper's recipe as defaults, every value overridable.
+"""Trainer configuration, one typed dataclass per family of trainers: :class:`TrainerConfig` (what every
+trainer's loop reads), :class:`SliceTrainerConfig` (the ``2d`` trainers: the paper's method and the image
+baselines, with the paper's recipe as defaults) and :class:`VolumeTrainerConfig` (the ``3d`` trainers, with
+the voxel-level Siamese paper's recipe). A trainer's ``config_class`` names its family's.
 
 Every change goes through :meth:`TrainerConfig.updated`, which checks each value against the field's
-declared type (``--set`` values arrive as JSON). Which fields a trainer reads is declared per trainer
-(``Trainer.config_groups``: names of :data:`FIELD_GROUPS`), so that a setting the chosen trainer would
-ignore is refused instead of silently recorded (``Trainer.check_changes``).
+declared type (``--set`` values arrive as JSON: :func:`parse_settings`). Which of its family's fields a
+trainer reads is declared per trainer (``config_groups``: names of :data:`FIELD_GROUPS`), so that a setting
+the chosen trainer would ignore — another family's field, or one its variant never reads — is refused
+instead of silently recorded (:func:`liverwild.training.registry.check_changes`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import numbers
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..errors import ConfigurationError
+from .field_types import convert, describe
 
 LOSS_TERMS = ("distillation", "focal", "tversky", "log_iou", "entropy")  # the keys of ``loss_weights``
 CHOICES = {"sampling": ("neighbours", "neighbours2", "two_negatives"), "augmentation": ("cached", "online")}
@@ -102,12 +104,82 @@ def setting_names(changes: dict) -> list[str]:
     return names
 
 
+_Config = typing.TypeVar("_Config", bound="TrainerConfig")
+EXECUTION_FIELDS = frozenset({"num_workers", "val_batch_size", "compile"})  # how, not what, is trained
+
+
 @dataclass
 class TrainerConfig:
+    """What every trainer's loop reads (group ``loop``); the defaults are the 2D paper's recipe."""
+
     epochs: int = 150
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 1e-5
+    max_scans_per_source: int | None = None  # Table 4 ablation: 5 / 10 / 15 training scans per source
+    steps_per_epoch: int | None = None  # None: one pass over the training items
+    val_batch_size: int = 32
+    num_workers: int | None = None  # None: 0 on CPU, up to 8 loader processes on GPU
+    amp: bool = True  # mixed precision on GPU (no effect on CPU)
+    compile: bool = False  # torch.compile the training forward (GPU: fewer kernel launches; compiles first)
+    seed: int = 0
+
+    def updated(self: _Config, **changes) -> _Config:
+        """A copy with ``changes``, each checked against its field's type (:meth:`checked`); a change of a
+        dict field (``loss_weights``) replaces only the keys it names."""
+        changes = {key: self.checked(key, value) for key, value in changes.items()}
+        for key, value in changes.items():
+            if isinstance(value, dict):
+                changes[key] = {**getattr(self, key), **value}
+        return replace(self, **changes)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls: type[_Config], d: dict) -> _Config:
+        """From :meth:`to_json`'s dict (keys that are not this family's fields are left out)."""
+        return cls(**{k: cls.checked(k, v) for k, v in d.items() if k in cls.field_names()})
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def checked(cls, key: str, value):
+        """``value`` as field ``key`` holds it (an integer for a float field becomes a float, a list for a
+        tuple field a tuple), or a :class:`ConfigurationError` naming the key, the expected type and the
+        value given. ``loss_weights`` takes some or all of :data:`LOSS_TERMS`; the fields of
+        :data:`CHOICES` one of their choices."""
+        hints = _field_types(cls)
+        if key not in hints:
+            raise ConfigurationError(f"{key}: not a field of {cls.__name__}")
+        expected = hints[key]
+        try:
+            converted = convert(value, expected)
+        except (TypeError, ValueError):
+            keys = LOSS_TERMS if key == "loss_weights" else ()
+            raise ConfigurationError(
+                f"{key} expects {describe(expected, keys)}; the value given is {json.dumps(value, default=repr)}"
+            ) from None
+        if key == "loss_weights":
+            unknown = [term for term in converted if term not in LOSS_TERMS]
+            if unknown:
+                raise ConfigurationError(
+                    f"loss_weights has no term {', '.join(map(repr, unknown))} (its terms: {', '.join(LOSS_TERMS)})"
+                )
+        if key in CHOICES and converted not in CHOICES[key]:
+            raise ConfigurationError(
+                f"{key} expects one of {', '.join(CHOICES[key])}; the value given is {json.dumps(value, default=repr)}"
+            )
+        return converted
+
+
+@dataclass
+class SliceTrainerConfig(TrainerConfig):
+    """The ``2d`` trainers (:class:`~liverwild.training.slices.SliceTrainer`): the paper's network on
+    teacher features and its losses (defaults: the paper's recipe), and the 2D baselines' networks."""
+
     plateau_patience: int = 10  # epochs without validation-Dice improvement
     plateau_factor: float = 0.1  # the paper does not give it: torch's default
     loss_weights: dict[str, float] = field(
@@ -125,18 +197,11 @@ class TrainerConfig:
     head_dropout: float = 0.1
     decoder_channels: tuple[int, ...] = (70, 40, 20, 10, 5)
     decoder_dropout: float = 0.3
-    max_scans_per_source: int | None = None  # Table 4 ablation: 5 / 10 / 15 training scans per source
     use_augmented_views: bool = True
     augmentation: str = "cached"  # cached: the K views made at preprocessing; online: augment on the fly
     # and run the frozen teacher in the training loop (as the paper)
     organ_classes: list[str] | None = None  # OrganCompetitionTrainer: the classes, liver first (names of
     # liverwild.datasets.organs.COMPETING_CLASSES); None: the liver and every class all sources' organ maps name
-    steps_per_epoch: int | None = None  # None: one pass over the training slices
-    val_batch_size: int = 32
-    num_workers: int | None = None  # None: 0 on CPU, up to 8 loader processes on GPU
-    amp: bool = True  # mixed precision on GPU (no effect on CPU)
-    compile: bool = False  # torch.compile the training forward (GPU: fewer kernel launches; compiles first)
-    seed: int = 0
     # image baselines (SupervisedUNet, MASF, TaskAug, DualNorm, DomainRandomization): the 2D U-Net
     unet_channels: int = 32  # channels of the first level (doubled per level, nnU-Net's 32)
     unet_depth: int = 4  # poolings: 224 → 14
@@ -154,8 +219,18 @@ class TrainerConfig:
     kd_weight: float = 0.5
     # domain randomisation
     background_classes: int = 4  # intensity classes split off the unlabelled background
-    # the 3d configuration (UNet3DTrainer, Siamese3DTrainer, SupervisedContrastive3DTrainer); their recipe
-    # (Trainer.recipe) sets epochs 500, batch 4, lr 1e-3, Adam with polynomial decay
+
+
+@dataclass
+class VolumeTrainerConfig(TrainerConfig):
+    """The ``3d`` trainers (:class:`~liverwild.training.volumetric.VolumeTrainer`): the voxel-level Siamese
+    paper's recipe — 500 epochs, batch 4, Adam lr 1e-3 with polynomial decay — its 3D U-Net and its voxel
+    feature layers."""
+
+    epochs: int = 500
+    batch_size: int = 4
+    lr: float = 1e-3
+    val_batch_size: int = 1
     unet3d_channels: int = 16  # channels of the first 3D U-Net level (doubled per level)
     unet3d_depth: int = 4  # poolings: 64 × 128 × 128 → 4 × 8 × 8
     poly_power: float = 0.9  # lr · (1 − epoch / epochs) ** power
@@ -167,146 +242,48 @@ class TrainerConfig:
     false_negative_samples: int = 1000  # of which at most this many are voxels the network still gets wrong
     scl_temperature: float = 0.1  # the supervised-contrastive row's temperature
 
-    def updated(self, **changes) -> TrainerConfig:
-        """A copy with ``changes``, each checked against its field's type (:meth:`checked`); a
-        ``loss_weights`` change replaces only the terms it names."""
-        changes = {key: self.checked(key, value) for key, value in changes.items()}
-        if "loss_weights" in changes:
-            changes["loss_weights"] = {**self.loss_weights, **changes["loss_weights"]}
-        return replace(self, **changes)
 
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["decoder_channels"] = list(self.decoder_channels)
-        return d
+FAMILIES: tuple[type[TrainerConfig], ...] = (SliceTrainerConfig, VolumeTrainerConfig)
 
-    def assigned(self, assignments) -> TrainerConfig:
-        """Apply ``KEY=VALUE`` strings (VALUE parsed as JSON, else kept as text), as ``--set`` gives them."""
-        return self.updated(**self.parse_assignments(assignments))
 
-    @classmethod
-    def parse_assignments(cls, assignments) -> dict:
-        """``KEY=VALUE`` strings → ``{field: value}`` (VALUE parsed as JSON, else kept as text), each value
-        checked against its field's type. An unknown KEY is an error listing the fields; a value of the
-        wrong type one naming the key, the expected type and the value given."""
-        names = {f.name for f in fields(cls)}
-        changes = {}
-        for item in assignments or []:
-            key, sep, text = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep or key not in names:
-                raise ConfigurationError(
-                    f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}"
-                )
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = text
-            try:
-                changes[key] = cls.checked(key, value)
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"--set {item}: {exc}") from None
-        return changes
-
-    @classmethod
-    def checked(cls, key: str, value):
-        """``value`` as field ``key`` holds it (an integer for a float field becomes a float, a list for a
-        tuple field a tuple), or a :class:`ConfigurationError` naming the key, the expected type and the
-        value given. ``loss_weights`` takes some or all of :data:`LOSS_TERMS`; ``sampling`` and
-        ``augmentation`` take one of :data:`CHOICES`."""
-        hints = _field_types()
-        if key not in hints:
-            raise ConfigurationError(f"{key}: not a trainer-configuration field")
-        expected = hints[key]
+def parse_settings(assignments) -> dict:
+    """``KEY=VALUE`` strings (``--set``) → ``{field: value}``: VALUE parsed as JSON (else kept as text) and
+    checked against the type of the field KEY in whichever family declares it (a command line may feed
+    several trainers). An unknown KEY is an error listing the fields; a value of the wrong type one naming
+    the key, the expected type and the value given. Whether the chosen trainer reads KEY is checked later
+    (:func:`~liverwild.training.registry.check_changes`)."""
+    names = sorted(set().union(*(family.field_names() for family in FAMILIES)))
+    changes = {}
+    for item in assignments or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in names:
+            raise ConfigurationError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
         try:
-            converted = _convert(value, expected)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"{key} expects {_describe(expected, key)}; the value given is {json.dumps(value, default=repr)}"
-            ) from None
-        if key == "loss_weights":
-            unknown = [term for term in converted if term not in LOSS_TERMS]
-            if unknown:
-                raise ConfigurationError(
-                    f"loss_weights has no term {', '.join(map(repr, unknown))} (its terms: {', '.join(LOSS_TERMS)})"
-                )
-        if key in CHOICES and converted not in CHOICES[key]:
-            raise ConfigurationError(
-                f"{key} expects one of {', '.join(CHOICES[key])}; the value given is {json.dumps(value, default=repr)}"
-            )
-        return converted
-
-    @classmethod
-    def from_json(cls, d: dict) -> TrainerConfig:
-        names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in names}
-        if "decoder_channels" in d:
-            d["decoder_channels"] = tuple(d["decoder_channels"])
-        return cls(**d)
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        family = next(f for f in FAMILIES if key in f.field_names())
+        try:
+            changes[key] = family.checked(key, value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"--set {item}: {exc}") from None
+    return changes
 
 
-@functools.cache
-def _field_types() -> dict:
-    """The fields' declared types (resolved from their annotations)."""
-    hints = typing.get_type_hints(TrainerConfig)
-    return {f.name: hints[f.name] for f in fields(TrainerConfig)}
+def flat_settings(config: dict) -> dict:
+    """A configuration's JSON with ``loss_weights`` as one ``loss_weights.<term>`` entry per term, the
+    names :data:`FIELD_GROUPS` uses."""
+    flat = {k: v for k, v in config.items() if k != "loss_weights"}
+    return flat | {f"loss_weights.{t}": w for t, w in (config.get("loss_weights") or {}).items()}
 
 
-def _convert(value, expected):
-    """``value`` as type ``expected`` (int, float, bool, str, None, unions, ``tuple[T, ...]``,
-    ``list[T]``, ``dict[str, T]``); a ``TypeError`` when it is not one."""
-    origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        for option in args:
-            try:
-                return _convert(value, option)
-            except (TypeError, ValueError):
-                continue
-        raise TypeError(value)
-    if expected is type(None):
-        if value is not None:
-            raise TypeError(value)
-        return None
-    if expected is bool:
-        if not isinstance(value, bool):
-            raise TypeError(value)
-        return value
-    if expected is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(value)
-        return int(value)
-    if expected is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(value)
-        return float(value)
-    if expected is str:
-        if not isinstance(value, str):
-            raise TypeError(value)
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(value)
-        items = [_convert(v, args[0]) for v in value]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise TypeError(value)
-        return {k: _convert(v, args[1]) for k, v in value.items()}
-    raise TypeError(f"unsupported field type {expected}")
+_FIELD_TYPES: dict[type, dict] = {}
 
 
-def _describe(expected, key: str = "") -> str:
-    """``expected`` in words: "an integer", "a list of numbers or null", ..."""
-    origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(option, key) for option in args)
-    words = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    if expected in words:
-        return words[expected]
-    plural = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
-    if origin in (tuple, list):
-        return f"a JSON list of {plural.get(args[0], 'values')}"
-    if origin is dict:
-        terms = f" with some of the keys {', '.join(LOSS_TERMS)}" if key == "loss_weights" else ""
-        return f"a JSON object of {plural.get(args[1], 'values')}{terms}"
-    return str(expected)
+def _field_types(cls: type) -> dict:
+    """The fields' declared types (resolved from their annotations once per class)."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in fields(cls)}
+    return _FIELD_TYPES[cls]

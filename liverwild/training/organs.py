@@ -17,7 +17,8 @@ from ..errors import LiverwildError
 from ..losses.classes import LIVER, NOT_LIVER
 from ..nets import liver_logits
 from .data import OrganSliceDataset
-from .trainers import ContrastiveDistillationTrainer, register_trainer
+from .registry import register_trainer
+from .trainers import ContrastiveDistillationTrainer
 
 
 @register_trainer

@@ -6,7 +6,7 @@ from ..device import configure_cpu_threads
 from ..distributed import distributed_session
 from ..paths import preprocessed_folder, results_folder
 from .config import TrainerConfig
-from .trainers import get_trainer
+from .registry import get_trainer
 
 
 def train_fold(
@@ -32,8 +32,9 @@ def train_fold(
         preprocessed, results: folders; default ``$LW_preprocessed`` and ``$LW_results``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         continue_training: resume from ``checkpoint_latest.pth`` (an error when there is none).
-        config: a :class:`TrainerConfig` (default: the trainer's own, ``get_trainer(trainer).default_config()``
-            — the paper's recipe, or the 3D trainers' — which is the one to change, e.g. with ``.updated``).
+        config: the trainer's family configuration (:class:`SliceTrainerConfig` or :class:`VolumeTrainerConfig`;
+            default: the trainer's own, ``get_trainer(trainer).default_config()`` — the one to change, e.g.
+            with ``.updated``).
         progress: show a progress bar per epoch.
         threads: torch CPU threads (default ``$LW_THREADS`` or all cores).
 
@@ -42,8 +43,8 @@ def train_fold(
 
     Example::
 
-        from liverwild.training import TrainerConfig, train_fold
-        summary = train_fold("loo_PhantomT2MR", config=TrainerConfig(epochs=10), device="cpu")
+        from liverwild.training import SliceTrainerConfig, train_fold
+        summary = train_fold("loo_PhantomT2MR", config=SliceTrainerConfig(epochs=10), device="cpu")
     """
     from preprocessing.splits import get_fold
 

@@ -1,30 +1,16 @@
 """The paper's trainer and its ablation variants (Tables 3–4), each a subclass that changes one thing.
 
-Trainers are registered by class name; ``lw_train FOLD -tr NAME`` picks one.
+Trainers are registered by class name (:mod:`.registry`); ``lw_train FOLD -tr NAME`` picks one.
 """
 
 from __future__ import annotations
 
-from .base import Trainer
-
-TRAINERS: dict = {}
-
-
-def register_trainer(cls):
-    TRAINERS[cls.__name__] = cls
-    return cls
-
-
-def get_trainer(name: str):
-    if name not in TRAINERS:
-        from ..errors import LiverwildError
-
-        raise LiverwildError(f"unknown trainer {name!r}; available: {', '.join(sorted(TRAINERS))}")
-    return TRAINERS[name]
+from .registry import register_trainer
+from .slices import SliceTrainer
 
 
 @register_trainer
-class ContrastiveDistillationTrainer(Trainer):
+class ContrastiveDistillationTrainer(SliceTrainer):
     """The paper's recipe: RAdam (lr 1e-4, weight decay 1e-5), batch 8, reduce-on-plateau on validation
     Dice (patience 10), 150 epochs, contrastive distillation + focal + Tversky + −log IoU + entropy."""
 

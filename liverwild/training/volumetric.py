@@ -1,17 +1,11 @@
-"""The ``3d`` configuration's trainers: multi-organ 3D U-Nets on whole resized volumes (Lee et al.,
-*Voxel-level Siamese representation learning for abdominal multi-organ segmentation*).
+"""The ``3d`` family: :class:`VolumeTrainer`, multi-organ 3D U-Nets on whole resized volumes (Lee et al.,
+*Voxel-level Siamese representation learning for abdominal multi-organ segmentation*), and its plain
+row :class:`UNet3DTrainer` (multi-label soft Dice alone). The representation-learning rows add voxel
+feature layers (:mod:`.siamese3d`).
 
-- :class:`UNet3DTrainer` — the paper's "3D U-Net" row: multi-label soft Dice alone.
-- :class:`Siamese3DTrainer` — the method: voxel feature layers (projection and prediction MLPs) on the
-  last ``feature_layers`` decoder hidden layers, a stop-gradient SimSiam loss between sampled voxels of
-  the same class within and across the batch's volumes (classes weighted equally), summed over the
-  layers (multi-resolution context aggregation): total = soft Dice + λ · feature loss.
-- :class:`SupervisedContrastive3DTrainer` — the "SCL" row: the same layers and samples, with the
-  supervised contrastive loss (the other classes' voxels as negatives) instead.
-
-All three share the recipe of the paper: Adam, lr 1e-3, weight decay 1e-5, polynomial decay
-(power 0.9, per epoch), batch 4, 500 epochs; the feature layers are training-only (kept in the
-checkpoints' ``auxiliary``), inference runs the plain 3D U-Net.
+The family's recipe is the paper's (:class:`~.config.VolumeTrainerConfig`): Adam, lr 1e-3, weight decay
+1e-5, polynomial decay (power 0.9, per epoch), batch 4, 500 epochs; training-only modules are kept in the
+checkpoints' ``auxiliary``, inference runs the plain 3D U-Net.
 
 A fold's classes are the organs every source labels (:func:`liverwild.datasets.organs.common_classes`),
 so a voxel of an organ that one source leaves unlabelled is background in all of them. Validation:
@@ -27,7 +21,6 @@ import json
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, RandomSampler
 
 from planning.plans import Plans
 from preprocessing.cache import CachedVolume, list_cases
@@ -35,69 +28,25 @@ from preprocessing.cache import CachedVolume, list_cases
 from ..datasets.organs import common_classes
 from ..device import autocast
 from ..errors import LiverwildError
-from ..evaluation.metrics import dice
 from ..log import get_logger
-from ..losses.voxel import (
-    VoxelFeatureLayer,
-    multi_resolution_loss,
-    simsiam_voxel_loss,
-    soft_dice_loss,
-    supervised_contrastive_voxel_loss,
-)
-from .base import Trainer
-from .data import TrainingSet
-from .trainers import register_trainer
+from ..losses.voxel import soft_dice_loss
+from .base import TrainerBase
+from .batches import epoch_generator, shuffled_batches
+from .config import VolumeTrainerConfig
+from .registry import register_trainer
+from .volumes import VolumeDataset, volume_dice
 
 logger = get_logger(__name__)
 
 
-class VolumeDataset(TrainingSet):
-    """Cached volumes with their labels on the fold's classes. Item: ``volume`` ``(1, D, H, W)`` float32,
-    ``labels`` ``(D, H, W)`` int64 (0 background, ``k + 1``: ``classes[k]``)."""
+class VolumeTrainer(TrainerBase[VolumeTrainerConfig]):
+    """Trains one fold on the ``3d`` caches (see the module docstring): a 3D U-Net (``unet3d_channels``,
+    ``unet3d_depth``), multi-label soft Dice plus the terms of :meth:`feature_terms`, Adam with polynomial
+    decay per epoch. Deviations from the paper: InstanceNorm and LeakyReLU (nnU-Net's choice for batches
+    of a few volumes; the paper does not say), and no augmentation (the paper names none). Not under
+    torchrun yet: its soft-Dice counts would be per process."""
 
-    def __init__(self, cases: list[CachedVolume], classes: list[str]):
-        self.cases, self.classes = list(cases), list(classes)
-        self.lookups = [self.lookup(case.classes, classes) for case in self.cases]
-        self.epoch = 0
-
-    @staticmethod
-    def lookup(case_classes: list[str], classes: list[str]) -> np.ndarray:
-        """Label index of a case's classes → index of ``classes`` (0 for the organs the fold leaves out)."""
-        table = np.zeros(len(case_classes) + 1, np.int64)
-        for k, organ in enumerate(case_classes, start=1):
-            table[k] = classes.index(organ) + 1 if organ in classes else 0
-        return table
-
-    def __len__(self) -> int:
-        return len(self.cases)
-
-    def labels(self, k: int) -> np.ndarray:
-        return self.lookups[k][np.asarray(self.cases[k].labels)]
-
-    def __getitem__(self, k: int) -> dict:
-        volume = torch.from_numpy(np.asarray(self.cases[k].volume, np.float32))[None]
-        return {"volume": volume, "labels": torch.from_numpy(self.labels(k))}
-
-
-def volume_dice(prediction: np.ndarray, reference: np.ndarray, n_classes: int) -> dict[int, float]:
-    """Dice of every class ``1 … n_classes − 1`` present in the prediction or the reference."""
-    out = {}
-    for k in range(1, n_classes):
-        p, r = prediction == k, reference == k
-        if p.any() or r.any():
-            out[k] = dice(p, r)
-    return out
-
-
-@register_trainer
-class UNet3DTrainer(Trainer):
-    """The source paper's "3D U-Net" row: a 3D U-Net (``unet3d_channels`` 16, ``unet3d_depth`` 4: 5.6 M
-    parameters; the paper's had 16.3 M) on the ``3d`` cache, multi-label soft Dice, Adam (lr 1e-3, weight
-    decay 1e-5), polynomial decay per epoch, batch 4, 500 epochs. Deviations: InstanceNorm and LeakyReLU
-    (nnU-Net's choice for batches of a few volumes; the paper does not say), and no augmentation (the paper
-    names none). Not under torchrun yet: its soft-Dice counts would be per process."""
-
-    recipe = {"epochs": 500, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-5, "val_batch_size": 1}
+    config_class = VolumeTrainerConfig
     quick = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2}
     configuration = "3d"
     item_name = "volumes"
@@ -153,7 +102,6 @@ class UNet3DTrainer(Trainer):
         A case that is in the fold but not in its source's cache (its 3d preprocessing failed) is left out
         with a warning and a note in ``config.json``; a source without any cached case is an error."""
         train, domains, val = [], [], {}
-        self.notes = []
         for index, source in enumerate(self.fold["sources"]):
             folder = self.preprocessed_root / source / self.data_identifier(source)
             cached = set(list_cases(folder))
@@ -184,14 +132,10 @@ class UNet3DTrainer(Trainer):
 
     def batch_sampler(self, epoch: int):
         """Shuffled volumes: ``steps_per_epoch`` batches, or one pass (the last batch may be smaller)."""
-        generator = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
-        size = self.global_batch_size
-        if self.config.steps_per_epoch:
-            n = self.config.steps_per_epoch * size
-            replace = n > len(self.train_set)
-            sampler = RandomSampler(self.train_set, replacement=replace, num_samples=n, generator=generator)
-            return BatchSampler(sampler, size, drop_last=True)
-        return BatchSampler(RandomSampler(self.train_set, generator=generator), size, drop_last=False)
+        generator = epoch_generator(self.config.seed, epoch)
+        return shuffled_batches(
+            self.train_set, self.global_batch_size, self.config.steps_per_epoch, generator, keep_last=True
+        )
 
     # ---- model ---------------------------------------------------------------------------------------
 
@@ -206,9 +150,6 @@ class UNet3DTrainer(Trainer):
                 "plans.json 3d.volume_size or unet3d_depth"
             )
         return UNet3d(1, len(self.classes) + 1, c.unet3d_channels, c.unet3d_depth)
-
-    def build_losses(self) -> dict:
-        return {}
 
     def build_optimizer(self, network):
         parameters = [*network.parameters(), *self.auxiliary.parameters()]
@@ -241,9 +182,6 @@ class UNet3DTrainer(Trainer):
         }
 
     # ---- one step ------------------------------------------------------------------------------------
-
-    def prepare_batch(self, batch: dict) -> dict:
-        return batch
 
     def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
         """The representation-learning terms on the decoder's hidden layers (none for the plain U-Net)."""
@@ -289,69 +227,6 @@ class UNet3DTrainer(Trainer):
 
 
 @register_trainer
-class Siamese3DTrainer(UNet3DTrainer):
-    """The source paper's method: voxel-level Siamese representation learning. Voxel feature layers
-    (:class:`~liverwild.losses.voxel.VoxelFeatureLayer`, width ``feature_hidden``) on the last
-    ``feature_layers`` decoder hidden layers; per layer up to ``voxel_samples`` voxels of the batch, the
-    voxels the network still gets wrong first (at most ``false_negative_samples``), classes balanced;
-    ``−cos(p_i, stopgrad(z_j))`` over same-class pairs, classes weighted equally; layers summed with
-    ``feature_layer_weights``; total = soft Dice + ``feature_weight`` · feature loss. Deviations: "false
-    negative" is read as every voxel whose predicted class is wrong (the paper does not define it for
-    several classes); λ = 0.1, measured on phantoms (λ = 10 and 1 held the Dice back; the paper's
-    sentence giving λ lost its symbols — documentation/multi_organ_3d.md)."""
-
-    config_groups = UNet3DTrainer.config_groups | {"voxel_features"}
-
-    def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return simsiam_voxel_loss(p, z, labels)
-
-    def build_auxiliary(self) -> torch.nn.ModuleDict:
-        from ..nets import UNet3d
-
-        c = self.config
-        net = UNet3d(1, len(self.classes) + 1, c.unet3d_channels, c.unet3d_depth)  # for its layer widths
-        if not 1 <= c.feature_layers <= len(net.hidden_channels):
-            raise LiverwildError(
-                f"feature_layers = {c.feature_layers}: the 3D U-Net has {len(net.hidden_channels)} decoder layers"
-            )
-        widths = net.hidden_channels[-c.feature_layers :]
-        if c.feature_layer_weights is not None and len(c.feature_layer_weights) != len(widths):
-            raise LiverwildError(
-                f"feature_layer_weights has {len(c.feature_layer_weights)} values for {len(widths)} feature layers"
-            )
-        return torch.nn.ModuleDict(
-            {"feature_layers": torch.nn.ModuleList(VoxelFeatureLayer(w, c.feature_hidden) for w in widths)}
-        )
-
-    def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-        c = self.config
-        layers = self.auxiliary["feature_layers"]
-        assert isinstance(layers, torch.nn.ModuleList)  # build_auxiliary's
-        total, per_layer = multi_resolution_loss(
-            hidden[-len(layers) :],
-            list(layers),
-            labels,
-            logits.detach().max(1).indices,  # the predicted classes (argmax)
-            self.voxel_loss,
-            c.feature_layer_weights,
-            c.voxel_samples,
-            c.false_negative_samples,
-        )
-        return {"feature": total, **{f"feature_layer{k}": v for k, v in enumerate(per_layer)}}
-
-
-@register_trainer
-class SupervisedContrastive3DTrainer(Siamese3DTrainer):
-    """The source paper's "SCL" row: the same feature layers, layers and voxel samples as
-    :class:`Siamese3DTrainer`, with the supervised contrastive loss on the projections (the other
-    classes' sampled voxels as negatives, temperature ``scl_temperature``) instead of the SimSiam loss.
-    Deviation: the paper samples 1 700 extra negatives per layer; here the other classes' voxels of the
-    same 1 700 samples are the negatives. λ = 0.01 (``feature_weight``): the supervised contrastive loss's
-    gradient carries a factor 1/τ = 10 that the SimSiam loss's does not, so λ·(1/τ) matches the Siamese
-    row's λ = 0.1 (measured on phantoms: λ = 1 held the Dice back; the paper's λ is not legible)."""
-
-    recipe = {**Siamese3DTrainer.recipe, "feature_weight": 0.01}
-    config_groups = Siamese3DTrainer.config_groups | {"supervised_contrastive"}
-
-    def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return supervised_contrastive_voxel_loss(z, labels, self.config.scl_temperature)
+class UNet3DTrainer(VolumeTrainer):
+    """The source paper's "3D U-Net" row: the family's 3D U-Net (``unet3d_channels`` 16, ``unet3d_depth``
+    4: 5.6 M parameters; the paper's had 16.3 M) with multi-label soft Dice alone."""

@@ -8,7 +8,7 @@ import torch
 from ...device import autocast
 from ...nets import DomainNormUNet2d
 from ..images import ImageSliceDataset
-from ..trainers import register_trainer
+from ..registry import register_trainer
 from .style import INNER_POINTS, style_copies
 from .supervised import SupervisedUNetTrainer
 

@@ -6,7 +6,7 @@ import torch
 
 from ...device import autocast
 from ...losses.alignment import batch_hard_triplet_loss, class_soft_labels, symmetric_kl_alignment
-from ..trainers import register_trainer
+from ..registry import register_trainer
 from .episodic import EpisodicTrainer, first_order_step, forward_with, members, split_episode
 
 

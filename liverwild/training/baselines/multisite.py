@@ -13,7 +13,7 @@ from ...errors import ConfigurationError
 from ...losses.alignment import modality_distillation_loss
 from ...nets import DomainNormUNet2d
 from ..images import DomainBalancedBatchSampler
-from ..trainers import register_trainer
+from ..registry import register_trainer
 from .supervised import SupervisedUNetTrainer
 
 MODALITIES = ("CT", "MR")

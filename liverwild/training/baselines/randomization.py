@@ -7,7 +7,7 @@ import torch
 
 from ...log import get_logger
 from ..images import ImageSliceDataset
-from ..trainers import register_trainer
+from ..registry import register_trainer
 from .supervised import SupervisedUNetTrainer
 from .synthesis import synthesize
 

@@ -6,13 +6,13 @@ import torch
 
 from ...device import autocast
 from ...nets import UNet2d
-from ..base import Trainer
 from ..images import ImageSliceDataset
-from ..trainers import register_trainer
+from ..registry import register_trainer
+from ..slices import SliceTrainer
 
 
 @register_trainer
-class SupervisedUNetTrainer(Trainer):
+class SupervisedUNetTrainer(SliceTrainer):
     """The "deep-all" baseline: a plain 2D U-Net trained on the normalised slices of every source pooled.
 
     Trained on a target's own training split (a fold whose sources include the target) it is the

@@ -7,7 +7,7 @@ import torch
 
 from ...device import autocast
 from ...losses.alignment import centroid_cosine_alignment, class_centroids, class_soft_labels, symmetric_kl_alignment
-from ..trainers import register_trainer
+from ..registry import register_trainer
 from .episodic import EpisodicTrainer, first_order_step, forward_with, members, mixture_indices, split_episode
 
 
