@@ -2,9 +2,10 @@
 
 Written to ``$LW_preprocessed/<Name>/dataset_fingerprint.json``. Per case: array shape, spacing,
 orientation code, slice count, the canonical slice range holding liver, intensity statistics inside
-the body (percentiles 0.5/2/50/98/99.5, mean, s.d.) and a content digest (:mod:`.content`) that
-recognises the same scan in another dataset or file format. Per dataset: the modality and aggregates
-(median shape and spacing, medians of the per-case statistics). Intensities are HU for CT and arbitrary
+the body (percentiles 0.5/2/50/98/99.5, mean, s.d.), a content digest and slice digests
+(:mod:`.content`) that recognise the same scan in another dataset or file format, cropped along z or
+intensity-shifted. Per dataset: the modality and aggregates (median shape and spacing, medians of the
+per-case statistics). Intensities are HU for CT and arbitrary
 units for MR; the body is voxels above −300 HU (CT) or above an Otsu threshold (MR), largest component.
 """
 
@@ -22,7 +23,7 @@ from liverwild.errors import LiverwildError
 from liverwild.io import Reorientation, check_not_constant, read_aligned_label, read_image
 from liverwild.parallel import bounded_imap
 
-from .content import content_digest
+from .content import content_digest, slice_digests
 
 PERCENTILES = (0.5, 2.0, 50.0, 98.0, 99.5)
 CT_BODY_THRESHOLD = -300.0
@@ -97,6 +98,7 @@ def extract_case_fingerprint(image_path, label_path, modality: str, allowed_labe
         "intensity_liver": intensity_stats(image.array[liver]),
         "body_fraction": float(body.mean()),
         "content_digest": content_digest(image.array, image.geometry),
+        "slice_digests": slice_digests(image.array, image.geometry),
     }
 
 
@@ -160,7 +162,7 @@ def extract_fingerprint(
             case in old
             and signature is not None
             and old[case].get("signature") == signature
-            and "content_digest" in old[case]
+            and "slice_digests" in old[case]  # fingerprints from before slice digests are measured again
         ):
             cases[case] = old[case]
         else:

@@ -33,7 +33,8 @@ def plan_dataset(
     path, ``'package:<pip name>'``, ``'timm-cache'``, ``'random'`` or None (the teacher's own pip package
     if it has one, else decided later). ``tap``: feature tap text (``liverwild.backbones.registry``).
     ``context``: the teacher's slice context, ``slice`` (default) or ``neighbours`` (2.5D).
-    ``normalization``: preset of :func:`~planning.plans.default_normalization` (``single-dg``: CT at 125 HU).
+    ``normalization``: preset of :func:`~planning.plans.default_normalization` (``single-dg``: CT window [−125, 275] HU;
+    ``single-dg-0-125``: [0, 125] HU).
     ``organ_labels``: ``dataset.json``'s organ map labels (name → value), for the ``3d`` classes.
     ``seed``: the augmentation's seed — which augmented views are cached (part of the data identifier).
     """
@@ -73,7 +74,7 @@ class PlanRequest:
     views: int | None = None  # augmented views cached per slice
     replan: bool = False  # plan from the defaults again
     tap: str | None = None  # the teacher's feature tap
-    normalization: str | None = None  # "default" or "single-dg"
+    normalization: str | None = None  # a preset of planning.plans.NORMALIZATION_PRESETS
     volume_size: tuple | None = None  # the 3d volumes' (z, y, x) voxels
     slice_context: str | None = None  # "slice" or "neighbours"
     seed: int | None = None  # the augmentation's seed (which views are cached)

@@ -60,21 +60,24 @@ def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
     }
 
 
-NORMALIZATION_PRESETS = ("default", "single-dg")
+NORMALIZATION_PRESETS = ("default", "single-dg", "single-dg-0-125")
+CT_WINDOWS = {"default": [0.0, 500.0], "single-dg": [-125.0, 275.0], "single-dg-0-125": [0.0, 125.0]}
+"""CT window (HU) per preset. ``single-dg``: the abdominal window [−125, 275] HU of the single-source CT→MR
+works the supplement follows (its "thresholding at 125 HU" read as the ±125 HU lower bound; see
+documentation/preprocessing.md); ``single-dg-0-125``: the literal [0, 125] HU reading, kept reachable."""
 
 
 def default_normalization(modality: str, fingerprint_aggregate: dict | None = None, preset: str = "default") -> dict:
-    """CT: window [0, 500] HU (preset ``single-dg``: [0, 125] HU — the supplement's CT threshold at 125 HU
-    for the single-source CT→MR experiments, after Zhou et al. 2022). MR: intensities divided by the
-    scan's body median, then window [0, r] with r the dataset's median p99.5/p50 ratio (the paper's
-    '[0, 1.5]' has no stated unit). Both then clip at the scan's 2nd/98th percentiles, rescale to [0, 1]
-    and z-score per scan."""
+    """CT: window :data:`CT_WINDOWS` of ``preset`` ([0, 500] HU by default). MR (every preset): intensities
+    divided by the scan's body median, then window [0, r] with r the dataset's median p99.5/p50 ratio (the
+    paper's '[0, 1.5]' has no stated unit). Both then clip at the scan's 2nd/98th percentiles, rescale to
+    [0, 1] and z-score per scan."""
     if preset not in NORMALIZATION_PRESETS:
         raise LiverwildError(f"unknown normalisation preset {preset!r}; use one of {', '.join(NORMALIZATION_PRESETS)}")
     common = {"clip_percentiles": [2.0, 98.0], "rescale": True, "zscore": True}
     common.update({"preset": preset} if preset != "default" else {})
     if modality == "CT":
-        return {"window": [0.0, 125.0 if preset == "single-dg" else 500.0], "relative_to_body_median": False, **common}
+        return {"window": list(CT_WINDOWS[preset]), "relative_to_body_median": False, **common}
     ratio = 1.5
     if fingerprint_aggregate and fingerprint_aggregate.get("n_cases"):
         ratio = round(float(fingerprint_aggregate["median_ratio_p99.5_to_p50_body"]), 3)
@@ -225,6 +228,13 @@ def load_plans(path) -> Plans:
                     f"{path}: {key} {data[key]} is not read (the paper's evaluation grid is chosen when "
                     "evaluating: lw_evaluate --protocol multi-dg|single-dg, lw_experiment --evaluation paper)"
                 )
+        normalization = data.get("normalization") or {}
+        if normalization.get("preset") == "single-dg" and normalization.get("window") == CT_WINDOWS["single-dg-0-125"]:
+            logger.warning(
+                f"{path}: CT window [0, 125] HU under preset single-dg is the earlier reading of the supplement; "
+                "single-dg now means [-125, 275] HU. Kept as written; re-run lw_plan_and_preprocess with "
+                "--normalization single-dg for the new window (a new data identifier), or single-dg-0-125 to keep it"
+            )
         return Plans.from_json(data)
     except (json.JSONDecodeError, TypeError, KeyError) as exc:
         raise LiverwildError(f"{path}: not a valid plans file ({exc})") from exc

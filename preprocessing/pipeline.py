@@ -91,7 +91,8 @@ def plan_and_preprocess(
         threads: torch CPU threads.
         progress: show progress bars.
         tap: the teacher's feature tap (default per teacher).
-        normalization: ``"default"`` or ``"single-dg"`` (the paper's CT→MR preset).
+        normalization: a preset of ``planning.plans.NORMALIZATION_PRESETS``: ``"default"``, ``"single-dg"``
+            (the paper's CT→MR setting, CT [−125, 275] HU) or ``"single-dg-0-125"`` (CT [0, 125] HU).
         configurations: which caches to write: ``"2d"`` (slices, views, teacher features) and/or
             ``"3d"`` (resized volumes with organ classes). Both are always planned.
         volume_size: the ``3d`` volumes' ``(z, y, x)`` voxels (default 64 × 128 × 128, the paper's).

@@ -14,14 +14,18 @@ Folds a user adds (or edits and marks ``"auto": false``) are kept when splits ar
 
 **No leaks.** Two rules keep a fold's target out of its training and validation data:
 
-- *content*: every case has a content digest (``planning.content``, in ``dataset_fingerprint.json``);
-  a source case whose digest equals a target case's is removed from the fold, whatever its file
-  format or name;
+- *content*: every case has a content digest and slice digests (``planning.content``, in
+  ``dataset_fingerprint.json``); a source case whose digest equals a target case's, or that shares
+  slices with one (a copy cropped along z or stored with an intensity offset), is removed from the
+  fold, whatever its file format or name;
 - *declared*: a dataset whose ``dataset.json`` says ``"contained_in": ["LiTS"]`` (some or all of its
   scans are LiTS scans: IRCADb, MSD Task03, AbdomenCT-1K) is not a source of ``loo_LiTS``, and is not
   a target while LiTS is a source.
 
-Every removal is listed in the fold's ``excluded`` entry with its reason.
+Every removal is listed in the fold's ``excluded`` entry with its reason. The declared rule rests on
+names: ``containment`` (:mod:`.containment`) records, per declaring dataset, containers that are not
+preprocessed and what the content digests found instead, with a warning when they cannot rule out
+shared scans.
 """
 
 from __future__ import annotations
@@ -55,12 +59,14 @@ def make_loo_folds(
     seed: int = 0,
     contained_in: dict | None = None,
     digests: dict | None = None,
+    slices: dict | None = None,
 ) -> dict:
     """``datasets``: name → case list; ``contained_in``: name → declared containing datasets;
-    ``digests``: name → {case: content digest}. Returns {fold name: fold} for leave-one-dataset-out."""
-    from planning.content import duplicates
+    ``digests``: name → {case: content digest}; ``slices``: name → {case: slice digests}. Returns
+    {fold name: fold} for leave-one-dataset-out."""
+    from planning.content import duplicates, shared_slices
 
-    contained_in, digests = contained_in or {}, digests or {}
+    contained_in, digests, slices = contained_in or {}, digests or {}, slices or {}
     names = sorted(datasets)
     val = {n: held_out(datasets[n], val_per_source, seed, n) for n in names}
     folds = {}
@@ -78,10 +84,11 @@ def make_loo_folds(
             continue
         for s in sources:
             same = duplicates(digests.get(target, {}), digests.get(s, {}))
-            if same:
-                excluded[s] = {
-                    c: f"same content as {target}/{t} (content digest {digests[s][c]})" for c, t in sorted(same.items())
-                }
+            why = {c: f"same content as {target}/{t} (content digest {digests[s][c]})" for c, t in same.items()}
+            for c, (t, n) in shared_slices(slices.get(target, {}), slices.get(s, {})).items():
+                why.setdefault(c, f"shares {n} slices with {target}/{t} (slice digests: a cropped or shifted copy)")
+            if why:
+                excluded[s] = dict(sorted(why.items()))
         keep = {s: [c for c in sorted(datasets[s]) if c not in excluded.get(s, {})] for s in sources}
         folds[f"loo_{target}"] = {
             "sources": sources,
@@ -126,14 +133,25 @@ def update_splits(
     seed: int = 0,
     contained_in: dict | None = None,
     digests: dict | None = None,
+    slices: dict | None = None,
 ) -> dict:
-    """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept."""
+    """Write/refresh ``splits.json``: automatic folds are regenerated, user folds kept; ``containment``
+    checks the declared containers against the datasets present (:mod:`.containment`)."""
+    from .containment import containment_report
+
     path = Path(path)
     splits: dict = load_splits(path) if path.is_file() else {"version": SPLITS_VERSION, "folds": {}}
     kept = {k: v for k, v in splits.get("folds", {}).items() if not v.get("auto", False)}
-    auto = make_loo_folds(datasets, val_per_source, seed, contained_in, digests)
+    auto = make_loo_folds(datasets, val_per_source, seed, contained_in, digests, slices)
+    containment = containment_report(datasets, contained_in or {}, digests or {}, slices or {})
     splits.update(
-        {"version": SPLITS_VERSION, "seed": seed, "val_per_source": val_per_source, "folds": {**auto, **kept}}
+        {
+            "version": SPLITS_VERSION,
+            "seed": seed,
+            "val_per_source": val_per_source,
+            "containment": containment,
+            "folds": {**auto, **kept},
+        }
     )
     write_json_atomic(path, splits)
     return splits
@@ -160,7 +178,7 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
     """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
     free of target scans (content digests from the fingerprints, declared containment from dataset.json).
     A dataset's cases are those of its 2D cache, or of its ``3d`` cache when it has no 2D one."""
-    datasets, contained, digests = {}, {}, {}
+    datasets, contained, digests, slices = {}, {}, {}, {}
     for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
         plans = load_plans(plans_path)
         cases = list_cases(plans_path.parent / plans.data_identifier())
@@ -170,10 +188,11 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
             datasets[plans.dataset] = cases
         if (plans_path.parent / "dataset_fingerprint.json").is_file():
             fingerprint = load_fingerprint(plans_path.parent)
-            digests[plans.dataset] = {
-                c: v["content_digest"] for c, v in fingerprint["cases"].items() if "content_digest" in v
-            }
+            cases_fp = fingerprint["cases"].items()
+            digests[plans.dataset] = {c: v["content_digest"] for c, v in cases_fp if "content_digest" in v}
+            slices[plans.dataset] = {c: v["slice_digests"] for c, v in cases_fp if "slice_digests" in v}
         if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
             extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
             contained[plans.dataset] = extra.get("contained_in", [])
-    return update_splits(Path(preprocessed_root) / "splits.json", datasets, val_per_source, seed, contained, digests)
+    path = Path(preprocessed_root) / "splits.json"
+    return update_splits(path, datasets, val_per_source, seed, contained, digests, slices)

@@ -326,6 +326,80 @@ def test_collect_excludes_runs_of_another_configuration_and_names_quick_rows(tmp
         collect(out, plan, {ref: full[ref], other: asked[other]})
 
 
+def fake_runs(out, plan, records):
+    """Finished runs of ``plan`` in ``out`` with the given configuration records (run → record)."""
+    from liverwild.experiments.records import configuration_hash
+
+    for k, run in enumerate(plan.runs):
+        folder = out / "runs" / run.fold / run.trainer / f"seed{run.seed}"
+        (folder / "predictions").mkdir(parents=True)
+        meta = {"target": "T", "model": str(out / "none"), "configuration": records[run]}
+        (folder / "run.json").write_text(json.dumps({**meta, "configuration_hash": configuration_hash(records[run])}))
+        (folder / "predictions" / "prediction_report.json").write_text(json.dumps({"seconds_total": 2, "n_ok": 4}))
+        dice = [0.5 + 0.1 * k + 0.01 * i * (k + 1) for i in range(4)]
+        scans = {"case": [f"c{i}" for i in range(4)], "dice": dice, "assd_mm": 1.0, "mssd_mm": 9.0}
+        pd.DataFrame(scans).to_csv(folder / "results.csv", index=False)
+
+
+def test_every_report_table_states_its_evaluation_protocol_and_post_processing(tmp_path):
+    from liverwild.experiments.report import collect, write_report
+
+    paper = {"evaluation_protocol": "multi-dg", "evaluation_inplane_size": 128, "postprocessing": []}
+    native = {"evaluation_protocol": "native", "evaluation_inplane_size": None, "postprocessing": ["fill_holes"]}
+    plan = Plan("multi-dg", [Run("loo_T", "Ref", 0), Run("loo_T", "Other", 0)], reference="Ref")
+    records = {run: {"trainer": run.trainer, "quick": False, **paper} for run in plan.runs}
+    fake_runs(tmp_path / "same", plan, records)
+    report = write_report(
+        tmp_path / "same", collect(tmp_path / "same", plan, records), {"evaluation": "multi-dg", "device": "cpu"}
+    )
+    text = (tmp_path / "same" / "report.md").read_text(encoding="utf-8")
+    way = "evaluation protocol multi-dg (canonical axial slices resized to 128 × 128); post-processing: none"
+    stated = f"Measured with {way}."
+    dice, surface = text.split("## Dice")[1].split("## Surface distances")
+    assert stated in dice and stated in surface.split("## Time")[0]
+    assert [t["title"] for t in report["tables"]] == ["Dice", "Surface distances"]
+    assert report["tables"][0]["measured"] == {"Other": way, "Ref": way}
+    assert report["measurement"]["loo_T/Ref/seed0"] == paper
+    mixed = {plan.runs[0]: records[plan.runs[0]], plan.runs[1]: {**records[plan.runs[1]], **native}}
+    fake_runs(tmp_path / "mixed", plan, mixed)
+    write_report(tmp_path / "mixed", collect(tmp_path / "mixed", plan, mixed), {"evaluation": "?", "device": "cpu"})
+    dice = (tmp_path / "mixed" / "report.md").read_text(encoding="utf-8").split("## Dice")[1].split("## Surface")[0]
+    assert "- Other: evaluation protocol native (each scan's own grid); post-processing: fill_holes" in dice
+    assert (
+        "- Ref: evaluation protocol multi-dg (canonical axial slices resized to 128 × 128); post-processing: none"
+        in dice
+    )
+
+
+def test_evaluation_paper_asks_for_the_paper_grid_and_no_post_processing(folders, tmp_path):
+    from liverwild.errors import ConfigurationError
+    from liverwild.experiments.requests import evaluation_choice, request_run, run_config
+    from liverwild.inference.postprocessing import DEFAULT_STEPS
+    from preprocessing.splits import load_splits
+
+    assert evaluation_choice("paper", "single-dg") == ("single-dg", False)
+    assert evaluation_choice("paper", "seeds") == ("multi-dg", False)
+    assert evaluation_choice("single-dg", "single-dg") == ("single-dg", True)  # the grid alone
+    with pytest.raises(ConfigurationError, match="unknown evaluation"):
+        evaluation_choice("paper-ish", "multi-dg")
+    assert experiment_cli.build_parser().parse_args(["multi-dg", "--evaluation", "paper"]).evaluation == "paper"
+    splits = load_splits(folders / "pre" / "splits.json")
+    run = Run("loo_PhantomT2MR", "ContrastiveDistillationTrainer", 0)
+    config = run_config(run.trainer, quick=True)
+
+    def request(evaluation):
+        protocol, postprocess = evaluation_choice(evaluation, "multi-dg")
+        common = (folders / "raw", folders / "pre", tmp_path, config, protocol)
+        return request_run(run, splits, *common, "liver", True, postprocess)
+
+    paper, native = request("paper"), request("native")
+    assert (paper.evaluation, paper.postprocess) == ("multi-dg", False)
+    assert paper.record["evaluation_inplane_size"] == 128 and paper.record["postprocessing"] == []
+    assert (native.evaluation, native.postprocess) == ("native", True)
+    assert native.record["evaluation_inplane_size"] is None and native.record["postprocessing"] == list(DEFAULT_STEPS)
+    assert paper.digest != native.digest and paper.model == native.model  # measured anew, the same model
+
+
 def test_the_ablations_plan_is_table_3_and_4_on_one_fold():
     """``lw_experiment ablations`` (no training): one run per ablation trainer, the reference first, on the
     first leave-one-out fold or the one asked for; each variant changes the reference's configuration in

@@ -120,3 +120,90 @@ def test_planted_duplicate_is_excluded_by_plan_and_preprocess(tmp_path):
     assert "PhantomT2MR/phantomt2mr_001" in fold["excluded"]["PhantomNativeCT"]["planted"]
     assert "planted" not in fold["train"]["PhantomNativeCT"] + fold["val"]["PhantomNativeCT"]
     assert len(fold["train"]["PhantomNativeCT"]) + len(fold["val"]["PhantomNativeCT"]) == 3
+
+
+def canonical_scan(case: int, n_slices: int = 40):
+    """A portal CT phantom in the canonical layout: ``(array, geometry)``."""
+    from liverwild.io import Reorientation
+
+    image, _, _ = generate_case("PhantomPortalCT", seed=5, case=case, n_slices=n_slices)
+    reorient = Reorientation.from_geometry(image.geometry)
+    array = np.ascontiguousarray(reorient.to_canonical(image.array), dtype=np.float32)
+    return array, reorient.canonical_geometry(image.geometry)
+
+
+def cropped_and_shifted(array, geometry, start: int = 6, stop: int = 30, offset: float = 1024.0):
+    """Slices ``start:stop`` of a canonical scan stored with an intensity offset (HU + 1024)."""
+    part = array[start:stop] + np.float32(offset)
+    return part, Geometry((*geometry.size[:2], stop - start), geometry.spacing, geometry.origin, geometry.direction)
+
+
+def test_slice_digests_recognise_a_z_crop_with_an_intensity_offset():
+    from planning.content import shared_slices, slice_digests
+
+    array, geometry = canonical_scan(0)
+    copy = cropped_and_shifted(array, geometry)
+    assert content_digest(*copy) != content_digest(array, geometry)  # the whole-scan digest misses it
+    full, cropped, other = slice_digests(array, geometry), slice_digests(*copy), slice_digests(*canonical_scan(1))
+    assert len(full) >= 4 and set(cropped) <= set(full) and len(cropped) >= 2  # the crop keeps its slices' digests
+    assert shared_slices({"t": full}, {"copy": cropped, "other": other}) == {"copy": ("t", len(cropped))}
+    assert not set(other) & set(full)
+    shifted_slice = array.copy()
+    shifted_slice[10, 30:50, 30:50] += 300  # one slice changed: its digest changes, the others stay
+    assert len(set(slice_digests(shifted_slice, geometry)) ^ set(full)) <= 2
+
+
+def scan_digests(datasets: dict) -> tuple:
+    """``(digests, slices)`` of ``{name: {case: (array, geometry)}}``, as refresh_splits reads them."""
+    from planning.content import slice_digests
+
+    digests = {n: {c: content_digest(*scan) for c, scan in cases.items()} for n, cases in datasets.items()}
+    slices = {n: {c: slice_digests(*scan) for c, scan in cases.items()} for n, cases in datasets.items()}
+    return digests, slices
+
+
+def test_an_absent_declared_container_warns_and_a_renamed_copy_is_found_by_content(tmp_path, caplog):
+    import logging
+
+    from preprocessing.splits import update_splits
+
+    lits = {f"l{k}": canonical_scan(k) for k in range(3)}
+    ircadb = {"i0": cropped_and_shifted(*lits["l1"]), "i1": canonical_scan(7)}  # i0: a crop of l1, HU + 1024
+    btcv = {"b0": canonical_scan(8), "b1": canonical_scan(9)}
+    contained = {"IRCADb": ["LiTS"]}
+    path = tmp_path / "splits.json"
+
+    # LiTS imported as LiTS2017: the declared rule cannot act, the content rule finds i0
+    scans = {"LiTS2017": lits, "IRCADb": ircadb, "BTCV": btcv}
+    names = {n: sorted(cases) for n, cases in scans.items()}
+    digests, slices = scan_digests(scans)
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        splits = update_splits(path, names, 1, 0, contained, digests, slices)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "IRCADb declares contained_in ['LiTS'], but LiTS is not preprocessed" in warning and "LiTS2017" in warning
+    entry = json.loads(path.read_text(encoding="utf-8"))["containment"]["IRCADb"]
+    assert entry["absent"] == ["LiTS"] and entry["content_overlap"] == {"LiTS2017": 1} and entry["unchecked"] == []
+    fold = splits["folds"]["loo_LiTS2017"]
+    assert "IRCADb" in fold["sources"] and list(fold["excluded"]["IRCADb"]) == ["i0"]  # i1 still trains
+    assert "shares" in fold["excluded"]["IRCADb"]["i0"] and "LiTS2017/l1" in fold["excluded"]["IRCADb"]["i0"]
+
+    # without LiTS under any name, and every case digested: nothing to warn about, but it is recorded
+    del scans["LiTS2017"], names["LiTS2017"]
+    digests, slices = scan_digests(scans)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        update_splits(path, names, 1, 0, contained, digests, slices)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    entry = json.loads(path.read_text(encoding="utf-8"))["containment"]["IRCADb"]
+    assert entry["content_overlap"] == {} and "found no shared scan" in entry["status"]
+
+    # a dataset without slice digests (fingerprinted before them): the digests cannot rule it out
+    del slices["BTCV"]
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        update_splits(path, names, 1, 0, contained, digests, slices)
+    assert "IRCADb declares contained_in" in caplog.text and "cannot rule out" in caplog.text
+    assert json.loads(path.read_text(encoding="utf-8"))["containment"]["IRCADb"]["unchecked"] == ["BTCV"]
+
+    # LiTS present under its own name: the declared rule applies
+    names["LiTS"] = ["l0"]
+    assert update_splits(path, names, 1, 0, contained, digests)["containment"]["IRCADb"]["absent"] == []

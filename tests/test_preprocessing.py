@@ -294,7 +294,7 @@ def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
     run(raw_root, pre, ["PhantomPortalCT"])
     path = pre / "PhantomPortalCT" / "plans.json"
     plans = json.loads(path.read_text(encoding="utf-8"))
-    plans["normalization"]["window"] = [0.0, 125.0]  # the single-DG CT threshold
+    plans["normalization"]["window"] = [0.0, 125.0]  # an edited window (the literal single-DG reading)
     path.write_text(json.dumps(plans))
     with pytest.raises(ConfigurationError, match="--views would change the plans"):
         run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True, backbone=None, random_backbone=False, views=2)
@@ -406,19 +406,51 @@ def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
         FrozenBackbone("vit_small_patch16_224.dino", str(tmp_path / "broken.pth"))
 
 
-def test_single_dg_preset_thresholds_ct_at_125_hu(raw_root, tmp_path):
+# portal-venous CT, HU: air, fat, bile, liver, spleen, portal vein, renal cortex (equal shares of the scan)
+TISSUES_HU = {"air": -1000, "fat": -100, "bile": 10, "liver": 110, "spleen": 120, "vein": 170, "kidney": 180}
+
+
+def tissue_values(normalization: dict) -> dict:
+    """Each tissue's value after normalising a scan made of equal blocks of the tissues above."""
+    scan = np.repeat(np.array(list(TISSUES_HU.values()), np.float32), 8 * 4 * 4).reshape(-1, 4, 4)
+    out, _ = normalize_scan(scan, normalization)
+    return {name: float(out[8 * k, 0, 0]) for k, name in enumerate(TISSUES_HU)}
+
+
+def test_single_dg_preset_windows_ct_to_the_soft_tissue_range(raw_root, tmp_path):
     from planning.plans import default_normalization
 
     assert default_normalization("CT")["window"] == [0.0, 500.0] and "preset" not in default_normalization("CT")
-    assert default_normalization("CT", preset="single-dg")["window"] == [0.0, 125.0]
+    assert default_normalization("CT", preset="single-dg")["window"] == [-125.0, 275.0]
     assert default_normalization("MR", preset="single-dg")["relative_to_body_median"]
+    v = tissue_values(default_normalization("CT", preset="single-dg"))
+    assert v["fat"] < v["bile"] < v["liver"] < v["spleen"] < v["vein"] < v["kidney"]  # every tissue kept apart
+    # linear inside the window: (liver − fat) / (kidney − fat) = 210 / 280 HU
+    assert (v["liver"] - v["fat"]) / (v["kidney"] - v["fat"]) == pytest.approx(0.75, abs=1e-5)
+    literal = tissue_values(default_normalization("CT", preset="single-dg-0-125"))  # the earlier reading
+    assert literal["fat"] == literal["air"] and literal["vein"] == literal["kidney"]  # saturated together
+    assert default_normalization("CT", preset="single-dg-0-125")["window"] == [0.0, 125.0]
     reports = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="single-dg")
     plans = json.loads((tmp_path / "pre" / "PhantomNativeCT" / "plans.json").read_text(encoding="utf-8"))
-    assert plans["normalization"]["window"] == [0.0, 125.0] and plans["normalization"]["preset"] == "single-dg"
+    assert plans["normalization"]["window"] == [-125.0, 275.0] and plans["normalization"]["preset"] == "single-dg"
     again = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="default")
     assert again[0].data_identifier != reports[0].data_identifier
     with pytest.raises(LiverwildError, match="unknown normalisation preset"):
         default_normalization("CT", preset="bogus")
+
+
+def test_plans_of_the_earlier_single_dg_reading_load_unchanged_with_a_warning(raw_root, tmp_path, caplog):
+    import logging
+
+    run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="single-dg-0-125")
+    path = tmp_path / "pre" / "PhantomNativeCT" / "plans.json"
+    plans = json.loads(path.read_text(encoding="utf-8"))
+    plans["normalization"]["preset"] = "single-dg"  # as the earlier single-dg preset wrote it
+    path.write_text(json.dumps(plans), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="liverwild"):
+        loaded = load_plans(path)
+    assert loaded.normalization["window"] == [0.0, 125.0]  # kept as written: its cache stays valid
+    assert "earlier reading" in caplog.text and "single-dg-0-125" in caplog.text
 
 
 @pytest.mark.slow

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluation",
         default="native",
         choices=["native", "paper", "multi-dg", "single-dg"],
-        help="native grid (default) or the paper's in-plane resampling (128² multi-DG, 192² single-DG)",
+        help="paper: the paper's protocol — its in-plane grid (128², 192² for single-dg) and no post-processing; "
+        "native (default), multi-dg (128²), single-dg (192²): that grid with lw_predict's post-processing",
     )
     p.add_argument("--epochs", type=int, default=None, help="default 150 (the paper; 3D trainers 500)")
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper; 3D trainers 1e-3)")

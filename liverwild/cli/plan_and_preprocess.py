@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from planning.plans import NORMALIZATION_PRESETS
+
 from ..backbones.registry import DEFAULT_TEACHER, SLICE_CONTEXTS, TEACHERS
 from .common import add_folder_options, add_logging_options, parse, run
 
@@ -66,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--normalization",
         default=None,
-        choices=["default", "single-dg"],
-        help="normalisation preset: default (CT window [0, 500] HU), or single-dg (CT thresholded at 125 HU, "
-        "the paper's single-source CT→MR setting)",
+        choices=list(NORMALIZATION_PRESETS),
+        help="normalisation preset: default (CT window [0, 500] HU); single-dg (CT window [-125, 275] HU: the "
+        "paper's single-source CT→MR setting, as the works it follows window it); single-dg-0-125 (CT [0, 125] "
+        "HU, the supplement's 'threshold at 125 HU' read literally)",
     )
     p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
     p.add_argument(

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic import write_json_atomic
 from ..revision import provenance_fields, version_line
+from .measured import MEASURED, measurement_note, row_of, table_measurement
 from .records import mismatch, read_run
 
 ALPHA = 0.05
@@ -37,6 +38,7 @@ class Collected:
     plan: Any  # the protocol's plan, restricted to the included runs
     excluded: dict = field(default_factory=dict)  # run key → why it is not in the tables
     quick: list = field(default_factory=list)  # keys of the included runs made with --quick
+    measurement: dict = field(default_factory=dict)  # included run key → how it was measured (.measured.MEASURED)
 
 
 def collect(output: Path, plan, requested: dict) -> Collected:
@@ -48,7 +50,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
 
     from ..errors import LiverwildError
 
-    frames, included, excluded, quick = [], [], {}, []
+    frames, included, excluded, quick, measurement = [], [], {}, [], {}
     for run in plan.runs:
         folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
         meta = read_run(folder)
@@ -63,6 +65,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
             pd.read_csv(folder / "results.csv").assign(fold=run.fold, target=column, trainer=run.trainer, seed=run.seed)
         )
         included.append(run)
+        measurement[run.key] = {k: meta["configuration"].get(k) for k in MEASURED}
         if meta["configuration"].get("quick"):
             quick.append(run.key)
     if not frames:
@@ -73,7 +76,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
         )
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(output / "results.csv", index=False, float_format="%.6g")
-    return Collected(table, replace(plan, runs=included), excluded, quick)
+    return Collected(table, replace(plan, runs=included), excluded, quick, measurement)
 
 
 def paired_p(
@@ -168,14 +171,16 @@ def with_organ_means(table):
     return pd.concat([table, means.assign(organ=MEAN_ORGAN)], ignore_index=True)
 
 
-def organ_sections(table, plan) -> list:
-    """Per target: Dice, HD95 and ASSD per organ (and their mean), rows = trainers."""
+def organ_sections(table, plan, collected: Collected | None = None, tables: dict | None = None) -> list:
+    """Per target: Dice, HD95 and ASSD per organ (and their mean), rows = trainers; with ``collected``,
+    each table states how it was measured (also put in ``tables``: title → {row: measurement})."""
     from ..datasets.organs import ORGANS
 
     lines: list[str] = []
     full = with_organ_means(table)
     for target in sorted(table.target.unique()):
         sub = full[full.target == target]
+        measured = table_measurement(plan, collected.measurement, set(sub.fold)) if collected else {}
         present = set(sub.organ)
         order = [o for o in ORGANS if o in present] + sorted(present - set(ORGANS) - {MEAN_ORGAN}) + [MEAN_ORGAN]
         for metric, title, higher, digits in (
@@ -184,6 +189,10 @@ def organ_sections(table, plan) -> list:
             ("assd_mm", "ASSD (mm)", False, 2),
         ):
             lines += [f"## {target}: {title} per organ", ""]
+            if collected:
+                lines += measurement_note(measured)
+                if tables is not None:
+                    tables[f"{target}: {title} per organ"] = measured
             lines += metric_table(sub, plan, metric, "organ", higher, digits, order)
             lines.append("")
         n = sub[sub.organ == MEAN_ORGAN].groupby("trainer").case.nunique()
@@ -234,11 +243,6 @@ def timing_table(output: Path, plan) -> list:
     return lines
 
 
-def row_of(run, plan) -> str:
-    """The report row a run is in: its trainer, or its seed in a table whose rows are seeds."""
-    return f"seed {run.seed}" if plan.rows == "seed" else run.trainer
-
-
 def quick_banner(collected: Collected) -> list:
     """Lines saying which rows hold ``--quick`` runs (none when no included run is one)."""
     if not collected.quick:
@@ -274,17 +278,21 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
     import torch
 
     plan, table = collected.plan, collected.table
+    tables: dict = {}  # table title → {row: how it was measured}, for report.json
     if plan.evaluation == "organs":
-        body = organ_sections(table, plan)
-        measured = "per organ on the target's organ maps, no post-processing (as the source paper)"
+        body = organ_sections(table, plan, collected, tables)
+        measured = "per organ on the target's organ maps"
     else:
-        body = ["## Dice", "", *dice_table(table, plan), "", "## Surface distances", "", *surface_table(table, plan)]
+        note = table_measurement(plan, collected.measurement)
+        tables = {"Dice": note, "Surface distances": note}
+        body = ["## Dice", "", *measurement_note(note), *dice_table(table, plan), ""]
+        body += ["## Surface distances", "", *measurement_note(note), *surface_table(table, plan)]
         measured = "the liver"
     text = [
         f"# lw_experiment {plan.name}",
         "",
         *quick_banner(collected),
-        f"Evaluation: {meta['evaluation']}, {measured}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
+        f"Measured: {measured}; {len(plan.runs)} runs; reference trainer {plan.reference}; "
         f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
         f"bold: best and significantly better (p < {ALPHA}) than every other row.",
         "",
@@ -308,6 +316,8 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         "name": plan.name,
         "reference": plan.reference,
         "runs": [r.key for r in plan.runs],
+        "measurement": {r.key: collected.measurement.get(r.key, {}) for r in plan.runs},
+        "tables": [{"title": title, "measured": rows} for title, rows in tables.items()],
         "n_scans": int(len(headline)),
         **provenance_fields(torch=torch.__version__),
         "mean_dice": {

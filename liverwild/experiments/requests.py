@@ -72,6 +72,21 @@ def run_config(trainer: str, config=None, settings: dict | None = None, quick: b
     return chosen.updated(**cls.quick) if quick else chosen
 
 
+EVALUATIONS = ("native", "paper", "multi-dg", "single-dg")  # lw_experiment --evaluation
+
+
+def evaluation_choice(evaluation: str, experiment: str) -> tuple[str, bool]:
+    """``(grid protocol, post-processing)`` for ``lw_experiment --evaluation``. ``paper`` is the paper's
+    protocol in one flag: its in-plane grid for the experiment (192² for ``single-dg``, else 128²) and no
+    post-processing, which the paper does not describe. ``native``, ``multi-dg`` and ``single-dg`` name
+    the grid alone and keep ``lw_predict``'s default post-processing."""
+    if evaluation not in EVALUATIONS:
+        raise ConfigurationError(f"unknown evaluation {evaluation!r}; use one of {', '.join(EVALUATIONS)}")
+    if evaluation == "paper":
+        return ("single-dg" if experiment == "single-dg" else "multi-dg"), False
+    return evaluation, True
+
+
 def reference_folder(raw: Path, target: str, evaluation: str) -> Path:
     """Where the target's references are: its organ maps for an ``organs`` evaluation (when it has
     them; else its liver labels), ``labelsTr`` for the liver."""
@@ -117,9 +132,12 @@ def request_run(
     evaluation: str,
     measure: str = "liver",
     quick: bool = False,
+    postprocess: bool = True,
 ) -> RunRequest:
     """What ``run`` is made of under this request: everything that decides its numbers (the record
-    that ``run.json`` keeps, see :mod:`.records`), without training anything."""
+    that ``run.json`` keeps, see :mod:`.records`), without training anything. ``evaluation``: the grid
+    protocol; ``postprocess``: whether predictions are post-processed (liver measure only: organ maps
+    are measured as predicted, as the source paper reports)."""
     from .. import __version__
     from ..evaluation.evaluate import PROTOCOLS
     from ..inference.postprocessing import steps_from
@@ -138,7 +156,7 @@ def request_run(
         raise LiverwildError(f"{images}: the target's raw images are needed for evaluation (set --raw or LW_raw)")
     references = reference_folder(raw, target, measure)
     liver_only = cls.configuration == "3d" and measure == "liver"
-    postprocess = measure == "liver"  # organs: raw argmax, as the source paper reports
+    postprocess = postprocess and measure == "liver"  # organs: raw argmax, as the source paper reports
     record = canonical(
         {
             "liverwild_version": __version__,

@@ -22,6 +22,8 @@ or the 3D trainers'), then the experiment's settings that it reads (a setting no
 experiment reads is refused), then ``--quick``'s (the trainer's ``quick``).
 A ``3d`` trainer is evaluated per organ on the target's organ maps in ``organs-3d`` (without
 post-processing, as the source paper reports), and on the liver alone in the liver protocols.
+``--evaluation`` chooses the measurement: the native grid with ``lw_predict``'s post-processing by default,
+or ``paper`` — the paper's in-plane grid (128², 192² for ``single-dg``) without post-processing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ..errors import LiverwildError
 from ..log import get_logger, quieter
 from .protocols import Plan, Run, make_plan, single_dg_folds
 from .records import canonical, mismatch, named, only_measurement, read_run
-from .requests import RunRequest, request_run, run_config, trainer_settings
+from .requests import RunRequest, evaluation_choice, request_run, run_config, trainer_settings
 
 if TYPE_CHECKING:
     pass
@@ -190,6 +192,7 @@ def run_one(request: RunRequest, preprocessed: Path, output: Path, device) -> Pa
             "target": target,
             "model": str(model),
             "evaluation_protocol": request.evaluation,
+            "postprocessing": request.record["postprocessing"],
             "measure": request.measure,
             "organs": list(classes) if classes else ["liver"],
             "references": str(request.references),
@@ -243,7 +246,9 @@ def run_experiment(
         settings: configuration fields changed for every run that reads them (``--set`` and the command's
             options; :func:`trainer_settings`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        evaluation: ``"native"`` grid, or ``"paper"`` (the paper's in-plane resampling).
+        evaluation: ``"native"`` grid (default), ``"multi-dg"`` (128²) or ``"single-dg"`` (192²), each with
+            lw_predict's post-processing; or ``"paper"``: the paper's protocol — its grid for the experiment
+            and no post-processing (:func:`.requests.evaluation_choice`).
         quick: 2 epochs of 4 steps (3D trainers: 2 of 2 volumes) — a smoke test, labelled as such.
 
     Returns:
@@ -262,10 +267,9 @@ def run_experiment(
 
     raw_root, pre_root = raw_folder(raw, must_exist=True), preprocessed_folder(preprocessed, must_exist=True)
     output = Path(output) if output else results_folder(results) / "experiments" / name
+    protocol, postprocess = evaluation_choice(evaluation, name)
     plan = prepare_plan(name, pre_root, trainers, seeds, fold)
     splits = load_splits(pre_root / "splits.json")
-    paper = {"multi-dg": "multi-dg", "single-dg": "single-dg"}.get(name, "multi-dg")
-    protocol = paper if evaluation == "paper" else evaluation
     logger.info(
         f"{name}: {len(plan.runs)} runs ({len({r.fold for r in plan.runs})} folds × "
         f"{len({r.trainer for r in plan.runs})} trainers × {len({r.seed for r in plan.runs})} seeds) → {output}"
@@ -283,6 +287,7 @@ def run_experiment(
             protocol,
             plan.evaluation,
             quick,
+            postprocess,
         )
         for run in plan.runs
     ]
@@ -296,6 +301,7 @@ def run_experiment(
             "protocol": name,
             "output": str(output),
             "evaluation": protocol,
+            "evaluation_option": evaluation,
             "config": config.to_json() if config else "each trainer's own (see runs/*/run.json)",
             "settings": dict(settings or {}),
             "device": str(device),
