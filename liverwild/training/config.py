@@ -18,7 +18,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from ..errors import ConfigurationError
 
 LOSS_TERMS = ("distillation", "focal", "tversky", "log_iou", "entropy")  # the keys of ``loss_weights``
-CHOICES = {"sampling": ("neighbours", "neighbours2", "two_negatives"), "augmentation": ("cached", "online")}
+CHOICES = {
+    "sampling": ("neighbours", "neighbours2", "two_negatives"),
+    "augmentation": ("cached", "online"),
+    "entropy_form": ("charbonnier", "plain"),  # liverwild.losses.ENTROPY_FORMS
+}
 
 # The fields each family of trainers reads. A trainer lists the groups it reads in ``config_groups``;
 # ``loss_weights.<term>`` names one key of the ``loss_weights`` dict. Every field is in at least one
@@ -45,6 +49,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
         "loss_weights.tversky",
         "loss_weights.log_iou",
         "loss_weights.entropy",
+        "entropy_form",
         "focal_alpha",
         "focal_gamma",
         "tversky_alpha",
@@ -113,6 +118,9 @@ class TrainerConfig:
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"distillation": 1.0, "focal": 1.0, "tversky": 1.0, "log_iou": 1.0, "entropy": 0.01}
     )  # Table 4: entropy values in [0, 0.02) → small weight
+    # the entropy term's per-pixel penalty: FDA's robust ((H / log C)² + 1e-8)² (the paper's ref. 21) or the
+    # plain entropy H (ablation); see documentation/training.md, "Where the paper is ambiguous"
+    entropy_form: str = "charbonnier"
     focal_alpha: float = 0.5
     focal_gamma: float = 3.0
     tversky_alpha: float = 0.5  # not given in the paper
@@ -212,8 +220,8 @@ class TrainerConfig:
     def checked(cls, key: str, value):
         """``value`` as field ``key`` holds it (an integer for a float field becomes a float, a list for a
         tuple field a tuple), or a :class:`ConfigurationError` naming the key, the expected type and the
-        value given. ``loss_weights`` takes some or all of :data:`LOSS_TERMS`; ``sampling`` and
-        ``augmentation`` take one of :data:`CHOICES`."""
+        value given. ``loss_weights`` takes some or all of :data:`LOSS_TERMS`; ``sampling``,
+        ``augmentation`` and ``entropy_form`` take one of :data:`CHOICES`."""
         hints = _field_types()
         if key not in hints:
             raise ConfigurationError(f"{key}: not a trainer-configuration field")
