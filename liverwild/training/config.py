@@ -82,7 +82,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "triplet": ("triplet_margin",),  # MASF
     "modality_distillation": ("kd_weight", "temperature"),  # MultiModalKDTrainer
-    "synthesis": ("background_classes",),  # DomainRandomizationTrainer
+    "synthesis": ("background_classes", "max_slice_thickness_mm", "deformation_sd_px"),  # DomainRandomizationTrainer
     "unet3d": ("unet3d_channels", "unet3d_depth", "poly_power"),  # the 3d trainers
     "voxel_features": (  # Siamese3DTrainer, SupervisedContrastive3DTrainer
         "feature_weight",
@@ -162,6 +162,8 @@ class TrainerConfig:
     kd_weight: float = 0.5
     # domain randomisation
     background_classes: int = 4  # intensity classes split off the unlabelled background
+    max_slice_thickness_mm: float = 8.0  # thickest simulated axial slice (≤ the cache's spacing: none)
+    deformation_sd_px: float = 3.5  # largest s.d. of the nonlinear deformation's velocity field (0: none)
     # the 3d configuration (UNet3DTrainer, Siamese3DTrainer, SupervisedContrastive3DTrainer); their recipe
     # (Trainer.recipe) sets epochs 500, batch 4, lr 1e-3, Adam with polynomial decay
     unet3d_channels: int = 16  # channels of the first 3D U-Net level (doubled per level)
