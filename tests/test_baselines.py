@@ -318,6 +318,35 @@ def test_phantom_organ_maps_are_cached(preprocessed):
     assert CachedCase(next((preprocessed / "pre" / "PhantomPortalCT").glob("*/phantomportalct_000"))).organs is None
 
 
+def test_entropy_form_reaches_the_trainers_loss(preprocessed, tmp_path):
+    """``entropy_form`` picks the term the trainer optimises: at p = ½ everywhere FDA's robust entropy is
+    (1 + 1e-8)² ≈ 1 and the plain entropy log 2."""
+    from preprocessing.splits import get_fold
+
+    fold = get_fold(preprocessed / "pre" / "splits.json", FOLD)
+    values = {}
+    for form in ("charbonnier", "plain"):
+        trainer = get_trainer("SupervisedUNetTrainer")(
+            FOLD, fold, preprocessed / "pre", tmp_path / form, tiny(entropy_form=form), "cpu"
+        )
+        values[form] = trainer.segmentation_losses()["entropy"](torch.zeros(1, 1, 4, 4)).item()
+    assert values["charbonnier"] == pytest.approx(1.0, abs=1e-6)
+    assert values["plain"] == pytest.approx(np.log(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("setting", ["max_slice_thickness_mm", "deformation_sd_px"])
+def test_domain_randomization_refuses_negative_synthesis_settings(preprocessed, tmp_path, setting):
+    from liverwild.errors import ConfigurationError
+    from preprocessing.splits import get_fold
+
+    fold = get_fold(preprocessed / "pre" / "splits.json", FOLD)
+    trainer = get_trainer("DomainRandomizationTrainer")(
+        FOLD, fold, preprocessed / "pre", tmp_path, tiny(**{setting: -1.0}), "cpu"
+    )
+    with pytest.raises(ConfigurationError, match=f"{setting} must be ≥ 0"):
+        trainer.initialize()
+
+
 LEARNED = 0.3  # validation Dice every baseline passes on FOLD and an untrained U-Net (empty mask: 0.0) does not
 # a schedule per trainer, short but enough with seed 0 (measured: the best validation Dice of each, in order:
 # 0.44, 0.42, 0.41, 0.42, 0.47; other seeds can stay stuck at the full mask's 0.09 this early)

@@ -5,17 +5,23 @@ import pytest
 import torch
 
 from liverwild.backbones import FrozenBackbone
+from liverwild.errors import ConfigurationError
 from liverwild.losses import (
+    ENTROPY_FORMS,
     ContrastiveDistillationLoss,
+    EntropyLoss,
+    SoftmaxEntropyLoss,
     contrastive_correlation_loss,
     contrastive_partners,
     entropy_loss,
     focal_loss,
     log_iou_loss,
+    softmax_entropy_loss,
     tensor_correlation,
     tversky_loss,
 )
 from liverwild.nets import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
+from liverwild.training.config import CHOICES, TrainerConfig
 
 # ---- networks ------------------------------------------------------------------------------------
 
@@ -82,6 +88,40 @@ def test_tversky_and_log_iou_on_counts():
 def test_entropy_bounds():
     assert entropy_loss(torch.zeros(1, 1, 3, 3)).item() == pytest.approx(math.log(2))
     assert entropy_loss(torch.full((1, 1, 3, 3), -30.0)).item() < 1e-10
+
+
+def test_charbonnier_entropy_matches_hand_computed_values():
+    """FDA's robust entropy ((H / log C)² + 1e-8)²: p = 0.2 has H = 0.7219 bits, so 0.7219⁴ = 0.27163; the
+    plain form keeps H in nats (0.50040). Probabilities (½, ¼, ¼) have H = 1.5 bits = 0.94639 · log 3:
+    0.94639⁴ = 0.80221. The uniform prediction is the maximum, (1 + 1e-8)² ≈ 1 (plain: log C)."""
+    p02 = torch.full((1, 1, 2, 2), math.log(0.2 / 0.8))
+    assert entropy_loss(p02, "charbonnier").item() == pytest.approx(0.27163, abs=1e-5)
+    assert entropy_loss(p02, "plain").item() == pytest.approx(0.50040, abs=1e-5)
+    assert entropy_loss(torch.zeros(1, 1, 2, 2), "charbonnier").item() == pytest.approx(1.0, abs=1e-6)
+    three = torch.log(torch.tensor([0.5, 0.25, 0.25])).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    assert softmax_entropy_loss(three, "charbonnier").item() == pytest.approx(0.80221, abs=1e-5)
+    assert softmax_entropy_loss(torch.zeros(1, 5, 2, 2), "charbonnier").item() == pytest.approx(1.0, abs=1e-6)
+    # confident pixels: the 4th power shrinks the plain entropy's value far more than its square would
+    sure = torch.full((1, 1, 2, 2), -6.0)
+    assert entropy_loss(sure, "charbonnier").item() < 1e-3 * entropy_loss(sure, "plain").item()
+
+
+def test_charbonnier_with_two_classes_is_the_binary_form():
+    logits = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    binary = logits[:, 1:] - logits[:, :1]
+    assert softmax_entropy_loss(logits, "charbonnier").item() == pytest.approx(
+        entropy_loss(binary, "charbonnier").item(), rel=1e-5
+    )
+
+
+def test_entropy_form_is_a_checked_choice_defaulting_to_charbonnier():
+    assert TrainerConfig().entropy_form == "charbonnier" and CHOICES["entropy_form"] == ENTROPY_FORMS
+    assert TrainerConfig.parse_assignments(["entropy_form=plain"]) == {"entropy_form": "plain"}
+    with pytest.raises(ConfigurationError, match="entropy_form expects one of charbonnier, plain"):
+        TrainerConfig.parse_assignments(["entropy_form=robust"])
+    for module in (EntropyLoss, SoftmaxEntropyLoss):
+        with pytest.raises(ValueError, match="entropy form must be one of"):
+            module("robust")
 
 
 def test_empty_masks_give_finite_zero_losses():

@@ -19,11 +19,13 @@ from .classes import (
 from .contrastive import ContrastiveDistillationLoss, contrastive_correlation_loss, tensor_correlation
 from .sampling import SAMPLING_STRATEGIES, contrastive_partners
 from .segmentation import (
+    ENTROPY_FORMS,
     EntropyLoss,
     FocalLoss,
     LogIoULoss,
     TverskyLoss,
     entropy_loss,
+    entropy_penalty,
     focal_loss,
     log_iou_loss,
     tversky_loss,
@@ -43,6 +45,8 @@ __all__ = [
     "tversky_loss",
     "log_iou_loss",
     "entropy_loss",
+    "entropy_penalty",
+    "ENTROPY_FORMS",
     "NOT_LIVER",
     "SoftmaxFocalLoss",
     "ClassTverskyLoss",

@@ -14,7 +14,8 @@ label does not). Every loss reduces exactly to its binary twin in :mod:`.segment
   of unknown class for that class left out), averaged over the liver — always, as the binary loss — and
   the competing classes present in the batch's targets (a class absent from the batch adds nothing,
   and a class present only as false positives is left to the focal term);
-- entropy: ``−Σ_k p_k log p_k``, mean over pixels.
+- entropy: ``−Σ_k p_k log p_k`` per pixel, penalised as the binary form says (``charbonnier``: normalised
+  by log K), mean over pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .segmentation import entropy_penalty
 
 NOT_LIVER = 255  # target value: not the liver (class 1); which other class is unknown
 LIVER = 1  # the liver's class index (channel)
@@ -91,10 +94,12 @@ def class_log_iou_loss(logits, target, smooth: float = 1.0, over_ranks: bool = F
     return _mean_over_classes(-torch.log((tp + smooth) / (tp + fp + fn + smooth)), counts)
 
 
-def softmax_entropy_loss(logits):
-    """Mean over pixels of the softmax entropy ``−Σ_k p_k log p_k``; a scalar."""
+def softmax_entropy_loss(logits, form: str = "plain"):
+    """Mean over pixels of the softmax entropy ``−Σ_k p_k log p_k`` under
+    :func:`~liverwild.losses.segmentation.entropy_penalty` (``charbonnier``: normalised by log K, K the
+    channels of ``logits`` ``(B, K, H, W)``); a scalar."""
     log_p = torch.log_softmax(logits.float(), dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1).mean()
+    return entropy_penalty(-(log_p.exp() * log_p).sum(dim=1), logits.shape[1], form).mean()
 
 
 class SoftmaxFocalLoss(nn.Module):
@@ -125,5 +130,10 @@ class ClassLogIoULoss(nn.Module):
 
 
 class SoftmaxEntropyLoss(nn.Module):
+    def __init__(self, form: str = "plain"):
+        super().__init__()
+        entropy_penalty(torch.zeros(1), 2, form)  # refuses an unknown form now
+        self.form = form
+
     def forward(self, logits, target=None):
-        return softmax_entropy_loss(logits)
+        return softmax_entropy_loss(logits, self.form)

@@ -20,7 +20,11 @@ from ..errors import ConfigurationError
 from .field_types import convert, describe
 
 LOSS_TERMS = ("distillation", "focal", "tversky", "log_iou", "entropy")  # the keys of ``loss_weights``
-CHOICES = {"sampling": ("neighbours", "neighbours2", "two_negatives"), "augmentation": ("cached", "online")}
+CHOICES = {
+    "sampling": ("neighbours", "neighbours2", "two_negatives"),
+    "augmentation": ("cached", "online"),
+    "entropy_form": ("charbonnier", "plain"),  # liverwild.losses.ENTROPY_FORMS
+}
 
 # The fields each family of trainers reads. A trainer lists the groups it reads in ``config_groups``;
 # ``loss_weights.<term>`` names one key of the ``loss_weights`` dict. Every field is in at least one
@@ -47,6 +51,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
         "loss_weights.tversky",
         "loss_weights.log_iou",
         "loss_weights.entropy",
+        "entropy_form",
         "focal_alpha",
         "focal_gamma",
         "tversky_alpha",
@@ -79,7 +84,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "triplet": ("triplet_margin",),  # MASF
     "modality_distillation": ("kd_weight", "temperature"),  # MultiModalKDTrainer
-    "synthesis": ("background_classes",),  # DomainRandomizationTrainer
+    "synthesis": ("background_classes", "max_slice_thickness_mm", "deformation_sd_px"),  # DomainRandomizationTrainer
     "unet3d": ("unet3d_channels", "unet3d_depth", "poly_power"),  # the 3d trainers
     "voxel_features": (  # Siamese3DTrainer, SupervisedContrastive3DTrainer
         "feature_weight",
@@ -185,6 +190,9 @@ class SliceTrainerConfig(TrainerConfig):
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"distillation": 1.0, "focal": 1.0, "tversky": 1.0, "log_iou": 1.0, "entropy": 0.01}
     )  # Table 4: entropy values in [0, 0.02) → small weight
+    # the entropy term's per-pixel penalty: FDA's robust ((H / log C)² + 1e-8)² (the paper's ref. 21) or the
+    # plain entropy H (ablation); see documentation/training.md, "Where the paper is ambiguous"
+    entropy_form: str = "charbonnier"
     focal_alpha: float = 0.5
     focal_gamma: float = 3.0
     tversky_alpha: float = 0.5  # not given in the paper
@@ -219,6 +227,8 @@ class SliceTrainerConfig(TrainerConfig):
     kd_weight: float = 0.5
     # domain randomisation
     background_classes: int = 4  # intensity classes split off the unlabelled background
+    max_slice_thickness_mm: float = 8.0  # thickest simulated axial slice (≤ the cache's spacing: none)
+    deformation_sd_px: float = 3.5  # largest s.d. of the nonlinear deformation's velocity field (0: none)
 
 
 @dataclass

@@ -114,7 +114,7 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
             "focal": L.SoftmaxFocalLoss(c.focal_alpha, c.focal_gamma),
             "tversky": L.ClassTverskyLoss(c.tversky_alpha, c.tversky_beta, over_ranks=over_ranks),
             "log_iou": L.ClassLogIoULoss(over_ranks=over_ranks),
-            "entropy": L.SoftmaxEntropyLoss(),
+            "entropy": L.SoftmaxEntropyLoss(c.entropy_form),
         }
 
     def validation_logits(self, case, start: int, stop: int, slices: torch.Tensor) -> torch.Tensor:

@@ -145,7 +145,7 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
             "focal": L.FocalLoss(c.focal_alpha, c.focal_gamma),
             "tversky": L.TverskyLoss(c.tversky_alpha, c.tversky_beta, over_ranks=self.distributed.enabled),
             "log_iou": L.LogIoULoss(over_ranks=self.distributed.enabled),
-            "entropy": L.EntropyLoss(),
+            "entropy": L.EntropyLoss(c.entropy_form),
         }
 
     def build_optimizer(self, network):
