@@ -33,7 +33,7 @@ def test_organs_3d_trains_the_three_rows_and_reports_every_organ(organ_study, tm
     for title in ("Dice per organ", "HD95 (mm) per organ", "ASSD (mm) per organ"):
         assert f"## PhantomT2MR: {title}" in report
     assert "| Siamese3DTrainer (reference) |" in report and "(p = " in report and "| mean |" in report
-    assert "no post-processing" in report and "QUICK run" in report
+    assert "post-processing: none" in report and "QUICK run" in report  # organ maps: raw argmax
     run = json.loads((out / "runs" / "loo_PhantomT2MR" / "UNet3DTrainer" / "seed0" / "run.json").read_text("utf-8"))
     assert run["measure"] == "organs" and run["references"].endswith("PhantomT2MR/labelsTr_organs")
     assert run["config"]["lr"] == 1e-3 and run["config"]["unet3d_channels"] == 4  # the recipe, then --set

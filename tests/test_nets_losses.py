@@ -21,7 +21,7 @@ from liverwild.losses import (
     tversky_loss,
 )
 from liverwild.nets import ContrastiveDistillationNet, SegmentationPipeline, count_trainable
-from liverwild.training.config import CHOICES, TrainerConfig
+from liverwild.training.config import CHOICES, SliceTrainerConfig, parse_settings
 
 # ---- networks ------------------------------------------------------------------------------------
 
@@ -115,10 +115,10 @@ def test_charbonnier_with_two_classes_is_the_binary_form():
 
 
 def test_entropy_form_is_a_checked_choice_defaulting_to_charbonnier():
-    assert TrainerConfig().entropy_form == "charbonnier" and CHOICES["entropy_form"] == ENTROPY_FORMS
-    assert TrainerConfig.parse_assignments(["entropy_form=plain"]) == {"entropy_form": "plain"}
+    assert SliceTrainerConfig().entropy_form == "charbonnier" and CHOICES["entropy_form"] == ENTROPY_FORMS
+    assert parse_settings(["entropy_form=plain"]) == {"entropy_form": "plain"}
     with pytest.raises(ConfigurationError, match="entropy_form expects one of charbonnier, plain"):
-        TrainerConfig.parse_assignments(["entropy_form=robust"])
+        parse_settings(["entropy_form=robust"])
     for module in (EntropyLoss, SoftmaxEntropyLoss):
         with pytest.raises(ValueError, match="entropy form must be one of"):
             module("robust")
