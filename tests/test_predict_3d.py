@@ -91,10 +91,10 @@ def test_what_a_3d_model_refuses_before_reading_any_scan(organ_study, trained_3d
     assert "steps of a liver mask" in capsys.readouterr().err and not (tmp_path / "b").exists()
     model = TrainedModel(trained_3d["output"])
     model.classes = ["spleen"]
-    from liverwild.inference.volumetric import VolumePredictor
+    from liverwild.inference import PredictorOptions, VolumePredictor
 
     with pytest.raises(Exception, match="segments spleen, not the liver"):
-        VolumePredictor(model, torch.device("cpu"), liver_only=True)
+        VolumePredictor(model, torch.device("cpu"), PredictorOptions(liver_only=True))
 
 
 def test_a_3d_model_keeps_the_scan_it_was_given_unchanged(trained_3d, organ_study):
@@ -128,7 +128,7 @@ def test_batch_size_is_refused_for_a_3d_model():
     from types import SimpleNamespace
 
     from liverwild.errors import ConfigurationError
-    from liverwild.inference import make_predictor
+    from liverwild.inference import PredictorOptions, make_predictor
 
     with pytest.raises(ConfigurationError, match="--batch-size 8: a 3d model"):
-        make_predictor(SimpleNamespace(configuration="3d"), torch.device("cpu"), batch_size=8)
+        make_predictor(SimpleNamespace(configuration="3d"), torch.device("cpu"), PredictorOptions(batch_size=8))

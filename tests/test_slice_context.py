@@ -74,7 +74,7 @@ def test_cached_features_are_the_teacher_on_each_slice_with_its_neighbours(neigh
 
 
 def test_neighbours_model_predicts_from_each_slice_and_its_neighbours(neighbours_study, tmp_path):
-    from liverwild.inference import SlicePredictor, TrainedModel
+    from liverwild.inference import PredictorOptions, SlicePredictor, TrainedModel
     from liverwild.io import read_image
     from liverwild.training import train_fold
     from preprocessing.transform import prepare_slices
@@ -91,7 +91,7 @@ def test_neighbours_model_predicts_from_each_slice_and_its_neighbours(neighbours
     assert model.context == "neighbours"
     image = sorted((neighbours_study / "raw" / "PhantomT2MR" / "imagesTr").glob("*.nii.gz"))[0]
     volume = read_image(image)
-    predictor = SlicePredictor(model, torch.device("cpu"), postprocess=False, modality="MR")
+    predictor = SlicePredictor(model, torch.device("cpu"), PredictorOptions(postprocess=False, modality="MR"))
     mask, probs, info, _ = predictor.predict_volume(read_image(image), keep_probabilities=True)
     assert mask.shape == volume.array.shape
 

@@ -6,7 +6,7 @@ every predictor shares, ``@register_predictor``) → ``slices`` (2D), ``volumetr
 ``registry`` (``get_predictor``, ``make_predictor``) → ``pipeline`` (``segment_all``) → ``driver``
 (``PredictOptions``, ``predict``)."""
 
-from .base import BasePredictor, ScanResult, guess_modality, register_predictor
+from .base import BasePredictor, PredictorOptions, ScanResult, guess_modality, register_predictor
 from .discovery import find_scans, scan_name
 from .driver import PredictOptions, predict, predict_with
 from .model import TrainedModel, resolve_model_dir
@@ -22,6 +22,7 @@ __all__ = [
     "resolve_model_dir",
     "postprocess",
     "BasePredictor",
+    "PredictorOptions",
     "ScanResult",
     "SlicePredictor",
     "VolumePredictor",

@@ -3,9 +3,10 @@ and :class:`BasePredictor`, the methods ``lw_predict``'s driver calls on a predi
 ``segment_loaded``, ``write_outputs``, ``predict_path``, ``label_names``, ``describe``, ``stages``,
 ``warmup_seconds``) with the post-processing shared by the liver masks.
 
-A configuration's predictor subclasses :class:`BasePredictor`, implements ``predict_volume``, ``warm_up``
-and ``create``, and registers itself with ``@register_predictor("<configuration>")``;
-:mod:`.registry` finds it by a model's ``configuration``.
+A configuration's predictor subclasses :class:`BasePredictor`, implements ``predict_volume`` and
+``warm_up``, refuses in its constructor the :class:`PredictorOptions` it cannot honour, and registers
+itself with ``@register_predictor("<configuration>")``; :mod:`.registry` finds it by a model's
+``configuration``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ class ScanResult:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class PredictorOptions:
+    """How a predictor segments (``lw_predict``'s options); a predictor refuses what its configuration
+    cannot honour with a :class:`~liverwild.errors.ConfigurationError`, before any work."""
+
+    batch_size: int | None = None  # slices per forward (2d models); None: 128 on GPU, 16 on CPU
+    postprocess: bool | Iterable[str] = True  # all steps, none, or the named ones (.postprocessing)
+    modality: str = "auto"  # "CT", "MR" or "auto" (guess_modality)
+    liver_only: bool = False  # 3d models: write the liver's mask alone
+    save_probabilities: bool = False  # also write the liver probability map
+    amp: bool = True  # mixed precision on GPU
+
+
 class BasePredictor:
     """``predict_volume`` for arrays in memory; ``predict_path`` for a file or DICOM folder. Subclasses:
     :class:`~liverwild.inference.slices.SlicePredictor` (``2d``: the liver, slice by slice) and
@@ -53,36 +67,13 @@ class BasePredictor:
 
     stages: tuple[str, ...] = ()  # the seconds recorded per scan, in order
 
-    def __init__(
-        self,
-        model: TrainedModel,
-        device,
-        batch_size: int | None = None,
-        postprocess: bool | Iterable[str] = True,
-        amp: bool = True,
-        modality: str = "auto",
-    ):
+    def __init__(self, model: TrainedModel, device: torch.device, options: PredictorOptions | None = None):
+        self.options = options or PredictorOptions()
         self.model, self.device = model, device
-        self.batch_size = batch_size or (128 if device.type == "cuda" else 16)
-        self.steps = self.steps_for(postprocess)
-        self.amp, self.modality = amp, modality
+        self.batch_size = self.options.batch_size or (128 if device.type == "cuda" else 16)
+        self.steps = self.steps_for(self.options.postprocess)
+        self.amp, self.modality = self.options.amp, self.options.modality
         self.warmup_seconds = self.warm_up() if device.type == "cuda" else 0.0
-
-    @classmethod
-    def create(
-        cls,
-        model,
-        device,
-        *,
-        batch_size: int | None = None,
-        postprocess: bool | Iterable[str] = True,
-        modality: str = "auto",
-        liver_only: bool = False,
-        save_probabilities: bool = False,
-    ) -> BasePredictor:
-        """This configuration's predictor from ``lw_predict``'s options; an option it cannot honour is a
-        :class:`~liverwild.errors.ConfigurationError` (before any work)."""
-        raise NotImplementedError
 
     def warm_up(self) -> float:
         """One forward on zeros, so that CUDA's lazy set-up is paid once per process; returns its seconds."""

@@ -23,7 +23,7 @@ from ..locking import acquire, release
 from ..log import get_logger
 from ..revision import provenance_fields
 from ..shipped import DISCLAIMER
-from .base import BasePredictor
+from .base import BasePredictor, PredictorOptions
 from .discovery import find_scans
 from .model import TrainedModel, resolve_model_dir
 from .pipeline import segment_all
@@ -54,6 +54,12 @@ class PredictOptions:
     num_parts: int = 1
     int8_teacher: bool = False
     liver_only: bool = False
+
+    def predictor_options(self) -> PredictorOptions:
+        """The options the predictor itself takes."""
+        return PredictorOptions(
+            self.batch_size, self.postprocess, self.modality, self.liver_only, self.save_probabilities
+        )
 
 
 def software_provenance() -> dict:
@@ -232,15 +238,7 @@ def _predict_share(
             "are not meant for real use."
         )
     try:
-        predictor = make_predictor(
-            trained,
-            dev,
-            options.batch_size,
-            options.postprocess,
-            options.modality,
-            options.liver_only,
-            options.save_probabilities,
-        )
+        predictor = make_predictor(trained, dev, options.predictor_options())
     except BaseException:
         reader.shutdown(cancel_futures=True)
         raise

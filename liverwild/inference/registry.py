@@ -5,11 +5,9 @@ options. Importing this module imports every predictor module, so that all of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..errors import ConfigurationError
 from . import slices, volumetric
-from .base import PREDICTORS, BasePredictor
+from .base import PREDICTORS, BasePredictor, PredictorOptions
 from .model import TrainedModel
 
 BUILT_IN = (slices.SlicePredictor, volumetric.VolumePredictor)  # registered on import: "2d", "3d"
@@ -24,23 +22,7 @@ def get_predictor(configuration: str) -> type[BasePredictor]:
     return PREDICTORS[configuration]
 
 
-def make_predictor(
-    model: TrainedModel,
-    device,
-    batch_size: int | None = None,
-    postprocess: bool | Iterable[str] = True,
-    modality: str = "auto",
-    liver_only: bool = False,
-    save_probabilities: bool = False,
-) -> BasePredictor:
+def make_predictor(model: TrainedModel, device, options: PredictorOptions | None = None) -> BasePredictor:
     """The predictor of ``model``'s configuration: slices (2D) or whole volumes (``3d``). An option that
     configuration cannot honour is refused (``batch_size``, slices per pass, for a ``3d`` model)."""
-    return get_predictor(model.configuration).create(
-        model,
-        device,
-        batch_size=batch_size,
-        postprocess=postprocess,
-        modality=modality,
-        liver_only=liver_only,
-        save_probabilities=save_probabilities,
-    )
+    return get_predictor(model.configuration)(model, device, options)

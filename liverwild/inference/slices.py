@@ -12,7 +12,6 @@ stage are recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -29,25 +28,10 @@ STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postpro
 
 @register_predictor("2d")
 class SlicePredictor(BasePredictor):
-    """A 2D model's predictor (the liver, slice by slice, batches of ``batch_size`` slices)."""
+    """A 2D model's predictor (the liver, slice by slice, batches of ``batch_size`` slices); every
+    :class:`~.base.PredictorOptions` acts (``liver_only`` changes nothing: a 2D model's mask is the liver's)."""
 
     stages = STAGES
-
-    @classmethod
-    def create(
-        cls,
-        model,
-        device,
-        *,
-        batch_size: int | None = None,
-        postprocess: bool | Iterable[str] = True,
-        modality: str = "auto",
-        liver_only: bool = False,
-        save_probabilities: bool = False,
-    ) -> SlicePredictor:
-        """``liver_only`` changes nothing (a 2D model's mask is the liver's); ``save_probabilities`` is
-        :meth:`segment_loaded`'s."""
-        return cls(model, device, batch_size, postprocess, modality=modality)
 
     @torch.inference_mode()
     def warm_up(self) -> float:

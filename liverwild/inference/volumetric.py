@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from preprocessing.volumes import prepare_volume, resample
 from ..device import autocast
 from ..errors import ConfigurationError
 from ..io import Volume
-from .base import BasePredictor, ScanResult, guess_modality, register_predictor
+from .base import BasePredictor, PredictorOptions, ScanResult, guess_modality, register_predictor
 from .postprocessing import largest_component_per_class
 
 VOLUME_STAGES = ("read", "preprocess", "network", "resample", "postprocess", "write")
@@ -63,37 +64,15 @@ class VolumePredictor(BasePredictor):
 
     stages = VOLUME_STAGES
 
-    @classmethod
-    def create(
-        cls,
-        model,
-        device,
-        *,
-        batch_size: int | None = None,
-        postprocess: bool | Iterable[str] = True,
-        modality: str = "auto",
-        liver_only: bool = False,
-        save_probabilities: bool = False,
-    ) -> VolumePredictor:
-        """``batch_size`` (slices per pass) is refused: a ``3d`` model segments one whole volume per pass."""
-        if batch_size is not None:
+    def __init__(self, model, device: torch.device, options: PredictorOptions | None = None):
+        """Refused: ``batch_size`` (a ``3d`` model segments one whole volume per pass), ``liver_only`` for a
+        model without a liver, ``save_probabilities`` without ``liver_only``."""
+        options = options or PredictorOptions()
+        liver_only, save_probabilities = options.liver_only, options.save_probabilities
+        if options.batch_size is not None:
             raise ConfigurationError(
-                f"--batch-size {batch_size}: a 3d model segments one whole volume per pass; drop --batch-size"
+                f"--batch-size {options.batch_size}: a 3d model segments one whole volume per pass; drop --batch-size"
             )
-        return cls(
-            model, device, postprocess, modality=modality, liver_only=liver_only, save_probabilities=save_probabilities
-        )
-
-    def __init__(
-        self,
-        model,
-        device,
-        postprocess: bool | Iterable[str] = True,
-        amp: bool = True,
-        modality: str = "auto",
-        liver_only: bool = False,
-        save_probabilities: bool = False,
-    ):
         if liver_only and "liver" not in model.classes:
             raise ConfigurationError(f"--liver-only: this model segments {', '.join(model.classes)}, not the liver")
         if save_probabilities and not liver_only:
@@ -103,7 +82,7 @@ class VolumePredictor(BasePredictor):
             )
         self.liver_only = liver_only
         self.liver = model.classes.index("liver") + 1 if "liver" in model.classes else 0
-        super().__init__(model, device, 1, postprocess, amp, modality)
+        super().__init__(model, device, replace(options, batch_size=1))
 
     @torch.inference_mode()
     def warm_up(self) -> float:
