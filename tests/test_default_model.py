@@ -1,5 +1,6 @@
 """The domain-randomised phantom family and the default model shipped inside the package."""
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -8,12 +9,16 @@ import numpy as np
 import pytest
 
 import liverwild
-from liverwild.backbones.weights import file_sha256 as sha256
 from liverwild.default_model import DEFAULT_MODEL_DIR, DISCLAIMER, Recipe, build_default_model
 from liverwild.phantoms import LIVER_TISSUES, generate_case
 from liverwild.phantoms.randomized import FAMILY, case_domain, write_randomized
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256(path) -> str:
+    """The file's SHA-256, computed here independently of liverwild's own helper."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_randomised_domains_are_deterministic_and_varied():
@@ -70,6 +75,34 @@ def test_shipped_default_model_matches_its_provenance_and_loads():
     assert model.describe()["note"] == DISCLAIMER
 
 
+def test_a_changed_checkpoint_is_refused_against_its_provenance(tmp_path):
+    """A model folder whose checkpoint no longer has the SHA-256 its provenance.json records (edited, damaged,
+    half-copied) is refused before it segments anything; the intact copy loads."""
+    import shutil
+
+    from liverwild.errors import LiverwildError
+    from liverwild.inference.model import TrainedModel
+
+    copy = tmp_path / "default"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy)
+    assert TrainedModel(copy).configuration == "2d"
+    data = bytearray((copy / "checkpoint_best.pth").read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte, inside the zip's data
+    (copy / "checkpoint_best.pth").write_bytes(bytes(data))
+    with pytest.raises(
+        LiverwildError, match="checkpoint_best.pth: its SHA-256 .* is not the .* provenance.json records"
+    ):
+        TrainedModel(copy)
+
+
+def test_checkpoints_without_a_configuration_entry_are_read_from_their_network():
+    from liverwild.inference.model import configuration_of
+
+    assert configuration_of({"architecture": "unet3d", "in_channels": 1}) == "3d"
+    assert configuration_of({"architecture": "unet2d"}) == "2d"
+    assert configuration_of({"code_channels": 70}) == "2d"  # the distillation network names no architecture
+
+
 def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
     from liverwild.cli import predict as predict_cli
     from liverwild.io import read_image, write_volume
@@ -85,11 +118,12 @@ def test_lw_predict_without_model_uses_the_default(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_quick_build_records_the_hash_of_what_it_wrote(tmp_path):
+def test_quick_build_writes_a_verified_model_with_its_provenance(tmp_path):
     provenance = build_default_model(
         tmp_path / "work", output=tmp_path / "model", recipe=Recipe().quick(), device="cpu"
     )
-    assert provenance["checkpoint_sha256"] == sha256(tmp_path / "model" / "checkpoint_best.pth")
+    checkpoint = tmp_path / "model" / "checkpoint_best.pth"
+    assert provenance["checkpoint_sha256"] == sha256(checkpoint)  # recorded after the last write
     assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1
     assert provenance["device"].startswith("cpu (")  # the device used, not the option ("auto")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)

@@ -44,6 +44,32 @@ def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
     return runs[0]
 
 
+def configuration_of(network_config: dict) -> str:
+    """The configuration a network belongs to, for checkpoints written before they recorded it: ``3d`` for
+    the 3D U-Net, ``2d`` for every slice network."""
+    return "3d" if network_config.get("architecture") == "unet3d" else "2d"
+
+
+def verify_against_provenance(folder: Path, checkpoint: Path) -> None:
+    """Refuse a checkpoint whose SHA-256 differs from the one its folder's ``provenance.json`` records
+    (the shipped default model, ``lw_build_default_model`` and ``lw_adapt`` outputs): the file was changed
+    or damaged after it was built. Folders without that record (``lw_train`` outputs) are not checked."""
+    record = folder / "provenance.json"
+    if checkpoint.name != "checkpoint_best.pth" or not record.is_file():
+        return
+    expected = json.loads(record.read_text(encoding="utf-8")).get("checkpoint_sha256")
+    if expected is None:
+        return
+    from ..backbones.weights import file_sha256
+
+    actual = file_sha256(checkpoint)
+    if actual != expected:
+        raise LiverwildError(
+            f"{checkpoint}: its SHA-256 ({actual[:12]}…) is not the {expected[:12]}… that {record.name} records — "
+            "the file was changed or damaged after it was built; rebuild it or reinstall liverwild"
+        )
+
+
 class TrainedModel:
     """Everything prediction needs from a training output folder."""
 
@@ -57,6 +83,7 @@ class TrainedModel:
         path = self.folder / name
         if not path.is_file():
             raise LiverwildError(f"{path}: missing; is the training finished (try --checkpoint latest)?")
+        verify_against_provenance(self.folder, path)
         state = load_checkpoint(path)
         self.checkpoint = str(path)
         self.plans = self._checked_plans(state["plans"], path)  # per source dataset
@@ -67,7 +94,7 @@ class TrainedModel:
         self.backbone_spec = dict(first.backbone)
         self.context = slice_context(self.backbone_spec) if uses_teacher(state["network_config"]) else "slice"
         self.slice_size = first.slice_size
-        self.configuration = state.get("configuration", "2d")  # "3d": a multi-organ 3D U-Net
+        self.configuration = state.get("configuration") or configuration_of(state["network_config"])
         self.classes = list(state.get("classes") or ["liver"])  # names of the label values 1, 2, …
         self.volume_size = state.get("volume_size")  # (z, y, x) network input of a 3d model
         self.adaptation = state.get("adaptation")  # lw_adapt's record: the target modality, method, scans
