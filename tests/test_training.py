@@ -3,6 +3,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -35,7 +36,9 @@ def preprocessed(phantom_study):
 
 
 def test_training_learns_and_writes_artefacts(trained_model, preprocessed, tmp_path):
-    """The shared training run (conftest.trained_model: 8 epochs at lr 1e-2 on loo_PhantomT2MR)."""
+    """The shared training run (conftest.trained_model: 8 epochs at lr 1e-2 on loo_PhantomT2MR). Its best
+    validation Dice varies with the seed between 0.53 and 0.78 at this budget (benchmarks/
+    bench_positive_pairs.py, seeds 0–3, either sampling): 0.5 is the bar every seed clears."""
     summary = trained_model
     fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
     fresh = get_trainer("ContrastiveDistillationTrainer")(FOLD, fold, preprocessed, tmp_path, small(), "cpu")
@@ -61,7 +64,7 @@ def test_training_learns_and_writes_artefacts(trained_model, preprocessed, tmp_p
     ):
         assert column in log.columns, column
     assert log["loss"].iloc[-2:].mean() < log["loss"].iloc[:2].mean(), "training loss must decrease"
-    assert summary["best_val_dice"] > 0.6 and summary["best_val_dice"] > untrained + 0.3, untrained
+    assert summary["best_val_dice"] > 0.5 and summary["best_val_dice"] > untrained + 0.3, untrained
     assert log["val_dice"].iloc[-1] > log["val_dice"].iloc[0]
     assert summary["best_val_dice"] == pytest.approx(log["val_dice"].max())
     fresh.network.load_state_dict(load_checkpoint(out / "checkpoint_best.pth")["network"])
@@ -191,7 +194,7 @@ def test_dataset_items_are_deterministic_and_from_the_same_scan(preprocessed, tm
     draws = []
     for epoch in range(6):  # other epochs draw other views/partners
         ds.epoch = epoch
-        draws.append(tuple(float(ds[5][k].sum()) for k in ("slice", "positive")))
+        draws.append(tuple(float(ds[5][k].sum()) for k in ("slice", "positives")))
     assert len(set(draws)) > 1
     case = ds.cases[ds.index[5][0]]
     si = ds.index[5][1]
@@ -201,7 +204,7 @@ def test_dataset_items_are_deterministic_and_from_the_same_scan(preprocessed, tm
         for i in (si - 1, si + 1)
         if 0 <= i < case.n_slices
     ]
-    assert any(torch.equal(a["positive"], c) for c in candidates)
+    assert all(any(torch.equal(positive, c) for c in candidates) for positive in a["positives"])
 
 
 def test_errors_name_the_command(preprocessed, tmp_path, capsys):
@@ -241,7 +244,8 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
     trainer.build_datasets()
     ds = trainer.train_set
     a, b = ds[7], ds[7]
-    assert set(a) == {"slice", "label", "positive_slice", "negative_slices"}
+    assert set(a) == {"slice", "label", "positive_slices", "negative_slices"}
+    assert a["positive_slices"].shape[0] == 2  # both neighbours, each augmented afresh
     assert all(torch.equal(a[k], b[k]) for k in a)
     ds.epoch = 1
     assert not torch.equal(ds[7]["slice"], a["slice"])  # augmented afresh each epoch
@@ -249,11 +253,16 @@ def test_online_augmentation_runs_the_teacher_in_the_loop(preprocessed, tmp_path
     plain = torch.from_numpy(case.slices[0, [si, si, si]].astype("float32"))[:, None]
     trainer.network = None
     batch = trainer.prepare_batch(
-        {"slice": plain[:1], "label": plain[:1], "positive_slice": plain[1:2], "negative_slices": plain[2:][None]}
+        {
+            "slice": plain[:1],
+            "label": plain[:1],
+            "positive_slices": plain[None, 1:2],
+            "negative_slices": plain[None, 2:],
+        }
     )
     cached = torch.from_numpy(case.features[0, si].astype("float32"))
     assert torch.allclose(batch["features"][0], cached, atol=2e-2)  # float16 cache vs float32
-    assert batch["negatives"].shape == (1, 1, *cached.shape)
+    assert batch["negatives"].shape == (1, 1, *cached.shape) and batch["positives"].shape == (1, 1, *cached.shape)
     result = trainer.fit(progress=False)
     assert result["epochs"] == 1
 
@@ -467,3 +476,23 @@ def test_rerun_with_a_field_the_trainer_does_not_read_is_the_same_run(phantom_st
         train_fold(TRAINED_FOLD, config=small(b_pos=0.3), **run)
     with pytest.raises(LiverwildError, match="unet3d_depth: not a field of SliceTrainerConfig"):
         small(unet3d_depth=3)  # the other family's fields are not even in a 2D configuration
+
+
+def test_each_slice_is_contrasted_with_both_neighbours(preprocessed):
+    """The paper's positives are slices i−1 and i+1: an item carries both neighbours' cached features (at a
+    scan's end the one neighbour it has, twice); ``positive_pairs="one"`` draws one of them."""
+    from liverwild.training import SliceDataset
+
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    source = fold["sources"][0]
+    case_dir = next(p for p in (preprocessed / source).glob("*/*") if (p / "features.npy").is_file())
+    both = SliceDataset([case_dir], use_views=False)
+    features = np.load(case_dir / "features.npy", mmap_mode="r")[0]
+    n = features.shape[0]
+    middle = both[n // 2]
+    expected = np.stack([features[n // 2 - 1], features[n // 2 + 1]]).astype(np.float32)
+    assert np.array_equal(middle["positives"].numpy(), expected)
+    first = both[0]
+    assert np.array_equal(first["positives"].numpy(), np.stack([features[1], features[1]]).astype(np.float32))
+    one = SliceDataset([case_dir], use_views=False, positive_pairs="one")[n // 2]["positives"].numpy()
+    assert one.shape[0] == 1 and any(np.array_equal(one[0], e) for e in expected)

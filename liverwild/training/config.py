@@ -24,6 +24,7 @@ CHOICES = {
     "sampling": ("neighbours", "neighbours2", "two_negatives"),
     "augmentation": ("cached", "online"),
     "entropy_form": ("charbonnier", "plain"),  # liverwild.losses.ENTROPY_FORMS
+    "positive_pairs": ("all", "one"),
 }
 
 # The fields each family of trainers reads. A trainer lists the groups it reads in ``config_groups``;
@@ -64,6 +65,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
         "b_pos",
         "b_neg",
         "sampling",
+        "positive_pairs",
         "code_channels",
         "head_dropout",
         "decoder_channels",
@@ -201,6 +203,7 @@ class SliceTrainerConfig(TrainerConfig):
     b_pos: float = 0.5
     b_neg: float = 0.6
     sampling: str = "neighbours"  # neighbours | neighbours2 | two_negatives
+    positive_pairs: str = "all"  # all: both neighbours per slice, as the paper; one: one drawn at random
     code_channels: int = 70
     head_dropout: float = 0.1
     decoder_channels: tuple[int, ...] = (70, 40, 20, 10, 5)

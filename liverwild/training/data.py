@@ -1,11 +1,13 @@
 """Training data from the preprocessing cache: random slices with their contrastive partners.
 
 ``SliceDataset`` indexes every slice of the given cached cases. Item ``k`` of epoch ``e`` draws, from
-a generator seeded by (seed, e, k), the view (original or augmented), one positive among the slice's
-positives and the slice's negatives (:func:`liverwild.losses.contrastive_partners`); the partners come
-from the same view of the same scan. The draw does not depend on worker processes, so a run is
-reproducible and a resumed run continues exactly. ``OrganSliceDataset`` gives class-index targets
-(background, liver, competing organs) from the cached organ maps instead of the liver mask.
+a generator seeded by (seed, e, k), the view (original or augmented); its partners
+(:func:`liverwild.losses.contrastive_partners`) come from the same view of the same scan: every positive
+(``positive_pairs="all"``, the paper's i−1 and i+1; at a scan's end the one that exists, twice, so that
+items stack) or one drawn among them (``"one"``, the earlier behaviour), and the negatives. The draw
+does not depend on worker processes, so a run is reproducible and a resumed run continues exactly.
+``OrganSliceDataset`` gives class-index targets (background, liver, competing organs) from the cached
+organ maps instead of the liver mask.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from preprocessing.cases import view_seed
 from ..errors import ConfigurationError
 from ..losses import contrastive_partners
 from ..losses.classes import LIVER
+from ..losses.sampling import SAMPLING_STRATEGIES
 
 
 class TrainingSet(Dataset):
@@ -37,11 +40,33 @@ class TrainingSet(Dataset):
 
 
 class SliceDataset(TrainingSet):
-    def __init__(self, cases: list, strategy: str = "neighbours", seed: int = 0, use_views: bool = True):
+    """Items: ``features`` ``(C, h, w)`` of the slice, ``slice`` and ``label`` ``(1, H, W)``, ``positives``
+    ``(P, C, h, w)`` and ``negatives`` ``(N, C, h, w)`` (teacher features of the partners)."""
+
+    def __init__(
+        self,
+        cases: list,
+        strategy: str = "neighbours",
+        seed: int = 0,
+        use_views: bool = True,
+        positive_pairs: str = "all",
+    ):
         self.cases = [c if isinstance(c, CachedCase) else CachedCase(Path(c)) for c in cases]
         self.index = [(ci, si) for ci, c in enumerate(self.cases) for si in range(c.n_slices)]
         self.strategy, self.seed, self.use_views = strategy, seed, use_views
+        if positive_pairs not in ("all", "one"):
+            raise ConfigurationError(f"positive_pairs must be 'all' or 'one', not {positive_pairs!r}")
+        self.positive_pairs = positive_pairs
         self.epoch = 0
+
+    def partners(self, si: int, n_slices: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """``(positives, negatives)`` of slice ``si``: every positive offset of the strategy, those outside
+        the scan replaced by the ones inside (always as many: items stack), or one drawn at random."""
+        positives, negatives = contrastive_partners(si, n_slices, self.strategy)
+        if self.positive_pairs == "one":
+            return [int(positives[rng.integers(len(positives))])], [int(i) for i in negatives]
+        wanted = len(SAMPLING_STRATEGIES[self.strategy]["positive_offsets"])
+        return [int(positives[j % len(positives)]) for j in range(wanted)], [int(i) for i in negatives]
 
     def __len__(self):
         return len(self.index)
@@ -51,8 +76,7 @@ class SliceDataset(TrainingSet):
         case = self.cases[ci]
         rng = np.random.default_rng([self.seed, self.epoch, k])
         view = int(rng.integers(case.n_views)) if self.use_views else 0
-        positives, negatives = contrastive_partners(si, case.n_slices, self.strategy)
-        pos = int(positives[rng.integers(len(positives))])
+        positives, negatives = self.partners(si, case.n_slices, rng)
 
         def f(i):
             # a copy: a float32 cache (feature_dtype) is memory-mapped read-only, and asarray would not copy it
@@ -62,7 +86,7 @@ class SliceDataset(TrainingSet):
             "features": f(si),
             "slice": torch.from_numpy(np.asarray(case.slices[view, si], dtype=np.float32))[None],
             "label": self.target(ci, view, si),
-            "positive": f(pos),
+            "positives": torch.stack([f(i) for i in positives]),
             "negatives": torch.stack([f(i) for i in negatives]),
         }
 
@@ -88,8 +112,9 @@ class OrganSliceDataset(SliceDataset):
         strategy: str = "neighbours",
         seed: int = 0,
         use_views: bool = True,
+        positive_pairs: str = "all",
     ):
-        super().__init__(cases, strategy, seed, use_views)
+        super().__init__(cases, strategy, seed, use_views, positive_pairs)
         self.tables, self.augmentations = tables, augmentations
         self._displacements: dict = {}  # (case, view) → {slice: coarse displacements}
 
@@ -142,11 +167,18 @@ class OnlineAugmentedSliceDataset(SliceDataset):
     """Like :class:`SliceDataset`, but augments on the fly, as the paper trains: every item takes the
     original (view 0) normalised slices of the anchor and its partners, augments them afresh (Table A1
     parameters from the plans, seeded by (seed, epoch, item)) and returns *slices*; the trainer runs the
-    frozen teacher on them. Items: ``slice``, ``label``, ``positive_slice`` ``(1, H, W)``,
-    ``negative_slices`` ``(n, 1, H, W)``."""
+    frozen teacher on them. Items: ``slice``, ``label`` ``(1, H, W)``, ``positive_slices`` ``(P, 1, H, W)``,
+    ``negative_slices`` ``(N, 1, H, W)``."""
 
-    def __init__(self, cases: list, augmentation: dict, strategy: str = "neighbours", seed: int = 0):
-        super().__init__(cases, strategy, seed, use_views=False)
+    def __init__(
+        self,
+        cases: list,
+        augmentation: dict,
+        strategy: str = "neighbours",
+        seed: int = 0,
+        positive_pairs: str = "all",
+    ):
+        super().__init__(cases, strategy, seed, use_views=False, positive_pairs=positive_pairs)
         self.augmentation = augmentation
 
     def __getitem__(self, k: int) -> dict:
@@ -155,9 +187,8 @@ class OnlineAugmentedSliceDataset(SliceDataset):
         ci, si = self.index[k]
         case = self.cases[ci]
         rng = np.random.default_rng([self.seed, self.epoch, k])
-        positives, negatives = contrastive_partners(si, case.n_slices, self.strategy)
-        pos = int(positives[rng.integers(len(positives))])
-        order = [si, pos, *(int(i) for i in negatives)]
+        positives, negatives = self.partners(si, case.n_slices, rng)
+        order = [si, *positives, *negatives]
         slices = np.asarray(case.slices[0, order], dtype=np.float32)
         labels = np.asarray(case.labels[0, order], dtype=np.uint8)
         slices, labels = augment_stack(slices, labels, self.augmentation, int(rng.integers(2**31)))
@@ -165,6 +196,6 @@ class OnlineAugmentedSliceDataset(SliceDataset):
         return {
             "slice": t[0],
             "label": torch.from_numpy(labels[0].astype(np.float32))[None],
-            "positive_slice": t[1],
-            "negative_slices": t[2:],
+            "positive_slices": t[1 : 1 + len(positives)],
+            "negative_slices": t[1 + len(positives) :],
         }

@@ -99,6 +99,7 @@ class OrganCompetitionTrainer(ContrastiveDistillationTrainer):
             self.config.sampling,
             self.config.seed,
             self.config.use_augmented_views,
+            self.config.positive_pairs,
         )
         self.feature_channels = int(train[0].features.shape[2])
 

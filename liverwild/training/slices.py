@@ -91,7 +91,8 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
 
     def build_datasets(self):
         train, _, self.val_cases = self.fold_cases()
-        if self.config.augmentation == "online":
+        c = self.config
+        if c.augmentation == "online":
             from .data import OnlineAugmentedSliceDataset
 
             if slice_context(self.teacher_plans.backbone) != "slice":
@@ -101,12 +102,10 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
                 )
 
             self.train_set = OnlineAugmentedSliceDataset(
-                train, self.teacher_plans.augmentation, self.config.sampling, self.config.seed
+                train, self.teacher_plans.augmentation, c.sampling, c.seed, c.positive_pairs
             )
-        elif self.config.augmentation == "cached":
-            self.train_set = SliceDataset(
-                train, self.config.sampling, self.config.seed, self.config.use_augmented_views
-            )
+        elif c.augmentation == "cached":
+            self.train_set = SliceDataset(train, c.sampling, c.seed, c.use_augmented_views, c.positive_pairs)
         else:
             raise LiverwildError(f"augmentation must be 'cached' or 'online', not {self.config.augmentation!r}")
         self.feature_channels = int(train[0].features.shape[2])
@@ -174,17 +173,17 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
 
             plans = self.teacher_plans
             self.teacher = FrozenBackbone.from_config(plans.backbone, plans.slice_size[0]).to(self.device)
-        negatives = batch["negative_slices"]
-        b, n = negatives.shape[:2]
-        stack = torch.cat([batch["slice"], batch["positive_slice"], negatives.flatten(0, 1)])
+        positives, negatives = batch["positive_slices"], batch["negative_slices"]
+        b, p, n = positives.shape[0], positives.shape[1], negatives.shape[1]
+        stack = torch.cat([batch["slice"], positives.flatten(0, 1), negatives.flatten(0, 1)])
         with autocast(self.device, self.config.amp):
             features = self.teacher(stack).float()
         return {
             "features": features[:b],
             "slice": batch["slice"],
             "label": batch["label"],
-            "positive": features[b : 2 * b],
-            "negatives": features[2 * b :].unflatten(0, (b, n)),
+            "positives": features[b : b + b * p].unflatten(0, (b, p)),
+            "negatives": features[b + b * p :].unflatten(0, (b, n)),
         }
 
     def segmentation_terms(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -210,11 +209,12 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
             terms = {}
             if weights.get("distillation", 0):
                 head = self.distillation_head()
-                positive_code = head(batch["positive"])
-                negatives = batch["negatives"]
-                negative_pairs = [(negatives[:, j], head(negatives[:, j])) for j in range(negatives.shape[1])]
+                pairs = {
+                    kind: [(f[:, j], head(f[:, j])) for j in range(f.shape[1])]
+                    for kind, f in (("positives", batch["positives"]), ("negatives", batch["negatives"]))
+                }
                 terms["distillation"], sims = self.losses["distillation"](
-                    feats, code, [(batch["positive"], positive_code)], negative_pairs
+                    feats, code, pairs["positives"], pairs["negatives"]
                 )
             else:
                 sims = {}
