@@ -28,6 +28,10 @@ def test_the_3d_trainers_start_from_the_papers_recipe_and_user_settings_win():
     for config in (siamese, scl):
         assert (config.feature_placement, config.feature_layers, config.feature_hidden) == ("encoder", 3, 64)
     assert get_trainer("Siamese3DDecoderTrainer").default_config() == siamese.updated(feature_placement="decoder")
+    # the paper's λ read literally ("10 for … and 100 for …"): 10 for its own loss, 100 for SCL's
+    assert get_trainer("Siamese3DPaperWeightTrainer").default_config() == siamese.updated(feature_weight=10.0)
+    paper_scl = get_trainer("SupervisedContrastive3DPaperWeightTrainer").default_config()
+    assert paper_scl == scl.updated(feature_weight=100.0)
     assert get_trainer("ContrastiveDistillationTrainer").default_config() == SliceTrainerConfig()
 
     from liverwild.cli.common import trainer_config

@@ -1,7 +1,8 @@
 """The voxel-level Siamese paper's representation-learning rows on the ``3d`` family (Lee et al.):
 :class:`Siamese3DTrainer` (the method) and :class:`SupervisedContrastive3DTrainer` (the "SCL" row), each
-a :class:`~.volumetric.UNet3DTrainer` with training-only voxel feature layers, and the variant with
-the feature layers on the decoder (:class:`Siamese3DDecoderTrainer`)."""
+a :class:`~.volumetric.UNet3DTrainer` with training-only voxel feature layers, and their variants: the
+paper's literal λ (:class:`Siamese3DPaperWeightTrainer`, :class:`SupervisedContrastive3DPaperWeightTrainer`)
+and the feature layers on the decoder (:class:`Siamese3DDecoderTrainer`)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ class Siamese3DTrainer(UNet3DTrainer):
     ``feature_weight`` · feature loss. Deviations: "false negative" is read as every voxel whose
     predicted class is wrong (the paper does not define it for several classes); λ = 0.1, measured on
     phantoms with the feature layers on the decoder (λ = 10 and 1 held the Dice back; the paper's
-    sentence giving λ lost its symbols — documentation/multi_organ_3d.md)."""
+    sentence giving λ lost its symbols — documentation/multi_organ_3d.md; its literal reading is
+    :class:`Siamese3DPaperWeightTrainer`)."""
 
     config_groups = UNet3DTrainer.config_groups | {"voxel_features"}
 
@@ -84,6 +86,15 @@ class Siamese3DDecoderTrainer(Siamese3DTrainer):
 
 
 @register_trainer
+class Siamese3DPaperWeightTrainer(Siamese3DTrainer):
+    """:class:`Siamese3DTrainer` with the paper's λ read literally: "The weighting parameter λ was 10 for
+    [L_feat] and 100 for [L_SCL]" (symbols lost; the first is the paper's own loss, the one eq. (8)
+    weighs — documentation/multi_organ_3d.md)."""
+
+    overrides = {"feature_weight": 10.0}
+
+
+@register_trainer
 class SupervisedContrastive3DTrainer(Siamese3DTrainer):
     """The source paper's "SCL" row: the same feature layers, layers and voxel samples as
     :class:`Siamese3DTrainer`, with the supervised contrastive loss on the projections (the other
@@ -98,3 +109,11 @@ class SupervisedContrastive3DTrainer(Siamese3DTrainer):
 
     def voxel_loss(self, p: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return supervised_contrastive_voxel_loss(z, labels, self.config.scl_temperature)
+
+
+@register_trainer
+class SupervisedContrastive3DPaperWeightTrainer(SupervisedContrastive3DTrainer):
+    """:class:`SupervisedContrastive3DTrainer` with the paper's λ read literally: 100, the second value of
+    "10 for … and 100 for …" (see :class:`Siamese3DPaperWeightTrainer`)."""
+
+    overrides = {"feature_weight": 100.0}
