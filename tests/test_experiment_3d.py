@@ -1,4 +1,4 @@
-"""lw_experiment organs-3d: the three 3d trainers end to end on multi-organ phantoms, per-organ tables
+"""lw_experiment organs-3d: the 3d trainers end to end on multi-organ phantoms, per-organ tables
 with paired tests; a 3d trainer as a row of a liver protocol."""
 
 import json
@@ -21,7 +21,7 @@ def cli(study, results, *args):
     return experiment_cli.main([*args, "--quick", "--device", "cpu", *folders])
 
 
-def test_organs_3d_trains_the_three_rows_and_reports_every_organ(organ_study, tmp_path):
+def test_organs_3d_trains_its_rows_and_reports_every_organ_and_each_rows_recipe(organ_study, tmp_path):
     assert cli(organ_study, tmp_path, "organs-3d", "--fold", "loo_PhantomT2MR", *TINY) == 0
     out = tmp_path / "experiments" / "organs-3d"
     table = pd.read_csv(out / "results.csv")
@@ -34,11 +34,26 @@ def test_organs_3d_trains_the_three_rows_and_reports_every_organ(organ_study, tm
         assert f"## PhantomT2MR: {title}" in report
     assert "| Siamese3DTrainer (reference) |" in report and "(p = " in report and "| mean |" in report
     assert "post-processing: none" in report and "QUICK run" in report  # organ maps: raw argmax
+    # each row's recipe: the tuned λ and the paper's literal λ, on the encoder's last layers (--set: 2, width 16)
+    layers = "on the last 2 encoder layers, width 16"
+    recipes = {
+        "UNet3DTrainer": "soft Dice alone (no feature loss)",
+        "Siamese3DTrainer": f"soft Dice + λ · SimSiam feature loss, λ = 0.1 (feature_weight), {layers}",
+        "Siamese3DPaperWeightTrainer": f"soft Dice + λ · SimSiam feature loss, λ = 10 (feature_weight), {layers}",
+        "SupervisedContrastive3DTrainer": (
+            f"soft Dice + λ · supervised contrastive feature loss, λ = 0.01 (feature_weight), {layers}"
+        ),
+        "SupervisedContrastive3DPaperWeightTrainer": (
+            f"soft Dice + λ · supervised contrastive feature loss, λ = 100 (feature_weight), {layers}"
+        ),
+    }
+    assert "Recipe per row:" in report and all(f"- {row}: {text}\n" in report for row, text in recipes.items())
     run = json.loads((out / "runs" / "loo_PhantomT2MR" / "UNet3DTrainer" / "seed0" / "run.json").read_text("utf-8"))
     assert run["measure"] == "organs" and run["references"].endswith("PhantomT2MR/labelsTr_organs")
     assert run["config"]["lr"] == 1e-3 and run["config"]["unet3d_channels"] == 4  # the recipe, then --set
     summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert set(summary["mean_dice"]) == {f"PhantomT2MR/{t}" for t in ORGAN_TRAINERS}
+    assert summary["recipes"] == recipes
     assert any(key.startswith("PhantomT2MR/liver/") for key in summary["mean_dice_per_organ"])
     assert summary["versions"]["liverwild"] == liverwild.__version__ and summary["git_revision"] == git_revision()
     assert version_line() in report
@@ -64,7 +79,13 @@ def test_organs_3d_refuses_liver_only_trainers():
     splits = {"folds": {"loo_A": {"sources": ["B"], "target": "A", "auto": True}}}
     plan = make_plan("organs-3d", splits)
     assert plan.evaluation == "organs" and plan.reference == "Siamese3DTrainer"
-    assert [r.trainer for r in plan.runs] == list(ORGAN_TRAINERS)
+    assert [r.trainer for r in plan.runs] == [
+        "Siamese3DTrainer",
+        "UNet3DTrainer",
+        "SupervisedContrastive3DTrainer",
+        "Siamese3DPaperWeightTrainer",  # the paper's λ, beside the tuned one
+        "SupervisedContrastive3DPaperWeightTrainer",
+    ]
     with pytest.raises(Exception, match="ContrastiveDistillationTrainer .* do not segment"):
         make_plan("organs-3d", splits, ["Siamese3DTrainer", "ContrastiveDistillationTrainer"])
 

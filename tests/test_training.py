@@ -362,6 +362,7 @@ def test_set_checks_each_value_against_its_field_type():
         "loss_weights=0": "loss_weights expects a JSON object of numbers",
         'loss_weights={"focl":1}': "loss_weights has no term 'focl'",
         "sampling=neighbors": "sampling expects one of neighbours, neighbours2, two_negatives",
+        "feature_placement=bottleneck": "feature_placement expects one of encoder, decoder",
     }
     for item, message in refused.items():
         with pytest.raises(ConfigurationError, match=re.escape(f"--set {item}: {message}")):
@@ -374,7 +375,7 @@ def test_set_refuses_a_field_the_trainer_does_not_read(tmp_path, capsys):
     """A field of another family changes nothing for the chosen trainer: refused at once, naming both."""
     folders = ["--preprocessed", str(tmp_path), "--results", str(tmp_path)]
     cases = {
-        ("ContrastiveDistillationTrainer", "unet3d_depth=3"): "does not read unet3d_depth (read by Siamese3DTrainer",
+        ("ContrastiveDistillationTrainer", "unet3d_depth=3"): "does not read unet3d_depth (read by Siamese3D",
         ("ContrastiveDistillationTrainer", "unet_channels=16"): "does not read unet_channels (read by",
         ("SupervisedUNetTrainer", "inner_lr=1e-3"): "does not read inner_lr (read by MASFTrainer, TaskAugTrainer)",
         ("UNet3DTrainer", "focal_gamma=2"): "does not read focal_gamma",
@@ -383,6 +384,7 @@ def test_set_refuses_a_field_the_trainer_does_not_read(tmp_path, capsys):
         ("SupervisedUNetTrainer", 'loss_weights={"distillation":0}'): "does not read loss_weights.distillation",
         ("NoDistillationTrainer", 'loss_weights={"distillation":1}'): "always sets loss_weights.distillation = 0.0",
         ("OnlineAugmentationTrainer", "augmentation=cached"): 'always sets augmentation = "online"',
+        ("Siamese3DDecoderTrainer", "feature_placement=encoder"): 'always sets feature_placement = "decoder"',
     }
     for (trainer, setting), message in cases.items():
         assert train_cli.main([FOLD, "-tr", trainer, "--set", setting, *folders]) == 1

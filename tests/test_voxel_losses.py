@@ -19,14 +19,21 @@ from liverwild.losses.voxel import (
 from liverwild.nets import UNet3d, build_network
 
 
-def test_unet3d_gives_logits_and_the_decoder_hidden_layers_coarsest_first():
+def test_unet3d_gives_logits_and_its_encoder_and_decoder_hidden_layers():
     torch.manual_seed(0)
     net = UNet3d(1, classes=4, base_channels=4, depth=3)
     x = torch.randn(2, 1, 16, 32, 32)
     logits, hidden = net(x, return_hidden=True)
     assert logits.shape == (2, 4, 16, 32, 32)
-    assert [tuple(h.shape) for h in hidden] == [(2, 16, 4, 8, 8), (2, 8, 8, 16, 16), (2, 4, 16, 32, 32)]
-    assert net.hidden_channels == [16, 8, 4]
+    # the encoder finest first, ending at the bottleneck (the paper's f^1); the decoder coarsest first
+    assert [tuple(h.shape) for h in hidden["encoder"]] == [
+        (2, 4, 16, 32, 32),
+        (2, 8, 8, 16, 16),
+        (2, 16, 4, 8, 8),
+        (2, 32, 2, 4, 4),
+    ]
+    assert [tuple(h.shape) for h in hidden["decoder"]] == [(2, 16, 4, 8, 8), (2, 8, 8, 16, 16), (2, 4, 16, 32, 32)]
+    assert net.hidden_channels == {"encoder": [4, 8, 16, 32], "decoder": [16, 8, 4]}
     rebuilt = build_network(net.config)
     rebuilt.load_state_dict(net.state_dict())
     torch.testing.assert_close(rebuilt.eval()(x), net.eval()(x))
@@ -101,6 +108,29 @@ def test_multi_resolution_loss_sums_weighted_layers_on_their_own_grids():
     assert all(h.grad is not None and h.grad.abs().sum() > 0 for h in hidden)  # each layer is trained
     with pytest.raises(ValueError, match="hidden layers"):
         multi_resolution_loss(hidden, layers[:1], labels, labels, simsiam_voxel_loss)
+
+
+def test_labels_reach_a_coarse_grid_by_majority_of_each_block_not_by_its_corner_voxel():
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, 1:, 1:, 1:] = 3  # 27 of the 64 voxels: the organ misses the block's corner (0, 0, 0)
+    labels[0, 0, 0, 0] = 1
+    assert to_grid(labels, (1, 1, 1)).tolist() == [[[[0]]]]  # background: 36 of 64
+    labels[0, :, 2:, :] = 3  # now 41 of 64 (22 background), still not at the corner
+    assert to_grid(labels, (1, 1, 1)).tolist() == [[[[3]]]]  # nearest neighbour would give the corner's 1
+    halves = torch.zeros(1, 2, 4, 4, dtype=torch.long)
+    halves[0, :, :, 2:] = 2
+    assert to_grid(halves, (1, 2, 2)).tolist() == [[[[0, 2], [0, 2]]]]  # each 2 × 2 × 2 block its own class
+
+
+def test_a_one_voxel_grid_adds_nothing_instead_of_failing():
+    labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    labels[0, :2] = 1
+    hidden = [torch.randn(1, 6, 1, 1, 1, requires_grad=True), torch.randn(1, 3, 2, 2, 2, requires_grad=True)]
+    layers = [VoxelFeatureLayer(6, 8), VoxelFeatureLayer(3, 8)]
+    total, per_layer = multi_resolution_loss(hidden, layers, labels, labels, simsiam_voxel_loss)
+    assert float(per_layer[0].detach()) == 0.0  # one voxel: no pair
+    assert float(per_layer[1].detach()) < 0  # the 2³ grid has pairs of each class
+    torch.testing.assert_close(total, per_layer[1])
 
 
 def test_soft_dice_is_zero_for_a_perfect_prediction_and_one_for_a_missed_organ():

@@ -7,9 +7,10 @@
 - ``seeds`` — the reference trainer on one fold with several seeds: the run-to-run spread every claim
   is compared with (with several ``--trainers``, e.g. cached vs online augmentation, rows are trainers
   and the paired tests pair the same seed and scan).
-- ``organs-3d`` — the ``3d`` configuration's three multi-organ trainers (the source paper's Table I/II
-  rows: voxel-level Siamese, 3D U-Net, supervised contrastive) on one fold or more (``--fold``, default
-  the first LOO fold), evaluated per organ (Dice, HD95, ASSD) on the target's organ maps.
+- ``organs-3d`` — the ``3d`` configuration's multi-organ trainers (the source paper's Table I/II rows:
+  voxel-level Siamese, 3D U-Net, supervised contrastive — the representation rows twice, with the
+  tuned λ and with the paper's λ read literally) on one fold or more (``--fold``, default the first LOO
+  fold), evaluated per organ (Dice, HD95, ASSD) on the target's organ maps.
 
 A 3d trainer may also be a row of ``multi-dg``, ``single-dg`` or ``seeds``: it is then evaluated on the
 liver alone (its organ map's liver label), beside the 2D models.
@@ -46,7 +47,13 @@ class Run:
         return f"{self.fold}/{self.trainer}/seed{self.seed}"
 
 
-ORGAN_TRAINERS = ("Siamese3DTrainer", "UNet3DTrainer", "SupervisedContrastive3DTrainer")
+ORGAN_TRAINERS = (
+    "Siamese3DTrainer",
+    "UNet3DTrainer",
+    "SupervisedContrastive3DTrainer",
+    "Siamese3DPaperWeightTrainer",  # the paper's λ read literally: 10
+    "SupervisedContrastive3DPaperWeightTrainer",  # and 100
+)
 PROTOCOLS = ("multi-dg", "single-dg", "ablations", "seeds", "organs-3d")
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..atomic import write_json_atomic
 from ..revision import provenance_fields, version_line
 from .measured import MEASURED, measurement_note, row_of, table_measurement
+from .recipes import recipe_section, row_recipes
 from .records import mismatch, read_run
 
 ALPHA = 0.05
@@ -39,6 +40,7 @@ class Collected:
     excluded: dict = field(default_factory=dict)  # run key → why it is not in the tables
     quick: list = field(default_factory=list)  # keys of the included runs made with --quick
     measurement: dict = field(default_factory=dict)  # included run key → how it was measured (.measured.MEASURED)
+    configs: dict = field(default_factory=dict)  # included run key → its trainer configuration (.recipes)
 
 
 def collect(output: Path, plan, requested: dict) -> Collected:
@@ -50,7 +52,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
 
     from ..errors import LiverwildError
 
-    frames, included, excluded, quick, measurement = [], [], {}, [], {}
+    frames, included, excluded, quick, measurement, configs = [], [], {}, [], {}, {}
     for run in plan.runs:
         folder = output / "runs" / run.fold / run.trainer / f"seed{run.seed}"
         meta = read_run(folder)
@@ -66,6 +68,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
         )
         included.append(run)
         measurement[run.key] = {k: meta["configuration"].get(k) for k in MEASURED}
+        configs[run.key] = meta["configuration"].get("config") or {}
         if meta["configuration"].get("quick"):
             quick.append(run.key)
     if not frames:
@@ -76,7 +79,7 @@ def collect(output: Path, plan, requested: dict) -> Collected:
         )
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(output / "results.csv", index=False, float_format="%.6g")
-    return Collected(table, replace(plan, runs=included), excluded, quick, measurement)
+    return Collected(table, replace(plan, runs=included), excluded, quick, measurement, configs)
 
 
 def paired_p(
@@ -279,6 +282,7 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
 
     plan, table = collected.plan, collected.table
     tables: dict = {}  # table title → {row: how it was measured}, for report.json
+    recipes = row_recipes(plan, collected.configs)  # the 3d rows' λ and feature layers
     if plan.evaluation == "organs":
         body = organ_sections(table, plan, collected, tables)
         measured = "per organ on the target's organ maps"
@@ -296,6 +300,7 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         f"mean ± s.d. over scans; p: paired t-test against the reference over the same (seed, scan) pairs; "
         f"bold: best and significantly better (p < {ALPHA}) than every other row.",
         "",
+        *recipe_section(recipes),
         *excluded_section(collected),
         *body,
         "",
@@ -318,6 +323,7 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         "runs": [r.key for r in plan.runs],
         "measurement": {r.key: collected.measurement.get(r.key, {}) for r in plan.runs},
         "tables": [{"title": title, "measured": rows} for title, rows in tables.items()],
+        "recipes": recipes,
         "n_scans": int(len(headline)),
         **provenance_fields(torch=torch.__version__),
         "mean_dice": {

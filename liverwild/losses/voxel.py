@@ -1,8 +1,9 @@
 """Voxel-level representation losses of the ``3d`` configuration (Siamese / SCL rows of the source paper).
 
 A *voxel feature layer* (:class:`VoxelFeatureLayer`) maps sampled voxel features ``(n, C)`` of one
-decoder hidden layer through a projection MLP ``g`` (``z = g(f)``) and a prediction MLP ``h``
-(``p = h(z)``). The losses compare voxels of the same class, within and across the volumes of a batch:
+hidden layer of the 3D U-Net (encoder or decoder) through a projection MLP ``g`` (``z = g(f)``) and a
+prediction MLP ``h`` (``p = h(z)``). The losses compare voxels of the same class, within and across
+the volumes of a batch:
 
 - :func:`simsiam_voxel_loss` — no negatives: ``−cos(p_i, stopgrad(z_j))`` averaged over ordered pairs
   ``i ≠ j`` of one class, each present class weighted equally (class weights against imbalance);
@@ -12,7 +13,7 @@ decoder hidden layer through a projection MLP ``g`` (``z = g(f)``) and a predict
 :func:`sample_voxels` picks which voxels enter (at most ``max_samples`` per layer, false negatives of
 the current prediction first, at most ``max_false_negatives`` of them, classes balanced), and
 :func:`multi_resolution_loss` sums a loss over several hidden layers (multi-resolution context
-aggregation) with labels and predictions brought to each layer's grid by nearest neighbour.
+aggregation) with labels and predictions brought to each layer's grid by majority (:func:`to_grid`).
 """
 
 from __future__ import annotations
@@ -133,8 +134,19 @@ class VoxelFeatureLayer(nn.Module):
 
 
 def to_grid(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Integer volumes ``(B, D, H, W)`` (labels, predicted classes) on a coarser grid, nearest neighbour."""
-    return F.interpolate(volume[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+    """Integer volumes ``(B, D, H, W)`` (labels, predicted classes) on a coarser grid ``size`` that divides
+    them: each coarse voxel takes the class most of its block holds (ties: the lowest class), so that at
+    the bottleneck (blocks of 16³ at depth 4) a voxel is labelled by its block, not by the block's corner
+    voxel as nearest-neighbour sampling would. Another grid: nearest neighbour."""
+    size = tuple(size)
+    if size == tuple(volume.shape[1:]):
+        return volume.long()
+    if any(v % s for v, s in zip(volume.shape[1:], size)):
+        return F.interpolate(volume[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    block = tuple(v // s for v, s in zip(volume.shape[1:], size))
+    values = volume.unique()  # sorted: ties go to the lowest class
+    counts = torch.stack([F.avg_pool3d((volume[:, None] == v).float(), block)[:, 0] for v in values])
+    return values[counts.argmax(0)].long()
 
 
 def multi_resolution_loss(
@@ -151,8 +163,9 @@ def multi_resolution_loss(
     """``Σ_l w_l · loss_l`` over hidden layers ``(B, C_l, D_l, H_l, W_l)`` with their feature layers.
 
     ``labels`` and ``predictions`` ``(B, D, H, W)`` (class indices at full resolution) are brought to each
-    layer's grid; voxels are sampled over the whole batch (pairs within and across volumes); ``loss(p, z,
-    labels)`` scores each layer. Returns ``(total, per-layer losses)``.
+    layer's grid (:func:`to_grid`); voxels are sampled over the whole batch (pairs within and across
+    volumes), at most as many as the grid holds (a 4 × 8 × 8 bottleneck of a batch of 4: 1 024);
+    ``loss(p, z, labels)`` scores each layer. Returns ``(total, per-layer losses)``.
     """
     weights = list(weights) if weights is not None else [1.0] * len(hidden)
     if not (len(hidden) == len(layers) == len(weights)):
@@ -162,6 +175,9 @@ def multi_resolution_loss(
         grid = features.shape[2:]
         y, pred = to_grid(labels, grid).reshape(-1), to_grid(predictions, grid).reshape(-1)
         chosen = sample_voxels(y, pred, max_samples, max_false_negatives, generator)
+        if chosen.numel() < 2:  # a grid of one voxel: no pair (and BatchNorm needs two samples)
+            per_layer.append(features.sum() * 0.0)
+            continue
         per_volume = y.numel() // features.shape[0]  # voxels of one volume on this grid
         flat = features.flatten(2)  # (B, C, voxels): a view, no copy of the full-resolution map
         vectors = flat[chosen // per_volume, :, chosen % per_volume]  # (n, C): the chosen voxels only

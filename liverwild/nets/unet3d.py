@@ -2,10 +2,12 @@
 
 ``UNet3d(volumes)`` → logits ``(B, classes, D, H, W)`` from volumes ``(B, 1, D, H, W)``; ``D``, ``H``
 and ``W`` must be divisible by ``2**depth`` (64 × 128 × 128 with the default depth 4).
-``forward(x, return_hidden=True)`` also returns the decoder's hidden feature maps, coarsest first
-(``(B, base·2^l, D/2^l, H/2^l, W/2^l)`` for l = depth−1 … 0): the last ``n`` of them are the layers
-the voxel-level Siamese loss (multi-resolution context aggregation) works on. Each level has two
-3×3×3 convolution – InstanceNorm – LeakyReLU layers (nnU-Net's choice for batches of a few volumes).
+``forward(x, return_hidden=True)`` also returns the hidden feature maps, each list in the order the
+network computes them: ``{"encoder": [...], "decoder": [...]}`` — the encoder's levels finest first, ending
+at the bottleneck (``(B, base·2^l, D/2^l, H/2^l, W/2^l)`` for l = 0 … depth; the last ``n`` are the source
+paper's f^n … f^1, the layers its voxel-level loss works on), and the decoder's levels coarsest first
+(l = depth−1 … 0). Each level has two 3×3×3 convolution – InstanceNorm – LeakyReLU layers (nnU-Net's
+choice for batches of a few volumes).
 """
 
 from __future__ import annotations
@@ -52,17 +54,19 @@ class UNet3d(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose3d(widths[i], widths[i - 1], 2, stride=2) for i in range(depth, 0, -1))
         self.decoder = nn.ModuleList(ConvBlock3d(2 * widths[i - 1], widths[i - 1]) for i in range(depth, 0, -1))
         self.output = nn.Conv3d(widths[0], classes, 1)
-        self.hidden_channels = [widths[i - 1] for i in range(depth, 0, -1)]  # coarsest first
+        # the widths of forward's hidden layers, in the same order
+        self.hidden_channels = {"encoder": widths, "decoder": [widths[i - 1] for i in range(depth, 0, -1)]}
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x if level == 0 else self.pool(x))
             skips.append(x)
+        encoder = list(skips)  # f^(depth+1) … f^1 (the bottleneck)
         x = skips.pop()
-        hidden = []
+        decoder = []
         for up, block in zip(self.up, self.decoder):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
-            hidden.append(x)
+            decoder.append(x)
         logits = self.output(x)
-        return (logits, hidden) if return_hidden else logits
+        return (logits, {"encoder": encoder, "decoder": decoder}) if return_hidden else logits

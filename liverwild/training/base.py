@@ -95,7 +95,7 @@ class TrainerBase(abc.ABC, Generic[ConfigT]):
     def default_config(cls) -> ConfigT:
         """This trainer's configuration before a user changes anything: its family's defaults, then the
         trainer's ``recipe`` and ``overrides``. ``lw_train`` and ``lw_experiment`` start from it."""
-        return cls.config_class().updated(**cls.recipe, **cls.overrides)
+        return cls.config_class().updated(**{**cls.recipe, **cls.overrides})  # overrides win
 
     @classmethod
     def config_fields(cls) -> frozenset[str]:

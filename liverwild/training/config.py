@@ -25,6 +25,7 @@ CHOICES = {
     "augmentation": ("cached", "online"),
     "entropy_form": ("charbonnier", "plain"),  # liverwild.losses.ENTROPY_FORMS
     "positive_pairs": ("all", "one"),
+    "feature_placement": ("encoder", "decoder"),  # the 3D U-Net path whose last layers get feature layers
 }
 
 # The fields each family of trainers reads. A trainer lists the groups it reads in ``config_groups``;
@@ -88,9 +89,10 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "modality_distillation": ("kd_weight", "temperature"),  # MultiModalKDTrainer
     "synthesis": ("background_classes", "max_slice_thickness_mm", "deformation_sd_px"),  # DomainRandomizationTrainer
     "unet3d": ("unet3d_channels", "unet3d_depth", "poly_power"),  # the 3d trainers
-    "voxel_features": (  # Siamese3DTrainer, SupervisedContrastive3DTrainer
+    "voxel_features": (  # Siamese3DTrainer, SupervisedContrastive3DTrainer and their variants
         "feature_weight",
         "feature_hidden",
+        "feature_placement",
         "feature_layers",
         "feature_layer_weights",
         "voxel_samples",
@@ -248,9 +250,13 @@ class VolumeTrainerConfig(TrainerConfig):
     unet3d_depth: int = 4  # poolings: 64 × 128 × 128 → 4 × 8 × 8
     poly_power: float = 0.9  # lr · (1 − epoch / epochs) ** power
     feature_weight: float = 0.1  # λ: Dice + λ · feature loss; measured choice, see documentation/multi_organ_3d.md
-    feature_hidden: int = 256  # projection/prediction MLP width (ablation's best; implementation details say 64)
-    feature_layers: int = 3  # the last N decoder hidden layers (multi-resolution context aggregation)
-    feature_layer_weights: list[float] | None = None  # w_l, one per layer (finest last); None: 1 each (the paper)
+    feature_hidden: int = 64  # projection/prediction MLP width (the paper's implementation details)
+    # the feature layers sit on the last feature_layers hidden layers of this path: "encoder" (the paper:
+    # f^1 = the bottleneck, f^2, f^3) or "decoder" (the last decoder levels, up to full resolution)
+    feature_placement: str = "encoder"
+    feature_layers: int = 3  # multi-resolution context aggregation over the last N layers (the paper's N = 3)
+    # w_l, one per layer in the network's order (encoder: bottleneck last; decoder: finest last); None: 1 each
+    feature_layer_weights: list[float] | None = None
     voxel_samples: int = 1700  # voxels sampled per layer and step
     false_negative_samples: int = 1000  # of which at most this many are voxels the network still gets wrong
     scl_temperature: float = 0.1  # the supervised-contrastive row's temperature

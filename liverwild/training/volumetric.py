@@ -183,8 +183,9 @@ class VolumeTrainer(TrainerBase[VolumeTrainerConfig]):
 
     # ---- one step ------------------------------------------------------------------------------------
 
-    def feature_terms(self, hidden: list, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-        """The representation-learning terms on the decoder's hidden layers (none for the plain U-Net)."""
+    def feature_terms(self, hidden: dict, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """The representation-learning terms on the U-Net's hidden layers (``hidden``: ``{"encoder": [...],
+        "decoder": [...]}``, :class:`~liverwild.nets.UNet3d`'s); none for the plain U-Net."""
         return {}
 
     def train_step(self, batch: dict) -> dict:
