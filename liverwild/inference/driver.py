@@ -146,7 +146,8 @@ def predict(
     Returns:
         The report written to ``prediction_report.json``: model, device, git revision and versions, the
         post-processing steps applied, per-scan seconds per stage, liver volume (ml), plausibility
-        ``flags`` and ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
+        ``flags`` and ``extent_mm``, components removed, DICOM-SEG path, statistics rows, warnings and
+        error; ``n_ok`` and ``n_failed``; ``outputs`` names the run's ``statistics.csv`` and ``report.html``.
 
     Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
     without any scan is an error.
