@@ -1,23 +1,27 @@
 """DICOM-SEG output (issue 27): a SEG read back with pydicom alone, placed on the source grid through
 SimpleITK's own index ↔ physical mapping, equals the NIfTI mask voxel for voxel."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from conftest import geometry_for
+from segcheck import seg_on_source_grid
 
-pytest.importorskip("highdicom")
-pydicom = pytest.importorskip("pydicom")
+import liverwild
+from liverwild.cli import predict as predict_cli
+from liverwild.errors import ConfigurationError, ImageReadError
+from liverwild.io import Geometry, read_image, write_dicom_series, write_mask
+from liverwild.io.dicom_seg import source_datasets, write_dicom_seg
 
-import liverwild  # noqa: E402
-from liverwild.cli import predict as predict_cli  # noqa: E402
-from liverwild.errors import ConfigurationError, ImageReadError  # noqa: E402
-from liverwild.io import Geometry, read_image, write_dicom_series, write_mask  # noqa: E402
-from liverwild.io.dicom_seg import source_datasets, write_dicom_seg  # noqa: E402
+needs_highdicom = pytest.mark.skipif(  # the optional 'dicom' extra (in 'test'); liverwild imports it lazily
+    importlib.util.find_spec("highdicom") is None, reason="highdicom not installed: pip install 'liverwild[dicom]'"
+)
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 SCT_LIVER, SCT_SPLEEN, SCT_KIDNEY, SCT_LEFT = "10200004", "78961009", "64033007", "7771000"
@@ -47,31 +51,7 @@ def series(tmp_path, name) -> tuple:
     return tmp_path / name, read_image(tmp_path / name)
 
 
-def seg_on_source_grid(seg_path, series_folder, reference: sitk.Image) -> tuple:
-    """``(label map on reference's grid, segment numbers → dataset)`` rebuilt from the SEG with pydicom: each
-    frame goes to the source slice it references, located by that slice's ImagePositionPatient through
-    ``reference.TransformPhysicalPointToIndex``; every frame's plane position must be its source slice's."""
-    seg = pydicom.dcmread(seg_path)
-    sources = {}
-    for f in series_folder.iterdir():
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        sources[ds.SOPInstanceUID] = ds
-    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), int(seg.Rows), int(seg.Columns))
-    out = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
-    shared = seg.SharedFunctionalGroupsSequence[0]
-    for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
-        identification = item if "SegmentIdentificationSequence" in item else shared  # shared by one segment
-        number = int(identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        uid = item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        source = sources[uid]
-        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
-        assert np.allclose(position, [float(v) for v in source.ImagePositionPatient], atol=1e-4)
-        i, j, k = reference.TransformPhysicalPointToIndex(position)
-        assert (i, j) == (0, 0)
-        out[k][frame > 0] = number
-    return out, {int(s.SegmentNumber): s for s in seg.SegmentSequence}
-
-
+@needs_highdicom
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_seg_equals_the_nifti_mask_on_the_source_grid(tmp_path, name):
     folder, volume = series(tmp_path, name)
@@ -100,6 +80,7 @@ def test_seg_equals_the_nifti_mask_on_the_source_grid(tmp_path, name):
     )
 
 
+@needs_highdicom
 def test_seg_names_its_source_and_its_algorithm(tmp_path):
     folder, volume = series(tmp_path, "descending")
     mask = np.zeros(volume.array.shape, np.uint8)
@@ -128,6 +109,7 @@ def test_seg_names_its_source_and_its_algorithm(tmp_path):
         assert keyword in seg
 
 
+@needs_highdicom
 def test_organ_map_gives_one_coded_segment_per_organ_and_empty_masks_a_valid_seg(tmp_path):
     folder, volume = series(tmp_path, "ascending")
     labels = {0: "background", 1: "spleen", 2: "left_kidney", 3: "liver"}
@@ -144,7 +126,8 @@ def test_organ_map_gives_one_coded_segment_per_organ_and_empty_masks_a_valid_seg
         SCT_KIDNEY,
         SCT_LIVER,
     ]
-    assert segments[2].SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == SCT_LEFT
+    left = segments[2].SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+    assert left.CodeValue == SCT_LEFT
     assert "ImageComments" not in pydicom.dcmread(tmp_path / "organs.dcm")  # not the default model
     empty = np.zeros(volume.array.shape, np.uint8)
     write_dicom_seg(empty, source_datasets(volume), {1: "liver"}, tmp_path / "empty.dcm", "m")
@@ -152,17 +135,23 @@ def test_organ_map_gives_one_coded_segment_per_organ_and_empty_masks_a_valid_seg
     assert int(seg.NumberOfFrames) == volume.array.shape[0] and not seg.pixel_array.any()
 
 
+@needs_highdicom
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (apt-get install dicom3tools) not found")
-def test_dicom3tools_finds_no_error_in_the_seg(tmp_path):
-    """dciodvfy (David Clunie's IOD checker) reads the SEG against the standard's module tables."""
+def test_dicom3tools_finds_no_error_nor_misplaced_attribute_in_the_seg(tmp_path):
+    """dciodvfy (David Clunie's IOD checker) reads SEGs of a liver mask and of an organ map (a laterality
+    modifier, an organ without voxels) against the standard's module tables."""
     _, volume = series(tmp_path, "oblique")
     mask = np.zeros(volume.array.shape, np.uint8)
     mask[1:4, 2:6, 2:6] = 1
     write_dicom_seg(mask, source_datasets(volume), {1: "liver"}, tmp_path / "s.dcm", "default", "synthetic data only")
-    checked = subprocess.run(["dciodvfy", "-new", str(tmp_path / "s.dcm")], capture_output=True, text=True)
-    lines = (checked.stdout + checked.stderr).splitlines()
-    assert "Segmentation" in lines
-    assert not [line for line in lines if line.startswith("Error")], lines
+    mask[0, 7:9, 7:9] = 2
+    labels = {1: "liver", 2: "left_kidney", 3: "spleen"}
+    write_dicom_seg(mask, source_datasets(volume), labels, tmp_path / "organs.dcm", "organs")
+    for name in ("s.dcm", "organs.dcm"):
+        checked = subprocess.run(["dciodvfy", "-new", str(tmp_path / name)], capture_output=True, text=True)
+        lines = (checked.stdout + checked.stderr).splitlines()
+        assert "Segmentation" in lines
+        assert not [line for line in lines if line.startswith("Error") or "not present in standard" in line], lines
 
 
 def test_seg_refuses_a_source_file_off_the_grid(tmp_path):
@@ -186,6 +175,7 @@ def phantom_folder(tmp_path):
     return inputs
 
 
+@needs_highdicom
 def test_lw_predict_writes_seg_for_dicom_and_says_why_not_for_nifti(tmp_path, capsys):
     inputs = phantom_folder(tmp_path)
     out = tmp_path / "out"
@@ -215,8 +205,6 @@ def test_lw_predict_writes_seg_for_dicom_and_says_why_not_for_nifti(tmp_path, ca
 
 
 def test_dicom_seg_without_highdicom_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "highdicom" else real(name, *a))
     from liverwild.inference import predict

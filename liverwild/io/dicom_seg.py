@@ -90,9 +90,9 @@ def segment_descriptions(labels: dict, algorithm) -> list:
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
-        if side is not None:
+        if side is not None:  # the laterality modifier lives inside the property type's code item
             modifier = hd.sr.CodedConcept.from_code(getattr(codes.SCT, side))
-            description.SegmentedPropertyTypeModifierCodeSequence = [modifier]
+            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
         out.append(description)
     return out
 
@@ -131,6 +131,7 @@ def write_dicom_seg(mask: np.ndarray, sources: list, labels: dict, path, model: 
         content_description=described[:64],
         content_label="LIVERWILD",
         series_description=described[:64],
+        omit_empty_frames=bool(np.any(mask)),  # an empty mask keeps its empty frames (none would be invalid)
     )
     if training:
         seg.ImageComments = f"liverwild model {model}: trained on {training}; not a medical device"
