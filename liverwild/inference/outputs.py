@@ -93,14 +93,13 @@ class ScanOutputs:
             result = self.predictor.write_outputs(
                 result, volume, mask, probs, self.output, self.options.overlays, nifti=nifti
             )
+        t = time.perf_counter()  # the SEG, statistics and QC picture count as the write stage
         if seg and self.output is not None:
             from ..io.dicom_seg import source_datasets, write_dicom_seg
 
-            t = time.perf_counter()
             path = self.output / f"{result.name}_seg.dcm"
             write_dicom_seg(mask, source_datasets(volume), self.labels, path, self.model_name, self.training)
             result.dicom_seg, result.output = str(path), result.output or str(path)
-            result.seconds["write"] = round(result.seconds.get("write", 0.0) + time.perf_counter() - t, 4)
         if self.options.statistics:
             removed = result.components_removed
             result.statistics = organ_statistics(
@@ -110,6 +109,7 @@ class ScanOutputs:
             from ..qc_report import scan_figure
 
             scan_figure(volume, mask, result.modality, self.labels, self.output / FIGURES / f"{result.name}.png")
+        result.seconds["write"] = round(result.seconds.get("write", 0.0) + time.perf_counter() - t, 4)
         if self.masks is not None:
             import SimpleITK as sitk
 
