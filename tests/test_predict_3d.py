@@ -132,3 +132,41 @@ def test_batch_size_is_refused_for_a_3d_model():
 
     with pytest.raises(ConfigurationError, match="--batch-size 8: a 3d model"):
         make_predictor(SimpleNamespace(configuration="3d"), torch.device("cpu"), PredictorOptions(batch_size=8))
+
+
+def test_a_3d_models_seg_has_one_coded_segment_per_organ_and_statistics_per_organ(organ_study, trained_3d, tmp_path):
+    """Issue 27 with an organ map: the SEG of a DICOM series read back (pydicom only) equals the NIfTI organ
+    map, its segments are the model's organs with their SNOMED CT codes, and statistics.csv has one row
+    per organ whose volume is the report's."""
+    pytest.importorskip("highdicom")
+    import pandas as pd
+    import pydicom
+    import SimpleITK as sitk
+    from segcheck import seg_on_source_grid
+
+    from liverwild.io import write_dicom_series
+
+    source = read_image(sorted((organ_study / "raw" / "PhantomPortalCT" / "imagesTr").iterdir())[0])
+    write_dicom_series(np.round(source.array).astype(np.int16), source.geometry, tmp_path / "in" / "series")
+    report = predict(
+        tmp_path / "in",
+        tmp_path / "out",
+        model=trained_3d["output"],
+        device="cpu",
+        progress=False,
+        output_types=("nifti", "dicom-seg"),
+        statistics=True,
+    )
+    (scan,) = report["scans"]
+    nifti = sitk.ReadImage(str(tmp_path / "out" / "series.nii.gz"))
+    rebuilt, segments = seg_on_source_grid(tmp_path / "out" / "series_seg.dcm", tmp_path / "in" / "series", nifti)
+    assert np.array_equal(rebuilt, sitk.GetArrayFromImage(nifti))
+    assert [segments[k].SegmentLabel for k in sorted(segments)] == CLASSES
+    codes = {segments[k].SegmentLabel: segments[k].SegmentedPropertyTypeCodeSequence[0].CodeValue for k in segments}
+    assert codes["liver"] == "10200004" and codes["spleen"] == "78961009" and codes["left_kidney"] == "64033007"
+    assert "ImageComments" not in pydicom.dcmread(tmp_path / "out" / "series_seg.dcm")  # not the default model
+    table = pd.read_csv(tmp_path / "out" / "statistics.csv")
+    assert list(table["organ"]) == CLASSES
+    assert dict(zip(table["organ"], table["volume_ml"])) == pytest.approx(scan["organ_ml"], abs=1e-3)
+    assert set(scan["components_removed"]) == set(CLASSES)
+    assert dict(zip(table["organ"], table["components_removed"])) == scan["components_removed"]

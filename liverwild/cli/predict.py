@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lw_predict",
         description="Segment the liver in NIfTI/NRRD/MHA files and DICOM "
         "series folders; writes <case>.nii.gz (uint8 0/1; a 3d multi-organ model: one label per organ, "
-        "listed in prediction_report.json) in each input's geometry.",
+        "listed in prediction_report.json) in each input's geometry, or DICOM-SEG objects for DICOM inputs; "
+        "optionally statistics.csv and report.html.",
     )
     p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
     p.add_argument("-o", "--output", required=True, help="output folder (must differ from the input folder)")
@@ -32,6 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
     p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")
     p.add_argument("--overlays", action="store_true", help="QC picture per scan in OUT/overlays/")
+    p.add_argument(
+        "--output-type",
+        nargs="+",
+        default=["nifti"],
+        choices=["nifti", "dicom-seg"],
+        help="nifti (default: <case>.nii.gz), dicom-seg (a DICOM series input also gets <case>_seg.dcm, a DICOM "
+        "Segmentation referencing it; needs highdicom: pip install 'liverwild[dicom]'; other inputs get NIfTI), "
+        "or both: --output-type nifti dicom-seg",
+    )
+    p.add_argument(
+        "--statistics",
+        action="store_true",
+        help="also write OUT/statistics.csv: per scan and organ the volume (ml), intensity mean/median/s.d. "
+        "(HU for CT), bounding box (LPS mm) and the components post-processing removed",
+    )
+    p.add_argument(
+        "--report",
+        default="auto",
+        choices=["auto", "html", "none"],
+        help="html: write OUT/report.html, a self-contained QC page (views, flags, statistics, timing; sortable); "
+        "none: do not; auto (default): html when the input holds more than one scan",
+    )
     steps = p.add_mutually_exclusive_group()
     steps.add_argument(
         "--postprocess",
@@ -98,13 +121,18 @@ def main(argv=None) -> int:
             num_parts=args.num_parts,
             int8_teacher=args.int8_teacher,
             liver_only=args.liver_only,
+            output_types=tuple(args.output_type),
+            statistics=args.statistics,
+            report=args.report,
         )
         if process_rank() != 0:  # under torchrun: rank 0 reports for the job
             return 1 if report["n_failed"] else 0
         name = "prediction_report.json"
         if args.num_parts > 1:
             name = f"prediction_report.part{args.part}of{args.num_parts}.json"
-        print(f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} (report: {name})")
+        extras = [v for v in (report.get("outputs") or {}).values() if v]
+        also = f"; also {', '.join(extras)}" if extras else ""
+        print(f"{report['n_ok']} scan(s) segmented, {report['n_failed']} failed → {args.output} (report: {name}{also})")
         return 1 if report["n_failed"] else 0
 
     return run(work)

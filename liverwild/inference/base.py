@@ -45,6 +45,10 @@ class ScanResult:
     extent_mm: dict = field(default_factory=dict)  # the liver mask's craniocaudal and in-plane extents
     seconds: dict = field(default_factory=dict)
     error: str = ""
+    dicom_seg: str = ""  # the DICOM Segmentation written (--output-type dicom-seg)
+    components_removed: dict = field(default_factory=dict)  # organ → 26-connected pieces post-processing dropped
+    statistics: list = field(default_factory=list)  # per organ (:mod:`.statistics`), with --statistics
+    warnings: list = field(default_factory=list)  # one line each, also logged
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,13 @@ class BasePredictor:
         return None
 
     def finish_liver(self, mask: np.ndarray, geometry: Geometry, centre: np.ndarray | None) -> tuple:
-        """``(mask, plausibility or None)``: the post-processing steps on a canonical liver mask ``(z, y, x)``
-        on its canonical ``geometry``; ``centre`` from :meth:`locate_body`."""
+        """``(mask, plausibility or None, {"liver": components removed})``: the post-processing steps on a
+        canonical liver mask ``(z, y, x)`` on its canonical ``geometry``; ``centre`` from :meth:`locate_body`."""
+        record = {"components_removed": 0}
         if self.steps:
-            mask = postprocess(mask, geometry, self.steps, centre)
-        return mask, plausibility(mask, geometry, centre) if "plausibility" in self.steps else None
+            mask = postprocess(mask, geometry, self.steps, centre, record)
+        check = plausibility(mask, geometry, centre) if "plausibility" in self.steps else None
+        return mask, check, {"liver": record["components_removed"]}
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -139,16 +145,20 @@ class BasePredictor:
         if info.get("plausibility") is not None:
             result.flags, result.extent_mm = info["plausibility"]["flags"], info["plausibility"]["extent_mm"]
         result.seconds.update(seconds)
+        result.components_removed = dict(info.get("components_removed") or {})
         result.slices = int(volume.geometry.shape[0])
         result.liver_ml = float(mask.sum() * np.prod(volume.geometry.spacing) / 1000)
         return result, mask, probs
 
-    def write_outputs(self, result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False) -> ScanResult:
-        """Write ``<name>.nii.gz`` (and the probabilities, the overlay) in the input geometry; returns
-        ``result`` completed with the output path and the seconds of every stage."""
+    def write_outputs(
+        self, result: ScanResult, volume: Volume, mask, probs, output_dir, overlay=False, nifti=True
+    ) -> ScanResult:
+        """Write ``<name>.nii.gz`` (unless not ``nifti``; and the probabilities, the overlay) in the input
+        geometry; returns ``result`` completed with the output path and the seconds of every stage."""
         name, t = result.name, time.perf_counter()
         out = Path(output_dir) / f"{name}.nii.gz"
-        write_mask(mask, volume.geometry, out)
+        if nifti:
+            write_mask(mask, volume.geometry, out)
         if probs is not None:
             write_volume(probs, volume.geometry, Path(output_dir) / f"{name}_prob.nii.gz", dtype=np.float32)
         result.seconds["write"] = time.perf_counter() - t
@@ -163,7 +173,7 @@ class BasePredictor:
                 title=f"{name}: organ masks" if several else f"{name}: liver mask (red)",
                 label_names=names if several else None,
             )
-        result.output = str(out)
+        result.output = str(out) if nifti else ""
         result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in self.stages}
         return result
 

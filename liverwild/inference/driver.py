@@ -26,6 +26,7 @@ from ..shipped import DISCLAIMER
 from .base import BasePredictor, PredictorOptions
 from .discovery import find_scans
 from .model import TrainedModel, resolve_model_dir
+from .outputs import ScanOutputs, check_output_options, wants_html, write_run_files
 from .pipeline import segment_all
 from .postprocessing import steps_from
 from .registry import make_predictor
@@ -54,6 +55,9 @@ class PredictOptions:
     num_parts: int = 1
     int8_teacher: bool = False
     liver_only: bool = False
+    output_types: tuple[str, ...] = ("nifti",)
+    statistics: bool = False
+    report: str = "auto"
 
     def predictor_options(self) -> PredictorOptions:
         """The options the predictor itself takes."""
@@ -96,6 +100,9 @@ def predict(
     num_parts: int = 1,
     int8_teacher: bool = False,
     liver_only: bool = False,
+    output_types=("nifti",),
+    statistics: bool = False,
+    report: str = "auto",
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -123,6 +130,13 @@ def predict(
             :mod:`liverwild.backbones.quantization`).
         liver_only: a 3d (multi-organ) model writes the liver alone as a 0/1 mask (its organ map's liver
             label), to compare it with the 2D models; 2D models always do.
+        output_types: ``("nifti",)`` (default), ``("dicom-seg",)`` or both: a DICOM series input also gets
+            ``<scan>_seg.dcm``, a DICOM Segmentation referencing it (:mod:`liverwild.io.dicom_seg`; needs
+            highdicom); any other input gets NIfTI and a warning.
+        statistics: also write ``statistics.csv``: per scan and organ the volume, intensity mean, median and
+            s.d., LPS bounding box and components removed (:mod:`.statistics`).
+        report: ``"html"`` writes ``report.html``, the QC page (:mod:`liverwild.qc_report`); ``"none"`` not;
+            ``"auto"`` (default) writes it when ``inputs`` holds more than one scan.
         part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
             (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
@@ -132,7 +146,8 @@ def predict(
     Returns:
         The report written to ``prediction_report.json``: model, device, git revision and versions, the
         post-processing steps applied, per-scan seconds per stage, liver volume (ml), plausibility
-        ``flags`` and ``extent_mm``, and error; ``n_ok`` and ``n_failed``.
+        ``flags`` and ``extent_mm``, components removed, DICOM-SEG path, statistics rows, warnings and
+        error; ``n_ok`` and ``n_failed``; ``outputs`` names the run's ``statistics.csv`` and ``report.html``.
 
     Failures are reported per scan (a warning naming the file) and do not stop the others; a folder
     without any scan is an error.
@@ -160,15 +175,20 @@ def predict(
         num_parts=num_parts,
         int8_teacher=int8_teacher,
         liver_only=liver_only,
+        output_types=tuple([output_types] if isinstance(output_types, str) else output_types),
+        statistics=statistics,
+        report=report,
     )
     return predict_with(inputs, output, options)
 
 
-def predict_with(inputs, output, options: PredictOptions) -> dict:
-    """:func:`predict` with its options as one :class:`PredictOptions`."""
+def predict_with(inputs, output, options: PredictOptions, masks: dict | None = None) -> dict:
+    """:func:`predict` with its options as one :class:`PredictOptions`. ``output`` None writes nothing
+    (options that write are refused); ``masks``, when given, receives name → mask (SimpleITK image)."""
     steps_from(options.postprocess)  # unknown steps are refused before anything is read
-    inputs, output = Path(inputs), Path(output)
-    if output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
+    check_output_options(options, output)
+    inputs, output = Path(inputs), Path(output) if output is not None else None
+    if output is not None and output.resolve() == (inputs.resolve() if inputs.is_dir() else inputs.resolve().parent):
         raise LiverwildError(
             f"{output}: the output folder must differ from the input folder (inputs are never overwritten)"
         )
@@ -188,10 +208,12 @@ def predict_with(inputs, output, options: PredictOptions) -> dict:
             raise ConfigurationError(f"--part {part} --num-parts {num_parts}: need 0 ≤ part < num-parts")
         share = (sorted(scans)[part::num_parts], rejected if part == 0 else [])
         mine = replace(options, part=part, num_parts=num_parts, progress=options.progress and context.is_main)
-        report = _predict_share(inputs, output, share, input_paths, dev, mine)
+        html = wants_html(options.report, len(scans) + len(rejected), output)
+        report = _predict_share(inputs, output, share, input_paths, dev, mine, html, masks)
         if context.enabled:
             report = {**merge_reports(distributed.gather_objects(report)), "job": distributed.describe_job(context)}
-            if context.is_main:
+            if context.is_main and output is not None:
+                report["outputs"] = write_run_files(output, report, "", options.statistics, html)
                 write_json_atomic(output / "prediction_report.json", report)
             distributed.barrier()
     return report
@@ -210,10 +232,17 @@ def merge_reports(reports: list) -> dict:
 
 
 def _predict_share(
-    inputs: Path, output: Path, share: tuple, input_paths: set, dev: torch.device, options: PredictOptions
+    inputs: Path,
+    output: Path | None,
+    share: tuple,
+    input_paths: set,
+    dev: torch.device,
+    options: PredictOptions,
+    html: bool = False,
+    masks: dict | None = None,
 ) -> dict:
     """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``);
-    writes and returns its report."""
+    writes (unless ``output`` is None) and returns its report."""
     from concurrent.futures import ThreadPoolExecutor
 
     scans, rejected = share
@@ -244,12 +273,13 @@ def _predict_share(
         raise
     part, num_parts = options.part, options.num_parts
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
-    try:
-        lock = acquire(output, "lw_predict", f".lw{tag}.lock")  # one writer per output folder (or part)
+    try:  # one writer per output folder (or part)
+        lock = acquire(output, "lw_predict", f".lw{tag}.lock") if output is not None else None
     except OSError as exc:
         raise LiverwildError(
             f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
         ) from exc
+    writer = ScanOutputs(predictor, trained, options, output, html, masks)
     try:
         results_list, seconds = segment_all(
             predictor,
@@ -262,6 +292,8 @@ def _predict_share(
             options.progress,
             reader,
             first,
+            finish=writer.finish,
+            keep_volume=writer.keep_volume,
         )
         report = {
             "inputs": str(inputs),
@@ -279,9 +311,12 @@ def _predict_share(
             "n_failed": sum(bool(r.error) for r in results_list),
             "part": part,
             "num_parts": num_parts,
+            "output_types": list(options.output_types),
         }
-        if not distributed.current().enabled:  # under torchrun rank 0 writes the merged report
+        if output is not None and not distributed.current().enabled:  # under torchrun rank 0 writes
+            report["outputs"] = write_run_files(output, report, tag, options.statistics, html)
             write_json_atomic(output / f"prediction_report{tag}.json", report)
     finally:
-        release(lock)
+        if lock is not None:
+            release(lock)
     return report

@@ -31,13 +31,15 @@ def segment_all(
     predictor: BasePredictor,
     scans,
     rejected,
-    output: Path,
+    output: Path | None,
     input_paths: set,
     save_probabilities: bool,
     overlays: bool,
     progress: bool,
     reader=None,
     first=None,
+    finish=None,
+    keep_volume: bool | None = None,
 ) -> tuple:
     """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``.
 
@@ -46,6 +48,9 @@ def segment_all(
     (reading and writing are mostly compression, which leaves the GIL). At most one scan waits read and
     two wait written, so memory stays bounded. ``reader`` (a one-thread executor, shut down here) and
     ``first`` (its read of the first scan) let the caller start reading before the model is loaded.
+    ``finish(result, volume, mask, probs)``, when given, writes a scan in the writer thread instead of
+    ``predictor.write_outputs`` (:class:`.outputs.ScanOutputs`); ``output`` may then be None.
+    ``keep_volume`` (default: ``overlays``) keeps each scan's image for the writer.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +63,7 @@ def segment_all(
         logger.warning(f"FAILED {results[position].error}")
     todo: list[tuple] = []  # (position, name, path) of the scans to segment
     for position, (name, path) in enumerate(scans, start=len(rejected)):
-        if (output / f"{name}.nii.gz").resolve() in input_paths:
+        if output is not None and (output / f"{name}.nii.gz").resolve() in input_paths:
             results[position] = ScanResult(name, str(path), error=f"{path}: output would overwrite an input")
             logger.warning(f"FAILED {results[position].error}")
         else:
@@ -77,7 +82,8 @@ def segment_all(
 
         def segment(name, path, pending):
             volume, read_seconds = pending.result()
-            result, mask, probs = predictor.segment_loaded(name, path, volume, save_probabilities, overlays)
+            keep = overlays if keep_volume is None else keep_volume
+            result, mask, probs = predictor.segment_loaded(name, path, volume, save_probabilities, keep)
             result.seconds["read"] = read_seconds
             return result, volume, mask, probs
 
@@ -92,7 +98,10 @@ def segment_all(
             if len(writes) >= 2:
                 collect_write()
             result, volume, mask, probs = outcome
-            job = writer.submit(predictor.write_outputs, result, volume, mask, probs, output, overlays)
+            if finish is not None:
+                job = writer.submit(finish, result, volume, mask, probs)
+            else:
+                job = writer.submit(predictor.write_outputs, result, volume, mask, probs, output, overlays)
             writes.append((index, name, path, job))
         while writes:
             collect_write()

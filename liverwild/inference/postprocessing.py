@@ -184,20 +184,32 @@ def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray
     return out
 
 
+def removed_components(before: np.ndarray, after: np.ndarray) -> int:
+    """How many 26-connected components of the boolean mask ``before`` have no voxel left in ``after``
+    (same shape): the pieces post-processing dropped whole."""
+    labels, n = ndimage.label(before, structure=FULL)
+    kept = np.unique(labels[after.astype(bool) & (labels > 0)])
+    return int(n - kept.size)
+
+
 def postprocess(
     mask: np.ndarray,
     geometry: Geometry,
     steps: Iterable[str] = STEPS,
     body_centre: np.ndarray | None = None,
+    record: dict | None = None,
 ) -> np.ndarray:
     """The ``steps`` (any of :data:`STEPS`; applied in that order) on a canonical liver mask ``(z, y, x)``
     on ``geometry`` (its canonical geometry: spacing in mm, direction cosines); uint8 0/1, same shape.
 
     ``body_centre`` (LPS mm, from :func:`body_centre_mm`) is needed by ``location``. Computed inside the
-    mask's bounding box; an empty mask stays empty.
+    mask's bounding box; an empty mask stays empty. ``record``, when given, receives
+    ``components_removed``: the :func:`removed_components` of the mask.
     """
     steps = check_steps(steps)
     out = np.zeros(mask.shape, np.uint8)
+    if record is not None:
+        record["components_removed"] = 0
     if not mask.any():
         return out
     if "location" in steps and body_centre is None:
@@ -215,6 +227,8 @@ def postprocess(
         region = z_continuity(region)
     if "fill_holes" in steps:
         region = fill_holes(region)
+    if record is not None:
+        record["components_removed"] = removed_components(mask[box], region)
     out[box] = region
     return out
 
@@ -272,9 +286,10 @@ def plausibility(mask: np.ndarray, geometry: Geometry, body_centre: np.ndarray |
     return {"flags": flags, "extent_mm": extent}
 
 
-def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
+def largest_component_per_class(label_map: np.ndarray, removed: dict | None = None) -> np.ndarray:
     """Every label value keeps only its largest 3D (26-connected) component; smaller pieces become
-    background (0). Computed inside each label's bounding box; uint8."""
+    background (0). Computed inside each label's bounding box; uint8. ``removed``, when given, receives
+    label value → number of components removed."""
     out = np.asarray(label_map, np.uint8).copy()
     for value in np.unique(out):
         if value == 0:
@@ -282,7 +297,13 @@ def largest_component_per_class(label_map: np.ndarray) -> np.ndarray:
         box = bounding_box(out == value)
         region = out[box]
         inside = region == value
-        region[inside & ~largest_component(inside)] = 0
+        labels, n = ndimage.label(inside, structure=FULL)
+        if n > 1:
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            region[inside & (labels != int(np.argmax(sizes)))] = 0
+        if removed is not None:
+            removed[int(value)] = max(n - 1, 0)
     return out
 
 

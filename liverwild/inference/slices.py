@@ -49,8 +49,8 @@ class SlicePredictor(BasePredictor):
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
         """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
-        plausibility}, seconds per stage)``; ``plausibility`` is :func:`.postprocessing.plausibility`'s
-        dict, or None when that step is off.
+        plausibility, components_removed}, seconds per stage)``; ``plausibility`` is
+        :func:`.postprocessing.plausibility`'s dict, or None when that step is off.
 
         ``release_input=True`` normalises ``volume.array`` in place and empties it afterwards (large scans
         then need about one copy of the volume in memory); the caller must not use it again.
@@ -101,9 +101,14 @@ class SlicePredictor(BasePredictor):
             seconds["resample"] += t3 - t2
             t = t3  # the next batch's transfer counts as its backbone stage
         t = time.perf_counter()
-        mask, check = self.finish_liver(mask, canonical, centre)
+        mask, check, removed = self.finish_liver(mask, canonical, centre)
         seconds["postprocess"] = time.perf_counter() - t + t_body
         stored = np.ascontiguousarray(reorient.from_canonical(mask))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        info = {"modality": modality, "normalization": plans.normalization, "plausibility": check}
+        info = {
+            "modality": modality,
+            "normalization": plans.normalization,
+            "plausibility": check,
+            "components_removed": removed,
+        }
         return stored, stored_probs, info, seconds

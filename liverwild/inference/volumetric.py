@@ -123,7 +123,8 @@ class VolumePredictor(BasePredictor):
     @torch.inference_mode()
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
         """``(label map uint8 in stored layout, the liver's probabilities float32 or None, {modality,
-        normalization}, seconds per stage)``; ``release_input`` as in :meth:`.slices.SlicePredictor.predict_volume`."""
+        normalization, plausibility, components_removed (organ → pieces dropped)}, seconds per stage)``;
+        ``release_input`` as in :meth:`.slices.SlicePredictor.predict_volume`."""
         if keep_probabilities and not self.liver_only:
             raise ConfigurationError("a 3d model's probabilities are kept for the liver alone: use liver_only")
         seconds = {}
@@ -159,15 +160,22 @@ class VolumePredictor(BasePredictor):
                 liver_probs[start : start + part.shape[1]] = part[self.liver].cpu().numpy()
         seconds["resample"] = time.perf_counter() - t
         t = time.perf_counter()
-        check = None
+        check, removed, names = None, {}, self.label_names()
         if self.liver_only:
-            labels, check = self.finish_liver(labels, canonical, centre)
+            labels, check, removed = self.finish_liver(labels, canonical, centre)
         elif self.steps:
-            labels = largest_component_per_class(labels)
+            by_value: dict = {}
+            labels = largest_component_per_class(labels, by_value)
+            removed = {organ: by_value.get(value, 0) for value, organ in names.items() if value > 0}
         seconds["postprocess"] = time.perf_counter() - t + t_body
         stored = np.ascontiguousarray(reorient.from_canonical(labels))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(liver_probs)) if liver_probs is not None else None
-        info = {"modality": modality, "normalization": config["normalization"], "plausibility": check}
+        info = {
+            "modality": modality,
+            "normalization": config["normalization"],
+            "plausibility": check,
+            "components_removed": removed,
+        }
         return stored, stored_probs, info, seconds
 
     def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:

@@ -184,7 +184,8 @@ def write_dicom_series(
         tags = {
             "0008|0060": modality,
             "0020|000e": series_uid,
-            "0020|000d": series_uid + ".1",
+            "0020|000d": series_uid + ".0.1",  # study; ".0." keeps it apart from the instances' UIDs
+            "0020|0052": series_uid + ".0.2",  # frame of reference: a SEG of this series must name it
             "0008|0018": f"{series_uid}.{k + 1}",
             "0020|0013": str(k + 1),
             "0020|0032": "\\".join(f"{v:.6f}" for v in position),

@@ -1,0 +1,134 @@
+"""What a prediction run writes per scan and per run, beyond the NIfTI mask: DICOM-SEG objects
+(``--output-type``), per-organ statistics (``--statistics`` → ``statistics.csv``), the QC page
+(``--report html`` → ``report.html``), and, for :func:`liverwild.segment`, the masks kept in memory.
+
+:class:`ScanOutputs` is the per-scan step :func:`.pipeline.segment_all` runs in its writer thread;
+:func:`write_run_files` writes the per-run files once every scan is done (under ``torchrun``, rank 0
+after the parts' reports are merged).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigurationError
+from ..log import get_logger
+from .base import BasePredictor, ScanResult
+from .statistics import organ_statistics, write_statistics_csv
+
+logger = get_logger(__name__)
+
+OUTPUT_TYPES = ("nifti", "dicom-seg")
+REPORTS = ("auto", "html", "none")
+FIGURES = ".lw_report"  # per-scan QC pictures, kept until report.html embeds them
+
+
+def check_output_options(options, output) -> None:
+    """Refuse, before any work, output options that cannot act: unknown output types or report kinds,
+    ``dicom-seg`` without highdicom, and (``output`` None: nothing is written) any option that writes."""
+    types = tuple(options.output_types)
+    unknown = sorted(set(types) - set(OUTPUT_TYPES))
+    if not types or unknown:
+        raise ConfigurationError(
+            f"--output-type {' '.join(types) or '(none)'}: choose one or both of {', '.join(OUTPUT_TYPES)}"
+        )
+    if options.report not in REPORTS:
+        raise ConfigurationError(f"--report {options.report}: choose one of {', '.join(REPORTS)}")
+    if "dicom-seg" in types:
+        from ..io.dicom_seg import require_highdicom
+
+        require_highdicom()
+    if output is None:
+        writes = {
+            "output_types dicom-seg": "dicom-seg" in types,
+            "overlays": options.overlays,
+            "save_probabilities": options.save_probabilities,
+            "report html": options.report == "html",
+        }
+        refused = [name for name, on in writes.items() if on]
+        if refused:
+            raise ConfigurationError(f"{', '.join(refused)}: these write files; give an output folder")
+
+
+def wants_html(report: str, n_inputs: int, output) -> bool:
+    """Whether the run writes ``report.html``: ``html``, or ``auto`` for more than one input."""
+    return output is not None and (report == "html" or (report == "auto" and n_inputs > 1))
+
+
+class ScanOutputs:
+    """Everything written or kept for one segmented scan (``finish``), as the run's options ask.
+
+    ``output`` None: nothing is written (the masks go to ``masks``, name → SimpleITK image, when given).
+    """
+
+    def __init__(self, predictor: BasePredictor, trained, options, output, html: bool, masks: dict | None = None):
+        self.predictor, self.options, self.html, self.masks = predictor, options, html, masks
+        self.output = Path(output) if output is not None else None
+        self.labels = predictor.label_names()
+        described = trained.describe()
+        self.model_name = str(described.get("fold") or Path(described["folder"]).name)
+        self.training = "synthetic data only" if described.get("default_model") else ""
+
+    @property
+    def keep_volume(self) -> bool:
+        """Whether the scan's image must survive segmentation (the overlays, statistics and QC page read it)."""
+        return bool(self.options.overlays or self.options.statistics or self.html)
+
+    def finish(self, result: ScanResult, volume, mask: np.ndarray, probs) -> ScanResult:
+        """Write (or keep) the outputs of one scan; returns ``result`` completed."""
+        types = self.options.output_types
+        seg = "dicom-seg" in types and Path(volume.path).is_dir()
+        if "dicom-seg" in types and not seg:
+            message = f"{volume.path}: a DICOM-SEG needs a DICOM series as input; NIfTI written instead"
+            logger.warning(f"WARNING {message}")
+            result.warnings.append(message)
+        if self.output is None:
+            result.seconds = {k: round(result.seconds.get(k, 0.0), 4) for k in self.predictor.stages}
+        else:
+            nifti = "nifti" in types or not seg
+            result = self.predictor.write_outputs(
+                result, volume, mask, probs, self.output, self.options.overlays, nifti=nifti
+            )
+        t = time.perf_counter()  # the SEG, statistics and QC picture count as the write stage
+        if seg and self.output is not None:
+            from ..io.dicom_seg import source_datasets, write_dicom_seg
+
+            path = self.output / f"{result.name}_seg.dcm"
+            write_dicom_seg(mask, source_datasets(volume), self.labels, path, self.model_name, self.training)
+            result.dicom_seg, result.output = str(path), result.output or str(path)
+        if self.options.statistics:
+            removed = result.components_removed
+            result.statistics = organ_statistics(
+                volume.array, mask, volume.geometry, self.labels, result.modality, removed, result.name
+            )
+        if self.html and self.output is not None:
+            from ..qc_report import scan_figure
+
+            scan_figure(volume, mask, result.modality, self.labels, self.output / FIGURES / f"{result.name}.png")
+        result.seconds["write"] = round(result.seconds.get("write", 0.0) + time.perf_counter() - t, 4)
+        if self.masks is not None:
+            import SimpleITK as sitk
+
+            self.masks[result.name] = volume.geometry.apply_to(sitk.GetImageFromArray(np.asarray(mask, np.uint8)))
+        return result
+
+
+def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html: bool) -> dict:
+    """Write ``statistics<tag>.csv`` and ``report<tag>.html`` of a finished run's ``report`` into
+    ``output`` as asked; returns ``{"statistics": file name or None, "report": file name or None}``."""
+    written: dict = {"statistics": None, "report": None}
+    if statistics:
+        written["statistics"] = write_statistics_csv(report["scans"], output / f"statistics{tag}.csv").name
+    if html:
+        from ..qc_report import write_html_report
+
+        written["report"] = write_html_report(report, output / FIGURES, output / f"report{tag}.html").name
+        for scan in report["scans"]:
+            (output / FIGURES / f"{scan['name']}.png").unlink(missing_ok=True)
+        if (output / FIGURES).is_dir() and not any((output / FIGURES).iterdir()):
+            shutil.rmtree(output / FIGURES, ignore_errors=True)
+    return written
