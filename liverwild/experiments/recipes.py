@@ -9,12 +9,12 @@ RECIPE_FIELDS = ("feature_weight", "feature_placement", "feature_layers", "featu
 
 
 def describe_recipe(trainer: str, config: dict) -> str | None:
-    """One ``3d`` run's recipe in words (None for a 2D trainer): its loss, and for the representation
-    rows λ, the layers the feature loss sits on and the feature layers' width."""
-    from ..training import get_trainer
+    """One ``3d`` run's recipe in words (None for a 2D trainer, or one this installation does not register):
+    its loss, and for the representation rows λ, the layers the feature loss sits on and the layers' width."""
+    from ..training import TRAINERS
 
-    cls = get_trainer(trainer)
-    if cls.configuration != "3d":
+    cls = TRAINERS.get(trainer)
+    if cls is None or cls.configuration != "3d":
         return None
     if "voxel_features" not in cls.config_groups:
         return "soft Dice alone (no feature loss)"
