@@ -98,9 +98,19 @@ def find_browser():
 
 def dump_dom(browser: str, page) -> str:
     result = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, encoding="utf-8", errors="replace", timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
     )  # fmt: skip  (the DOM is UTF-8 whatever the locale)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
