@@ -1,0 +1,92 @@
+"""Torch-free slice operations for the ONNX runtime path (``lw_predict --runtime onnx``): teacher inputs
+with slice context, and the in-plane resizes of :func:`preprocessing.slices.resize_stack` and of the
+slice predictor's way back, in NumPy with the same weights as ``torch.nn.functional.interpolate``.
+
+A resize is separable: along each in-plane axis every output sample is a weighted sum of a few input
+samples (*taps*). The taps follow PyTorch's CPU kernels:
+
+- ``bilinear`` (``align_corners=False``): source ``(i + 0.5) · in/out − 0.5`` clamped at 0, two taps;
+- ``bilinear`` with ``antialias=True`` (used when shrinking): the triangle filter widened by the scale
+  factor ``in/out`` (when ``> 1``) around ``(i + 0.5) · in/out``, weights normalised to sum 1 (PIL's rule).
+
+Results agree with torch's to float32 rounding (about 1e-6 on values in [0, 1]; tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def context_slices(slices: np.ndarray, start: int, stop: int, context: str = "slice") -> np.ndarray:
+    """Slices ``start:stop`` of a ``(Z, H, W)`` stack as teacher inputs ``(stop − start, C, H, W)``.
+
+    ``slice``: ``C = 1`` (the teacher replicates it into its three channels). ``neighbours``: ``C = 3``,
+    slices ``i − 1, i, i + 1`` (an edge slice stands in for its missing neighbour)."""
+    if context == "slice":
+        return np.ascontiguousarray(slices[start:stop])[:, None]
+    if context != "neighbours":
+        raise ValueError(f"unknown slice context {context!r}")
+    last = slices.shape[0] - 1
+    index = np.arange(start, stop)[:, None] + np.array([-1, 0, 1])[None, :]
+    return np.ascontiguousarray(slices[np.clip(index, 0, last)])
+
+
+def bilinear_taps(n_in: int, n_out: int, antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(index (n_out, K) int64, weight (n_out, K) float32)``: output sample ``i`` along one axis is
+    ``Σ_k weight[i, k] · input[index[i, k]]`` (unused taps have weight 0 and index 0)."""
+    scale = n_in / n_out
+    i = np.arange(n_out, dtype=np.float64)
+    if not antialias:
+        source = np.maximum(scale * (i + 0.5) - 0.5, 0.0)
+        low = source.astype(np.int64)  # non-negative: truncation is floor
+        high = low + (low < n_in - 1)
+        frac = source - low
+        return np.stack([low, high], 1), np.stack([1.0 - frac, frac], 1).astype(np.float32)
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    centre = scale * (i + 0.5)
+    first = np.maximum(np.trunc(centre - support + 0.5), 0).astype(np.int64)
+    size = np.minimum(np.trunc(centre + support + 0.5), n_in).astype(np.int64) - first
+    taps = int(size.max())
+    offsets = np.arange(taps)[None, :]
+    index = first[:, None] + offsets
+    weight = np.clip(1.0 - np.abs((index - centre[:, None] + 0.5) * invscale), 0.0, None)
+    weight[offsets >= size[:, None]] = 0.0
+    weight /= weight.sum(1, keepdims=True)
+    return np.where(offsets < size[:, None], index, 0), weight.astype(np.float32)
+
+
+def _along(x: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``x`` resized along ``axis`` (−1 or −2) by ``taps`` (:func:`bilinear_taps`), float32."""
+    index, weight = taps
+    out: np.ndarray | None = None
+    for k in range(index.shape[1]):
+        w = weight[:, k] if axis == -1 else weight[:, k, None]
+        term = np.take(x, index[:, k], axis=axis)
+        term *= w
+        if out is None:
+            out = term
+        else:
+            out += term
+    assert out is not None
+    return out
+
+
+def resize_slices(stack: np.ndarray, size, antialias: bool | None = None, batch: int = 16) -> np.ndarray:
+    """Every ``(Z, H, W)`` slice bilinearly resized to ``size`` ``(h, w)`` → float32 ``(Z, h, w)``.
+
+    ``antialias=None`` does what :func:`preprocessing.slices.resize_stack` does: antialiased when either
+    axis shrinks; ``False`` is ``interpolate(mode="bilinear", align_corners=False)`` as the slice predictor
+    uses on probabilities. Works ``batch`` slices at a time (bounded temporaries)."""
+    size = (int(size[0]), int(size[1]))
+    if stack.shape[1:] == size:
+        return stack.astype(np.float32, copy=False)
+    if antialias is None:
+        antialias = stack.shape[1] > size[0] or stack.shape[2] > size[1]
+    rows = bilinear_taps(stack.shape[1], size[0], antialias)
+    cols = bilinear_taps(stack.shape[2], size[1], antialias)
+    out = np.empty((stack.shape[0], *size), np.float32)
+    for start in range(0, stack.shape[0], batch):
+        chunk = np.asarray(stack[start : start + batch], dtype=np.float32)
+        out[start : start + batch] = _along(_along(chunk, -1, cols), -2, rows)  # width first, as torch
+    return out
