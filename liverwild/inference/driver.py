@@ -1,6 +1,7 @@
 """``lw_predict``'s driver: :class:`PredictOptions` (every option of a prediction run, one frozen object),
-the folder split into parts (``--part``/``--num-parts``, or torchrun's ranks), the model loaded and its
-predictor made (:mod:`.registry`) while the first scan is read, the scans segmented
+the runtime chosen (``--runtime``: torch, or the exported ONNX graph without importing torch,
+:mod:`.onnx_runtime`), the folder split into parts (``--part``/``--num-parts``, or torchrun's ranks), the
+model loaded and its predictor made (:mod:`.registry`) while the first scan is read, the scans segmented
 (:func:`.pipeline.segment_all`) under the output folder's lock, and the prediction report written (the
 parts' reports merged under torchrun).
 """
@@ -11,13 +12,11 @@ import platform
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .. import distributed
 from ..atomic import write_json_atomic
-from ..distributed import distributed_session
 from ..errors import ConfigurationError, LiverwildError
 from ..locking import acquire, release
 from ..log import get_logger
@@ -25,10 +24,13 @@ from ..revision import provenance_fields
 from ..shipped import DISCLAIMER
 from .base import BasePredictor, PredictorOptions
 from .discovery import find_scans
-from .model import TrainedModel, resolve_model_dir
+from .model_folder import resolve_model_dir
+from .onnx_runtime import choose_runtime
 from .pipeline import segment_all
 from .postprocessing import steps_from
-from .registry import make_predictor
+
+if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--runtime onnx runs without it)
+    import torch
 
 logger = get_logger(__name__)
 
@@ -54,6 +56,7 @@ class PredictOptions:
     num_parts: int = 1
     int8_teacher: bool = False
     liver_only: bool = False
+    runtime: str = "auto"  # "torch", "onnx" (the exported graph, no torch) or "auto" (.onnx_runtime.choose_runtime)
 
     def predictor_options(self) -> PredictorOptions:
         """The options the predictor itself takes."""
@@ -67,6 +70,7 @@ def software_provenance() -> dict:
     prediction runs on."""
     import SimpleITK
     import timm
+    import torch
 
     return provenance_fields(
         torch=torch.__version__,
@@ -96,6 +100,7 @@ def predict(
     num_parts: int = 1,
     int8_teacher: bool = False,
     liver_only: bool = False,
+    runtime: str = "auto",
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -123,6 +128,11 @@ def predict(
             :mod:`liverwild.backbones.quantization`).
         liver_only: a 3d (multi-organ) model writes the liver alone as a 0/1 mask (its organ map's liver
             label), to compare it with the 2D models; 2D models always do.
+        runtime: ``"torch"``; ``"onnx"``: the graph ``lw_export MODEL --onnx`` wrote beside the checkpoint,
+            run by onnxruntime without importing torch (refused when it is missing or stale, or with an
+            option only torch honours: ``int8_teacher``, ``backbone_weights``, torchrun, ``mps``, ``cuda``
+            without onnxruntime-gpu); ``"auto"`` (default): ``onnx`` where it would be accepted and torch
+            would not use a GPU that onnxruntime lacks, else ``torch`` (:func:`.onnx_runtime.choose_runtime`).
         part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
             (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
@@ -160,6 +170,7 @@ def predict(
         num_parts=num_parts,
         int8_teacher=int8_teacher,
         liver_only=liver_only,
+        runtime=runtime,
     )
     return predict_with(inputs, output, options)
 
@@ -176,6 +187,16 @@ def predict_with(inputs, output, options: PredictOptions) -> dict:
     if not scans and not rejected:
         raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     input_paths = {Path(p).resolve() for _, p in scans}
+    if choose_runtime(options, resolve_model_dir(options.model, options.results, options.trainer)) == "onnx":
+        if not 0 <= options.part < options.num_parts:
+            raise ConfigurationError(
+                f"--part {options.part} --num-parts {options.num_parts}: need 0 ≤ part < num-parts"
+            )
+        share = (sorted(scans)[options.part :: options.num_parts], rejected if options.part == 0 else [])
+        return _predict_share(inputs, output, share, input_paths, None, options)
+    from .. import distributed
+    from ..distributed import distributed_session
+
     with distributed_session(options.device) as (context, dev):
         part, num_parts = options.part, options.num_parts
         if context.enabled:
@@ -197,6 +218,16 @@ def predict_with(inputs, output, options: PredictOptions) -> dict:
     return report
 
 
+def _torchrun(dev) -> tuple[bool, bool]:
+    """``(under torchrun, main process)`` — without importing torch on the ONNX runtime path (``dev`` None)."""
+    if dev is None:
+        return False, True
+    from .. import distributed
+
+    context = distributed.current()
+    return context.enabled, context.is_main
+
+
 def merge_reports(reports: list) -> dict:
     """One report from the reports of the parts of a folder (scans in input order, counts summed)."""
     merged = dict(reports[0])
@@ -209,39 +240,54 @@ def merge_reports(reports: list) -> dict:
     return merged
 
 
+def _load(dev: torch.device | None, options: PredictOptions) -> tuple:
+    """``(model, predictor, report fields of the runtime)``: the torch model on ``dev``, or (``dev`` None)
+    the exported ONNX graph (:mod:`.onnx_runtime`)."""
+    folder = resolve_model_dir(options.model, options.results, options.trainer)
+    if dev is None:
+        from .onnx_runtime import OnnxModel, OnnxSlicePredictor, ort_device
+
+        onnx_model = OnnxModel(folder, options.checkpoint, ort_device(options.device)[0])
+        onnx_predictor = OnnxSlicePredictor(onnx_model, options.predictor_options())
+        return onnx_model, onnx_predictor, onnx_predictor.report_fields()
+    import torch
+
+    from .model import TrainedModel
+    from .registry import make_predictor
+
+    trained = TrainedModel(folder, options.checkpoint, dev, options.backbone_weights, options.int8_teacher)
+    predictor = make_predictor(trained, dev, options.predictor_options())
+    fields = {
+        "runtime": "torch",
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        **software_provenance(),
+    }
+    return trained, predictor, fields
+
+
 def _predict_share(
-    inputs: Path, output: Path, share: tuple, input_paths: set, dev: torch.device, options: PredictOptions
+    inputs: Path, output: Path, share: tuple, input_paths: set, dev: torch.device | None, options: PredictOptions
 ) -> dict:
-    """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``);
-    writes and returns its report."""
+    """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``)
+    on ``dev`` (None: the ONNX runtime); writes and returns its report."""
     from concurrent.futures import ThreadPoolExecutor
 
     scans, rejected = share
     reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
     first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
     try:
-        trained = TrainedModel(
-            resolve_model_dir(options.model, options.results, options.trainer),
-            options.checkpoint,
-            dev,
-            options.backbone_weights,
-            options.int8_teacher,
-        )
+        trained, predictor, runtime_fields = _load(dev, options)
     except BaseException:
         reader.shutdown(cancel_futures=True)
         raise
     if trained.config.get("default_model"):
         logger.info(f"NOTE: {DISCLAIMER}")
-    if trained.random_backbone and distributed.current().is_main:
+    if trained.random_backbone and _torchrun(dev)[1]:
         logger.warning(
             "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use."
         )
-    try:
-        predictor = make_predictor(trained, dev, options.predictor_options())
-    except BaseException:
-        reader.shutdown(cancel_futures=True)
-        raise
     part, num_parts = options.part, options.num_parts
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
     try:
@@ -268,10 +314,8 @@ def _predict_share(
             "output": str(output),
             "model": trained.describe(),
             "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
-            "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            **runtime_fields,
             **predictor.describe(),
-            **software_provenance(),
             "seconds_total": round(seconds, 3),
             "warmup_seconds": round(predictor.warmup_seconds, 3),
             "scans": [asdict(r) for r in results_list],
@@ -280,7 +324,7 @@ def _predict_share(
             "part": part,
             "num_parts": num_parts,
         }
-        if not distributed.current().enabled:  # under torchrun rank 0 writes the merged report
+        if not _torchrun(dev)[0]:  # under torchrun rank 0 writes the merged report
             write_json_atomic(output / f"prediction_report{tag}.json", report)
     finally:
         release(lock)
