@@ -130,7 +130,12 @@ def lateral_offsets_mm(
     """How far (mm, towards the patient's left) the centroid of each label in ``index`` lies from
     ``centre`` (LPS mm); ``labels`` is ``(z, y, x)`` on ``geometry``'s grid, cropped at voxel ``offset``
     (z, y, x). Patient coordinates come from the direction cosines, whatever the storage orientation."""
-    centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, index), dtype=float)
+    if len(index) == 1:  # one piece (the plausibility check): from its three projections, exact and fast
+        inside = labels == index[0]
+        profiles = [inside.sum(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
+        centroids = np.array([p @ np.arange(len(p)) / p.sum() for p in profiles], dtype=float)
+    else:
+        centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, index), dtype=float)
     physical = geometry.index_to_physical((centroids.reshape(-1, 3) + np.asarray(offset))[:, ::-1])
     return physical[:, 0] - float(centre[0])  # LPS x runs towards the patient's left
 
