@@ -56,20 +56,25 @@ def bilinear_taps(n_in: int, n_out: int, antialias: bool) -> tuple[np.ndarray, n
     return np.where(offsets < size[:, None], index, 0), weight.astype(np.float32)
 
 
-def _along(x: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """``x`` resized along ``axis`` (−1 or −2) by ``taps`` (:func:`bilinear_taps`), float32."""
+def _rows(x: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(B, H, W)`` → ``(B, h, W)`` float32: rows gathered by ``taps`` (:func:`bilinear_taps`) and summed."""
     index, weight = taps
-    out: np.ndarray | None = None
-    for k in range(index.shape[1]):
-        w = weight[:, k] if axis == -1 else weight[:, k, None]
-        term = np.take(x, index[:, k], axis=axis)
-        term *= w
-        if out is None:
-            out = term
-        else:
-            out += term
-    assert out is not None
+    out = np.take(x, index[:, 0], axis=-2)
+    out *= weight[:, 0, None]
+    for k in range(1, index.shape[1]):
+        term = np.take(x, index[:, k], axis=-2)
+        term *= weight[:, k, None]
+        out += term
     return out
+
+
+def _matrix(taps: tuple[np.ndarray, np.ndarray], n_in: int) -> np.ndarray:
+    """The ``(n_out, n_in)`` float32 matrix of ``taps``: along the contiguous axis a BLAS product is about
+    twice as fast as gathering columns."""
+    index, weight = taps
+    matrix = np.zeros((index.shape[0], n_in), np.float32)
+    np.add.at(matrix, (np.repeat(np.arange(index.shape[0]), index.shape[1]), index.ravel()), weight.ravel())
+    return matrix
 
 
 def resize_slices(stack: np.ndarray, size, antialias: bool | None = None, batch: int = 16) -> np.ndarray:
@@ -84,9 +89,9 @@ def resize_slices(stack: np.ndarray, size, antialias: bool | None = None, batch:
     if antialias is None:
         antialias = stack.shape[1] > size[0] or stack.shape[2] > size[1]
     rows = bilinear_taps(stack.shape[1], size[0], antialias)
-    cols = bilinear_taps(stack.shape[2], size[1], antialias)
+    columns = _matrix(bilinear_taps(stack.shape[2], size[1], antialias), stack.shape[2]).T
     out = np.empty((stack.shape[0], *size), np.float32)
     for start in range(0, stack.shape[0], batch):
         chunk = np.asarray(stack[start : start + batch], dtype=np.float32)
-        out[start : start + batch] = _along(_along(chunk, -1, cols), -2, rows)  # width first, as torch
+        out[start : start + batch] = _rows(chunk @ columns, rows)  # width first, as torch
     return out
