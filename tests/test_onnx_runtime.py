@@ -111,6 +111,21 @@ def test_default_model_onnx_agrees_with_torch(default_copy, scans, tmp_path):
     assert set(side["normalization"]) == {"CT", "MR"} and side["input"]["shape"] == ["batch", 1, 224, 224]
 
 
+def test_real_scans_onnx_agrees_with_torch(default_copy, real_data_dir, tmp_path):
+    """The development scans (CT, MR, a LiTS crop) with the default model: Dice ≥ 0.999 each."""
+    scans = tmp_path / "real"
+    scans.mkdir()
+    for name in ("lits117", "totalseg_ct", "totalseg_mr"):
+        (scans / f"{name}.nii.gz").symlink_to(real_data_dir / name / "image.nii.gz")
+    for runtime in ("torch", "onnx"):
+        report = predict(scans, tmp_path / runtime, model=default_copy, device="cpu", progress=False, runtime=runtime)
+        assert report["n_ok"] == 3 and report["runtime"] == runtime
+    for mask in sorted((tmp_path / "torch").glob("*.nii.gz")):
+        torch_mask = read_label(mask).array
+        assert torch_mask.sum() > 1000, mask.name
+        assert dice(torch_mask, read_label(tmp_path / "onnx" / mask.name).array) >= 0.999, mask.name
+
+
 def test_trained_model_onnx_agrees_with_torch(trained_model, scans, tmp_path):
     """The test model (random ViT-Tiny teacher, pretrained=False) copied, exported, and compared."""
     model = tmp_path / "model"
