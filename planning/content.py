@@ -20,8 +20,6 @@ import hashlib
 import json
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from liverwild.io import Geometry, Reorientation
 
@@ -38,6 +36,9 @@ def content_digest(array: np.ndarray, geometry: Geometry) -> str:
     canonical_geometry = reorient.canonical_geometry(geometry)
     size = list(canonical_geometry.size)
     spacing = [round(float(s), 2) for s in canonical_geometry.spacing]
+    import torch  # here, not at the top: prediction imports this module through body_mask without torch
+    import torch.nn.functional as F
+
     with torch.no_grad():
         thumb = F.adaptive_avg_pool3d(torch.from_numpy(canonical)[None, None], THUMBNAIL)[0, 0].double().numpy()
     lo, hi = float(thumb.min()), float(thumb.max())

@@ -13,19 +13,9 @@ from liverwild.device import autocast, resolve_device
 from liverwild.errors import ConfigurationError
 from planning.plans import FEATURE_DTYPES, Plans
 
+from .lean import context_slices
 
-def context_slices(slices: np.ndarray, start: int, stop: int, context: str = "slice") -> np.ndarray:
-    """Slices ``start:stop`` of a ``(Z, H, W)`` stack as teacher inputs ``(stop − start, C, H, W)``.
-
-    ``slice``: ``C = 1`` (the teacher replicates it into its three channels). ``neighbours``: ``C = 3``,
-    slices ``i − 1, i, i + 1`` (an edge slice stands in for its missing neighbour)."""
-    if context == "slice":
-        return np.ascontiguousarray(slices[start:stop])[:, None]
-    if context != "neighbours":
-        raise ValueError(f"unknown slice context {context!r}")
-    last = slices.shape[0] - 1
-    index = np.arange(start, stop)[:, None] + np.array([-1, 0, 1])[None, :]
-    return np.ascontiguousarray(slices[np.clip(index, 0, last)])
+__all__ = ["context_slices", "slice_batches", "FeatureExtractor", "build_backbone"]
 
 
 def slice_batches(

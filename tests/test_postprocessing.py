@@ -231,3 +231,21 @@ def test_step_names_are_checked():
         steps_from(["bridges"])
     with pytest.raises(ValueError, match="body centre"):
         postprocess(np.ones((3, 3, 3)), canonical_geometry((3, 3, 3)), ["largest_component", "location"])
+
+
+def test_lateral_offsets_are_the_pieces_centres_of_mass():
+    """Each piece's centroid from its box's projections, against ndimage.center_of_mass."""
+    from scipy import ndimage
+
+    from liverwild.inference.postprocessing import lateral_offsets_mm
+
+    rng = np.random.default_rng(3)
+    labels, n = ndimage.label(ndimage.gaussian_filter(rng.random((20, 30, 40)), 1.5) > 0.52)
+    geometry = Geometry((40, 30, 20), (0.8, 0.7, 2.5), (-100.0, 20.0, 300.0), (0, 1, 0, -1, 0, 0, 0, 0, 1))
+    centre = np.array([3.0, -4.0, 310.0])
+    index = np.arange(1, n + 1)
+    centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, index))
+    expected = geometry.index_to_physical((centroids + [2, 5, 7])[:, ::-1])[:, 0] - centre[0]
+    assert n > 5
+    np.testing.assert_allclose(lateral_offsets_mm(labels, index, geometry, centre, (2, 5, 7)), expected)
+    np.testing.assert_allclose(lateral_offsets_mm(labels, index[3:4], geometry, centre, (2, 5, 7)), expected[3:4])

@@ -123,7 +123,7 @@ class FrozenBackbone(nn.Module):
 
     def _tokens_to_map(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens[:, getattr(self.model, "num_prefix_tokens", 1) :, :]  # drop CLS/register tokens
-        n = tokens.shape[1]
+        n = int(tokens.shape[1])  # a Python int also while tracing (lw_export --onnx)
         h = w = int(round(n**0.5))
         if h * w != n:
             raise ValueError(f"cannot reshape {n} tokens into a square map")

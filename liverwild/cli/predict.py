@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .common import add_folder_options, add_logging_options, parse, run
@@ -90,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU only, transformer teachers: int8 linear layers in the teacher (faster, off by default; "
         "its mask agreement with float32 is measured by benchmarks/bench_predict.py --int8)",
     )
+    p.add_argument(
+        "--runtime",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="onnx: run the graph 'lw_export MODEL --onnx' wrote beside the checkpoint with onnxruntime, without "
+        "importing torch (faster start on CPU); refused when it is missing or stale, or with options only torch "
+        "honours (--int8-teacher, --backbone-weights, torchrun, mps). auto (default): onnx when it would be "
+        "accepted (and no GPU is left unused), else torch. torch: always torch",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "results")
     add_logging_options(p)
@@ -98,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parse(build_parser(), argv)
-    from ..distributed import process_rank
-    from ..inference import predict
+    from ..inference.driver import predict
 
     def work():
         report = predict(
@@ -124,8 +133,9 @@ def main(argv=None) -> int:
             output_types=tuple(args.output_type),
             statistics=args.statistics,
             report=args.report,
+            runtime=args.runtime,
         )
-        if process_rank() != 0:  # under torchrun: rank 0 reports for the job
+        if int(os.environ.get("RANK", "0")) != 0:  # torchrun (process_rank without torch): rank 0 reports
             return 1 if report["n_failed"] else 0
         name = "prediction_report.json"
         if args.num_parts > 1:

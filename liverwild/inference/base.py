@@ -15,14 +15,29 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
-import torch
 
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
-from .model import TrainedModel
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
+
+if TYPE_CHECKING:  # torch is imported by the torch path's modules only (the ONNX runtime path has none)
+    pass
+
+
+class PredictionModel(Protocol):
+    """What :class:`BasePredictor` reads of a model: :class:`~.model.TrainedModel` (torch) or
+    :class:`~.onnx_runtime.OnnxModel` (an exported graph)."""
+
+    def normalization_for_scan(self, image, modality: str) -> dict: ...
+
+
+class DeviceLike(Protocol):
+    """A ``torch.device``, or the ONNX runtime path's :class:`~.onnx_runtime.OrtDevice`."""
+
+    @property
+    def type(self) -> str: ...
 
 
 def guess_modality(image: np.ndarray) -> str:
@@ -71,7 +86,7 @@ class BasePredictor:
 
     stages: tuple[str, ...] = ()  # the seconds recorded per scan, in order
 
-    def __init__(self, model: TrainedModel, device: torch.device, options: PredictorOptions | None = None):
+    def __init__(self, model: PredictionModel, device: DeviceLike, options: PredictorOptions | None = None):
         self.options = options or PredictorOptions()
         self.model, self.device = model, device
         self.batch_size = self.options.batch_size or (128 if device.type == "cuda" else 16)
@@ -109,6 +124,8 @@ class BasePredictor:
 
     def _sync(self):
         if self.device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize()
 
     def label_names(self) -> dict[int, str]:

@@ -1,35 +1,34 @@
 """``lw_predict``'s driver: :class:`PredictOptions` (every option of a prediction run, one frozen object),
-the folder split into parts (``--part``/``--num-parts``, or torchrun's ranks), the model loaded and its
-predictor made (:mod:`.registry`) while the first scan is read, the scans segmented
+the runtime chosen (``--runtime``: torch, or the exported ONNX graph without importing torch,
+:mod:`.onnx_runtime`), the folder split into parts (``--part``/``--num-parts``, or torchrun's ranks), the
+model loaded and its predictor made (:mod:`.registry`) while the first scan is read, the scans segmented
 (:func:`.pipeline.segment_all`) under the output folder's lock, and the prediction report written (the
 parts' reports merged under torchrun).
 """
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from .. import distributed
 from ..atomic import write_json_atomic
-from ..distributed import distributed_session
 from ..errors import ConfigurationError, LiverwildError
 from ..locking import acquire, release
 from ..log import get_logger
-from ..revision import provenance_fields
 from ..shipped import DISCLAIMER
 from .base import BasePredictor, PredictorOptions
 from .discovery import find_scans
-from .model import TrainedModel, resolve_model_dir
+from .loading import load_runtime, under_torchrun
+from .model_folder import resolve_model_dir
+from .onnx_runtime import choose_runtime
 from .outputs import ScanOutputs, check_output_options, wants_html, write_run_files
 from .pipeline import segment_all
 from .postprocessing import steps_from
-from .registry import make_predictor
+
+if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--runtime onnx runs without it)
+    import torch
 
 logger = get_logger(__name__)
 
@@ -58,26 +57,13 @@ class PredictOptions:
     output_types: tuple[str, ...] = ("nifti",)
     statistics: bool = False
     report: str = "auto"
+    runtime: str = "auto"  # "torch", "onnx" (the exported graph, no torch) or "auto" (.onnx_runtime.choose_runtime)
 
     def predictor_options(self) -> PredictorOptions:
         """The options the predictor itself takes."""
         return PredictorOptions(
             self.batch_size, self.postprocess, self.modality, self.liver_only, self.save_probabilities
         )
-
-
-def software_provenance() -> dict:
-    """``git_revision`` and ``versions`` (:func:`liverwild.revision.provenance_fields`) with the libraries
-    prediction runs on."""
-    import SimpleITK
-    import timm
-
-    return provenance_fields(
-        torch=torch.__version__,
-        timm=timm.__version__,
-        SimpleITK=SimpleITK.Version.VersionString(),
-        numpy=np.__version__,
-    )
 
 
 def predict(
@@ -103,6 +89,7 @@ def predict(
     output_types=("nifti",),
     statistics: bool = False,
     report: str = "auto",
+    runtime: str = "auto",
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -137,6 +124,11 @@ def predict(
             s.d., LPS bounding box and components removed (:mod:`.statistics`).
         report: ``"html"`` writes ``report.html``, the QC page (:mod:`liverwild.qc_report`); ``"none"`` not;
             ``"auto"`` (default) writes it when ``inputs`` holds more than one scan.
+        runtime: ``"torch"``; ``"onnx"``: the graph ``lw_export MODEL --onnx`` wrote beside the checkpoint,
+            run by onnxruntime without importing torch (refused when it is missing or stale, or with an
+            option only torch honours: ``int8_teacher``, ``backbone_weights``, torchrun, ``mps``, ``cuda``
+            without onnxruntime-gpu); ``"auto"`` (default): ``onnx`` where it would be accepted and torch
+            would not use a GPU that onnxruntime lacks, else ``torch`` (:func:`.onnx_runtime.choose_runtime`).
         part, num_parts: segment only scans ``part``, ``part + num_parts``, ... of the sorted list
             (nnU-Net's convention), so that ``num_parts`` processes or machines share one folder
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
@@ -178,6 +170,7 @@ def predict(
         output_types=tuple([output_types] if isinstance(output_types, str) else output_types),
         statistics=statistics,
         report=report,
+        runtime=runtime,
     )
     return predict_with(inputs, output, options)
 
@@ -196,6 +189,17 @@ def predict_with(inputs, output, options: PredictOptions, masks: dict | None = N
     if not scans and not rejected:
         raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     input_paths = {Path(p).resolve() for _, p in scans}
+    html = wants_html(options.report, len(scans) + len(rejected), output)
+    if choose_runtime(options, resolve_model_dir(options.model, options.results, options.trainer)) == "onnx":
+        if not 0 <= options.part < options.num_parts:
+            raise ConfigurationError(
+                f"--part {options.part} --num-parts {options.num_parts}: need 0 ≤ part < num-parts"
+            )
+        share = (sorted(scans)[options.part :: options.num_parts], rejected if options.part == 0 else [])
+        return _predict_share(inputs, output, share, input_paths, None, options, html, masks)
+    from .. import distributed
+    from ..distributed import distributed_session
+
     with distributed_session(options.device) as (context, dev):
         part, num_parts = options.part, options.num_parts
         if context.enabled:
@@ -208,7 +212,6 @@ def predict_with(inputs, output, options: PredictOptions, masks: dict | None = N
             raise ConfigurationError(f"--part {part} --num-parts {num_parts}: need 0 ≤ part < num-parts")
         share = (sorted(scans)[part::num_parts], rejected if part == 0 else [])
         mine = replace(options, part=part, num_parts=num_parts, progress=options.progress and context.is_main)
-        html = wants_html(options.report, len(scans) + len(rejected), output)
         report = _predict_share(inputs, output, share, input_paths, dev, mine, html, masks)
         if context.enabled:
             report = {**merge_reports(distributed.gather_objects(report)), "job": distributed.describe_job(context)}
@@ -236,41 +239,30 @@ def _predict_share(
     output: Path | None,
     share: tuple,
     input_paths: set,
-    dev: torch.device,
+    dev: torch.device | None,
     options: PredictOptions,
     html: bool = False,
     masks: dict | None = None,
 ) -> dict:
-    """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``);
-    writes (unless ``output`` is None) and returns its report."""
+    """:func:`predict` of this process's ``(scans, rejected)`` (``options.part`` of ``options.num_parts``)
+    on ``dev`` (None: the ONNX runtime); writes (unless ``output`` is None) and returns its report."""
     from concurrent.futures import ThreadPoolExecutor
 
     scans, rejected = share
     reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
     first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
     try:
-        trained = TrainedModel(
-            resolve_model_dir(options.model, options.results, options.trainer),
-            options.checkpoint,
-            dev,
-            options.backbone_weights,
-            options.int8_teacher,
-        )
+        trained, predictor, runtime_fields = load_runtime(dev, options)
     except BaseException:
         reader.shutdown(cancel_futures=True)
         raise
     if trained.config.get("default_model"):
         logger.info(f"NOTE: {DISCLAIMER}")
-    if trained.random_backbone and distributed.current().is_main:
+    if trained.random_backbone and under_torchrun(dev)[1]:
         logger.warning(
             "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
             "are not meant for real use."
         )
-    try:
-        predictor = make_predictor(trained, dev, options.predictor_options())
-    except BaseException:
-        reader.shutdown(cancel_futures=True)
-        raise
     part, num_parts = options.part, options.num_parts
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
     try:  # one writer per output folder (or part)
@@ -300,10 +292,8 @@ def _predict_share(
             "output": str(output),
             "model": trained.describe(),
             "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
-            "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            **runtime_fields,
             **predictor.describe(),
-            **software_provenance(),
             "seconds_total": round(seconds, 3),
             "warmup_seconds": round(predictor.warmup_seconds, 3),
             "scans": [asdict(r) for r in results_list],
@@ -313,7 +303,7 @@ def _predict_share(
             "num_parts": num_parts,
             "output_types": list(options.output_types),
         }
-        if output is not None and not distributed.current().enabled:  # under torchrun rank 0 writes
+        if output is not None and not under_torchrun(dev)[0]:  # under torchrun rank 0 writes the merged report
             report["outputs"] = write_run_files(output, report, tag, options.statistics, html)
             write_json_atomic(output / f"prediction_report{tag}.json", report)
     finally:

@@ -13,35 +13,10 @@ from ..backbones import FrozenBackbone, centre_slice, describe_teacher, slice_co
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import build_network, liver_logits, uses_teacher
-from ..shipped import DISCLAIMER, default_model_dir
+from ..shipped import DISCLAIMER
+from .model_folder import CHECKPOINTS, ModelPlans, resolve_model_dir
 
-CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "latest": "checkpoint_latest.pth"}
-
-
-def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
-    """A trained model folder, a fold name under ``$LW_results`` (one trainer folder, or ``trainer``), or
-    ``None``/``'default'`` for the default model shipped with liverwild — always, even where the working
-    directory holds a folder named ``default`` (give that one as ``./default``)."""
-    if model is None or (isinstance(model, str) and model == "default"):
-        return default_model_dir()
-    path = Path(model)
-    if (path / "config.json").is_file():
-        return path
-    from ..paths import results_folder
-
-    fold_dir = results_folder(results) / str(model)
-    if not fold_dir.is_dir():
-        raise LiverwildError(f"{model}: neither a model folder (with config.json) nor a fold under {fold_dir.parent}")
-    runs = sorted(p for p in fold_dir.iterdir() if (p / "config.json").is_file())
-    if trainer:
-        runs = [p for p in runs if p.name.startswith(trainer + "__")]
-    if len(runs) != 1:
-        names = ", ".join(p.name for p in runs) or "none"
-        raise LiverwildError(
-            f"fold {model} holds {len(runs)} trained models ({names}); pass the model folder with -m "
-            "or choose one with --trainer"
-        )
-    return runs[0]
+__all__ = ["CHECKPOINTS", "TrainedModel", "resolve_model_dir"]
 
 
 def configuration_of(network_config: dict) -> str:
@@ -70,8 +45,8 @@ def verify_against_provenance(folder: Path, checkpoint: Path) -> None:
         )
 
 
-class TrainedModel:
-    """Everything prediction needs from a training output folder."""
+class TrainedModel(ModelPlans):
+    """Everything prediction needs from a training output folder (its plans' questions: :class:`ModelPlans`)."""
 
     def __init__(
         self, model_dir, checkpoint: str = "best", device="cpu", backbone_weights=None, int8_teacher: bool = False
@@ -162,33 +137,6 @@ class TrainedModel:
             torch.cuda.synchronize()
         teacher_seconds = time.perf_counter() - start
         return liver_logits(self.net(features, centre_slice(slices))[0]), teacher_seconds
-
-    def normalization_for(self, modality: str):
-        """The training plans' normalisation for ``modality`` (of the model's configuration), or None if
-        no source had it."""
-        for plans in self.plans.values():
-            if plans.modality == modality:
-                return plans.config_3d["normalization"] if self.configuration == "3d" else plans.normalization
-        return None
-
-    def check_modality(self, modality: str, name: str = "the scan") -> None:
-        """Refuse a scan of another modality than the one an adapted model (``lw_adapt``) was adapted to."""
-        if self.adaptation and modality != self.adaptation["modality"]:
-            raise ConfigurationError(
-                f"{name} is {modality}, but model {self.folder} was adapted by lw_adapt to "
-                f"{self.adaptation['modality']} scans only; segment it with the source model "
-                f"{self.adaptation['source_model']}, or pass --modality if the guess is wrong"
-            )
-
-    def normalization_for_scan(self, image, modality: str) -> dict:
-        """The normalisation a scan of ``modality`` gets, in the model's configuration: the training plans'
-        (:meth:`normalization_for`; ``3d``: their ``config_3d["normalization"]``); with no source of that
-        modality, the default one (:func:`planning.plans.scan_normalization`) — for MR with the window
-        derived from this scan's body intensities."""
-        from planning.plans import scan_normalization
-
-        plan = self.normalization_for(modality)
-        return plan if plan is not None else scan_normalization(image, modality, self.configuration)
 
     def describe(self) -> dict:
         return {

@@ -22,6 +22,7 @@ from preprocessing.features import context_slices, slice_batches
 from ..device import autocast
 from ..io import Volume
 from .base import BasePredictor, guess_modality, register_predictor
+from .model import TrainedModel
 
 STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postprocess", "write")
 
@@ -32,6 +33,8 @@ class SlicePredictor(BasePredictor):
     :class:`~.base.PredictorOptions` acts (``liver_only`` changes nothing: a 2D model's mask is the liver's)."""
 
     stages = STAGES
+    model: TrainedModel
+    device: torch.device
 
     @torch.inference_mode()
     def warm_up(self) -> float:

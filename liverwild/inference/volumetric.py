@@ -27,6 +27,7 @@ from ..device import autocast
 from ..errors import ConfigurationError
 from ..io import Volume
 from .base import BasePredictor, PredictorOptions, ScanResult, guess_modality, register_predictor
+from .model import TrainedModel
 from .postprocessing import largest_component_per_class
 
 VOLUME_STAGES = ("read", "preprocess", "network", "resample", "postprocess", "write")
@@ -63,6 +64,8 @@ class VolumePredictor(BasePredictor):
     """The predictor of ``3d`` models (``model.configuration == "3d"``): one forward per scan."""
 
     stages = VOLUME_STAGES
+    model: TrainedModel
+    device: torch.device
 
     def __init__(self, model, device: torch.device, options: PredictorOptions | None = None):
         """Refused: ``batch_size`` (a ``3d`` model segments one whole volume per pass), ``liver_only`` for a

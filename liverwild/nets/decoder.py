@@ -58,7 +58,7 @@ class UpsamplingDecoder(nn.Module):
 
     def forward(self, code: torch.Tensor, slices: torch.Tensor) -> torch.Tensor:
         x = code
-        for stage, size in zip(self.stages, self.stage_sizes(code.shape[-1])):
+        for stage, size in zip(self.stages, self.stage_sizes(int(code.shape[-1]))):
             x = stage(F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
         if slices.shape[-1] != self.out_size:
             slices = F.interpolate(slices, size=(self.out_size, self.out_size), mode="bilinear", align_corners=False)
