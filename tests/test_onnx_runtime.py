@@ -174,6 +174,7 @@ def test_stale_export_is_refused_and_auto_falls_back_to_torch(default_copy, scan
     name = next(k for k, v in state["network"].items() if v.dtype.is_floating_point)
     state["network"][name] = state["network"][name] + 0.01  # as if retrained
     torch.save(state, model / "checkpoint_best.pth")
+    (model / "provenance.json").unlink()  # a retrained folder: not the shipped model's recorded checkpoint
     with pytest.raises(ConfigurationError, match="stale"):
         predict(scans, tmp_path / "a", model=model, device="cpu", progress=False, runtime="onnx")
     report = predict(scans, tmp_path / "b", model=model, device="cpu", progress=False, runtime="auto")

@@ -280,9 +280,14 @@ class OnnxSlicePredictor(BasePredictor):
             seconds["model"] += t1 - t
             seconds["resample"] += time.perf_counter() - t1
         t = time.perf_counter()
-        mask, check = self.finish_liver(mask, canonical, centre)
+        mask, check, removed = self.finish_liver(mask, canonical, centre)
         seconds["postprocess"] = time.perf_counter() - t + t_body
         stored = np.ascontiguousarray(reorient.from_canonical(mask))
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        info = {"modality": modality, "normalization": plans.normalization, "plausibility": check}
+        info = {
+            "modality": modality,
+            "normalization": plans.normalization,
+            "plausibility": check,
+            "components_removed": removed,
+        }
         return stored, stored_probs, info, seconds
