@@ -126,7 +126,7 @@ def test_quick_build_writes_a_verified_model_with_its_provenance(tmp_path):
     assert provenance["checkpoint_sha256"] == sha256(checkpoint)  # recorded after the last write
     assert provenance["recipe"]["ct_cases"] == 4 and provenance["generator_version"] >= 1
     assert provenance["device"].startswith("cpu (")  # the device used, not the option ("auto")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, encoding="utf-8")
     if head.returncode == 0:  # a git checkout (CI clones one): the revision the model was built from
         assert provenance["git_revision"].split("+")[0] == head.stdout.strip()
     assert provenance["versions"]["liverwild"] == liverwild.__version__

@@ -148,7 +148,9 @@ def test_dicom3tools_finds_no_error_nor_misplaced_attribute_in_the_seg(tmp_path)
     labels = {1: "liver", 2: "left_kidney", 3: "spleen"}
     write_dicom_seg(mask, source_datasets(volume), labels, tmp_path / "organs.dcm", "organs")
     for name in ("s.dcm", "organs.dcm"):
-        checked = subprocess.run(["dciodvfy", "-new", str(tmp_path / name)], capture_output=True, text=True)
+        checked = subprocess.run(
+            ["dciodvfy", "-new", str(tmp_path / name)], capture_output=True, text=True, encoding="utf-8"
+        )
         lines = (checked.stdout + checked.stderr).splitlines()
         assert "Segmentation" in lines
         assert not [line for line in lines if line.startswith("Error") or "not present in standard" in line], lines

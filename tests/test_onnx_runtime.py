@@ -138,7 +138,9 @@ def test_trained_model_onnx_agrees_with_torch(trained_model, scans, tmp_path):
 
 def run_isolated(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LW_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", env=env, timeout=300
+    )
 
 
 def test_onnx_runtime_process_never_imports_torch(default_copy, scans, tmp_path):

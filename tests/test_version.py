@@ -33,7 +33,13 @@ def test_every_command_prints_the_package_version(command, capsys):
 
 def test_setup_py_installs_the_package_version():
     result = subprocess.run(
-        [sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "setup.py", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=True,
     )
     assert result.stdout.strip().splitlines()[-1] == liverwild.__version__
     assert re.fullmatch(r"\d+\.\d+\.\d+", liverwild.__version__)
