@@ -4,8 +4,8 @@
 Layers inside the package, lowest first: ``discovery``, ``model_folder``, ``postprocessing``, ``model`` →
 ``base`` (what every predictor shares, ``@register_predictor``) → ``slices`` (2D), ``volumetric`` (``3d``),
 ``onnx_runtime`` (a 2D model's exported ONNX graph, torch-free) → ``registry`` (``get_predictor``,
-``make_predictor``) → ``pipeline`` (``segment_all``) → ``driver`` (``PredictOptions``, ``predict``);
-``export`` writes the ONNX graph (``lw_export``).
+``make_predictor``), ``options`` (``PredictOptions``) → ``loading`` (the chosen runtime), ``pipeline``
+(``segment_all``), ``outputs`` → ``driver`` (``predict``); ``export`` writes the ONNX graph (``lw_export``).
 
 The names below are imported on first use (PEP 562), so that ``lw_predict --runtime onnx`` imports
 neither torch nor timm: only the torch path's modules import them."""
@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import BasePredictor, PredictorOptions, ScanResult, guess_modality, register_predictor
     from .discovery import find_scans, scan_name
-    from .driver import PredictOptions, predict, predict_with
+    from .driver import predict, predict_with
     from .model import TrainedModel
     from .model_folder import resolve_model_dir
+    from .options import PredictOptions
     from .postprocessing import postprocess
     from .registry import get_predictor, make_predictor
     from .slices import SlicePredictor
@@ -41,7 +42,7 @@ _HOMES = {
     "get_predictor": "registry",
     "make_predictor": "registry",
     "guess_modality": "base",
-    "PredictOptions": "driver",
+    "PredictOptions": "options",
     "predict": "driver",
     "predict_with": "driver",
 }

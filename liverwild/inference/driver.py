@@ -8,8 +8,7 @@ parts' reports merged under torchrun).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +17,12 @@ from ..errors import ConfigurationError, LiverwildError
 from ..locking import acquire, release
 from ..log import get_logger
 from ..shipped import DISCLAIMER
-from .base import BasePredictor, PredictorOptions
+from .base import BasePredictor
 from .discovery import find_scans
 from .loading import load_runtime, under_torchrun
 from .model_folder import resolve_model_dir
 from .onnx_runtime import choose_runtime
+from .options import PredictOptions
 from .outputs import ScanOutputs, check_output_options, wants_html, write_run_files
 from .pipeline import segment_all
 from .postprocessing import steps_from
@@ -31,39 +31,6 @@ if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--run
     import torch
 
 logger = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Every option of :func:`predict` but the input and output paths, as one object handed down the layers
-    (the meaning of each is in :func:`predict`'s docstring)."""
-
-    model: str | Path | None = "default"
-    results: str | Path | None = None
-    trainer: str | None = None
-    checkpoint: str = "best"
-    device: str | torch.device = "auto"
-    batch_size: int | None = None
-    postprocess: bool | Iterable[str] = True
-    save_probabilities: bool = False
-    overlays: bool = False
-    modality: str = "auto"
-    backbone_weights: str | Path | None = None
-    progress: bool = True
-    part: int = 0
-    num_parts: int = 1
-    int8_teacher: bool = False
-    liver_only: bool = False
-    output_types: tuple[str, ...] = ("nifti",)
-    statistics: bool = False
-    report: str = "auto"
-    runtime: str = "auto"  # "torch", "onnx" (the exported graph, no torch) or "auto" (.onnx_runtime.choose_runtime)
-
-    def predictor_options(self) -> PredictorOptions:
-        """The options the predictor itself takes."""
-        return PredictorOptions(
-            self.batch_size, self.postprocess, self.modality, self.liver_only, self.save_probabilities
-        )
 
 
 def predict(

@@ -12,7 +12,7 @@ from .model_folder import resolve_model_dir
 if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only
     import torch
 
-    from .driver import PredictOptions
+    from .options import PredictOptions
 
 
 def load_runtime(dev: torch.device | None, options: PredictOptions) -> tuple:

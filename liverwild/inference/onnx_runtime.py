@@ -42,7 +42,7 @@ from .base import BasePredictor, PredictorOptions, guess_modality
 from .model_folder import ModelPlans, checkpoint_path
 
 if TYPE_CHECKING:
-    from .driver import PredictOptions
+    from .options import PredictOptions
 
 logger = get_logger(__name__)
 
