@@ -111,6 +111,7 @@ def test_default_model_onnx_agrees_with_torch(default_copy, scans, tmp_path):
     assert set(side["normalization"]) == {"CT", "MR"} and side["input"]["shape"] == ["batch", 1, 224, 224]
 
 
+@pytest.mark.slow  # 13 s: the three development scans through both runtimes (CI's slow set)
 def test_real_scans_onnx_agrees_with_torch(default_copy, real_data_dir, tmp_path):
     """The development scans (CT, MR, a LiTS crop) with the default model: Dice ≥ 0.999 each."""
     scans = tmp_path / "real"
