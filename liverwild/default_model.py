@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path, write_json_atomic
-from .backbones.weights import file_sha256
 from .checkpoints import load_checkpoint
 from .default_recipe import Recipe
 from .device import describe_device, resolve_device
 from .errors import ConfigurationError
+from .hashing import file_sha256
 from .log import get_logger
 from .revision import provenance_fields
 from .shipped import DEFAULT_MODEL_DIR, DISCLAIMER

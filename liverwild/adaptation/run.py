@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path, write_json_atomic
-from ..backbones.weights import file_sha256
 from ..checkpoints import load_checkpoint
 from ..device import configure_cpu_threads, describe_device, resolve_device
 from ..errors import ConfigurationError
+from ..hashing import file_sha256
 from ..inference.model import TrainedModel, resolve_model_dir
 from ..log import get_logger
 from ..revision import provenance_fields

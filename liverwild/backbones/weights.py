@@ -14,7 +14,6 @@ A weights source is one of:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigurationError
+from ..hashing import file_sha256
 
 RANDOM_WEIGHTS_SEED = 0
 
@@ -235,12 +235,3 @@ def weights_tag(weights) -> str:
         return weights
     path = packaged_weights_file(weights) if str(weights).startswith("package:") else Path(weights)
     return f"file-{file_sha256(path)[:10]}"
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file's bytes, read in 4 MB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

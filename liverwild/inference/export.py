@@ -17,11 +17,12 @@ from .. import __version__
 from ..atomic import atomic_path, write_json_atomic
 from ..backbones import centre_slice
 from ..errors import ConfigurationError, LiverwildError
+from ..hashing import file_sha256
 from ..nets import liver_logits
 from ..revision import provenance_fields
 from .model import TrainedModel
 from .model_folder import checkpoint_path, resolve_model_dir
-from .onnx_runtime import ONNX_FORMAT, export_paths, file_digest
+from .onnx_runtime import ONNX_FORMAT, export_paths
 from .postprocessing import DEFAULT_STEPS, STEPS
 
 OPSET = 17
@@ -66,7 +67,7 @@ def sidecar(trained: TrainedModel, checkpoint: Path, difference: float) -> dict:
         "postprocessing": {"default": list(DEFAULT_STEPS), "available": list(STEPS)},
         "model": {**trained.describe(), "name": trained.config.get("fold_name")},
         "model_provenance": json.loads(provenance.read_text(encoding="utf-8")) if provenance.is_file() else None,
-        "checkpoint": {"file": checkpoint.name, "sha256": file_digest(checkpoint)},
+        "checkpoint": {"file": checkpoint.name, "sha256": file_sha256(checkpoint)},
         "exported_by": {
             "liverwild": __version__,
             "opset": OPSET,

@@ -35,7 +35,7 @@ def verify_against_provenance(folder: Path, checkpoint: Path) -> None:
     expected = json.loads(record.read_text(encoding="utf-8")).get("checkpoint_sha256")
     if expected is None:
         return
-    from ..backbones.weights import file_sha256
+    from ..hashing import file_sha256
 
     actual = file_sha256(checkpoint)
     if actual != expected:

@@ -53,6 +53,7 @@ class ModelPlans:
     configuration: str
     adaptation: dict | None
     folder: Path
+    slice_size: list  # (H, W) of the model's input slices
 
     def normalization_for(self, modality: str):
         """The training plans' normalisation for ``modality`` (of the model's configuration), or None if

@@ -22,12 +22,12 @@ post-processing → stored layout. Masks agree with the torch path's (Dice ≥ 0
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,10 +36,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigurationError
-from ..io import Volume
+from ..hashing import file_sha256
 from ..log import get_logger
-from .base import BasePredictor, PredictorOptions, guess_modality
+from .base import PredictorOptions
 from .model_folder import ModelPlans, checkpoint_path
+from .slicewise import SlicewisePredictor
 
 if TYPE_CHECKING:
     from .options import PredictOptions
@@ -57,15 +58,6 @@ def export_paths(model_dir, checkpoint: str = "best") -> tuple[Path, Path]:
     return path.with_suffix(".onnx"), path.with_suffix(".onnx.json")
 
 
-def file_digest(path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_status(model_dir, checkpoint: str = "best") -> tuple[dict | None, str]:
     """``(sidecar, "")`` for a current export of ``checkpoint``, else ``(None, why not)`` — missing, or
     stale: another format or liverwild version, or a checkpoint that changed since the export."""
@@ -78,7 +70,7 @@ def export_status(model_dir, checkpoint: str = "best") -> tuple[dict | None, str
     if sidecar.get("format_version") != ONNX_FORMAT or sidecar.get("exported_by", {}).get("liverwild") != __version__:
         made = f"format {sidecar.get('format_version')}, liverwild {sidecar.get('exported_by', {}).get('liverwild')}"
         return None, f"{graph}: exported with {made}, not format {ONNX_FORMAT}, liverwild {__version__}; {redo}"
-    if not source.is_file() or file_digest(source) != sidecar.get("checkpoint", {}).get("sha256"):
+    if not source.is_file() or file_sha256(source) != sidecar.get("checkpoint", {}).get("sha256"):
         return None, f"{graph}: stale — {source.name} changed since it was exported; {redo}"
     return sidecar, ""
 
@@ -204,7 +196,7 @@ class OnnxModel(ModelPlans):
         }
 
 
-class OnnxSlicePredictor(BasePredictor):
+class OnnxSlicePredictor(SlicewisePredictor):
     """:class:`~.slices.SlicePredictor` on an :class:`OnnxModel`; every :class:`~.base.PredictorOptions`
     acts (``amp`` does nothing: the graph runs in float32; ``liver_only`` changes nothing for a 2D model)."""
 
@@ -240,33 +232,18 @@ class OnnxSlicePredictor(BasePredictor):
             ),
         }
 
-    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
-        """As :meth:`.slices.SlicePredictor.predict_volume`: ``(mask uint8 in stored layout, probabilities
-        float32 or None, {modality, normalization, plausibility}, seconds per stage)``."""
-        from planning.plans import Plans
-        from preprocessing.lean import context_slices, resize_slices
-        from preprocessing.transform import prepare_slices
+    def slice_resize(self) -> Callable:
+        """NumPy's resize with torch's antialiased bilinear weights (:mod:`preprocessing.lean`): no torch."""
+        from preprocessing.lean import resize_slices
 
-        seconds = {}
-        t = time.perf_counter()
-        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
-        self.model.check_modality(modality)
-        normalization = self.normalization(volume.array, modality)
-        plans = Plans("input", modality, normalization, slice_size=list(self.model.slice_size))
-        inplace = release_input and volume.array.dtype == np.float32
-        t_body = time.perf_counter()
-        centre = self.locate_body(volume, modality)  # before the input is normalised in place
-        t_body = time.perf_counter() - t_body
-        slices, _, reorient = prepare_slices(
-            volume.array, volume.geometry, plans, inplace=inplace, resize=resize_slices
-        )
-        if release_input:
-            volume.array = np.empty((0, 0, 0), volume.array.dtype)
-        canonical = reorient.canonical_geometry(volume.geometry)
-        nz, ny, nx = canonical.shape
-        seconds["preprocess"] = time.perf_counter() - t - t_body
-        mask = np.empty((nz, ny, nx), np.uint8)
-        probs = np.empty((nz, ny, nx), np.float32) if keep_probabilities else None
+        return resize_slices
+
+    def segment_slices(self, slices: np.ndarray, mask: np.ndarray, probs: np.ndarray | None, seconds: dict) -> None:
+        """Batches of ``batch_size`` slices through the graph, probabilities resized to the canonical grid
+        with NumPy (:mod:`preprocessing.lean`, torch's bilinear weights) and thresholded."""
+        from preprocessing.lean import context_slices, resize_slices
+
+        nz, ny, nx = mask.shape
         seconds.update({"model": 0.0, "resample": 0.0})
         for start in range(0, nz, self.batch_size):
             stop = min(start + self.batch_size, nz)
@@ -279,15 +256,3 @@ class OnnxSlicePredictor(BasePredictor):
                 probs[start:stop] = p
             seconds["model"] += t1 - t
             seconds["resample"] += time.perf_counter() - t1
-        t = time.perf_counter()
-        mask, check, removed = self.finish_liver(mask, canonical, centre)
-        seconds["postprocess"] = time.perf_counter() - t + t_body
-        stored = np.ascontiguousarray(reorient.from_canonical(mask))
-        stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        info = {
-            "modality": modality,
-            "normalization": plans.normalization,
-            "plausibility": check,
-            "components_removed": removed,
-        }
-        return stored, stored_probs, info, seconds

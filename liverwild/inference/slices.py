@@ -20,15 +20,15 @@ import torch.nn.functional as F
 from preprocessing.features import context_slices, slice_batches
 
 from ..device import autocast
-from ..io import Volume
-from .base import BasePredictor, guess_modality, register_predictor
+from .base import register_predictor
 from .model import TrainedModel
+from .slicewise import SlicewisePredictor
 
 STAGES = ("read", "preprocess", "backbone", "head_decoder", "resample", "postprocess", "write")
 
 
 @register_predictor("2d")
-class SlicePredictor(BasePredictor):
+class SlicePredictor(SlicewisePredictor):
     """A 2D model's predictor (the liver, slice by slice, batches of ``batch_size`` slices); every
     :class:`~.base.PredictorOptions` acts (``liver_only`` changes nothing: a 2D model's mask is the liver's)."""
 
@@ -50,40 +50,10 @@ class SlicePredictor(BasePredictor):
         return time.perf_counter() - start
 
     @torch.inference_mode()
-    def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
-        """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
-        plausibility, components_removed}, seconds per stage)``; ``plausibility`` is
-        :func:`.postprocessing.plausibility`'s dict, or None when that step is off.
-
-        ``release_input=True`` normalises ``volume.array`` in place and empties it afterwards (large scans
-        then need about one copy of the volume in memory); the caller must not use it again.
-        """
-        from planning.plans import Plans
-        from preprocessing.transform import prepare_slices
-
-        seconds = {}
-        t = time.perf_counter()
-        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
-        self.model.check_modality(modality)
-        plans = Plans(
-            dataset="input",
-            modality=modality,
-            normalization=self.normalization(volume.array, modality),
-            slice_size=list(self.model.slice_size),
-        )
-        inplace = release_input and volume.array.dtype == np.float32
-        t_body = time.perf_counter()
-        centre = self.locate_body(volume, modality)  # before the input is normalised in place
-        t_body = time.perf_counter() - t_body
-        slices, _, reorient = prepare_slices(volume.array, volume.geometry, plans, inplace=inplace)
-        if release_input:
-            volume.array = np.empty((0, 0, 0), volume.array.dtype)  # released: the memory goes back
-        canonical = reorient.canonical_geometry(volume.geometry)
-        canonical_shape = canonical.shape
-        seconds["preprocess"] = time.perf_counter() - t - t_body
-        nz, ny, nx = canonical_shape
-        mask = np.empty(canonical_shape, np.uint8)
-        probs = np.empty(canonical_shape, np.float32) if keep_probabilities else None
+    def segment_slices(self, slices: np.ndarray, mask: np.ndarray, probs: np.ndarray | None, seconds: dict) -> None:
+        """Batches of ``batch_size`` slices through teacher, head and decoder (mixed precision on GPU),
+        probabilities resized to the canonical grid (bilinear) and thresholded where they are computed."""
+        ny, nx = mask.shape[1:]
         seconds.update({"backbone": 0.0, "head_decoder": 0.0, "resample": 0.0})
         t = time.perf_counter()
         for start, stop, x in slice_batches(slices, self.batch_size, self.device, self.model.context):
@@ -103,15 +73,3 @@ class SlicePredictor(BasePredictor):
             seconds["head_decoder"] += t2 - t1
             seconds["resample"] += t3 - t2
             t = t3  # the next batch's transfer counts as its backbone stage
-        t = time.perf_counter()
-        mask, check, removed = self.finish_liver(mask, canonical, centre)
-        seconds["postprocess"] = time.perf_counter() - t + t_body
-        stored = np.ascontiguousarray(reorient.from_canonical(mask))
-        stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        info = {
-            "modality": modality,
-            "normalization": plans.normalization,
-            "plausibility": check,
-            "components_removed": removed,
-        }
-        return stored, stored_probs, info, seconds
