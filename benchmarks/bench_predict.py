@@ -56,7 +56,7 @@ def fake_model(folder: Path, backbone: str):
             "rescale": True,
             "zscore": True,
         },
-        "backbone": teacher_config(backbone, "random"),
+        "backbone": teacher_config(backbone, "random").to_json(),
     }
     folder.mkdir(parents=True)
     torch.save(

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from liverwild.backbones import RULE, TeacherConfig, TeacherInput, TeacherTap
 from liverwild.device import configure_cpu_threads, resolve_device
 from liverwild.nets.layers import use_reference_layers
 from liverwild.training import ContrastiveDistillationTrainer, SliceTrainerConfig
 from planning.plans import Plans, save_plans
+from planning.sections import Augmentation, Normalization
 from preprocessing.cache import write_case
 
 
@@ -90,9 +92,10 @@ def main():
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
     with tempfile.TemporaryDirectory() as tmp:
-        plans = Plans(dataset="DS", modality="CT", normalization={})
-        plans.backbone.update(teacher="fake", name="fake", weights_tag="random")
-        plans.augmentation["views_per_slice"] = 2
+        fake_teacher = TeacherConfig(
+            "fake", TeacherInput(RULE, [0.5], [0.5]), TeacherTap("final", "final"), teacher="fake", weights_tag="random"
+        )
+        plans = Plans("DS", "CT", Normalization([0.0, 500.0]), backbone=fake_teacher, augmentation=Augmentation(2))
         save_plans(plans, Path(tmp) / "DS" / "plans.json")
         fake_cache(
             Path(tmp) / "DS" / plans.data_identifier(), cases=4, slices=40, views=2, channels=args.channels, fsize=14

@@ -128,7 +128,7 @@ def build_default_model(
         "description": DISCLAIMER,
         "recipe": asdict(recipe),
         "teacher": describe_teacher(teacher),
-        "teacher_config": {k: v for k, v in teacher.items() if k != "weights"},
+        "teacher_config": {k: v for k, v in teacher.to_json().items() if k != "weights"},
         "generator": "liverwild.phantoms.randomized",
         "generator_version": GENERATOR_VERSION,
         "seed": recipe.seed,

@@ -95,12 +95,12 @@ def run_demo(
         "seconds": {},
         "target": target,
         "teacher": describe_teacher(teacher),
-        "backbone": {k: v for k, v in teacher.items() if k != "weights"},
+        "backbone": {k: v for k, v in teacher.to_json().items() if k != "weights"},
         **provenance_fields(),
     }
     logger.info("liverwild demo — synthetic phantoms, not patients.")
     logger.info(f"teacher: {report['teacher']}")
-    if teacher["weights"] == "random":
+    if teacher.weights == "random":
         logger.info(
             "NOTE: the teacher has RANDOM weights (--random-backbone): the model is for testing the pipeline only."
         )
@@ -210,6 +210,6 @@ def run_demo(
     )
     logger.info(
         "Reminder: synthetic phantoms — these numbers show the pipeline works, not clinical accuracy"
-        + (" (and the teacher has random weights)." if teacher["weights"] == "random" else ".")
+        + (" (and the teacher has random weights)." if teacher.weights == "random" else ".")
     )
     return report

@@ -4,7 +4,7 @@ passed (``make_plans``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +121,25 @@ def make_plans(
     if plans_path.is_file() and not r.replan:
         plans = load_plans(plans_path)
         current = plans.backbone
-        same_teacher = not backbone or backbone in (current.get("teacher"), current.get("name"))
-        if not same_teacher:
+        asked = weights is not None or tap is not None or context is not None
+        if current is None:  # plans without a teacher get one only when asked for
+            plans.backbone = teacher_config(backbone, weights, tap, context) if backbone or asked else None
+        elif backbone and backbone not in (current.teacher, current.name):
             plans.backbone = teacher_config(backbone, weights, tap, context)
-        elif weights is not None or tap is not None or context is not None:
+        elif asked:
             plans.backbone = teacher_config(
-                current.get("teacher") or current["name"],
-                weights if weights is not None else current.get("weights"),
-                tap or current.get("tap", {}).get("spec"),
-                context or current.get("context"),
+                current.teacher or current.name,
+                weights if weights is not None else current.weights,
+                tap or current.tap.spec,
+                context or current.context,
             )
         if views is not None:
-            plans.augmentation["views_per_slice"] = int(views)
+            plans.augmentation = replace(plans.augmentation, views_per_slice=int(views))
         if seed is not None:
-            plans.augmentation["seed"] = int(seed)
+            plans.augmentation = replace(plans.augmentation, seed=int(seed))
         if normalization is not None:
             plans.normalization = default_normalization(plans.modality, fingerprint.get("aggregate"), normalization)
-        if not plans.config_3d:
+        if plans.config_3d is None:
             plans.config_3d = default_config_3d(plans.modality, fingerprint.get("aggregate"), organ_labels)
     else:
         kwargs: dict[str, Any] = {
@@ -154,8 +156,8 @@ def make_plans(
         if seed is not None:
             kwargs["seed"] = int(seed)
         plans = plan_dataset(fingerprint, **kwargs)
-    if volume_size is not None:
-        plans.config_3d["volume_size"] = checked_volume_size(volume_size)
+    if volume_size is not None and plans.config_3d is not None:
+        plans.config_3d = replace(plans.config_3d, volume_size=checked_volume_size(volume_size))
     return plans
 
 

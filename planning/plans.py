@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from liverwild.atomic import write_json_atomic
+from liverwild.backbones.config import TeacherConfig
 from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.log import get_logger
+
+from .sections import Augmentation, Config3D, Normalization
 
 logger = get_logger(__name__)
 
@@ -45,19 +48,9 @@ OUTDATED_PLANS = (
 )
 
 
-def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> dict:
+def default_augmentation(views_per_slice: int = 2, seed: int = 0) -> Augmentation:
     """Table A1 of the paper's supplement; ``views_per_slice`` augmented copies of every slice."""
-    return {
-        "views_per_slice": views_per_slice,
-        "seed": seed,
-        "elastic": {"p": 0.9, "sigma_px": 3.5, "control_points": 8},
-        "noise": {"p": 0.6, "sigma": 0.15},
-        "blur": {"p": 0.6, "sigma_px": 0.7},
-        # Table A1 is garbled here ('log [0.1, 0.9]', 'σ 0.15'); read as log-gamma ~ ±2σ → γ ∈ [0.74, 1.35]
-        "gamma": {"p": 0.6, "range": [0.74, 1.35], "retain_stats": True},
-        # 'dropout augmentation p 0.2': pixel dropout; the dropped fraction is not given
-        "dropout": {"p": 0.2, "fraction": 0.05},
-    }
+    return Augmentation(views_per_slice=views_per_slice, seed=seed)
 
 
 NORMALIZATION_PRESETS = ("default", "single-dg", "single-dg-0-125")
@@ -67,21 +60,21 @@ works the supplement follows (its "thresholding at 125 HU" read as the ±125 HU 
 documentation/preprocessing.md); ``single-dg-0-125``: the literal [0, 125] HU reading, kept reachable."""
 
 
-def default_normalization(modality: str, fingerprint_aggregate: dict | None = None, preset: str = "default") -> dict:
+def default_normalization(
+    modality: str, fingerprint_aggregate: dict | None = None, preset: str = "default"
+) -> Normalization:
     """CT: window :data:`CT_WINDOWS` of ``preset`` ([0, 500] HU by default). MR (every preset): intensities
     divided by the scan's body median, then window [0, r] with r the dataset's median p99.5/p50 ratio (the
     paper's '[0, 1.5]' has no stated unit). Both then clip at the scan's 2nd/98th percentiles, rescale to
     [0, 1] and z-score per scan."""
     if preset not in NORMALIZATION_PRESETS:
         raise LiverwildError(f"unknown normalisation preset {preset!r}; use one of {', '.join(NORMALIZATION_PRESETS)}")
-    common = {"clip_percentiles": [2.0, 98.0], "rescale": True, "zscore": True}
-    common.update({"preset": preset} if preset != "default" else {})
     if modality == "CT":
-        return {"window": list(CT_WINDOWS[preset]), "relative_to_body_median": False, **common}
+        return Normalization(list(CT_WINDOWS[preset]), False, [2.0, 98.0], preset=preset)
     ratio = 1.5
     if fingerprint_aggregate and fingerprint_aggregate.get("n_cases"):
         ratio = round(float(fingerprint_aggregate["median_ratio_p99.5_to_p50_body"]), 3)
-    return {"window": [0.0, ratio], "relative_to_body_median": True, **common}
+    return Normalization([0.0, ratio], True, [2.0, 98.0], preset=preset)
 
 
 VOLUME_SIZE = [64, 128, 128]  # (z, y, x): the source paper's 128 × 128 × 64 volumes
@@ -90,7 +83,7 @@ CT_WINDOW_3D = [-200.0, 250.0]  # the source paper's soft-tissue window (HU)
 
 def default_config_3d(
     modality: str, fingerprint_aggregate: dict | None = None, organ_labels: dict | None = None
-) -> dict:
+) -> Config3D:
     """The ``3d`` configuration (voxel-level Siamese multi-organ 3D U-Net, Lee et al.): whole canonical
     volumes resized to ``volume_size`` (z, y, x); CT windowed to [−200, 250] HU, MR divided by the
     scan's body median and windowed to [0, r] (r: the fingerprint's median p99.5/p50 ratio, as in the
@@ -101,22 +94,15 @@ def default_config_3d(
     from liverwild.datasets.organs import class_values
 
     if modality == "CT":
-        normalization = {"window": list(CT_WINDOW_3D), "relative_to_body_median": False}
+        normalization = Normalization(list(CT_WINDOW_3D), relative_to_body_median=False, clip_percentiles=None)
     else:
-        window = default_normalization(modality, fingerprint_aggregate)["window"]
-        normalization = {"window": window, "relative_to_body_median": True}
-    normalization.update({"clip_percentiles": None, "rescale": True, "zscore": True})
+        window = default_normalization(modality, fingerprint_aggregate).window
+        normalization = Normalization(window, relative_to_body_median=True, clip_percentiles=None)
     values = class_values(organ_labels)
-    return {
-        "volume_size": list(VOLUME_SIZE),
-        "normalization": normalization,
-        "classes": list(values),
-        "label_values": values,
-        "label_maps": "organs" if organ_labels else "liver",
-    }
+    return Config3D(list(VOLUME_SIZE), normalization, list(values), values, "organs" if organ_labels else "liver")
 
 
-def scan_normalization(image, modality: str, configuration: str = "2d") -> dict:
+def scan_normalization(image, modality: str, configuration: str = "2d") -> Normalization:
     """The default normalisation of ``configuration`` (``"2d"``: :func:`default_normalization`; ``"3d"``:
     :func:`default_config_3d`'s) for one scan of a ``modality`` that no plans had — the rule both
     predictors use when a model's sources lack the scan's modality. MR: the window [0, r] with r this
@@ -130,7 +116,7 @@ def scan_normalization(image, modality: str, configuration: str = "2d") -> dict:
         p50, p995 = np.percentile(image[body_mask(image, "MR")], [50, 99.5])
         aggregate = {"n_cases": 1, "median_ratio_p99.5_to_p50_body": float(p995 / max(p50, 1e-6))}
     if configuration == "3d":
-        return default_config_3d(modality, aggregate)["normalization"]
+        return default_config_3d(modality, aggregate).normalization
     return default_normalization(modality, aggregate)
 
 
@@ -140,14 +126,19 @@ class OutdatedPlansError(LiverwildError):
 
 @dataclass
 class Plans:
+    """One dataset's plans. The sections are typed (:mod:`planning.sections`,
+    :class:`liverwild.backbones.TeacherConfig`); :meth:`from_json` and :meth:`to_json` read and write
+    ``plans.json``. ``backbone`` None: no teacher planned; ``config_3d`` None: the ``3d`` configuration
+    is not planned (JSON key ``3d`` absent)."""
+
     dataset: str
     modality: str
-    normalization: dict
+    normalization: Normalization
     slice_size: list = field(default_factory=lambda: [224, 224])
-    backbone: dict = field(default_factory=dict)  # liverwild.backbones.teacher_config(...)
+    backbone: TeacherConfig | None = None  # liverwild.backbones.teacher_config(...)
     feature_dtype: str = "float16"
-    augmentation: dict = field(default_factory=default_augmentation)
-    config_3d: dict = field(default_factory=dict)  # the ``3d`` configuration (JSON key "3d"); {}: not planned
+    augmentation: Augmentation = field(default_factory=default_augmentation)
+    config_3d: Config3D | None = None
     plans_version: int = PLANS_VERSION
     notes: str = (
         "Edit and re-run lw_plan_and_preprocess --preprocess-only. Changing anything that "
@@ -161,54 +152,77 @@ class Plans:
                 f"{' or '.join(FEATURE_DTYPES)}; set one of them in plans.json"
             )
 
+    def teacher(self) -> TeacherConfig:
+        """The planned teacher; a ConfigurationError when these plans name none."""
+        if self.backbone is None:
+            raise ConfigurationError(f"the plans of {self.dataset} name no teacher (backbone); re-plan with --backbone")
+        return self.backbone
+
     @property
     def views(self) -> int:
-        return int(self.augmentation.get("views_per_slice", 0))
+        return int(self.augmentation.views_per_slice)
 
     def data_identifier(self) -> str:
         """``lwdata_<backbone>_<weights>_<K>v_<hash>``; the hash covers everything cached."""
+        teacher = self.backbone.to_json() if self.backbone is not None else {}
         relevant = {
             "slice_size": self.slice_size,
-            "normalization": self.normalization,
-            "backbone": {k: self.backbone.get(k) for k in ("name", "weights_tag", "input", "tap")},
-            **({"context": self.backbone["context"]} if self.backbone.get("context") else {}),
+            "normalization": self.normalization.to_json(),
+            "backbone": {k: teacher.get(k) for k in ("name", "weights_tag", "input", "tap")},
+            **({"context": teacher["context"]} if teacher.get("context") else {}),
             "feature_dtype": self.feature_dtype,
-            "augmentation": self.augmentation,
+            "augmentation": self.augmentation.to_json(),
             "version": self.plans_version,
         }
         digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
-        name = (self.backbone.get("teacher") or self.backbone.get("name") or "none").replace("/", "-")
-        return f"lwdata_{name}_{self.backbone.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
+        name = (teacher.get("teacher") or teacher.get("name") or "none").replace("/", "-")
+        return f"lwdata_{name}_{teacher.get('weights_tag') or 'noweights'}_{self.views}v_{digest}"
 
-    def data_identifier_3d(self) -> str:
-        """``lw3d_<z>x<y>x<x>_<classes>c_<hash>``: the ``3d`` cache's folder; the hash covers its entry."""
-        if not self.config_3d:
+    def planned_3d(self) -> Config3D:
+        """The ``3d`` configuration; a LiverwildError saying how to plan it when these plans have none."""
+        if self.config_3d is None:
             raise LiverwildError(
                 f"the plans of {self.dataset} have no 3d configuration: run lw_plan_and_preprocess -d {self.dataset} "
                 "-c 3d (without --preprocess-only) to plan it"
             )
-        relevant = {k: self.config_3d.get(k) for k in ("volume_size", "normalization", "classes", "label_values")}
-        relevant["label_maps"] = self.config_3d.get("label_maps")
+        return self.config_3d
+
+    def data_identifier_3d(self) -> str:
+        """``lw3d_<z>x<y>x<x>_<classes>c_<hash>``: the ``3d`` cache's folder; the hash covers its entry."""
+        config = self.planned_3d()
+        relevant = config.to_json()
         relevant["version"] = self.plans_version
         digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
-        size = "x".join(str(int(v)) for v in self.config_3d["volume_size"])
-        return f"lw3d_{size}_{len(self.config_3d['classes'])}c_{digest}"
+        size = "x".join(str(int(v)) for v in config.volume_size)
+        return f"lw3d_{size}_{len(config.classes)}c_{digest}"
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["normalization"] = self.normalization.to_json()
+        d["backbone"] = self.backbone.to_json() if self.backbone is not None else {}
+        d["augmentation"] = self.augmentation.to_json()
+        d["slice_size"] = list(self.slice_size)
         d["data_identifier"] = self.data_identifier()
         config_3d = d.pop("config_3d")
-        if config_3d:
-            d["3d"] = {**config_3d, "data_identifier": self.data_identifier_3d()}
+        if config_3d is not None:
+            d["3d"] = {**config_3d.to_json(), "data_identifier": self.data_identifier_3d()}
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> Plans:
-        known = {f for f in cls.__dataclass_fields__}
-        fields = {k: v for k, v in d.items() if k in known}
-        if "3d" in d:
-            fields["config_3d"] = {k: v for k, v in d["3d"].items() if k != "data_identifier"}
-        return cls(**fields)
+        """Plans from ``plans.json``'s dict (or a model's copy of it); each section is checked, and plans of
+        an older plans version are refused (:func:`check_plans_version`)."""
+        check_plans_version(d, "plans")
+        known = {f.name for f in fields(cls)} - {"config_3d"}
+        values = {k: v for k, v in d.items() if k in known}
+        if "normalization" not in values:
+            raise ConfigurationError("missing normalization")
+        values["normalization"] = Normalization.from_json(d["normalization"])
+        values["augmentation"] = Augmentation.from_json(d.get("augmentation", {}))
+        values["backbone"] = TeacherConfig.from_json(d["backbone"]) if d.get("backbone") else None
+        if d.get("3d"):
+            values["config_3d"] = Config3D.from_json({k: v for k, v in d["3d"].items() if k != "data_identifier"})
+        return cls(**values)
 
 
 def save_plans(plans: Plans, path) -> Path:

@@ -12,6 +12,8 @@ import random
 
 import numpy as np
 
+from planning.sections import Augmentation
+
 
 def elastic_grid(coarse, h: int, w: int):
     """``grid_sample`` grids ``(n, h, w, 2)`` of coarse displacements ``(n, 2, c, c)`` (torch, pixels, (dy, dx)),
@@ -26,17 +28,17 @@ def elastic_grid(coarse, h: int, w: int):
     return torch.stack([gx + dense[:, 1] * 2 / max(w - 1, 1), gy + dense[:, 0] * 2 / max(h - 1, 1)], dim=-1)
 
 
-def elastic_displacements(n_slices: int, params: dict, seed: int) -> dict[int, np.ndarray]:
+def elastic_displacements(n_slices: int, params: Augmentation, seed: int) -> dict[int, np.ndarray]:
     """The elastic deformations :func:`augment_stack` ``(…, params, seed)`` applies to a stack of ``n_slices``:
     ``{slice index: coarse displacements (2, c, c) float32, pixels}`` for the deformed slices (the others are
     only changed in intensity). Draws exactly what :func:`augment_stack` draws first from its generator."""
     rng = np.random.default_rng(seed)
-    el = params["elastic"]
-    idx = np.flatnonzero(rng.random(n_slices) < el["p"])
+    el = params.elastic
+    idx = np.flatnonzero(rng.random(n_slices) < el.p)
     if idx.size == 0:
         return {}
-    c = el["control_points"]
-    coarse = rng.normal(0.0, el["sigma_px"], size=(idx.size, 2, c, c)).astype(np.float32)
+    c = el.control_points
+    coarse = rng.normal(0.0, el.sigma_px, size=(idx.size, 2, c, c)).astype(np.float32)
     return dict(zip(idx.tolist(), coarse))
 
 
@@ -97,7 +99,7 @@ def elastic_deform(
     return slices, masks
 
 
-def augment_stack(slices: np.ndarray, masks: np.ndarray, params: dict, seed: int):
+def augment_stack(slices: np.ndarray, masks: np.ndarray, params: Augmentation, seed: int):
     """One augmented view of a ``(Z, H, W)`` stack and its masks. Returns float32 slices, uint8 masks."""
     from batchgenerators.transforms.abstract_transforms import Compose
     from batchgenerators.transforms.color_transforms import GammaTransform
@@ -108,22 +110,20 @@ def augment_stack(slices: np.ndarray, masks: np.ndarray, params: dict, seed: int
     random.seed(seed)
     out_slices = slices.astype(np.float32, copy=True)
     out_masks = masks.astype(np.uint8, copy=True)
-    el = params["elastic"]
+    el = params.elastic
     out_slices, out_masks = elastic_deform(
-        out_slices, out_masks, rng, el["sigma_px"], el["control_points"], rng.random(slices.shape[0]) < el["p"]
+        out_slices, out_masks, rng, el.sigma_px, el.control_points, np.less(rng.random(slices.shape[0]), el.p)
     )
-    noise, blur, gamma = params["noise"], params["blur"], params["gamma"]
+    noise, blur, gamma = params.noise, params.blur, params.gamma
     transforms = Compose(
         [
-            GaussianNoiseTransform(noise_variance=(noise["sigma"], noise["sigma"]), p_per_sample=noise["p"]),
-            GaussianBlurTransform(blur_sigma=(blur["sigma_px"], blur["sigma_px"]), p_per_sample=blur["p"]),
-            GammaTransform(
-                gamma_range=tuple(gamma["range"]), retain_stats=gamma["retain_stats"], p_per_sample=gamma["p"]
-            ),
+            GaussianNoiseTransform(noise_variance=(noise.sigma, noise.sigma), p_per_sample=noise.p),
+            GaussianBlurTransform(blur_sigma=(blur.sigma_px, blur.sigma_px), p_per_sample=blur.p),
+            GammaTransform(gamma_range=tuple(gamma.range), retain_stats=gamma.retain_stats, p_per_sample=gamma.p),
         ]
     )
     out_slices = transforms(data=out_slices[:, None])["data"][:, 0].astype(np.float32)
-    drop = params["dropout"]
-    for k in np.flatnonzero(rng.random(slices.shape[0]) < drop["p"]):
-        out_slices[k][rng.random(out_slices.shape[1:]) < drop["fraction"]] = 0.0
+    drop = params.dropout
+    for k in np.flatnonzero(rng.random(slices.shape[0]) < drop.p):
+        out_slices[k][rng.random(out_slices.shape[1:]) < drop.fraction] = 0.0
     return out_slices, out_masks

@@ -196,7 +196,7 @@ def preprocess_dataset_3d(
     context = context or distributed.DistributedContext()
     out = open_cache_folder(Path(preprocessed_root) / info.name / data_id, plans, context)
     report = DatasetReport(info.name, data_id, configuration="3d")
-    uses_organs = plans.config_3d.get("label_maps") == "organs"
+    uses_organs = plans.config_3d is not None and plans.config_3d.label_maps == "organs"
 
     def inputs(case: str) -> tuple:
         """The scan and the labels the 3d cache reads: its organ map, or its liver label."""

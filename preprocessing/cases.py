@@ -51,9 +51,7 @@ def prepare_case(job: tuple) -> tuple:
             )
         views_s, views_l = [slices], [labels]
         for v in range(1, plans.views + 1):
-            s, m = augment_stack(
-                slices, labels, plans.augmentation, view_seed(plans.augmentation.get("seed", 0), case, v)
-            )
+            s, m = augment_stack(slices, labels, plans.augmentation, view_seed(plans.augmentation.seed, case, v))
             views_s.append(s)
             views_l.append(m)
         arrays = {"slices": np.stack(views_s).astype(np.float16), "labels": np.stack(views_l), "organs": organs}
@@ -73,7 +71,7 @@ def prepare_case(job: tuple) -> tuple:
             "canonical_geometry": reorient.canonical_geometry(image.geometry).to_dict(),
             "reorientation": {"order": list(reorient.order), "flip": list(reorient.flip)},
             "normalization": stats,
-            "backbone": dict(plans.backbone),
+            "backbone": plans.backbone.to_json() if plans.backbone is not None else {},
             "cpu_seconds": round(time.perf_counter() - start, 3),
         }
         return case, arrays, properties, None
@@ -89,15 +87,19 @@ def prepare_volume_case(job: tuple) -> tuple:
     if single_thread:
         torch.set_num_threads(1)
     config = plans.config_3d
+    if config is None:
+        return case, None, None, f"the plans of {plans.dataset} have no 3d configuration"
     try:
         image = read_image(image_path)
         check_not_constant(image)
         label = read_aligned_label(label_path, image)
         start = time.perf_counter()
-        volume, stats, reorient = prepare_volume(image.array, image.geometry, plans.modality, config, inplace=True)
+        volume, stats, reorient = prepare_volume(
+            image.array, image.geometry, plans.modality, config.volume_size, config.normalization, inplace=True
+        )
         labels, voxels = prepare_class_map(label.array, reorient, config)
         canonical = reorient.canonical_geometry(image.geometry)
-        size_zyx = config["volume_size"]
+        size_zyx = config.volume_size
         properties = {
             "case": case,
             "image": str(image_path),
@@ -105,7 +107,7 @@ def prepare_volume_case(job: tuple) -> tuple:
             "signature": input_signature(image_path, label_path),
             "data_identifier": plans.data_identifier_3d(),
             "modality": plans.modality,
-            "classes": list(config["classes"]),
+            "classes": list(config.classes),
             "class_voxels": voxels,  # at the scan's resolution: 0 = the organ is not in this scan
             "volume_size": list(size_zyx),
             # the resized grid's voxel size (x, y, z) in mm: the canonical extent over the new size

@@ -58,6 +58,8 @@ class FeatureExtractor:
 
 
 def build_backbone(plans: Plans) -> FrozenBackbone:
-    if plans.backbone.get("weights") is None:
-        raise ConfigurationError(MISSING_WEIGHTS.format(name=plans.backbone.get("teacher") or plans.backbone["name"]))
-    return FrozenBackbone.from_config(plans.backbone, plans.slice_size[0])
+    """The frozen teacher that ``plans`` name (refused when they name none or its weights are undecided)."""
+    teacher = plans.teacher()
+    if teacher.weights is None:
+        raise ConfigurationError(MISSING_WEIGHTS.format(name=teacher.teacher or teacher.name))
+    return FrozenBackbone.from_config(teacher, plans.slice_size[0])

@@ -1,4 +1,5 @@
-"""Intensity normalisation of one scan, following a plan's ``normalization`` entry.
+"""Intensity normalisation of one scan, following a plan's ``normalization`` entry
+(:class:`planning.sections.Normalization`).
 
 Steps (method.md, supplement A.1): optional division by the scan's body median (MR), clip to the
 window, clip outliers at the scan's percentiles (2nd/98th by default; ``clip_percentiles: null`` skips
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from planning.sections import Normalization
+
 EPS = 1e-6
 
 
 def normalize_scan(
-    image: np.ndarray, normalization: dict, body_median: float | None = None, inplace: bool = False
+    image: np.ndarray, normalization: Normalization, body_median: float | None = None, inplace: bool = False
 ) -> tuple:
     """Return ``(normalised float32 array, stats dict)``; the stats let a user reproduce the mapping.
 
@@ -24,24 +27,24 @@ def normalize_scan(
     """
     x = image if inplace and image.dtype == np.float32 else image.astype(np.float32, copy=True)
     stats: dict = {}
-    if normalization.get("relative_to_body_median"):
+    if normalization.relative_to_body_median:
         if body_median is None or not np.isfinite(body_median) or body_median <= 0:
             raise ValueError("relative_to_body_median needs a positive body median")
         x /= np.float32(body_median)
         stats["body_median"] = float(body_median)
-    lo, hi = normalization["window"]
+    lo, hi = normalization.window
     np.clip(x, lo, hi, out=x)
-    if normalization.get("clip_percentiles") is not None:
+    if normalization.clip_percentiles is not None:
         sample = x[::2, ::2, ::2]
-        p_lo, p_hi = (float(v) for v in np.percentile(sample, normalization["clip_percentiles"]))
+        p_lo, p_hi = (float(v) for v in np.percentile(sample, normalization.clip_percentiles))
         np.clip(x, p_lo, p_hi, out=x)
     else:  # the 3d configuration: the window is the only clip
         p_lo, p_hi = float(lo), float(hi)
     stats.update({"window": [lo, hi], "clip_values": [p_lo, p_hi]})
-    if normalization.get("rescale", True):
+    if normalization.rescale:
         x -= p_lo
         x /= max(p_hi - p_lo, EPS)
-    if normalization.get("zscore", True):
+    if normalization.zscore:
         mean, std = float(x.mean()), float(x.std())
         x -= mean
         x /= max(std, EPS)

@@ -182,10 +182,10 @@ def plan_datasets(
         target = pre_root / folder.name
         if preprocess_only:
             stored = load_plans(target / "plans.json")
-            if seed is not None and stored.augmentation.get("seed", 0) != seed:
+            if seed is not None and stored.augmentation.seed != seed:
                 raise ConfigurationError(
                     f"--seed {seed} would change the plans of {folder.name} (augmentation seed "
-                    f"{stored.augmentation.get('seed', 0)}), but --preprocess-only uses the stored plans.json as it "
+                    f"{stored.augmentation.seed}), but --preprocess-only uses the stored plans.json as it "
                     "is: run without --preprocess-only, or edit plans.json"
                 )
             plans_by_dataset[folder.name] = stored
@@ -221,17 +221,18 @@ def cache_datasets(
     dev = resolve_device(device)
     for folder in folders:
         plans = plans_by_dataset[folder.name]
-        key = json.dumps(plans.backbone, sort_keys=True)
+        key = json.dumps(plans.backbone.to_json() if plans.backbone is not None else None, sort_keys=True)
         if key not in extractors:
             extractors[key] = FeatureExtractor(build_backbone(plans), dev, batch_size)
-        logger.info(f"{folder.name}: teacher {describe_teacher(plans.backbone)}")
-        if plans.backbone["weights"] == "random" and (context is None or context.is_main):
+        extractor = extractors[key]
+        logger.info(f"{folder.name}: teacher {describe_teacher(extractor.backbone.config)}")
+        if extractor.backbone.weights == "random" and (context is None or context.is_main):
             logger.warning(
                 f"{folder.name}: WARNING the backbone has RANDOM weights (--random-backbone); "
                 "features are for tests only, and the cache is labelled 'random'."
             )
         report = preprocess_dataset(
-            folder, pre_root, plans, extractors[key], workers, progress, rejected.get(folder.name), context
+            folder, pre_root, plans, extractor, workers, progress, rejected.get(folder.name), context
         )
         reports.append(report)
     return reports

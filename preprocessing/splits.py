@@ -182,7 +182,7 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
     for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
         plans = load_plans(plans_path)
         cases = list_cases(plans_path.parent / plans.data_identifier())
-        if not cases and plans.config_3d:  # a dataset cached for the 3d configuration only
+        if not cases and plans.config_3d is not None:  # a dataset cached for the 3d configuration only
             cases = list_cases(plans_path.parent / plans.data_identifier_3d())
         if cases:
             datasets[plans.dataset] = cases

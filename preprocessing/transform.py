@@ -25,7 +25,7 @@ def prepare_slices(image, geometry, plans: Plans, body_median=None, inplace: boo
 
     reorient = Reorientation.from_geometry(geometry)
     canonical = reorient.to_canonical(image)  # a view: no copy
-    if plans.normalization.get("relative_to_body_median") and body_median is None:
+    if plans.normalization.relative_to_body_median and body_median is None:
         body_median = float(np.median(canonical[body_mask(canonical, plans.modality)]))
     normalised, stats = normalize_scan(canonical, plans.normalization, body_median, inplace)
     return resize(normalised, plans.slice_size), stats, reorient

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from liverwild.datasets.organs import to_class_map
 from liverwild.io import Reorientation
 from planning.fingerprint import body_mask
+from planning.sections import Config3D, Normalization
 
 from .normalization import normalize_scan
 
@@ -63,29 +64,30 @@ def resize_class_map(class_map: np.ndarray, size: Sequence[int], n_classes: int)
     return out.numpy()
 
 
-def prepare_volume(image: np.ndarray, geometry, modality: str, config_3d: dict, inplace: bool = False) -> tuple:
-    """Scan array in stored layout → ``(volume (z, y, x) float32 of config_3d["volume_size"], stats,
-    reorientation)``: canonical layout, the ``3d`` normalisation (CT window, MR relative to the body
-    median; rescale; z-score), then :func:`resize_volume`. ``inplace``: normalise ``image`` (float32) in
-    place instead of copying it."""
+def prepare_volume(
+    image: np.ndarray, geometry, modality: str, volume_size, normalization: Normalization, inplace: bool = False
+) -> tuple:
+    """Scan array in stored layout → ``(volume (z, y, x) float32 of volume_size, stats, reorientation)``:
+    canonical layout, the ``3d`` ``normalization`` (CT window, MR relative to the body median; rescale;
+    z-score), then :func:`resize_volume`. ``inplace``: normalise ``image`` (float32) in place instead of
+    copying it."""
     reorient = Reorientation.from_geometry(geometry)
     canonical = reorient.to_canonical(image)  # a view: no copy
-    normalization = config_3d["normalization"]
     body_median = None
-    if normalization.get("relative_to_body_median"):
+    if normalization.relative_to_body_median:
         body_median = float(np.median(canonical[body_mask(canonical, modality)]))
     normalised, stats = normalize_scan(canonical, normalization, body_median, inplace)
-    return resize_volume(normalised, config_3d["volume_size"]), stats, reorient
+    return resize_volume(normalised, volume_size), stats, reorient
 
 
-def prepare_class_map(label_map: np.ndarray, reorient: Reorientation, config_3d: dict) -> tuple:
+def prepare_class_map(label_map: np.ndarray, reorient: Reorientation, config_3d: Config3D) -> tuple:
     """A dataset's label map (stored layout) → ``(class indices on the volume grid (uint8), voxel count of
     every class at the original resolution)``: the plans' ``label_values`` make ``classes``."""
-    classes = config_3d["classes"]
-    missing = [c for c in classes if c not in config_3d.get("label_values", {})]
+    classes = config_3d.classes
+    missing = [c for c in classes if c not in config_3d.label_values]
     if missing:
         raise ValueError(f"plans.json 3d: classes {missing} have no label_values")
-    canonical = to_class_map(np.asarray(reorient.to_canonical(label_map)), config_3d["label_values"], classes)
+    canonical = to_class_map(np.asarray(reorient.to_canonical(label_map)), config_3d.label_values, classes)
     counts = np.bincount(canonical.ravel(), minlength=len(classes) + 1)
-    resized = resize_class_map(canonical, config_3d["volume_size"], len(classes) + 1)
+    resized = resize_class_map(canonical, config_3d.volume_size, len(classes) + 1)
     return resized, {name: int(counts[k + 1]) for k, name in enumerate(classes)}

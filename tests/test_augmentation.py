@@ -1,22 +1,22 @@
 """Table A1 augmentation: the elastic deformation moves a slice and its mask together, each transform
 does what its parameters say, and views are reproducible from their seed."""
 
-import copy
+import dataclasses
 
 import numpy as np
 import pytest
 
 from planning.plans import default_augmentation
+from planning.sections import TRANSFORMS, Augmentation
 from preprocessing.augmentation import augment_stack, elastic_displacements, warp_label_map
 
 
-def only(kind: str, **changes) -> dict:
+def only(kind: str, **changes) -> Augmentation:
     """Table A1's parameters with every transform off except ``kind`` (probability 1)."""
-    params = copy.deepcopy(default_augmentation())
-    for name in ("elastic", "noise", "blur", "gamma", "dropout"):
-        params[name]["p"] = 1.0 if name == kind else 0.0
-    params[kind].update(changes)
-    return params
+    params = default_augmentation()
+    off = {name: dataclasses.replace(getattr(params, name), p=0.0) for name in TRANSFORMS if name != kind}
+    chosen = dataclasses.replace(getattr(params, kind), p=1.0, **changes)
+    return dataclasses.replace(params, **off, **{kind: chosen})
 
 
 def disc_stack(n: int = 6, size: int = 64) -> tuple[np.ndarray, np.ndarray]:

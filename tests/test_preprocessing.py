@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -11,6 +12,7 @@ from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.io import read_image, write_volume
 from liverwild.phantoms import write_phantoms
 from planning.plans import load_plans
+from planning.sections import Normalization
 from preprocessing import CachedCase, list_cases
 from preprocessing import cache as cache_module
 from preprocessing.normalization import normalize_scan
@@ -67,30 +69,24 @@ def test_windowing_per_modality(preprocessed):
     pre, _ = preprocessed
     ct = load_plans(pre / "PhantomPortalCT" / "plans.json").normalization
     mr = load_plans(pre / "PhantomT2MR" / "plans.json").normalization
-    assert ct["window"] == [0.0, 500.0] and not ct["relative_to_body_median"]
-    assert mr["relative_to_body_median"] and mr["window"][0] == 0.0 and mr["window"][1] > 1.0
+    assert ct.window == [0.0, 500.0] and not ct.relative_to_body_median
+    assert mr.relative_to_body_median and mr.window[0] == 0.0 and mr.window[1] > 1.0
     fp = json.loads((pre / "PhantomT2MR" / "dataset_fingerprint.json").read_text(encoding="utf-8"))
-    assert mr["window"][1] == pytest.approx(fp["aggregate"]["median_ratio_p99.5_to_p50_body"], abs=1e-3)
+    assert mr.window[1] == pytest.approx(fp["aggregate"]["median_ratio_p99.5_to_p50_body"], abs=1e-3)
 
 
 def test_normalize_scan_on_known_values():
     hu = np.array([-1000, -100, 0, 100, 250, 400, 500, 1500, 3000] * 30, np.float32).reshape(10, 27, 1)
-    plan = {"window": [0.0, 500.0], "clip_percentiles": [0.0, 100.0], "rescale": True, "zscore": False}
+    plan = Normalization([0.0, 500.0], clip_percentiles=[0.0, 100.0], rescale=True, zscore=False)
     out, stats = normalize_scan(hu, plan)
     assert out.min() == 0.0 and out.max() == 1.0
     assert np.allclose(np.unique(out), [0, 0.2, 0.5, 0.8, 1.0])
-    out, _ = normalize_scan(hu, {**plan, "zscore": True})
+    out, _ = normalize_scan(hu, dataclasses.replace(plan, zscore=True))
     assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
     mr = hu.clip(1) * 3.0
     out, stats = normalize_scan(
         mr,
-        {
-            "window": [0, 2],
-            "relative_to_body_median": True,
-            "clip_percentiles": [0, 100],
-            "rescale": True,
-            "zscore": False,
-        },
+        Normalization([0, 2], relative_to_body_median=True, clip_percentiles=[0, 100], rescale=True, zscore=False),
         body_median=300.0,
     )
     assert stats["body_median"] == 300.0 and out.max() == 1.0
@@ -273,7 +269,7 @@ def test_seed_chooses_the_cached_views_and_the_data_identifier(raw_root, tmp_pat
     run(raw_root, b, ["PhantomPortalCT"], seed=1)
     assert cli.main([*common, "--preprocessed", str(c), "--seed", "2"]) == 0
     plans = [load_plans(pre / "PhantomPortalCT" / "plans.json") for pre in (a, b, c)]
-    assert [p.augmentation["seed"] for p in plans] == [1, 1, 2]
+    assert [p.augmentation.seed for p in plans] == [1, 1, 2]
     assert plans[0].data_identifier() == plans[1].data_identifier() != plans[2].data_identifier()
 
     def slices(pre, p):
@@ -283,7 +279,7 @@ def test_seed_chooses_the_cached_views_and_the_data_identifier(raw_root, tmp_pat
     assert np.array_equal(slices(a, plans[0])[0], slices(c, plans[2])[0])  # the originals agree
     assert not np.array_equal(slices(a, plans[0])[1], slices(c, plans[2])[1])  # the augmented views do not
     assert cli.main([*common, "--preprocessed", str(c)]) == 0  # without --seed: the stored seed
-    assert load_plans(c / "PhantomPortalCT" / "plans.json").augmentation["seed"] == 2
+    assert load_plans(c / "PhantomPortalCT" / "plans.json").augmentation.seed == 2
     with pytest.raises(ConfigurationError, match="--seed 5 would change the plans of PhantomPortalCT"):
         plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=5)
     plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(c), preprocess_only=True, seed=2)
@@ -300,7 +296,7 @@ def test_edited_plans_are_used_with_preprocess_only(raw_root, tmp_path):
         run(raw_root, pre, ["PhantomPortalCT"], preprocess_only=True, backbone=None, random_backbone=False, views=2)
     plan_and_preprocess(["PhantomPortalCT"], raw=str(raw_root), preprocessed=str(pre), preprocess_only=True, workers=0)
     edited = load_plans(path)
-    assert edited.normalization["window"] == [0.0, 125.0]
+    assert edited.normalization.window == [0.0, 125.0]
     case = CachedCase(pre / "PhantomPortalCT" / edited.data_identifier() / "phantomportalct_000")
     assert case.properties["normalization"]["window"] == [0.0, 125.0]
 
@@ -410,7 +406,7 @@ def test_official_dino_checkpoint_format_loads_strictly(tmp_path):
 TISSUES_HU = {"air": -1000, "fat": -100, "bile": 10, "liver": 110, "spleen": 120, "vein": 170, "kidney": 180}
 
 
-def tissue_values(normalization: dict) -> dict:
+def tissue_values(normalization: Normalization) -> dict:
     """Each tissue's value after normalising a scan made of equal blocks of the tissues above."""
     scan = np.repeat(np.array(list(TISSUES_HU.values()), np.float32), 8 * 4 * 4).reshape(-1, 4, 4)
     out, _ = normalize_scan(scan, normalization)
@@ -420,16 +416,16 @@ def tissue_values(normalization: dict) -> dict:
 def test_single_dg_preset_windows_ct_to_the_soft_tissue_range(raw_root, tmp_path):
     from planning.plans import default_normalization
 
-    assert default_normalization("CT")["window"] == [0.0, 500.0] and "preset" not in default_normalization("CT")
-    assert default_normalization("CT", preset="single-dg")["window"] == [-125.0, 275.0]
-    assert default_normalization("MR", preset="single-dg")["relative_to_body_median"]
+    assert default_normalization("CT").window == [0.0, 500.0] and "preset" not in default_normalization("CT").to_json()
+    assert default_normalization("CT", preset="single-dg").window == [-125.0, 275.0]
+    assert default_normalization("MR", preset="single-dg").relative_to_body_median
     v = tissue_values(default_normalization("CT", preset="single-dg"))
     assert v["fat"] < v["bile"] < v["liver"] < v["spleen"] < v["vein"] < v["kidney"]  # every tissue kept apart
     # linear inside the window: (liver − fat) / (kidney − fat) = 210 / 280 HU
     assert (v["liver"] - v["fat"]) / (v["kidney"] - v["fat"]) == pytest.approx(0.75, abs=1e-5)
     literal = tissue_values(default_normalization("CT", preset="single-dg-0-125"))  # the earlier reading
     assert literal["fat"] == literal["air"] and literal["vein"] == literal["kidney"]  # saturated together
-    assert default_normalization("CT", preset="single-dg-0-125")["window"] == [0.0, 125.0]
+    assert default_normalization("CT", preset="single-dg-0-125").window == [0.0, 125.0]
     reports = run(raw_root, tmp_path / "pre", ["PhantomNativeCT"], normalization="single-dg")
     plans = json.loads((tmp_path / "pre" / "PhantomNativeCT" / "plans.json").read_text(encoding="utf-8"))
     assert plans["normalization"]["window"] == [-125.0, 275.0] and plans["normalization"]["preset"] == "single-dg"
@@ -449,7 +445,7 @@ def test_plans_of_the_earlier_single_dg_reading_load_unchanged_with_a_warning(ra
     path.write_text(json.dumps(plans), encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="liverwild"):
         loaded = load_plans(path)
-    assert loaded.normalization["window"] == [0.0, 125.0]  # kept as written: its cache stays valid
+    assert loaded.normalization.window == [0.0, 125.0]  # kept as written: its cache stays valid
     assert "earlier reading" in caplog.text and "single-dg-0-125" in caplog.text
 
 

@@ -1,5 +1,6 @@
 """The 3d configuration's plans, volume transform and cache."""
 
+import dataclasses
 import json
 import shutil
 
@@ -30,12 +31,12 @@ def test_plans_hold_a_3d_configuration_beside_the_2d_one(tmp_path):
     assert Plans.from_json(json.loads(json.dumps(d))) == plans
     aggregate = {"n_cases": 2, "median_ratio_p99.5_to_p50_body": 3}
     mr = plan_dataset({**FINGERPRINT, "modality": "MR", "aggregate": aggregate})
-    assert mr.config_3d["normalization"]["window"] == [0.0, 3.0]
-    assert mr.config_3d["normalization"]["relative_to_body_median"]
-    assert mr.config_3d["classes"] == ["liver"] and mr.config_3d["label_maps"] == "liver"  # no organ maps
+    assert mr.config_3d.normalization.window == [0.0, 3.0]
+    assert mr.config_3d.normalization.relative_to_body_median
+    assert mr.config_3d.classes == ["liver"] and mr.config_3d.label_maps == "liver"  # no organ maps
     # the 3d entry does not change the 2D cache's identifier; editing it changes the 3d one
     edited = Plans.from_json(d)
-    edited.config_3d["volume_size"] = [32, 64, 64]
+    edited.config_3d = dataclasses.replace(edited.config_3d, volume_size=[32, 64, 64])
     assert edited.data_identifier() == plans.data_identifier()
     assert edited.data_identifier_3d() != plans.data_identifier_3d()
 
@@ -46,14 +47,14 @@ def test_plans_written_before_the_3d_entry_get_it_and_keep_their_2d_identifier(t
     del data["3d"]
     (tmp_path / "plans.json").write_text(json.dumps(data), encoding="utf-8")
     loaded = load_plans(tmp_path / "plans.json")
-    assert loaded.config_3d == {}
+    assert loaded.config_3d is None
     with pytest.raises(Exception, match="no 3d configuration.*-c 3d"):
         loaded.data_identifier_3d()
     updated = make_plans(FINGERPRINT, tmp_path / "plans.json", organ_labels={"liver": 1})
-    assert updated.config_3d["classes"] == ["liver"] and updated.data_identifier() == old.data_identifier()
+    assert updated.config_3d.classes == ["liver"] and updated.data_identifier() == old.data_identifier()
     save_plans(updated, tmp_path / "plans.json")
     resized = make_plans(FINGERPRINT, tmp_path / "plans.json", PlanRequest(volume_size=(16, 32, 48)))
-    assert resized.config_3d["volume_size"] == [16, 32, 48] and resized.config_3d["classes"] == ["liver"]
+    assert resized.config_3d.volume_size == [16, 32, 48] and resized.config_3d.classes == ["liver"]
     with pytest.raises(Exception, match="three positive sizes"):
         make_plans(FINGERPRINT, tmp_path / "plans.json", PlanRequest(volume_size=(16, 0, 32)))
 
@@ -82,14 +83,16 @@ def test_the_3d_transform_is_the_same_whatever_the_storage_orientation():
     canonical = rng.normal(40, 80, (10, 12, 14)).astype(np.float32)
     organs = rng.integers(0, 4, (10, 12, 14)).astype(np.uint8)
     config = plan_dataset(FINGERPRINT, organ_labels={"liver": 1, "spleen": 2, "stomach": 3}).config_3d
-    config = {**config, "volume_size": [4, 6, 8]}
+    config = dataclasses.replace(config, volume_size=[4, 6, 8])
     base = geometry_for(canonical.shape)
     reference = None
     for direction in SIGNED_PERMUTATIONS[::5]:
         geometry = stored_geometry(base, direction)
         reorient = Reorientation.from_geometry(geometry)
         stored, stored_organs = reorient.from_canonical(canonical), reorient.from_canonical(organs)
-        volume, _, r = prepare_volume(np.ascontiguousarray(stored), geometry, "CT", config)
+        volume, _, r = prepare_volume(
+            np.ascontiguousarray(stored), geometry, "CT", config.volume_size, config.normalization
+        )
         classes, voxels = prepare_class_map(np.ascontiguousarray(stored_organs), r, config)
         if reference is None:
             reference = (volume, classes, voxels)

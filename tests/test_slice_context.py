@@ -1,5 +1,7 @@
 """The teacher's slice context: the slice alone (the paper) or with its two neighbours (2.5D)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from conftest import preprocess_phantoms, small
 from liverwild.backbones import FrozenBackbone, teacher_config
 from liverwild.errors import ConfigurationError
 from planning.plans import Plans
+from planning.sections import Normalization
 from preprocessing.features import context_slices
 
 DOMAINS = ["PhantomNativeCT", "PhantomT2MR"]
@@ -28,12 +31,12 @@ def test_neighbours_are_the_slices_below_and_above_with_edges_repeated():
 
 def test_context_is_recorded_only_when_chosen_and_changes_the_cache_identity():
     plain = teacher_config("vit_tiny_patch16_224", "random")
-    assert "context" not in plain  # caches written before the option keep their identifiers
+    assert "context" not in plain.to_json()  # caches written before the option keep their identifiers
     assert teacher_config("vit_tiny_patch16_224", "random", context="slice") == plain
     both = teacher_config("vit_tiny_patch16_224", "random", context="neighbours")
-    assert both["context"] == "neighbours"
+    assert both.context == "neighbours"
     ids = {
-        Plans(dataset="d", modality="CT", normalization={}, slice_size=[224, 224], backbone=b).data_identifier()
+        Plans("d", "CT", Normalization([0.0, 500.0]), slice_size=[224, 224], backbone=b).data_identifier()
         for b in (plain, both)
     }
     assert len(ids) == 2
@@ -56,12 +59,12 @@ def test_cached_features_are_the_teacher_on_each_slice_with_its_neighbours(neigh
     from preprocessing.cache import CachedCase, list_cases
 
     plans = load_plans(neighbours_study / "pre" / "PhantomNativeCT" / "plans.json")
-    assert plans.backbone["context"] == "neighbours"
+    assert plans.backbone.context == "neighbours"
     folder = neighbours_study / "pre" / "PhantomNativeCT" / plans.data_identifier()
     case = CachedCase(folder / list_cases(folder)[0])
     slices, features = np.asarray(case.slices, np.float32), np.asarray(case.features, np.float32)
     teacher = FrozenBackbone.from_config(plans.backbone)
-    slice_only = FrozenBackbone.from_config({k: v for k, v in plans.backbone.items() if k != "context"})
+    slice_only = FrozenBackbone.from_config(dataclasses.replace(plans.backbone, context=None))
     view = 1  # the augmented view: its neighbours come from the same augmented stack
     z = slices.shape[1]
     for i in (0, z // 2, z - 1):
@@ -96,7 +99,8 @@ def test_neighbours_model_predicts_from_each_slice_and_its_neighbours(neighbours
     assert mask.shape == volume.array.shape
 
     # Independently: each canonical slice with its neighbours through the teacher, the slice alone to the decoder.
-    plans = Plans(dataset="x", modality="MR", normalization=info["normalization"], slice_size=list(model.slice_size))
+    normalization = Normalization.from_json(info["normalization"])
+    plans = Plans(dataset="x", modality="MR", normalization=normalization, slice_size=list(model.slice_size))
     slices, _, reorient = prepare_slices(volume.array.astype(np.float32), volume.geometry, plans)
     z = slices.shape[0]
     canonical = reorient.canonical_geometry(volume.geometry).shape

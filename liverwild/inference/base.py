@@ -15,22 +15,21 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
+from planning.sections import Normalization
+
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
-
-if TYPE_CHECKING:  # torch is imported by the torch path's modules only (the ONNX runtime path has none)
-    pass
 
 
 class PredictionModel(Protocol):
     """What :class:`BasePredictor` reads of a model: :class:`~.model.TrainedModel` (torch) or
     :class:`~.onnx_runtime.OnnxModel` (an exported graph)."""
 
-    def normalization_for_scan(self, image, modality: str) -> dict: ...
+    def normalization_for_scan(self, image, modality: str) -> Normalization: ...
 
 
 class DeviceLike(Protocol):
@@ -140,7 +139,7 @@ class BasePredictor:
             "postprocessing": list(self.steps),
         }
 
-    def normalization(self, image: np.ndarray, modality: str) -> dict:
+    def normalization(self, image: np.ndarray, modality: str) -> Normalization:
         """The training plans' normalisation for ``modality``, or the default one for a modality no source
         had: :meth:`TrainedModel.normalization_for_scan`."""
         return self.model.normalization_for_scan(image, modality)

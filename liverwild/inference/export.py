@@ -60,7 +60,7 @@ def sidecar(trained: TrainedModel, checkpoint: Path, difference: float) -> dict:
         "slice_size": list(trained.slice_size),
         "configuration": trained.configuration,
         "classes": list(trained.classes),
-        "normalization": {plans.modality: plans.normalization for plans in trained.plans.values()},
+        "normalization": {plans.modality: plans.normalization.to_json() for plans in trained.plans.values()},
         "plans": {source: plans.to_json() for source, plans in trained.plans.items()},
         "adaptation": trained.adaptation,
         "threshold": 0.5,

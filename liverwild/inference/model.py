@@ -9,7 +9,14 @@ import torch
 
 from planning.plans import OutdatedPlansError, Plans, check_plans_version
 
-from ..backbones import FrozenBackbone, centre_slice, describe_teacher, slice_context, with_weights
+from ..backbones import (
+    FrozenBackbone,
+    TeacherConfig,
+    centre_slice,
+    describe_teacher,
+    slice_context,
+    with_weights,
+)
 from ..checkpoints import load_checkpoint
 from ..errors import ConfigurationError, LiverwildError
 from ..nets import build_network, liver_logits, uses_teacher
@@ -66,7 +73,7 @@ class TrainedModel(ModelPlans):
         self.net.load_state_dict(state["network"])
         self.net.eval().to(device)
         first = next(iter(self.plans.values()))
-        self.backbone_spec = dict(first.backbone)
+        self.backbone_spec = first.backbone  # TeacherConfig, None for plans without a teacher
         self.context = slice_context(self.backbone_spec) if uses_teacher(state["network_config"]) else "slice"
         self.slice_size = first.slice_size
         self.configuration = state.get("configuration") or configuration_of(state["network_config"])
@@ -79,7 +86,9 @@ class TrainedModel(ModelPlans):
             self.backbone = FrozenBackbone.from_config(self._teacher_config(backbone_weights), self.slice_size[0]).to(
                 device
             )
-        self.random_backbone = self.uses_teacher and self.backbone_spec.get("weights") == "random"
+        self.random_backbone = (
+            self.backbone_spec is not None and self.uses_teacher and self.backbone_spec.weights == "random"
+        )
         self.int8_teacher = int8_teacher
         if int8_teacher:
             if device.type != "cpu" or self.backbone is None:
@@ -105,20 +114,21 @@ class TrainedModel(ModelPlans):
                 ) from exc
         return {source: Plans.from_json(plans) for source, plans in saved.items()}
 
-    def _teacher_config(self, backbone_weights) -> dict:
+    def _teacher_config(self, backbone_weights) -> TeacherConfig:
         """The teacher the model was trained with; ``backbone_weights`` replaces a moved weights file."""
-        weights = str(backbone_weights) if backbone_weights else self.backbone_spec.get("weights")
+        spec = next(iter(self.plans.values())).teacher()
+        weights = str(backbone_weights) if backbone_weights else spec.weights
         named = weights in ("random", "timm-cache") or str(weights).startswith("package:")
         if weights is None or not (named or Path(weights).is_file()):
             raise ConfigurationError(
                 f"the backbone weights this model was trained with ({weights}) are not "
                 "available: pass --backbone-weights FILE"
             )
-        config = with_weights(self.backbone_spec, weights)
-        if config.get("weights_tag") != self.backbone_spec.get("weights_tag"):
+        config = with_weights(spec, weights)
+        if config.weights_tag != spec.weights_tag:
             raise ConfigurationError(
                 f"{weights}: not the backbone weights this model was trained with "
-                f"(expected {self.backbone_spec.get('weights_tag')}, got {config.get('weights_tag')})"
+                f"(expected {spec.weights_tag}, got {config.weights_tag})"
             )
         return config
 
@@ -146,8 +156,10 @@ class TrainedModel(ModelPlans):
             "default_model": bool(self.config.get("default_model")),
             "note": DISCLAIMER if self.config.get("default_model") else "",
             "fold": self.config.get("fold_name"),
-            "backbone": self.backbone_spec,
-            "teacher": describe_teacher(self.backbone_spec) if self.uses_teacher else "none (image model)",
+            "backbone": self.backbone_spec.to_json() if self.backbone_spec is not None else {},
+            "teacher": describe_teacher(self.backbone_spec)
+            if self.uses_teacher and self.backbone_spec is not None
+            else "none (image model)",
             "network": self.net.config.get("architecture", "contrastive_distillation"),
             "configuration": self.configuration,
             "classes": list(self.classes),

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from planning.sections import Normalization
+
 from ..errors import ConfigurationError, LiverwildError
 from ..shipped import default_model_dir
 
@@ -55,12 +57,12 @@ class ModelPlans:
     folder: Path
     slice_size: list  # (H, W) of the model's input slices
 
-    def normalization_for(self, modality: str):
+    def normalization_for(self, modality: str) -> Normalization | None:
         """The training plans' normalisation for ``modality`` (of the model's configuration), or None if
         no source had it."""
         for plans in self.plans.values():
             if plans.modality == modality:
-                return plans.config_3d["normalization"] if self.configuration == "3d" else plans.normalization
+                return plans.planned_3d().normalization if self.configuration == "3d" else plans.normalization
         return None
 
     def check_modality(self, modality: str, name: str = "the scan") -> None:
@@ -72,9 +74,9 @@ class ModelPlans:
                 f"{self.adaptation['source_model']}, or pass --modality if the guess is wrong"
             )
 
-    def normalization_for_scan(self, image, modality: str) -> dict:
+    def normalization_for_scan(self, image, modality: str) -> Normalization:
         """The normalisation a scan of ``modality`` gets, in the model's configuration: the training plans'
-        (:meth:`normalization_for`; ``3d``: their ``config_3d["normalization"]``); with no source of that
+        (:meth:`normalization_for`; ``3d``: their ``3d`` normalisation); with no source of that
         modality, the default one (:func:`planning.plans.scan_normalization`) — for MR with the window
         derived from this scan's body intensities."""
         from planning.plans import scan_normalization

@@ -69,7 +69,7 @@ class SlicewisePredictor(BasePredictor):
         stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
         info = {
             "modality": modality,
-            "normalization": normalization,
+            "normalization": normalization.to_json(),
             "plausibility": check,
             "components_removed": removed,
         }

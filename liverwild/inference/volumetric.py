@@ -133,12 +133,14 @@ class VolumePredictor(BasePredictor):
         seconds = {}
         t = time.perf_counter()
         modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
-        config = {"volume_size": self.model.volume_size, "normalization": self.normalization(volume.array, modality)}
+        normalization = self.normalization(volume.array, modality)
         inplace = release_input and volume.array.dtype == np.float32
         t_body = time.perf_counter()
         centre = self.locate_body(volume, modality) if self.liver_only else None  # before normalising in place
         t_body = time.perf_counter() - t_body
-        data, _, reorient = prepare_volume(volume.array, volume.geometry, modality, config, inplace=inplace)
+        data, _, reorient = prepare_volume(
+            volume.array, volume.geometry, modality, self.model.volume_size, normalization, inplace=inplace
+        )
         if release_input:
             volume.array = np.empty((0, 0, 0), volume.array.dtype)
         canonical = reorient.canonical_geometry(volume.geometry)
@@ -175,7 +177,7 @@ class VolumePredictor(BasePredictor):
         stored_probs = np.ascontiguousarray(reorient.from_canonical(liver_probs)) if liver_probs is not None else None
         info = {
             "modality": modality,
-            "normalization": config["normalization"],
+            "normalization": normalization.to_json(),
             "plausibility": check,
             "components_removed": removed,
         }

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from planning.sections import Augmentation
 from preprocessing.augmentation import elastic_displacements, warp_label_map
 from preprocessing.cache import CachedCase
 from preprocessing.cases import view_seed
@@ -122,7 +123,7 @@ class OrganSliceDataset(SliceDataset):
         """The elastic displacements of view ``view`` (≥ 1) of case ``ci``, as preprocessing drew them."""
         if (ci, view) not in self._displacements:
             params = self.augmentations[ci]
-            seed = view_seed(params.get("seed", 0), self.cases[ci].name, view)
+            seed = view_seed(params.seed, self.cases[ci].name, view)
             self._displacements[ci, view] = elastic_displacements(self.cases[ci].n_slices, params, seed)
         return self._displacements[ci, view]
 
@@ -173,7 +174,7 @@ class OnlineAugmentedSliceDataset(SliceDataset):
     def __init__(
         self,
         cases: list,
-        augmentation: dict,
+        augmentation: Augmentation,
         strategy: str = "neighbours",
         seed: int = 0,
         positive_pairs: str = "all",

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from planning.sections import Augmentation
+
 from .data import TrainingSet
 
 
@@ -30,7 +32,7 @@ class ImageSliceDataset(TrainingSet):
         seed: int = 0,
         use_views: bool = True,
         augmentation: str = "cached",
-        augmentation_params: dict | None = None,
+        augmentation_params: Augmentation | None = None,
     ):
         if len(cases) != len(domains):
             raise ValueError("one domain index per case")
@@ -40,8 +42,8 @@ class ImageSliceDataset(TrainingSet):
         self.index = [(ci, si) for ci, c in enumerate(self.cases) for si in range(c.n_slices)]
         self.domains = np.array([self.case_domains[ci] for ci, _ in self.index], dtype=np.int64)
         self.seed, self.use_views, self.epoch = seed, use_views, 0
-        self.augmentation, self.augmentation_params = augmentation, augmentation_params or {}
-        if augmentation == "online" and not augmentation_params:
+        self.augmentation, self.augmentation_params = augmentation, augmentation_params
+        if augmentation == "online" and augmentation_params is None:
             raise ValueError("online augmentation needs the plans' augmentation parameters")
 
     def __len__(self) -> int:
@@ -57,6 +59,7 @@ class ImageSliceDataset(TrainingSet):
         if self.augmentation == "online":
             from preprocessing.augmentation import augment_stack
 
+            assert self.augmentation_params is not None  # checked in __init__
             s, m = augment_stack(
                 np.asarray(case.slices[0, si : si + 1], np.float32),
                 np.asarray(case.labels[0, si : si + 1], np.uint8),

@@ -31,7 +31,7 @@ from .data import SliceDataset, load_cases
 def plans_identifier(plans: Plans) -> str:
     """What must agree across the sources of a fold: teacher (architecture, weights, input scaling,
     tap, slice context) and the view count. ``lwPlans_<teacher>_<weights>_<K>v_<hash of the teacher config>``."""
-    b = plans.backbone
+    b = plans.teacher().to_json()
     teacher = {k: b.get(k) for k in ("name", "weights_tag", "input", "tap")}
     if b.get("context"):
         teacher["context"] = b["context"]
@@ -172,7 +172,7 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
             from ..backbones import FrozenBackbone
 
             plans = self.teacher_plans
-            self.teacher = FrozenBackbone.from_config(plans.backbone, plans.slice_size[0]).to(self.device)
+            self.teacher = FrozenBackbone.from_config(plans.teacher(), plans.slice_size[0]).to(self.device)
         positives, negatives = batch["positive_slices"], batch["negative_slices"]
         b, p, n = positives.shape[0], positives.shape[1], negatives.shape[1]
         stack = torch.cat([batch["slice"], positives.flatten(0, 1), negatives.flatten(0, 1)])
@@ -264,6 +264,6 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
         checkpoint: the configuration, the input it was trained on (2D: the teacher)."""
         return {
             "configuration": self.configuration,
-            "backbone_weights": self.teacher_plans.backbone.get("weights_tag"),
-            "teacher": describe_teacher(self.teacher_plans.backbone),
+            "backbone_weights": self.teacher_plans.teacher().weights_tag,
+            "teacher": describe_teacher(self.teacher_plans.teacher()),
         }

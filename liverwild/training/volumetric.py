@@ -57,36 +57,36 @@ class VolumeTrainer(TrainerBase[VolumeTrainerConfig]):
 
     def check_sources(self, plans: dict[str, Plans]) -> None:
         """Every source has a ``3d`` plan, all with one volume size, and they share at least one organ."""
-        unplanned = [s for s, p in plans.items() if not p.config_3d]
+        unplanned = [s for s, p in plans.items() if p.config_3d is None]
         if unplanned:
             raise LiverwildError(
                 f"{', '.join(unplanned)}: plans.json has no 3d configuration; run lw_plan_and_preprocess -d "
                 + " ".join(unplanned)
                 + " -c 3d"
             )
-        sizes = {s: tuple(p.config_3d["volume_size"]) for s, p in plans.items()}
+        sizes = {s: tuple(p.planned_3d().volume_size) for s, p in plans.items()}
         if len(set(sizes.values())) > 1:
             raise LiverwildError(
                 "the fold's sources have different 3d volume sizes ("
                 + ", ".join(f"{s}: {'×'.join(map(str, v))}" for s, v in sizes.items())
                 + "); make plans.json 3d.volume_size agree and re-run lw_plan_and_preprocess -c 3d --preprocess-only"
             )
-        if not common_classes([p.config_3d["classes"] for p in plans.values()]):
+        if not common_classes([p.planned_3d().classes for p in plans.values()]):
             raise LiverwildError(
                 "the fold's sources share no organ class ("
-                + "; ".join(f"{s}: {', '.join(p.config_3d['classes'])}" for s, p in plans.items())
+                + "; ".join(f"{s}: {', '.join(p.planned_3d().classes)}" for s, p in plans.items())
                 + "): a 3d model needs at least one organ every source labels"
             )
 
     @functools.cached_property
     def classes(self) -> list[str]:
         """The fold's organs: those every source labels, in the paper's order."""
-        return common_classes([p.config_3d["classes"] for p in self.plans.values()])
+        return common_classes([p.planned_3d().classes for p in self.plans.values()])
 
     @property
     def volume_size(self) -> list[int]:
         """``(z, y, x)`` voxels of the volumes (the same for every source)."""
-        return list(next(iter(self.plans.values())).config_3d["volume_size"])
+        return list(next(iter(self.plans.values())).planned_3d().volume_size)
 
     def plans_identifier(self) -> str:
         """``lw3dPlans_<z>x<y>x<x>_<number of classes>c_<hash of the classes>``."""
