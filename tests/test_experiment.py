@@ -2,9 +2,11 @@
 
 import json
 import logging
+import os
 
 import pandas as pd
 import pytest
+import torch
 from conftest import preprocess_phantoms
 
 from liverwild.cli import experiment as experiment_cli
@@ -464,3 +466,51 @@ def test_each_trainer_takes_the_settings_it_reads_and_a_setting_none_reads_is_re
         trainer_settings(["ContrastiveDistillationTrainer", "TwoNegativesTrainer"], {"sampling": "neighbours2"})
     with pytest.raises(ConfigurationError, match="ContrastiveDistillationTrainer does not read unet_channels"):
         run_config("ContrastiveDistillationTrainer", settings={"unet_channels": 4})
+
+
+# ---- --concurrent: runs side by side in worker processes ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_concurrent_runs_get_the_numbers_they_get_one_after_the_other(folders, tmp_path, monkeypatch):
+    """Two seeds of one fold, once in this process one after the other and once as two worker processes
+    (``--concurrent 2``), every process with one thread: each run's per-scan Dice are the same."""
+    monkeypatch.setenv("LW_THREADS", "1")
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    assert experiment(folders, alone, *SMALL, "--seeds", "0", "1") == 0
+    assert experiment(folders, together, *SMALL, "--seeds", "0", "1", "--concurrent", "2") == 0
+    for seed in ("seed0", "seed1"):
+        run = ("runs", "loo_PhantomT2MR", "ContrastiveDistillationTrainer", seed)
+        a, b = (pd.read_csv(out.joinpath(*run, "results.csv")) for out in (alone, together))
+        assert len(a) == 3 and a.case.tolist() == b.case.tolist()
+        assert a.dice.tolist() == pytest.approx(b.dice.tolist(), abs=1e-6)
+    weights = {  # the trained networks: equal run for run, and the two seeds' differ
+        (out.name, seed): torch.load(
+            next((out / "models" / seed / "loo_PhantomT2MR").glob("*/checkpoint_final.pth")), weights_only=False
+        )["network"]
+        for out in (alone, together)
+        for seed in ("seed0", "seed1")
+    }
+    for seed in ("seed0", "seed1"):
+        assert all(torch.equal(v, weights["together", seed][k]) for k, v in weights["alone", seed].items())
+    assert not all(torch.equal(v, weights["alone", "seed1"][k]) for k, v in weights["alone", "seed0"].items())
+    assert "2 runs at once (times shared)" in (together / "report.md").read_text(encoding="utf-8")
+    assert "runs at once" not in (alone / "report.md").read_text(encoding="utf-8")
+
+
+def test_concurrent_refuses_fewer_than_one_run(folders, tmp_path):
+    from liverwild.errors import LiverwildError
+    from liverwild.experiments import run_experiment
+
+    with pytest.raises(LiverwildError, match="--concurrent 0: give 1 or more"):
+        run_experiment("multi-dg", raw=folders / "raw", preprocessed=folders / "pre", output=tmp_path, concurrent=0)
+
+
+def test_a_failed_run_is_named_after_the_others_finish(tmp_path):
+    from liverwild.experiments.concurrent import ConcurrentRunsError, run_concurrently
+
+    jobs = [(str(tmp_path / "a"),), (str(tmp_path / "missing" / "b"),), (str(tmp_path / "c"),)]
+    with pytest.raises(ConcurrentRunsError, match=r"1 of 3 runs failed \(run b: FileNotFoundError") as caught:
+        run_concurrently(os.mkdir, jobs, ["run a", "run b", "run c"], 2, "cpu")
+    assert (tmp_path / "a").is_dir() and (tmp_path / "c").is_dir()  # the others still ran
+    assert "re-run to resume" in str(caught.value)

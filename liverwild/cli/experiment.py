@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
     add_settings_option(p, "any other trainer-configuration field for every run, e.g. unet_channels=16")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K runs at once on the device, each in its own process with 1/K of its memory (CPU: of the "
+        "threads); for GPUs that one small run leaves idle (default 1)",
+    )
     p.add_argument("-o", "--output", default=None, help="results folder (default $LW_results/experiments/<protocol>)")
     p.add_argument(
         "--quick", action="store_true", help="2 epochs of 4 steps (3D: 2 of 2 volumes): a smoke test, not a result"
@@ -67,6 +75,7 @@ def main(argv=None) -> int:
             device=args.device,
             evaluation=args.evaluation,
             quick=args.quick,
+            concurrent=args.concurrent,
         )
         print(f"report: {report['output']}/report.md ({report['n_scans']} scan results)")
         return 0

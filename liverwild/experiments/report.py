@@ -308,7 +308,9 @@ def write_report(output: Path, collected: Collected, meta: dict) -> dict:
         "",
         *timing_table(Path(output), plan),
         "",
-        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}; {version_line()}.",
+        f"Machine: {platform.machine()}, torch {torch.__version__}, device {meta['device']}"
+        + (f", {meta['concurrent']} runs at once (times shared)" if meta.get("concurrent", 1) > 1 else "")
+        + f"; {version_line()}.",
     ]
     (Path(output) / "report.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     scored = with_organ_means(table) if plan.evaluation == "organs" else table

@@ -230,6 +230,7 @@ def run_experiment(
     device="auto",
     evaluation: str = "native",
     quick: bool = False,
+    concurrent: int = 1,
 ) -> dict:
     """Run a protocol end to end — train, predict the target, evaluate every (fold, trainer, seed) — and
     write ``report.md`` and ``report.json``; what ``lw_experiment`` runs.
@@ -250,6 +251,8 @@ def run_experiment(
             lw_predict's post-processing; or ``"paper"``: the paper's protocol — its grid for the experiment
             and no post-processing (:func:`.requests.evaluation_choice`).
         quick: 2 epochs of 4 steps (3D trainers: 2 of 2 volumes) — a smoke test, labelled as such.
+        concurrent: runs at once on the device, each in its own process with 1/``concurrent`` of its memory
+            (CPU: of the threads); :mod:`.concurrent`. 1 (default): one after the other, in this process.
 
     Returns:
         The report dict (also ``report.json``): protocol, reference trainer, runs, mean Dice per
@@ -265,6 +268,8 @@ def run_experiment(
     from ..paths import preprocessed_folder, raw_folder, results_folder
     from .report import collect, write_report
 
+    if concurrent < 1:
+        raise LiverwildError(f"--concurrent {concurrent}: give 1 or more runs at once")
     raw_root, pre_root = raw_folder(raw, must_exist=True), preprocessed_folder(preprocessed, must_exist=True)
     output = Path(output) if output else results_folder(results) / "experiments" / name
     protocol, postprocess = evaluation_choice(evaluation, name)
@@ -291,8 +296,14 @@ def run_experiment(
         )
         for run in plan.runs
     ]
-    for request in requests:
-        run_one(request, pre_root, output, device)
+    if concurrent == 1:
+        for request in requests:
+            run_one(request, pre_root, output, device)
+    else:
+        from .concurrent import run_concurrently
+
+        jobs = [(request, pre_root, output, str(device)) for request in requests]
+        run_concurrently(run_one, jobs, [request.run.key for request in requests], concurrent, device)
     collected = collect(output, plan, {r.run: r.record for r in requests})
     return write_report(
         output,
@@ -305,5 +316,6 @@ def run_experiment(
             "config": config.to_json() if config else "each trainer's own (see runs/*/run.json)",
             "settings": dict(settings or {}),
             "device": str(device),
+            "concurrent": concurrent,
         },
     )
