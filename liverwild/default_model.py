@@ -62,6 +62,19 @@ def export_model(run_folder, output, provenance: dict) -> Path:
     return output
 
 
+def export_default_onnx(output) -> Path | None:
+    """The ONNX graph of the model in ``output`` (``lw_export --onnx``), so that ``lw_predict`` runs the
+    rebuilt default without torch as it ran the shipped one; None, with a warning saying how to export it
+    later, where the exporter's packages are missing."""
+    from .inference.export import export_onnx
+
+    try:
+        return export_onnx(Path(output))
+    except ConfigurationError as exc:
+        logger.warning(f"{output}: no ONNX export ({exc}); lw_predict runs it with torch until lw_export --onnx")
+        return None
+
+
 def build_default_model(
     workdir,
     *,
@@ -140,6 +153,7 @@ def build_default_model(
         "build_seconds": round(time.perf_counter() - start, 1),
     }
     export_model(trained["output"], output, provenance)
+    export_default_onnx(output)
     logger.info(
         f"[4/4] default model → {output} (validation Dice on held-out phantoms "
         f"{provenance['best_val_dice_on_phantoms']:.3f}, "

@@ -223,3 +223,39 @@ def test_export_needs_a_format(capsys):
     with pytest.raises(SystemExit):
         export_cli.main(["default"])
     assert "--onnx" in capsys.readouterr().err
+
+
+# ---- the shipped default model's ONNX graph: what lw_predict runs by default on CPU -------------------
+
+
+def test_the_shipped_default_model_carries_a_current_export_of_its_checkpoint(default_copy):
+    from liverwild.inference.onnx_runtime import export_status
+
+    sidecar, why = export_status(DEFAULT_MODEL_DIR)
+    assert why == "" and sidecar is not None
+    provenance = json.loads((DEFAULT_MODEL_DIR / "provenance.json").read_text(encoding="utf-8"))
+    assert sidecar["checkpoint"]["sha256"] == provenance["checkpoint_sha256"]  # recorded when the model was built
+    assert "folder" not in sidecar["model"] and "checkpoint" not in sidecar["model"]  # no path of the exporter
+    import onnxruntime
+
+    x = np.random.default_rng(3).standard_normal((3, 1, 224, 224)).astype(np.float32)
+    shipped, fresh = (
+        onnxruntime.InferenceSession(str(export_paths(folder)[0]), providers=["CPUExecutionProvider"]).run(
+            ["probabilities"], {"slices": x}
+        )[0]
+        for folder in (DEFAULT_MODEL_DIR, default_copy)
+    )
+    assert np.abs(shipped - fresh).max() < 1e-5  # the shipped graph is the model exported now
+
+
+def test_lw_predict_with_the_default_model_runs_onnx_without_importing_torch(scans, tmp_path):
+    out = tmp_path / "out"
+    code = (
+        "import sys\nfrom liverwild.cli.predict import main\n"
+        f"rc = main(['-i', {str(scans)!r}, '-o', {str(out)!r}, '--device', 'cpu', '--no-progress', '-q'])\n"
+        f"print(rc, sorted(m for m in {TORCH_MODULES!r} if m in sys.modules))"
+    )
+    done = run_isolated(code)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
+    report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
+    assert report["runtime"] == "onnx" and report["n_ok"] == 2 and report["model"]["default_model"]

@@ -65,7 +65,11 @@ def sidecar(trained: TrainedModel, checkpoint: Path, difference: float) -> dict:
         "adaptation": trained.adaptation,
         "threshold": 0.5,
         "postprocessing": {"default": list(DEFAULT_STEPS), "available": list(STEPS)},
-        "model": {**trained.describe(), "name": trained.config.get("fold_name")},
+        # where the model sits is the reader's business (OnnxModel.describe): no path of the exporting machine
+        "model": {
+            **{k: v for k, v in trained.describe().items() if k not in ("folder", "checkpoint")},
+            "name": trained.config.get("fold_name"),
+        },
         "model_provenance": json.loads(provenance.read_text(encoding="utf-8")) if provenance.is_file() else None,
         "checkpoint": {"file": checkpoint.name, "sha256": file_sha256(checkpoint)},
         "exported_by": {
@@ -81,6 +85,11 @@ def export_onnx(model="default", checkpoint: str = "best", results=None, trainer
     """Write ``<checkpoint>.onnx`` and ``<checkpoint>.onnx.json`` into the model folder of ``model`` (a
     folder, a fold name under ``results``, or ``"default"``); returns the graph's path. Refused for a 3d
     model, an int8 teacher, or a folder that cannot be written."""
+    import importlib.util
+
+    for package in ("onnx", "onnxruntime"):  # the exporter writes with onnx; the check runs onnxruntime
+        if importlib.util.find_spec(package) is None:
+            raise ConfigurationError(f"lw_export --onnx needs {package}: pip install 'liverwild[export]'")
     folder = resolve_model_dir(model, results, trainer)
     trained = TrainedModel(folder, checkpoint, "cpu")
     if trained.configuration != "2d":
