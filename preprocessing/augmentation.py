@@ -22,8 +22,8 @@ def elastic_grid(coarse, h: int, w: int):
     import torch.nn.functional as F
 
     dense = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)  # pixels (dy, dx)
-    ys = torch.linspace(-1, 1, h)
-    xs = torch.linspace(-1, 1, w)
+    ys = torch.linspace(-1, 1, h, device=coarse.device)
+    xs = torch.linspace(-1, 1, w, device=coarse.device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx + dense[:, 1] * 2 / max(w - 1, 1), gy + dense[:, 0] * 2 / max(h - 1, 1)], dim=-1)
 

@@ -14,13 +14,13 @@ import numpy as np
 from liverwild import distributed
 from liverwild.datasets import case_files, load_dataset_json, organ_file
 from liverwild.datasets.format import ORGAN_FOLDER
-from liverwild.errors import LiverwildError
+from liverwild.errors import ConfigurationError, LiverwildError
 from liverwild.log import get_logger
 from liverwild.parallel import bounded_imap
 from planning.plans import Plans, save_plans
 
 from .cache import ARRAYS, ARRAYS_3D, input_signature, is_complete, remove_stale_temporaries, write_case
-from .cases import prepare_case, prepare_volume_case
+from .cases import prepare_case, prepare_volume_case, read_case, transform_case
 from .features import FeatureExtractor, build_backbone
 
 logger = get_logger(__name__)
@@ -72,10 +72,14 @@ def preprocess_dataset(
     progress: bool = True,
     failed: dict | None = None,
     context: distributed.DistributedContext | None = None,
+    transforms_on: str = "auto",
 ) -> DatasetReport:
     """Cache every case of one raw dataset under ``preprocessed_root/<Name>/<data id>/``. ``failed``: cases
     the fingerprint already rejected (case → reason); they are reported, not read again. ``context``:
-    under torchrun, this rank caches only its share of the cases."""
+    under torchrun, this rank caches only its share of the cases. ``transforms_on``: ``"cpu"`` — the
+    workers read and transform each case (:func:`.cases.prepare_case`); ``"device"`` — they only read
+    (:func:`.cases.read_case`) and the transform runs on the teacher's device in this process
+    (:mod:`.on_device`); ``"auto"``: the device unless it is the CPU."""
 
     start = time.perf_counter()
     folder = Path(raw_dataset_folder)
@@ -105,9 +109,37 @@ def preprocess_dataset(
         return z
 
     show = progress and context.is_main
-    cache_cases(prepare_case, todo, out, report, workers, show, f"preprocess {info.name}", add_features)
+    device = None if extractor is None else transform_device(transforms_on, extractor.device)
+    if device is None:
+        cache_cases(prepare_case, todo, out, report, workers, show, f"preprocess {info.name}", add_features)
+    else:
+
+        def transform_and_add_features(arrays: dict, properties: dict) -> int:
+            made, described = transform_case(arrays, properties, plans, device)
+            arrays.clear()
+            arrays.update(made)
+            properties.clear()
+            properties.update(described)
+            return add_features(arrays, properties)
+
+        desc = f"preprocess {info.name} ({device})"
+        cache_cases(read_case, todo, out, report, workers, show, desc, transform_and_add_features)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def transform_device(transforms_on: str, teacher_device):
+    """The device of the per-case transform (None: the CPU path in the workers) for ``transforms_on``. MPS
+    lacks the float64 the device path rounds as the CPU path does: ``auto`` keeps the workers there, and
+    ``device`` is refused."""
+    if transforms_on == "cpu" or (transforms_on == "auto" and teacher_device.type in ("cpu", "mps")):
+        return None
+    if teacher_device.type == "mps":
+        raise ConfigurationError(
+            "--transforms-on device: MPS has no float64, which the device transform needs to give the CPU "
+            "path's cache; use --transforms-on cpu (the default, auto, does so on MPS)"
+        )
+    return teacher_device
 
 
 def pending_cases(cases, out: Path, report: DatasetReport, failed: dict | None, inputs, arrays) -> list[tuple]:

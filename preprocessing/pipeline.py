@@ -43,6 +43,7 @@ from .splits import refresh_splits
 logger = get_logger(__name__)
 
 CONFIGURATIONS = ("2d", "3d")
+TRANSFORMS_ON = ("auto", "cpu", "device")  # where the 2D cache's per-case transform runs (--transforms-on)
 
 
 def plan_and_preprocess(
@@ -69,6 +70,7 @@ def plan_and_preprocess(
     configurations=("2d",),
     volume_size=None,
     slice_context=None,
+    transforms_on: str = "auto",
 ) -> list:
     """Fingerprint, plan and cache the named raw datasets, then refresh ``splits.json`` — what
     ``lw_plan_and_preprocess`` runs.
@@ -98,6 +100,9 @@ def plan_and_preprocess(
         volume_size: the ``3d`` volumes' ``(z, y, x)`` voxels (default 64 × 128 × 128, the paper's).
         slice_context: the teacher's slice context: ``"slice"`` (default, the paper) or ``"neighbours"`` (the
             slices above and below fill the teacher's other input channels).
+        transforms_on: where the 2D cache's per-case transform (normalisation, resize, augmented views) runs:
+            ``"cpu"`` (in the worker processes), ``"device"`` (torch on the teacher's device; the workers only
+            read) or ``"auto"`` (the device when it is not the CPU). The same cache within float16 rounding.
 
     Returns:
         One :class:`DatasetReport` per dataset and configuration (processed, unchanged and failed
@@ -108,6 +113,8 @@ def plan_and_preprocess(
         from preprocessing.pipeline import plan_and_preprocess
         plan_and_preprocess(["BTCV", "CHAOS"], backbone="imagenet-effnet-lite0", device="cuda")
     """
+    if transforms_on not in TRANSFORMS_ON:
+        raise ConfigurationError(f"--transforms-on {transforms_on}: choose one of {', '.join(TRANSFORMS_ON)}")
     unknown = sorted(set(configurations) - set(CONFIGURATIONS))
     if unknown or not configurations:
         raise ConfigurationError(
@@ -140,7 +147,9 @@ def plan_and_preprocess(
             return []
         reports = []
         if "2d" in configurations:
-            reports += cache_datasets(folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context)
+            reports += cache_datasets(
+                folders, pre_root, plans, rejected, dev, batch_size, workers, progress, context, transforms_on
+            )
         if "3d" in configurations:
             reports += [
                 preprocess_dataset_3d(f, pre_root, plans[f.name], workers, progress, rejected.get(f.name), context)
@@ -214,9 +223,10 @@ def cache_datasets(
     workers: int,
     progress: bool,
     context: distributed.DistributedContext | None = None,
+    transforms_on: str = "auto",
 ) -> list:
     """Cache every dataset with its plans (this rank's share of the cases under torchrun); one feature
-    extractor per distinct teacher."""
+    extractor per distinct teacher; the per-case transform where ``transforms_on`` says."""
     reports, extractors = [], {}
     dev = resolve_device(device)
     for folder in folders:
@@ -232,7 +242,7 @@ def cache_datasets(
                 "features are for tests only, and the cache is labelled 'random'."
             )
         report = preprocess_dataset(
-            folder, pre_root, plans, extractor, workers, progress, rejected.get(folder.name), context
+            folder, pre_root, plans, extractor, workers, progress, rejected.get(folder.name), context, transforms_on
         )
         reports.append(report)
     return reports

@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
     p.add_argument(
+        "--transforms-on",
+        default="auto",
+        choices=["auto", "cpu", "device"],
+        help="where the 2d cache's normalisation, 224² resize and augmented views run: cpu (the workers), "
+        "device (torch on the teacher's device; the workers only read) or auto (the device unless it is the "
+        "CPU); the same cache within float16 rounding",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=max(1, (os.cpu_count() or 2) - 1),
@@ -137,6 +145,7 @@ def main(argv=None) -> int:
             configurations=tuple(args.configurations),
             volume_size=args.volume_size,
             slice_context=args.slice_context,
+            transforms_on=args.transforms_on,
         )
         failed = {r.label: r.failed for r in reports if r.failed}
         if failed:
