@@ -41,7 +41,7 @@ def fake_model(folder: Path, backbone: str):
     """A model folder with an untrained network and plans for ``backbone`` (random weights)."""
     import json
 
-    from planning.plans import PLANS_VERSION
+    from planning.plans import PLANS_VERSION, default_augmentation
 
     net = ContrastiveDistillationNet(in_channels=FrozenBackbone(backbone, "random").feature_channels)
     plans = {
@@ -57,6 +57,7 @@ def fake_model(folder: Path, backbone: str):
             "zscore": True,
         },
         "backbone": teacher_config(backbone, "random").to_json(),
+        "augmentation": default_augmentation().to_json(),
     }
     folder.mkdir(parents=True)
     torch.save(

@@ -26,7 +26,7 @@ from .atomic import atomic_path, write_json_atomic
 from .checkpoints import load_checkpoint
 from .default_recipe import Recipe
 from .device import describe_device, resolve_device
-from .errors import ConfigurationError
+from .errors import ConfigurationError, LiverwildError
 from .hashing import file_sha256
 from .log import get_logger
 from .revision import provenance_fields
@@ -70,7 +70,7 @@ def export_default_onnx(output) -> Path | None:
 
     try:
         return export_onnx(Path(output))
-    except ConfigurationError as exc:
+    except LiverwildError as exc:  # packages missing, or onnxruntime disagreeing with torch: torch it is
         logger.warning(f"{output}: no ONNX export ({exc}); lw_predict runs it with torch until lw_export --onnx")
         return None
 

@@ -13,6 +13,9 @@ class ImageReadError(LiverwildError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # rebuilt from its two arguments when it crosses a process boundary
+        return type(self), (self.path, self.problem)
+
 
 class ConfigurationError(LiverwildError):
     """A missing folder, variable or option; the message says what to set."""

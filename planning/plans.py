@@ -218,7 +218,9 @@ class Plans:
         if "normalization" not in values:
             raise ConfigurationError("missing normalization")
         values["normalization"] = Normalization.from_json(d["normalization"])
-        values["augmentation"] = Augmentation.from_json(d.get("augmentation", {}))
+        if "augmentation" not in d:
+            raise ConfigurationError("missing augmentation")
+        values["augmentation"] = Augmentation.from_json(d["augmentation"])
         values["backbone"] = TeacherConfig.from_json(d["backbone"]) if d.get("backbone") else None
         if d.get("3d"):
             values["config_3d"] = Config3D.from_json({k: v for k, v in d["3d"].items() if k != "data_identifier"})

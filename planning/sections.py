@@ -46,14 +46,19 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, Number) and not isinstance(v, bool)
 
 
-def _entries(cls: type, data: Any, where: str) -> dict:
-    """``data`` as a dict whose keys are all fields of ``cls`` (an unknown key is refused)."""
+def _entries(cls: type, data: Any, where: str, optional: frozenset = frozenset()) -> dict:
+    """``data`` as a dict holding every field of ``cls`` but the ``optional`` ones, and nothing else: an
+    unknown entry is refused, and so is a missing one (a default filled in would change the data identifier
+    of the plans it was left out of)."""
     if not isinstance(data, dict):
         raise ConfigurationError(f"{where}: expected an object, got {data!r}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigurationError(f"{where}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
+    missing = [name for name in (f.name for f in fields(cls)) if name not in data and name not in optional]
+    if missing:
+        raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
     return data
 
 
@@ -84,18 +89,14 @@ class Normalization:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "normalization") -> Normalization:
-        d = _entries(cls, data, where)
-        if "window" not in d:
-            raise ConfigurationError(f"{where}: missing window")
-        clip = d.get("clip_percentiles")
+        d = _entries(cls, data, where, optional=frozenset({"preset"}))
+        clip = d["clip_percentiles"]
         return cls(
             window=_pair(f"{where}.window", d["window"]),
-            relative_to_body_median=_expect(
-                f"{where}.relative_to_body_median", d.get("relative_to_body_median", False), "bool"
-            ),
+            relative_to_body_median=_expect(f"{where}.relative_to_body_median", d["relative_to_body_median"], "bool"),
             clip_percentiles=None if clip is None else _pair(f"{where}.clip_percentiles", clip),
-            rescale=_expect(f"{where}.rescale", d.get("rescale", True), "bool"),
-            zscore=_expect(f"{where}.zscore", d.get("zscore", True), "bool"),
+            rescale=_expect(f"{where}.rescale", d["rescale"], "bool"),
+            zscore=_expect(f"{where}.zscore", d["zscore"], "bool"),
             preset=_expect(f"{where}.preset", d.get("preset", "default"), "str"),
         )
 
@@ -166,8 +167,6 @@ def _transform_from_json(cls: type, data: Any, where: str) -> Any:
     d = _entries(cls, data, where)
     values = {}
     for f in fields(cls):
-        if f.name not in d:
-            continue
         kind = {"control_points": "int", "retain_stats": "bool", "range": "numbers"}.get(f.name, "number")
         value = _expect(f"{where}.{f.name}", d[f.name], kind)
         if f.name == "p" and not 0 <= value <= 1:
@@ -193,12 +192,11 @@ class Augmentation:
     def from_json(cls, data: Any, where: str = "augmentation") -> Augmentation:
         d = _entries(cls, data, where)
         values: dict[str, Any] = {
-            key: _transform_from_json(kind, d[key], f"{where}.{key}") for key, kind in TRANSFORMS.items() if key in d
+            key: _transform_from_json(kind, d[key], f"{where}.{key}") for key, kind in TRANSFORMS.items()
         }
         for key in ("views_per_slice", "seed"):
-            if key in d:
-                values[key] = _expect(f"{where}.{key}", d[key], "int")
-        if values.get("views_per_slice", 0) < 0:
+            values[key] = _expect(f"{where}.{key}", d[key], "int")
+        if values["views_per_slice"] < 0:
             raise ConfigurationError(f"{where}.views_per_slice: must be 0 or more")
         return cls(**values)
 
@@ -224,9 +222,6 @@ class Config3D:
     @classmethod
     def from_json(cls, data: Any, where: str = "3d") -> Config3D:
         d = _entries(cls, data, where)
-        missing = [k for k in ("volume_size", "normalization", "classes", "label_values") if k not in d]
-        if missing:
-            raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
         size = _expect(f"{where}.volume_size", d["volume_size"], "ints")
         if len(size) != 3 or min(size) < 1:
             raise ConfigurationError(f"{where}.volume_size: expected three positive sizes (z, y, x), got {size!r}")
@@ -236,7 +231,7 @@ class Config3D:
             raise ConfigurationError(f"{where}.label_values: expected an object, got {values!r}")
         for name, value in values.items():
             _expect(f"{where}.label_values.{name}", value, "ints")
-        label_maps = _expect(f"{where}.label_maps", d.get("label_maps", "liver"), "str")
+        label_maps = _expect(f"{where}.label_maps", d["label_maps"], "str")
         if label_maps not in LABEL_MAPS:
             raise ConfigurationError(f"{where}.label_maps: {label_maps!r} is not one of {', '.join(LABEL_MAPS)}")
         normalization = Normalization.from_json(d["normalization"], f"{where}.normalization")

@@ -132,6 +132,8 @@ def transform_device(transforms_on: str, teacher_device):
     """The device of the per-case transform (None: the CPU path in the workers) for ``transforms_on``. MPS
     lacks the float64 the device path rounds as the CPU path does: ``auto`` keeps the workers there, and
     ``device`` is refused."""
+    if transforms_on not in ("auto", "cpu", "device"):
+        raise ConfigurationError(f"--transforms-on {transforms_on}: choose one of auto, cpu, device")
     if transforms_on == "cpu" or (transforms_on == "auto" and teacher_device.type in ("cpu", "mps")):
         return None
     if teacher_device.type == "mps":

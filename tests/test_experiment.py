@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 
 import pandas as pd
 import pytest
@@ -506,11 +505,21 @@ def test_concurrent_refuses_fewer_than_one_run(folders, tmp_path):
         run_experiment("multi-dg", raw=folders / "raw", preprocessed=folders / "pre", output=tmp_path, concurrent=0)
 
 
-def test_a_failed_run_is_named_after_the_others_finish(tmp_path):
+def test_a_failed_run_or_a_dead_worker_is_named_after_the_others_finish(tmp_path):
     from liverwild.experiments.concurrent import ConcurrentRunsError, run_concurrently
 
-    jobs = [(str(tmp_path / "a"),), (str(tmp_path / "missing" / "b"),), (str(tmp_path / "c"),)]
-    with pytest.raises(ConcurrentRunsError, match=r"1 of 3 runs failed \(run b: FileNotFoundError") as caught:
-        run_concurrently(os.mkdir, jobs, ["run a", "run b", "run c"], 2, "cpu")
+    def job(code: str) -> tuple:
+        return (f"import os; {code}",)  # each run is exec(code) in a worker process of its own
+
+    jobs = [
+        job(f"os.mkdir({str(tmp_path / 'a')!r})"),
+        job("os._exit(3)"),  # the worker dies, as one killed for memory
+        job(f"os.mkdir({str(tmp_path / 'missing' / 'b')!r})"),  # an error
+        job(f"os.mkdir({str(tmp_path / 'c')!r})"),
+    ]
+    with pytest.raises(ConcurrentRunsError, match=r"2 of 4 runs failed \(") as caught:
+        run_concurrently(exec, jobs, ["run a", "run dies", "run b", "run c"], 2, "cpu")
+    message = str(caught.value)
+    assert "run dies: BrokenProcessPool" in message and "run b: FileNotFoundError" in message
     assert (tmp_path / "a").is_dir() and (tmp_path / "c").is_dir()  # the others still ran
-    assert "re-run to resume" in str(caught.value)
+    assert "re-run to resume" in message

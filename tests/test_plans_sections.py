@@ -86,3 +86,21 @@ def test_default_preset_is_not_written_and_a_plans_without_teacher_says_so():
         plans.teacher()
     with pytest.raises(Exception, match="no 3d configuration"):
         plans.planned_3d()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["augmentation"].pop("views_per_slice"), r"augmentation: missing views_per_slice"),
+        (lambda d: d["augmentation"]["gamma"].pop("retain_stats"), r"augmentation\.gamma: missing retain_stats"),
+        (lambda d: d["normalization"].pop("clip_percentiles"), r"normalization: missing clip_percentiles"),
+        (lambda d: d["3d"].pop("label_maps"), r"3d: missing label_maps"),
+        (lambda d: d["backbone"]["tap"].pop("norm"), r"backbone\.tap: missing norm"),
+        (lambda d: d.pop("augmentation"), r"missing augmentation"),
+    ],
+)
+def test_a_missing_entry_is_refused_not_filled_with_a_default(tmp_path, edit, message):
+    """A default filled in would give the plans another data identifier than the entries they hold
+    (an augmentation without views_per_slice meant 0 views before the sections were typed, 2 after)."""
+    with pytest.raises(ConfigurationError, match=message):
+        load_plans(_edited(tmp_path, edit))

@@ -14,6 +14,20 @@ from typing import Any
 from ..errors import ConfigurationError
 
 
+def _check_entries(cls: type, data: Any, where: str, optional: set | None = None) -> None:
+    """Refuse a ``data`` that is not an object with exactly the fields of ``cls`` (``optional`` ones may be
+    absent): a default filled in would change the data identifier of the plans it was left out of."""
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{where}: expected an object, got {data!r}")
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
+    missing = [name for name in names if name not in data and name not in (optional or set())]
+    if missing:
+        raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
+
+
 @dataclass(frozen=True)
 class TeacherInput:
     """How z-scored slices become the teacher's input: ``rule`` (:data:`.scaling.RULE`) with the weights'
@@ -59,20 +73,10 @@ class TeacherConfig:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "backbone") -> TeacherConfig:
-        if not isinstance(data, dict):
-            raise ConfigurationError(f"{where}: expected an object, got {data!r}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigurationError(f"{where}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
-        missing = [k for k in ("name", "input", "tap") if k not in data]
-        if missing:
-            raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
-        try:
-            scaling = TeacherInput(**data["input"])
-            tap = TeacherTap(**data["tap"])
-        except TypeError as exc:
-            raise ConfigurationError(f"{where}: input or tap entry not understood ({exc})") from None
-        return cls(**{**data, "input": scaling, "tap": tap})
+        _check_entries(cls, data, where, optional={"model_args", "context"})
+        for key, kind in (("input", TeacherInput), ("tap", TeacherTap)):
+            _check_entries(kind, data[key], f"{where}.{key}")
+        return cls(**{**data, "input": TeacherInput(**data["input"]), "tap": TeacherTap(**data["tap"])})
 
     def to_json(self) -> dict:
         d: dict = {
