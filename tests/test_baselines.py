@@ -359,7 +359,12 @@ LEARNING = {
 }
 
 
-@pytest.mark.parametrize("trainer", BASELINE_TRAINERS)
+SLOWEST_TO_LEARN = {"MASFTrainer", "DomainRandomizationTrainer"}  # ~10 s each: in the slow set
+
+
+@pytest.mark.parametrize(
+    "trainer", [pytest.param(t, marks=[pytest.mark.slow] if t in SLOWEST_TO_LEARN else []) for t in BASELINE_TRAINERS]
+)
 def test_every_baseline_learns_and_predicts_in_input_geometry(preprocessed, tmp_path, trainer, caplog):
     from liverwild.inference import predict
     from liverwild.io import read_image

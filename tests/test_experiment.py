@@ -505,6 +505,7 @@ def test_concurrent_refuses_fewer_than_one_run(folders, tmp_path):
         run_experiment("multi-dg", raw=folders / "raw", preprocessed=folders / "pre", output=tmp_path, concurrent=0)
 
 
+@pytest.mark.slow
 def test_a_failed_run_or_a_dead_worker_is_named_after_the_others_finish(tmp_path):
     from liverwild.experiments.concurrent import ConcurrentRunsError, run_concurrently
 

@@ -21,6 +21,7 @@ def cli(study, results, *args):
     return experiment_cli.main([*args, "--quick", "--device", "cpu", *folders])
 
 
+@pytest.mark.slow
 def test_organs_3d_trains_its_rows_and_reports_every_organ_and_each_rows_recipe(organ_study, tmp_path):
     assert cli(organ_study, tmp_path, "organs-3d", "--fold", "loo_PhantomT2MR", *TINY) == 0
     out = tmp_path / "experiments" / "organs-3d"

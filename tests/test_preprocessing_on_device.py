@@ -109,6 +109,7 @@ def float16_steps(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.abs(a32 - b32) / np.maximum(spacing, 1e-6)).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_both_paths_cache_the_same_slices_labels_and_features(both_paths, domain):
     plans = load_plans(both_paths / "cpu" / domain / "plans.json")
