@@ -139,6 +139,16 @@ class BasePredictor:
             "postprocessing": list(self.steps),
         }
 
+    @staticmethod
+    def in_stored_layout(reorient, labels, probabilities, record: dict) -> tuple:
+        """``(labels, probabilities or None, info)`` of a scan segmented on its canonical grid, back in its
+        stored layout; ``record``: its modality, normalisation, plausibility and components removed."""
+        stored = np.ascontiguousarray(reorient.from_canonical(labels))
+        stored_probs = (
+            np.ascontiguousarray(reorient.from_canonical(probabilities)) if probabilities is not None else None
+        )
+        return stored, stored_probs, record
+
     def normalization(self, image: np.ndarray, modality: str) -> Normalization:
         """The training plans' normalisation for ``modality``, or the default one for a modality no source
         had: :meth:`TrainedModel.normalization_for_scan`."""

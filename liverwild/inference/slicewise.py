@@ -65,12 +65,10 @@ class SlicewisePredictor(BasePredictor):
         t = time.perf_counter()
         mask, check, removed = self.finish_liver(mask, canonical, centre)
         seconds["postprocess"] = time.perf_counter() - t + t_body
-        stored = np.ascontiguousarray(reorient.from_canonical(mask))
-        stored_probs = np.ascontiguousarray(reorient.from_canonical(probs)) if probs is not None else None
-        info = {
+        record = {
             "modality": modality,
             "normalization": normalization.to_json(),
             "plausibility": check,
             "components_removed": removed,
         }
-        return stored, stored_probs, info, seconds
+        return (*self.in_stored_layout(reorient, mask, probs, record), seconds)

@@ -173,15 +173,13 @@ class VolumePredictor(BasePredictor):
             labels = largest_component_per_class(labels, by_value)
             removed = {organ: by_value.get(value, 0) for value, organ in names.items() if value > 0}
         seconds["postprocess"] = time.perf_counter() - t + t_body
-        stored = np.ascontiguousarray(reorient.from_canonical(labels))
-        stored_probs = np.ascontiguousarray(reorient.from_canonical(liver_probs)) if liver_probs is not None else None
-        info = {
+        record = {
             "modality": modality,
             "normalization": normalization.to_json(),
             "plausibility": check,
             "components_removed": removed,
         }
-        return stored, stored_probs, info, seconds
+        return (*self.in_stored_layout(reorient, labels, liver_probs, record), seconds)
 
     def segment_loaded(self, name: str, path, volume: Volume, save_probabilities=False, keep_volume=False) -> tuple:
         """:meth:`BasePredictor.segment_loaded`, with the volume of every organ written (``organ_ml``)."""
