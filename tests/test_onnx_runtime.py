@@ -156,6 +156,7 @@ def test_onnx_runtime_process_never_imports_torch(default_copy, scans, tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
     report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["runtime"] == "onnx" and report["n_ok"] == 2 and "onnxruntime" in report["versions"]
+    assert report["batch_size"] == 4  # the ONNX runtime's CPU default, not the torch path's 16
     assert (out / "overlays" / "PhantomT2MR.png").is_file()
 
 
@@ -165,6 +166,16 @@ def test_help_and_version_import_no_torch(args):
         "import sys\nfrom liverwild.cli.predict import main\ntry:\n    main(" + repr(args) + ")\n"
         "except SystemExit:\n    pass\n"
         f"print(sorted(m for m in {TORCH_MODULES!r} if m in sys.modules))"
+    )
+    done = run_isolated(code)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_predict_driver_leaves_scipy_for_the_read():
+    """SciPy's ndimage (about 0.3 s to import) is not imported with lw_predict's driver: the driver imports
+    it while the reader thread reads the first scan."""
+    code = (
+        "import sys\nimport liverwild.inference.driver\nprint(sorted(m for m in sys.modules if m.startswith('scipy')))"
     )
     done = run_isolated(code)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -3,12 +3,14 @@ with known answers. Canonical arrays are (z, y, x) towards superior, posterior a
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from liverwild.errors import ConfigurationError
 from liverwild.inference.postprocessing import (
     STEPS,
     body_centre_mm,
     check_steps,
+    fill_holes,
     plausibility,
     postprocess,
     steps_from,
@@ -249,3 +251,19 @@ def test_lateral_offsets_are_the_pieces_centres_of_mass():
     assert n > 5
     np.testing.assert_allclose(lateral_offsets_mm(labels, index, geometry, centre, (2, 5, 7)), expected)
     np.testing.assert_allclose(lateral_offsets_mm(labels, index[3:4], geometry, centre, (2, 5, 7)), expected[3:4])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_holes_equals_scipys_binary_fill_holes(seed):
+    """Cavities of all sizes, tunnels to the border (not holes), diagonal-only leaks (holes under
+    6-connectivity) and a mask touching the border, against SciPy's own fill."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((20, 23, 17)) < 0.7  # a sponge: hundreds of cavities, most closed only face-wise
+    mask[:, 0, :] = rng.random((20, 17)) < 0.5  # a border face partly covered
+    filled = fill_holes(mask)
+    assert filled.dtype == bool and (filled & ~mask).sum() > 500
+    np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(mask))
+    assert (filled != ndimage.binary_fill_holes(mask, structure=np.ones((3, 3, 3)))).any()  # 6-, not 26-connected
+    shell = ellipsoid((15, 15, 15), (7, 7, 7), (6, 6, 6)) & ~ellipsoid((15, 15, 15), (7, 7, 7), (3, 3, 3))
+    assert fill_holes(shell).sum() == ellipsoid((15, 15, 15), (7, 7, 7), (6, 6, 6)).sum()
+    assert not fill_holes(np.zeros((3, 4, 5), bool)).any() and fill_holes(np.ones((3, 4, 5), bool)).all()

@@ -168,9 +168,11 @@ def test_postprocessing_steps_are_chosen_or_refused(model_dir, scan, tmp_path, c
     inputs, _ = scan
     common = ["-i", str(inputs / "lps_0000.nii.gz"), "-m", model_dir, "--device", "cpu", "--no-progress"]
     out = tmp_path / "out"
-    assert predict_cli.main([*common, "-o", str(out), "--postprocess", "fill_holes", "largest_component"]) == 0
+    argv = [*common, "-o", str(out), "--postprocess", "fill_holes", "largest_component", "--batch-size", "3"]
+    assert predict_cli.main(argv) == 0
     report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
     assert report["postprocessing"] == ["largest_component", "fill_holes"] and report["scans"][0]["flags"] is None
+    assert report["batch_size"] == 3
     for steps, message in ((["bridge"], "unknown post-processing step"), (["location"], "refines largest_component")):
         assert predict_cli.main([*common, "-o", str(tmp_path / "refused"), "--postprocess", *steps]) == 1
         assert message in capsys.readouterr().err

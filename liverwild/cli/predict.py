@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", default=None, help="with a fold name: which trainer's model")
     p.add_argument("--checkpoint", default="best", help="best, final, latest or a file name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default 16 on CPU, 128 on GPU)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="slices per batch (default 128 on GPU; on CPU 16, 4 with --runtime onnx)",
+    )
     p.add_argument("--modality", default="auto", choices=["auto", "CT", "MR"])
     p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
     p.add_argument("--save-probabilities", action="store_true", help="also write <case>_prob.nii.gz (float32)")

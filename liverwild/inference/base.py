@@ -70,7 +70,7 @@ class PredictorOptions:
     """How a predictor segments (``lw_predict``'s options); a predictor refuses what its configuration
     cannot honour with a :class:`~liverwild.errors.ConfigurationError`, before any work."""
 
-    batch_size: int | None = None  # slices per forward (2d models); None: 128 on GPU, 16 on CPU
+    batch_size: int | None = None  # slices per forward (2d models); None: the runtime's default for the device
     postprocess: bool | Iterable[str] = True  # all steps, none, or the named ones (.postprocessing)
     modality: str = "auto"  # "CT", "MR" or "auto" (guess_modality)
     liver_only: bool = False  # 3d models: write the liver's mask alone
@@ -84,11 +84,12 @@ class BasePredictor:
     :class:`~liverwild.inference.volumetric.VolumePredictor` (``3d``: organ maps)."""
 
     stages: tuple[str, ...] = ()  # the seconds recorded per scan, in order
+    batch_sizes = {"cuda": 128, "cpu": 16}  # slices per forward when --batch-size is not given, per device type
 
     def __init__(self, model: PredictionModel, device: DeviceLike, options: PredictorOptions | None = None):
         self.options = options or PredictorOptions()
         self.model, self.device = model, device
-        self.batch_size = self.options.batch_size or (128 if device.type == "cuda" else 16)
+        self.batch_size = self.options.batch_size or self.batch_sizes.get(device.type, self.batch_sizes["cpu"])
         self.steps = self.steps_for(self.options.postprocess)
         self.amp, self.modality = self.options.amp, self.options.modality
         self.warmup_seconds = self.warm_up() if device.type == "cuda" else 0.0

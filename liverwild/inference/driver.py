@@ -25,7 +25,7 @@ from .onnx_runtime import choose_runtime
 from .options import PredictOptions
 from .outputs import ScanOutputs, check_output_options, wants_html, write_run_files
 from .pipeline import segment_all
-from .postprocessing import steps_from
+from .postprocessing import preload, steps_from
 
 if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--runtime onnx runs without it)
     import torch
@@ -69,7 +69,7 @@ def predict(
         results, trainer: where to look up a fold name, and which trainer's model when a fold has several.
         checkpoint: ``"best"``, ``"final"``, ``"latest"`` or a file name in the model folder.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        batch_size: slices per forward pass (default 128 on GPU, 16 on CPU).
+        batch_size: slices per forward pass (default 128 on GPU; on CPU 16, or 4 with the ONNX runtime).
         postprocess: ``True`` (default) every post-processing step of the liver mask
             (:data:`.postprocessing.STEPS`: ``largest_component``, ``bridges``, ``location``,
             ``z_continuity``, ``fill_holes``, ``plausibility``), ``False`` none, or a list of step names;
@@ -220,6 +220,7 @@ def _predict_share(
     first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
     try:
         trained, predictor, runtime_fields = load_runtime(dev, options)
+        preload()
     except BaseException:
         reader.shutdown(cancel_futures=True)
         raise

@@ -201,6 +201,9 @@ class OnnxSlicePredictor(SlicewisePredictor):
     acts (``amp`` does nothing: the graph runs in float32; ``liver_only`` changes nothing for a 2D model)."""
 
     stages = STAGES
+    # on CPU a few slices per run beat 16: the decoder's 224² maps of 16 slices leave the cache (graph of
+    # 126 slices, 2 threads, 2-core Xeon: 1.32 s at 4, 1.33 at 2 and 8, 1.53 at 16; benchmarks/bench_runtime.py)
+    batch_sizes = {"cuda": 128, "cpu": 4}
     model: OnnxModel
     device: OrtDevice
 

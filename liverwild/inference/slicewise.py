@@ -31,6 +31,10 @@ class SlicewisePredictor(BasePredictor):
         to ``seconds``."""
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        """:meth:`BasePredictor.describe` and the slices per forward (``batch_size``)."""
+        return {**super().describe(), "batch_size": self.batch_size}
+
     def predict_volume(self, volume: Volume, keep_probabilities: bool = False, release_input: bool = False) -> tuple:
         """``(mask uint8 in stored layout, probabilities float32 or None, {modality, normalization,
         plausibility, components_removed}, seconds per stage)``; ``plausibility`` is
