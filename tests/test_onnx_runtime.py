@@ -68,6 +68,15 @@ def test_numpy_resizes_match_torch(shape, size):
     np.testing.assert_allclose(resize_slices(x, size[::-1], antialias=False), back[:, 0].numpy(), atol=5e-5)
 
 
+def test_numpy_resize_is_the_same_in_threads_and_batches():
+    """Batches shared by threads write their own slices: the result equals one thread's, bit for bit."""
+    x = np.random.default_rng(1).random((7, 60, 50), dtype=np.float32)
+    for size in ((224, 224), (31, 20)):
+        one = resize_slices(x, size, batch=16, workers=1)
+        np.testing.assert_array_equal(resize_slices(x, size, batch=2, workers=3), one)
+        assert np.abs(one - resize_slices(x[::-1], size, workers=1)[::-1]).max() == 0
+
+
 def test_context_slices_stays_importable_from_features():
     from preprocessing.features import context_slices as old
 

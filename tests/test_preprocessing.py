@@ -92,6 +92,28 @@ def test_normalize_scan_on_known_values():
     assert stats["body_median"] == 300.0 and out.max() == 1.0
 
 
+def test_normalize_scan_in_threads_matches_a_float64_reference():
+    """Pieces of slices in threads: the same array as one thread, and the plan's steps recomputed in
+    float64 on the whole volume (window, percentiles of the 1/8 subsample, rescale, z-score)."""
+    rng = np.random.default_rng(3)
+    hu = rng.normal(60, 300, (21, 40, 33)).astype(np.int16)  # 21 slices: pieces of 8, 8 and 5
+    plan = Normalization([-100.0, 400.0], clip_percentiles=[2.0, 98.0], rescale=True, zscore=True)
+    out, stats = normalize_scan(hu, plan, workers=3)
+    np.testing.assert_array_equal(out, normalize_scan(hu, plan, workers=1)[0])
+    ref = np.clip(hu.astype(np.float64), -100, 400)
+    p_lo, p_hi = np.percentile(ref[::2, ::2, ::2], [2, 98])
+    ref = (np.clip(ref, p_lo, p_hi) - p_lo) / (p_hi - p_lo)
+    assert stats["zscore_mean"] == pytest.approx(ref.mean(), rel=1e-6)
+    assert stats["zscore_std"] == pytest.approx(ref.std(), rel=1e-6)
+    np.testing.assert_allclose(out, (ref - ref.mean()) / ref.std(), atol=2e-6)
+    before = hu.copy()
+    normalize_scan(hu, plan)
+    np.testing.assert_array_equal(hu, before)  # the input is untouched
+    f32 = hu.astype(np.float32)
+    inplace, _ = normalize_scan(f32, plan, inplace=True, workers=2)
+    assert inplace is f32 and np.array_equal(inplace, out)
+
+
 def test_cache_shapes_dtypes_and_normalisation(preprocessed):
     pre, _ = preprocessed
     for name in DOMAINS:

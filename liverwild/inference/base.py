@@ -85,6 +85,7 @@ class BasePredictor:
 
     stages: tuple[str, ...] = ()  # the seconds recorded per scan, in order
     batch_sizes = {"cuda": 128, "cpu": 16}  # slices per forward when --batch-size is not given, per device type
+    warm_up_on_cpu = False  # also warm up on the CPU (lw_predict makes the predictor while the first scan is read)
 
     def __init__(self, model: PredictionModel, device: DeviceLike, options: PredictorOptions | None = None):
         self.options = options or PredictorOptions()
@@ -92,7 +93,7 @@ class BasePredictor:
         self.batch_size = self.options.batch_size or self.batch_sizes.get(device.type, self.batch_sizes["cpu"])
         self.steps = self.steps_for(self.options.postprocess)
         self.amp, self.modality = self.options.amp, self.options.modality
-        self.warmup_seconds = self.warm_up() if device.type == "cuda" else 0.0
+        self.warmup_seconds = self.warm_up() if device.type == "cuda" or self.warm_up_on_cpu else 0.0
 
     def warm_up(self) -> float:
         """One forward on zeros, so that CUDA's lazy set-up is paid once per process; returns its seconds."""

@@ -253,8 +253,9 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
     except RuntimeError as exc:  # lazily read pixel data can still fail
         raise ImageReadError(path, f"pixel data cannot be read ({_first_line(exc)})") from exc
     array = view.astype(dtype if dtype is not None else view.dtype, copy=True)  # one copy, then free ITK's
+    stored_as_float = view.dtype.kind == "f"  # integers stored hold no NaN or infinity: nothing to check
     del view, image
-    if not allow_nan and array.dtype.kind == "f":
+    if not allow_nan and stored_as_float:
         bad = int(np.count_nonzero(~np.isfinite(array)))
         if not bad and Path(path).is_file() and image_suffix(path) in (".nii", ".nii.gz"):
             bad = nifti_nonfinite_count(path)
