@@ -83,6 +83,27 @@ def test_context_slices_stays_importable_from_features():
     assert old is context_slices
 
 
+def test_batches_side_by_side_give_what_one_at_a_time_gives(default_copy, scans):
+    """Several threads calling the session write their own slices: probabilities and mask equal those of
+    one batch at a time, and of another batch size."""
+    from liverwild.inference.base import PredictorOptions
+    from liverwild.inference.onnx_runtime import OnnxModel, OnnxSlicePredictor
+    from liverwild.io import Volume
+
+    model = OnnxModel(default_copy)
+    volume = read_image(next(iter(sorted(scans.glob("*.nii.gz")))))
+    outputs = []
+    for workers, batch in ((1, 4), (3, 4), (3, 5)):
+        model.workers = workers
+        predictor = OnnxSlicePredictor(model, PredictorOptions(batch_size=batch))
+        copy = Volume(volume.array.copy(), volume.geometry, volume.path)
+        outputs.append(predictor.predict_volume(copy, keep_probabilities=True)[:2])
+    assert outputs[0][0].sum() > 0
+    for mask, probs in outputs[1:]:
+        np.testing.assert_array_equal(mask, outputs[0][0])
+        np.testing.assert_allclose(probs, outputs[0][1], atol=1e-6)
+
+
 def agreement(model: Path, scans: Path, tmp_path: Path) -> list:
     """Predict ``scans`` with torch and with the ONNX graph; the masks' Dice, the probabilities' max abs
     difference, and the same geometry as the input for every scan."""

@@ -174,11 +174,16 @@ class OnnxModel(ModelPlans):
         self.configuration, self.adaptation = sidecar["configuration"], sidecar.get("adaptation")
         self.random_backbone = bool(sidecar["model"].get("random_backbone"))
         self.graph = export_paths(model_dir, checkpoint)[0]
+        threads = int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1)
+        # on the CPU, batches run side by side (``workers`` threads calling the session, one thread each):
+        # no synchronisation between the threads at each of the graph's ~300 operators (126-slice graph,
+        # 2-core Xeon: 1.44 s against 1.94 s with one batch at a time on two intra-op threads)
+        self.workers = threads if self.device.type == "cpu" else 1
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1)
+        options.intra_op_num_threads = 1 if self.device.type == "cpu" else threads
         options.inter_op_num_threads = 1
-        # idle workers sleep instead of spinning: between batches the main thread resizes and thresholds, and
-        # spinning workers took its cores (on a shared 2-core machine 15–20 % slower with spinning, measured)
+        # idle intra-op workers (on a GPU) sleep instead of spinning: spinning took the cores of the threads
+        # that resize and threshold (on a shared 2-core machine 15–20 % slower with spinning, measured)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(self.graph), options, providers=self.device.providers())
 
@@ -202,7 +207,7 @@ class OnnxSlicePredictor(SlicewisePredictor):
 
     stages = STAGES
     # on CPU a few slices per run beat 16: the decoder's 224² maps of 16 slices leave the cache (graph of
-    # 126 slices, 2 threads, 2-core Xeon: 1.32 s at 4, 1.33 at 2 and 8, 1.53 at 16; benchmarks/bench_runtime.py)
+    # 126 slices, two batches side by side, 2-core Xeon, median of 4: 1.49 s at 2, 1.54 at 4, 1.77 at 8 and 16)
     batch_sizes = {"cuda": 128, "cpu": 4}
     warm_up_on_cpu = True  # onnxruntime's first run allocates and pre-packs (about 0.04 s), paid during the read
     model: OnnxModel
@@ -243,9 +248,10 @@ class OnnxSlicePredictor(SlicewisePredictor):
         return resize_slices
 
     def segment_slices(self, slices: np.ndarray, mask: np.ndarray, probs: np.ndarray | None, seconds: dict) -> None:
-        """Batches of ``batch_size`` slices through the graph; then the probabilities, 16 slices at a time
-        shared by the threads (``$LW_THREADS``, else the cores), resized to the canonical grid
-        (:mod:`preprocessing.lean`, torch's bilinear weights) and thresholded."""
+        """Batches of ``batch_size`` slices through the graph (on the CPU, ``model.workers`` batches at a
+        time); then the probabilities, 16 slices at a time shared by the threads (``$LW_THREADS``, else the
+        cores), resized to the canonical grid (:mod:`preprocessing.lean`, torch's bilinear weights) and
+        thresholded."""
         from concurrent.futures import ThreadPoolExecutor
 
         from preprocessing.lean import context_slices, resize_slices
@@ -253,9 +259,18 @@ class OnnxSlicePredictor(SlicewisePredictor):
         nz, ny, nx = mask.shape
         t = time.perf_counter()
         small = np.empty((nz, *self.model.slice_size), np.float32)  # 126 slices at 224²: 25 MB
-        for start in range(0, nz, self.batch_size):
+
+        def segment_batch(start: int) -> None:
             stop = min(start + self.batch_size, nz)
             small[start:stop] = self.model.probabilities(context_slices(slices, start, stop, self.model.context))[:, 0]
+
+        batches = range(0, nz, self.batch_size)
+        if self.model.workers > 1:
+            with ThreadPoolExecutor(self.model.workers, thread_name_prefix="lw-onnx") as pool:
+                list(pool.map(segment_batch, batches))
+        else:
+            for start in batches:
+                segment_batch(start)
         t1 = time.perf_counter()
 
         def upsample(start: int, chunk: int = 16) -> None:  # full-size temporaries of one chunk per thread
