@@ -53,6 +53,7 @@ def time_steps(trainer, steps: int, device) -> tuple:
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     for i in range(3):  # warm-up
+        trainer.begin_step()
         trainer.train_step(next_batch(i))
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -61,6 +62,7 @@ def time_steps(trainer, steps: int, device) -> tuple:
         t0 = time.perf_counter()
         batch = next_batch(i)
         load_time += time.perf_counter() - t0
+        trainer.begin_step()
         trainer.train_step(batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -88,7 +90,14 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="also time the step with torch.compile (config compile=true)")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile's mode for --compile (reduce-overhead: CUDA graphs on a GPU)",
+    )
     args = p.parse_args()
+    if args.compile_mode != "default" and not args.compile:
+        p.error("--compile-mode needs --compile")
     device = resolve_device(args.device)
     threads = configure_cpu_threads()
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +122,8 @@ def main():
         figures = {}
         variants = ["before", "after"] + (["compiled"] if args.compile else [])
         for variant in variants:  # before: plain torch layers (nn.Conv2d, nn.Dropout)
-            variant_config = config.updated(compile=True) if variant == "compiled" else config
+            compiled = config.updated(compile=True, compile_mode=args.compile_mode)
+            variant_config = compiled if variant == "compiled" else config
             trainer = ContrastiveDistillationTrainer("bench", fold, tmp, Path(tmp) / "res", variant_config, device)
             trainer.initialize()
             if variant == "before":

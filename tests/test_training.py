@@ -498,3 +498,60 @@ def test_each_slice_is_contrasted_with_both_neighbours(preprocessed):
     assert np.array_equal(first["positives"].numpy(), np.stack([features[1], features[1]]).astype(np.float32))
     one = SliceDataset([case_dir], use_views=False, positive_pairs="one")[n // 2]["positives"].numpy()
     assert one.shape[0] == 1 and any(np.array_equal(one[0], e) for e in expected)
+
+
+def steps_of(trainer, batches: list) -> tuple[list, dict]:
+    """The losses of ``batches`` trained in order, and the network's parameters after them (on the CPU)."""
+    losses = []
+    for batch in batches:
+        trainer.begin_step()
+        stats = trainer.train_step({k: v.to(trainer.device) for k, v in batch.items()})
+        losses.append(float(stats["loss"]))
+    return losses, {k: v.detach().cpu().clone() for k, v in trainer.network.state_dict().items()}
+
+
+def compiled_against_eager(preprocessed, tmp_path, device: str, mode: str) -> None:
+    """Three training steps on the same batches, eager and ``torch.compile(mode=mode)``, without dropout
+    (compiled kernels draw other dropout masks): the same losses (relative 1e-4) and parameters (within 1e-4,
+    against updates of about lr = 1e-2 per step; summation orders differ) — float tolerance."""
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    config = small(batch_size=4, steps_per_epoch=3, head_dropout=0.0, decoder_dropout=0.0, amp=False)
+    runs = {}
+    for name, changes in (("eager", {}), ("compiled", {"compile": True, "compile_mode": mode})):
+        trainer = TRAINERS["ContrastiveDistillationTrainer"](
+            FOLD, fold, preprocessed, tmp_path / name, config.updated(**changes), device
+        )
+        trainer.initialize()
+        batches = list(trainer.loader(0))
+        runs[name] = steps_of(trainer, batches)
+        assert trainer.captures_cuda_graphs == (name == "compiled" and device == "cuda" and mode != "default")
+    np.testing.assert_allclose(runs["compiled"][0], runs["eager"][0], rtol=1e-4)
+    for key, value in runs["eager"][1].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(
+                runs["compiled"][1][key], value, rtol=1e-3, atol=1e-4, msg=lambda m, key=key: f"{key}: {m}"
+            )
+    assert runs["eager"][0][0] != runs["eager"][0][-1], "the steps changed nothing: the comparison would say nothing"
+
+
+@pytest.mark.slow
+def test_compiled_step_agrees_with_eager_on_cpu(preprocessed, tmp_path):
+    compiled_against_eager(preprocessed, tmp_path, "cpu", "reduce-overhead")  # inductor's kernels, no CUDA graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_step_agrees_with_eager(preprocessed, tmp_path):
+    compiled_against_eager(preprocessed, tmp_path, "cuda", "reduce-overhead")
+
+
+def test_compile_mode_without_compile_is_refused(preprocessed, tmp_path):
+    from liverwild.errors import ConfigurationError
+
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    with pytest.raises(ConfigurationError, match="compile_mode=reduce-overhead acts only on a compiled network"):
+        trainer = TRAINERS["ContrastiveDistillationTrainer"](
+            FOLD, fold, preprocessed, tmp_path, small(compile_mode="reduce-overhead"), "cpu"
+        )
+        trainer.initialize()
+    with pytest.raises(ConfigurationError, match="compile_mode expects one of default, reduce-overhead"):
+        small(compile_mode="fast")

@@ -183,18 +183,35 @@ class TrainerBase(abc.ABC, Generic[ConfigT]):
     # ---- set-up ------------------------------------------------------------------------------------
 
     def initialize(self):
+        if self.config.compile_mode != "default" and not self.config.compile:
+            raise ConfigurationError(
+                f"compile_mode={self.config.compile_mode} acts only on a compiled network: add --set compile=true"
+            )
         torch.manual_seed(self.config.seed)
         self.build_datasets()
         self.network = self.build_network().to(self.device)
         self.auxiliary = self.build_auxiliary().to(self.device)
         self.model = self.wrap_distributed(self.network)
         if self.config.compile:
-            self.model = torch.compile(self.model)
+            self.model = torch.compile(self.model, mode=self.config.compile_mode)
         self.losses = self.build_losses()
         self.optimizer = self.build_optimizer(self.network)
         self.scheduler = self.build_scheduler(self.optimizer)
         use_scaler = self.device.type == "cuda" and self.config.amp and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    @property
+    def captures_cuda_graphs(self) -> bool:
+        """The compiled network runs as CUDA graphs (``compile_mode`` reduce-overhead or max-autotune on a
+        GPU): each step then starts with ``torch.compiler.cudagraph_mark_step_begin``."""
+        modes = ("reduce-overhead", "max-autotune")
+        return bool(self.config.compile) and self.config.compile_mode in modes and self.device.type == "cuda"
+
+    def begin_step(self) -> None:
+        """Called before each :meth:`train_step`: under CUDA graphs, a new step may overwrite the buffers of
+        the previous step's graph outputs (``torch.compiler.cudagraph_mark_step_begin``)."""
+        if self.captures_cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     def wrap_distributed(self, network: nn.Module) -> nn.Module:
         """Under torchrun: the DDP wrapper (:func:`~liverwild.distributed.data_parallel`)."""
@@ -250,6 +267,7 @@ class TrainerBase(abc.ABC, Generic[ConfigT]):
         for batch in tqdm(self.loader(epoch), desc=f"epoch {epoch}", leave=False, disable=not show):
             batch = self.prepare_batch({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             items_seen += len(next(iter(batch.values())))
+            self.begin_step()
             stats = self.train_step(batch)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v

@@ -24,6 +24,7 @@ CHOICES = {
     "sampling": ("neighbours", "neighbours2", "two_negatives"),
     "augmentation": ("cached", "online"),
     "entropy_form": ("charbonnier", "plain"),  # liverwild.losses.ENTROPY_FORMS
+    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),  # torch.compile's
     "positive_pairs": ("all", "one"),
     "feature_placement": ("encoder", "decoder"),  # the 3D U-Net path whose last layers get feature layers
 }
@@ -43,6 +44,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
         "num_workers",
         "amp",
         "compile",
+        "compile_mode",
         "seed",
         "max_scans_per_source",
     ),
@@ -114,7 +116,7 @@ def setting_names(changes: dict) -> list[str]:
 
 
 _Config = typing.TypeVar("_Config", bound="TrainerConfig")
-EXECUTION_FIELDS = frozenset({"num_workers", "val_batch_size", "compile"})  # how, not what, is trained
+EXECUTION_FIELDS = frozenset({"num_workers", "val_batch_size", "compile", "compile_mode"})  # how, not what, is trained
 
 
 @dataclass
@@ -131,6 +133,9 @@ class TrainerConfig:
     num_workers: int | None = None  # None: 0 on CPU, up to 8 loader processes on GPU
     amp: bool = True  # mixed precision on GPU (no effect on CPU)
     compile: bool = False  # torch.compile the training forward (GPU: fewer kernel launches; compiles first)
+    # torch.compile's mode (with compile=true): "reduce-overhead" captures the network's forward and backward
+    # as CUDA graphs on a GPU, replayed in one launch each step (the fixed-shape step was bound by launches)
+    compile_mode: str = "default"
     seed: int = 0
 
     def updated(self: _Config, **changes) -> _Config:
