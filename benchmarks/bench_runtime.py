@@ -37,7 +37,7 @@ def run_predict(scan: Path, out: Path, model: Path, runtime: str, threads: int, 
     command += ["--runtime", runtime, "--device", "cpu", "--no-progress", "-q"]
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=root)  # python -m puts the cwd first
     return time.perf_counter() - start
 
 
