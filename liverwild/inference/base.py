@@ -24,6 +24,8 @@ from planning.sections import Normalization
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
 
+OVERLAYS = "overlays"  # the output's subfolder of --overlays pictures, one PNG per scan
+
 
 class PredictionModel(Protocol):
     """What :class:`BasePredictor` reads of a model: :class:`~.model.TrainedModel` (torch) or
@@ -197,7 +199,7 @@ class BasePredictor:
             several = len(names) > 2
             overlay_grid(
                 [(name, result.modality, canonical_views(volume, mask))],
-                Path(output_dir) / "overlays" / f"{name}.png",
+                Path(output_dir) / OVERLAYS / f"{name}.png",
                 title=f"{name}: organ masks" if several else f"{name}: liver mask (red)",
                 label_names=names if several else None,
             )

@@ -23,7 +23,7 @@ from .loading import load_runtime, under_torchrun
 from .model_folder import resolve_model_dir
 from .onnx_runtime import choose_runtime
 from .options import PredictOptions
-from .outputs import ScanOutputs, check_output_options, wants_html, write_run_files
+from .outputs import ScanOutputs, check_output_options, remove_stale_outputs, wants_html, write_run_files
 from .pipeline import segment_all
 from .postprocessing import preload, steps_from
 
@@ -239,6 +239,9 @@ def _predict_share(
         raise LiverwildError(
             f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
         ) from exc
+    if output is not None and num_parts == 1:
+        for path in remove_stale_outputs(output):
+            logger.info(f"removed {path.name}, left half-written by an interrupted run")
     writer = ScanOutputs(predictor, trained, options, output, html, masks)
     try:
         results_list, seconds = segment_all(

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..log import get_logger
-from .base import BasePredictor, ScanResult
+from .base import OVERLAYS, BasePredictor, ScanResult
 from .statistics import organ_statistics, write_statistics_csv
 
 logger = get_logger(__name__)
@@ -132,3 +132,12 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
         if (output / FIGURES).is_dir() and not any((output / FIGURES).iterdir()):
             shutil.rmtree(output / FIGURES, ignore_errors=True)
     return written
+
+
+def remove_stale_outputs(output: Path) -> list:
+    """The temporaries a killed ``lw_predict`` left in ``output`` and the folders it writes into
+    (:func:`liverwild.atomic.remove_stale_temporaries`); returns them. Only for a run that holds the whole
+    folder's lock (not one part of several, whose siblings may be writing)."""
+    from ..atomic import remove_stale_temporaries
+
+    return [p for folder in (output, output / FIGURES, output / OVERLAYS) for p in remove_stale_temporaries(folder)]
