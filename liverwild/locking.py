@@ -80,6 +80,21 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
     raise LockedError(f"{path}: could not take the lock (another process keeps taking it)")
 
 
+def held_by_others(folder, own: Path | None = None) -> list[Path]:
+    """The lock files of ``folder`` (``.lw*.lock``: the whole folder's and the parts') held by another live
+    process (or a process on another host), except ``own``."""
+    me = (os.getpid(), socket.gethostname())
+    held = []
+    for path in sorted(Path(folder).glob(".lw*.lock")):
+        holder = _holder(path)
+        pid, host = holder.get("pid"), holder.get("host")
+        if (own is not None and path == own) or not isinstance(pid, int) or (pid, host) == me:
+            continue
+        if host != me[1] or process_alive(pid):
+            held.append(path)
+    return held
+
+
 def release(path: Path) -> None:
     holder = _holder(path)
     if holder.get("pid") == os.getpid():

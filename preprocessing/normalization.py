@@ -35,8 +35,8 @@ def normalize_scan(
     ``inplace=True`` (float32 input only) overwrites ``image`` instead of allocating a copy: prediction
     uses it to keep a 512×512×800 scan within a few GB. The element-wise steps run on pieces of
     :data:`CHUNK` slices (along the first axis) shared by ``workers`` threads (default ``$LW_THREADS``, else
-    the cores); the mean and standard deviation come from sums over rows in float32 added in float64, in
-    order, so the result does not depend on ``workers``.
+    the cores); the mean and standard deviation come from sums of offsets from a subsample's mean, over
+    rows in float32 added in float64, in order, so the result does not depend on ``workers``.
     """
     x = image if inplace and image.dtype == np.float32 else np.empty(image.shape, np.float32)
     stats: dict = {}
@@ -65,6 +65,10 @@ def normalize_scan(
         p_lo, p_hi = float(lo), float(hi)
     stats.update({"window": [lo, hi], "clip_values": [p_lo, p_hi]})
     scale = max(p_hi - p_lo, EPS)
+    # sums of offsets from a first estimate of the mean (a 1/64 subsample, mapped as below) keep the
+    # variance exact even where the mean is far from 0 (1000 ± 1 without rescaling)
+    estimate = np.clip(x[::4, ::4, ::4].astype(np.float64), p_lo, p_hi)
+    centre = float(((estimate - p_lo) / scale if normalization.rescale else estimate).mean()) if estimate.size else 0.0
 
     def clip_and_rescale(piece) -> tuple[float, float]:
         out = x[piece]
@@ -75,16 +79,18 @@ def normalize_scan(
             out /= scale
         if not normalization.zscore:
             return 0.0, 0.0
-        rows = out.reshape(-1, out.shape[-1]) if out.ndim > 1 else out.reshape(1, -1)  # float32 within a row,
-        total = rows.sum(axis=1).astype(np.float64).sum()  # float64 across rows: exact to about 1e-9
+        offsets = out - np.float32(centre)
+        rows = offsets.reshape(-1, offsets.shape[-1]) if offsets.ndim > 1 else offsets.reshape(1, -1)
+        total = rows.sum(axis=1).astype(np.float64).sum()  # float32 within a row, float64 across rows
         squares = np.einsum("ij,ij->i", rows, rows).astype(np.float64).sum()
         return float(total), float(squares)
 
     sums = _each(clip_and_rescale, pieces, workers)
     if normalization.zscore:
         n = max(x.size, 1)
-        mean = sum(s for s, _ in sums) / n
-        std = float(np.sqrt(max(sum(q for _, q in sums) / n - mean * mean, 0.0)))
+        shift = sum(s for s, _ in sums) / n
+        mean = centre + shift
+        std = float(np.sqrt(max(sum(q for _, q in sums) / n - shift * shift, 0.0)))
         divisor = max(std, EPS)
 
         def zscore(piece) -> None:

@@ -1,6 +1,8 @@
 import hashlib
 import json
+import os
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -186,7 +188,7 @@ def test_postprocessing_steps_are_chosen_or_refused(model_dir, scan, tmp_path, c
 def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tmp_path):
     """Temporaries of atomic writes (``.<name>.<random>.tmp<suffix>``) left by a killed run in the output
     folder and its picture folders are removed by the next run over the whole folder, never by one part
-    of several (a sibling part may be writing them); the user's own files stay."""
+    of several nor while a part run holds its lock (it may be writing them); the user's own files stay."""
     inputs, _ = scan
     common = ["-i", str(inputs / "lps_0000.nii.gz"), "-m", model_dir, "--device", "cpu", "--no-progress"]
     out = tmp_path / "out"
@@ -200,6 +202,11 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tm
         path.write_bytes(b"half")
     assert predict_cli.main([*common, "-o", str(out), "--part", "0", "--num-parts", "2"]) == 0
     assert all(path.exists() for path in stale)
+    part_lock = out / ".lw.part1of2.lock"  # another part, alive (this test's parent process), still writing
+    part_lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}), encoding="utf-8")
+    assert predict_cli.main([*common, "-o", str(out)]) == 0
+    assert all(path.exists() for path in stale)
+    part_lock.unlink()
     assert predict_cli.main([*common, "-o", str(out)]) == 0
     assert not any(path.exists() for path in stale) and (out / "notes.tmp.txt").exists()
     assert (out / "lps.nii.gz").is_file()

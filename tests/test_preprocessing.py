@@ -112,6 +112,13 @@ def test_normalize_scan_in_threads_matches_a_float64_reference():
     f32 = hu.astype(np.float32)
     inplace, _ = normalize_scan(f32, plan, inplace=True, workers=2)
     assert inplace is f32 and np.array_equal(inplace, out)
+    # z-score without rescaling, a mean far from 0: the variance must not cancel away (1000 ± 1)
+    narrow = (1000 + rng.normal(0, 1, (20, 16, 16))).astype(np.float32)
+    plain = Normalization([0.0, 5000.0], clip_percentiles=None, rescale=False, zscore=True)
+    out, stats = normalize_scan(narrow, plain, workers=2)
+    ref = narrow.astype(np.float64)
+    assert stats["zscore_std"] == pytest.approx(ref.std(), rel=1e-6)
+    np.testing.assert_allclose(out, (ref - ref.mean()) / ref.std(), atol=1e-4)
 
 
 def test_cache_shapes_dtypes_and_normalisation(preprocessed):

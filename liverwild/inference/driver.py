@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import write_json_atomic
 from ..errors import ConfigurationError, LiverwildError
-from ..locking import acquire, release
+from ..locking import acquire, held_by_others, release
 from ..log import get_logger
 from ..shipped import DISCLAIMER
 from .base import BasePredictor
@@ -239,7 +239,7 @@ def _predict_share(
         raise LiverwildError(
             f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
         ) from exc
-    if output is not None and num_parts == 1:
+    if output is not None and num_parts == 1 and not held_by_others(output, lock):  # no part run writing here
         for path in remove_stale_outputs(output):
             logger.info(f"removed {path.name}, left half-written by an interrupted run")
     writer = ScanOutputs(predictor, trained, options, output, html, masks)

@@ -137,7 +137,7 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
 def remove_stale_outputs(output: Path) -> list:
     """The temporaries a killed ``lw_predict`` left in ``output`` and the folders it writes into
     (:func:`liverwild.atomic.remove_stale_temporaries`); returns them. Only for a run that holds the whole
-    folder's lock (not one part of several, whose siblings may be writing)."""
+    folder's lock while no part run holds its own (:func:`liverwild.locking.held_by_others`)."""
     from ..atomic import remove_stale_temporaries
 
     return [p for folder in (output, output / FIGURES, output / OVERLAYS) for p in remove_stale_temporaries(folder)]
