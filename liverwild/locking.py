@@ -46,6 +46,12 @@ def _holder(path: Path) -> dict:
         return {}
 
 
+def _alive(holder: dict, host: str) -> bool:
+    """A lock ``holder`` still holds it: a process id that runs on this ``host``, or any on another host."""
+    pid = holder.get("pid")
+    return isinstance(pid, int) and (holder.get("host") != host or process_alive(pid))
+
+
 def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
     """Create ``folder/<name>`` (default ``.lw.lock``) for this process; raises :class:`LockedError` if a
     live process holds it. Jobs that share a folder by design (prediction parts) lock their own name."""
@@ -64,7 +70,7 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
         except FileExistsError:
             holder = _holder(path)
             pid, host = holder.get("pid"), holder.get("host")
-            if isinstance(pid, int) and (host != me["host"] or process_alive(pid)):
+            if _alive(holder, socket.gethostname()):
                 raise LockedError(
                     f"{path}: {folder} is in use by process {pid} on {host} ({holder.get('command')}, "
                     f"since {holder.get('since')}); wait for it to finish, or remove the lock file if "
@@ -83,16 +89,13 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
 def held_by_others(folder, own: Path | None = None) -> list[Path]:
     """The lock files of ``folder`` (``.lw*.lock``: the whole folder's and the parts') held by another live
     process (or a process on another host), except ``own``."""
-    me = (os.getpid(), socket.gethostname())
-    held = []
-    for path in sorted(Path(folder).glob(".lw*.lock")):
-        holder = _holder(path)
-        pid, host = holder.get("pid"), holder.get("host")
-        if (own is not None and path == own) or not isinstance(pid, int) or (pid, host) == me:
-            continue
-        if host != me[1] or process_alive(pid):
-            held.append(path)
-    return held
+    pid, host = os.getpid(), socket.gethostname()
+    holders = {path: _holder(path) for path in sorted(Path(folder).glob(".lw*.lock")) if path != own}
+    return [
+        path
+        for path, holder in holders.items()
+        if _alive(holder, host) and (holder.get("pid"), holder.get("host")) != (pid, host)
+    ]
 
 
 def release(path: Path) -> None:

@@ -14,11 +14,11 @@ Results agree with torch's to float32 rounding (about 1e-6 on values in [0, 1]; 
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from liverwild.parallel import thread_map
 
 
 def context_slices(slices: np.ndarray, start: int, stop: int, context: str = "slice") -> np.ndarray:
@@ -134,13 +134,6 @@ def resize_slices(
         chunk = np.asarray(stack[start : start + batch], dtype=np.float32)
         out[start : start + batch] = _rows(chunk @ columns, rows)  # width first, as torch
 
-    starts = range(0, stack.shape[0], batch)
-    workers = min(workers or int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1), len(starts))
     with _one_blas_thread:
-        if workers <= 1:
-            for start in starts:
-                resize_batch(start)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="lw-resize") as pool:
-                list(pool.map(resize_batch, starts))
+        thread_map(resize_batch, range(0, stack.shape[0], batch), workers)
     return out

@@ -10,11 +10,9 @@ makes the step several times faster on large CTs.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
+from liverwild.parallel import thread_map
 from planning.sections import Normalization
 
 EPS = 1e-6
@@ -57,7 +55,7 @@ def normalize_scan(
             out /= median
         np.clip(out, lo, hi, out=out)
 
-    _each(window, pieces, workers)
+    thread_map(window, pieces, workers)
     if normalization.clip_percentiles is not None:
         sample = x[::2, ::2, ::2]
         p_lo, p_hi = (float(v) for v in np.percentile(sample, normalization.clip_percentiles))
@@ -85,7 +83,7 @@ def normalize_scan(
         squares = np.einsum("ij,ij->i", rows, rows).astype(np.float64).sum()
         return float(total), float(squares)
 
-    sums = _each(clip_and_rescale, pieces, workers)
+    sums = thread_map(clip_and_rescale, pieces, workers)
     if normalization.zscore:
         n = max(x.size, 1)
         shift = sum(s for s, _ in sums) / n
@@ -98,16 +96,6 @@ def normalize_scan(
             out -= mean
             out /= divisor
 
-        _each(zscore, pieces, workers)
+        thread_map(zscore, pieces, workers)
         stats.update({"zscore_mean": mean, "zscore_std": std})
     return x, stats
-
-
-def _each(work, pieces: list, workers: int | None) -> list:
-    """``[work(piece) for piece in pieces]``, in order, the pieces shared by ``workers`` threads (NumPy
-    releases the GIL in these loops)."""
-    workers = min(workers or int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1), len(pieces))
-    if workers <= 1:
-        return [work(piece) for piece in pieces]
-    with ThreadPoolExecutor(workers, thread_name_prefix="lw-normalise") as pool:
-        return list(pool.map(work, pieces))

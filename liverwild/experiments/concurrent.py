@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 
 from ..errors import LiverwildError
 from ..log import get_logger
+from ..parallel import cpu_threads
 
 logger = get_logger(__name__)
 
@@ -36,7 +37,7 @@ class ConcurrentRunsError(LiverwildError):
 
 def worker_threads(concurrent: int) -> int:
     """Intra-op threads of one of ``concurrent`` CPU workers: ``$LW_THREADS`` (else the cores) shared out."""
-    total = int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1)
+    total = cpu_threads()
     return max(1, total // concurrent)
 
 

@@ -38,6 +38,7 @@ from .. import __version__
 from ..errors import ConfigurationError
 from ..hashing import file_sha256
 from ..log import get_logger
+from ..parallel import cpu_threads, thread_map
 from .base import PredictorOptions
 from .model_folder import ModelPlans, checkpoint_path
 from .slicewise import SlicewisePredictor
@@ -174,7 +175,7 @@ class OnnxModel(ModelPlans):
         self.configuration, self.adaptation = sidecar["configuration"], sidecar.get("adaptation")
         self.random_backbone = bool(sidecar["model"].get("random_backbone"))
         self.graph = export_paths(model_dir, checkpoint)[0]
-        threads = int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1)
+        threads = cpu_threads()
         # on the CPU, batches run side by side (``workers`` threads calling the session, one thread each):
         # no synchronisation between the threads at each of the graph's ~300 operators (126-slice graph,
         # 2-core Xeon: 1.44 s against 1.94 s with one batch at a time on two intra-op threads)
@@ -252,8 +253,6 @@ class OnnxSlicePredictor(SlicewisePredictor):
         time); then the probabilities, 16 slices at a time shared by the threads (``$LW_THREADS``, else the
         cores), resized to the canonical grid (:mod:`preprocessing.lean`, torch's bilinear weights) and
         thresholded."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from preprocessing.lean import context_slices, resize_slices
 
         nz, ny, nx = mask.shape
@@ -264,13 +263,7 @@ class OnnxSlicePredictor(SlicewisePredictor):
             stop = min(start + self.batch_size, nz)
             small[start:stop] = self.model.probabilities(context_slices(slices, start, stop, self.model.context))[:, 0]
 
-        batches = range(0, nz, self.batch_size)
-        if self.model.workers > 1:
-            with ThreadPoolExecutor(self.model.workers, thread_name_prefix="lw-onnx") as pool:
-                list(pool.map(segment_batch, batches))
-        else:
-            for start in batches:
-                segment_batch(start)
+        thread_map(segment_batch, range(0, nz, self.batch_size), self.model.workers)
         t1 = time.perf_counter()
 
         def upsample(start: int, chunk: int = 16) -> None:  # full-size temporaries of one chunk per thread
@@ -279,7 +272,5 @@ class OnnxSlicePredictor(SlicewisePredictor):
             if probs is not None:
                 probs[start : start + chunk] = p
 
-        threads = int(os.environ.get("LW_THREADS", 0)) or (os.cpu_count() or 1)
-        with ThreadPoolExecutor(threads, thread_name_prefix="lw-upsample") as pool:
-            list(pool.map(upsample, range(0, nz, 16)))
+        thread_map(upsample, range(0, nz, 16))
         seconds.update({"model": t1 - t, "resample": time.perf_counter() - t1})

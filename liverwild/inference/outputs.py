@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import remove_stale_temporaries
 from ..errors import ConfigurationError
 from ..log import get_logger
 from .base import OVERLAYS, BasePredictor, ScanResult
@@ -138,6 +139,4 @@ def remove_stale_outputs(output: Path) -> list:
     """The temporaries a killed ``lw_predict`` left in ``output`` and the folders it writes into
     (:func:`liverwild.atomic.remove_stale_temporaries`); returns them. Only for a run that holds the whole
     folder's lock while no part run holds its own (:func:`liverwild.locking.held_by_others`)."""
-    from ..atomic import remove_stale_temporaries
-
     return [p for folder in (output, output / FIGURES, output / OVERLAYS) for p in remove_stale_temporaries(folder)]
