@@ -137,3 +137,48 @@ def resize_slices(
     with _one_blas_thread:
         thread_map(resize_batch, range(0, stack.shape[0], batch), workers)
     return out
+
+
+# a value that reaches the threshold needs a coarse neighbour within this of it (weights sum to 1 ± 1e-7)
+_THRESHOLD_MARGIN = 1e-4
+
+
+def _reach(taps: tuple[np.ndarray, np.ndarray], n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, stop)`` ``(n_in,)``: the output samples along one axis whose two taps
+    (:func:`bilinear_taps`, no antialias) can read input sample ``r`` are ``first[r] ≤ i < stop[r]``
+    (taps rise with ``i``, so each input sample is read by one run of outputs)."""
+    index = taps[0]
+    r = np.arange(n_in)
+    return np.searchsorted(index[:, 1], r, "left"), np.searchsorted(index[:, 0], r, "right")
+
+
+def upsample_threshold(small: np.ndarray, out: np.ndarray, threshold: float = 0.5, workers: int | None = None) -> None:
+    """``out[k] = resize_slices(small, out.shape[1:], antialias=False)[k] ≥ threshold`` for every slice of
+    ``small`` ``(Z, H, W)`` float32 into ``out`` ``(Z, h, w)`` (bool or uint8 0/1), working only where a
+    value can reach ``threshold``.
+
+    Plain bilinear upsampling makes each value a convex combination of its 2 × 2 coarse neighbours, so a
+    value reaches the threshold only where one of them does (within float32 rounding, covered by a margin
+    of 1e-4): each slice is interpolated inside the box of the outputs that read its coarse samples at or
+    above ``threshold − 1e-4`` and is 0 elsewhere. On a liver (a quarter of the slice, half the slices)
+    this is 5–10× less work than the whole grid. Inside the box the two taps of each axis are applied
+    element-wise (width first, then height; the same arithmetic whatever the box, so the result does not
+    depend on it); slices are shared by ``workers`` threads (default ``$LW_THREADS``, else the cores)."""
+    nz, ny, nx = out.shape
+    rows, columns = bilinear_taps(small.shape[1], ny, False), bilinear_taps(small.shape[2], nx, False)
+    row_reach, column_reach = _reach(rows, small.shape[1]), _reach(columns, small.shape[2])
+    hot = small >= threshold - _THRESHOLD_MARGIN
+
+    def one_slice(k: int) -> None:
+        out[k] = 0
+        hot_rows, hot_columns = np.flatnonzero(hot[k].any(1)), np.flatnonzero(hot[k].any(0))
+        if hot_rows.size == 0:
+            return
+        y0, y1 = row_reach[0][hot_rows[0]], row_reach[1][hot_rows[-1]]
+        x0, x1 = column_reach[0][hot_columns[0]], column_reach[1][hot_columns[-1]]
+        (ci, cw), (ri, rw) = (t[x0:x1] for t in columns), (t[y0:y1] for t in rows)
+        width = small[k][:, ci[:, 0]] * cw[:, 0] + small[k][:, ci[:, 1]] * cw[:, 1]  # (H, x1 − x0)
+        value = width[ri[:, 0]] * rw[:, 0, None] + width[ri[:, 1]] * rw[:, 1, None]  # (y1 − y0, x1 − x0)
+        np.greater_equal(value, threshold, out=out[k, y0:y1, x0:x1].view(bool))
+
+    thread_map(one_slice, range(nz), workers)

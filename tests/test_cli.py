@@ -40,6 +40,22 @@ def test_errors_become_one_line_and_exit_code(capsys):
     assert capsys.readouterr().err.strip() == "error: /data/x.nii.gz: is 2D"
 
 
+def test_commands_skip_the_final_garbage_collection():
+    """After a command ran, the exit hooks freeze every object (registered once however often it runs):
+    an exit hook registered before the command runs after it and sees the frozen objects."""
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 1000))\n"
+        "from liverwild.cli import common\n"
+        "hooks = atexit._ncallbacks()\n"
+        "print('before', gc.get_freeze_count())\n"
+        "common.run(lambda: None); common.run(lambda: None)\n"
+        "print('new hooks', atexit._ncallbacks() - hooks)\n"
+    )
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert lines == ["before", "0", "new", "hooks", "1", "frozen", "True"]
+
+
 def test_every_console_script_is_installed_and_answers_help():
     from setup_commands import COMMANDS
 

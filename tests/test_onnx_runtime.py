@@ -23,7 +23,7 @@ from liverwild.inference.onnx_runtime import export_paths
 from liverwild.io import read_image, read_label, write_volume
 from liverwild.phantoms import DOMAINS, generate_case
 from liverwild.shipped import DEFAULT_MODEL_DIR
-from preprocessing.lean import context_slices, resize_slices
+from preprocessing.lean import context_slices, resize_slices, upsample_threshold
 from preprocessing.slices import resize_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,49 @@ def test_numpy_resize_is_the_same_in_threads_and_batches():
         assert np.abs(one - resize_slices(x[::-1], size, workers=1)[::-1]).max() == 0
 
 
+def blobs(n: int, size: int, seed: int) -> np.ndarray:
+    """``(n, size, size)`` float32 probability-like maps: a smooth blob per slice, shrinking and moving with
+    the slice, some slices empty, plus noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    maps = [
+        1.3 - 4 * (y - 0.3 * np.sin(k)) ** 2 - 6 * (x + 0.2 * np.cos(k)) ** 2 - 0.08 * k + rng.normal(0, 0.03, y.shape)
+        for k in range(n)
+    ]
+    return np.clip(maps, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("size, out_shape", [(224, (512, 512)), (224, (333, 290)), (37, (512, 100))])
+def test_upsampled_mask_equals_torch_interpolation_thresholded(size, out_shape):
+    """The mask interpolated only near the coarse samples ≥ 0.5 equals torch's bilinear interpolation of
+    the whole grid thresholded at 0.5, voxel for voxel (except within 1e-5 of 0.5, where float32 rounding
+    may decide), and is 0 on slices that never reach 0.5."""
+    small = blobs(20, size, seed=3)
+    small[4] = 0.49  # a slice just below the threshold everywhere
+    small[5] = 0.0
+    small[5, -1, -1] = 0.9  # a lone corner pixel: its box reaches the grid's edge
+    full = F.interpolate(torch.from_numpy(small)[:, None], size=out_shape, mode="bilinear", align_corners=False)
+    full = full[:, 0].numpy()
+    for dtype in (np.uint8, bool):
+        out = np.full((20, *out_shape), 7 if dtype == np.uint8 else True, dtype)  # stale values are cleared
+        upsample_threshold(small, out)
+        decided = np.abs(full - 0.5) > 1e-5
+        assert np.array_equal(out.astype(bool)[decided], (full >= 0.5)[decided])
+        reach = (-(-out_shape[0] // size) + 1, -(-out_shape[1] // size) + 1)  # outputs one coarse sample touches
+        assert out.max() == 1 and not out[4].any() and out[5, -1, -1]
+        assert out[5, : -reach[0]].sum() == 0 and out[5, :, : -reach[1]].sum() == 0
+        assert 0.02 < out.mean() < 0.5, "the blobs should cover part of the grid, or the test says little"
+
+
+def test_upsampled_mask_is_the_same_in_threads():
+    small = blobs(9, 50, seed=4)
+    one, three = np.empty((9, 120, 130), np.uint8), np.empty((9, 120, 130), np.uint8)
+    upsample_threshold(small, one, workers=1)
+    upsample_threshold(small, three, workers=3)
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one, resize_slices(small, (120, 130), antialias=False) >= 0.5)
+
+
 def test_context_slices_stays_importable_from_features():
     from preprocessing.features import context_slices as old
 
@@ -102,6 +145,11 @@ def test_batches_side_by_side_give_what_one_at_a_time_gives(default_copy, scans)
     for mask, probs in outputs[1:]:
         np.testing.assert_array_equal(mask, outputs[0][0])
         np.testing.assert_allclose(probs, outputs[0][1], atol=1e-6)
+    # without probabilities the mask is interpolated near the liver only: the same voxels (float32 rounding
+    # of the two interpolations may decide a voxel within 1e-6 of 0.5: at most 0.01 % of the liver)
+    mask_alone, probs_alone = predictor.predict_volume(Volume(volume.array.copy(), volume.geometry, volume.path))[:2]
+    assert probs_alone is None
+    assert np.count_nonzero(mask_alone != outputs[0][0]) <= 1e-4 * outputs[0][0].sum()
 
 
 def agreement(model: Path, scans: Path, tmp_path: Path) -> list:

@@ -124,6 +124,17 @@ def test_location_prior_keeps_the_right_sided_piece_in_any_storage_orientation(d
     assert np.array_equal(out.astype(bool), r.from_canonical(right))
     without = r.from_canonical(postprocess(r.to_canonical(stored_mask), r.canonical_geometry(stored), steps[:1]))
     assert np.array_equal(without.astype(bool), r.from_canonical(left)), "by size alone the left blob wins"
+    # the predictors' way: the 2× subsample kept aside, the centre computed in a thread while labelling
+    sample = stored_image[::2, ::2, ::2].copy()
+    assert np.array_equal(body_centre_mm(sample, stored, "CT", subsampled=True), centre)
+    calls = []
+
+    def later():
+        calls.append(1)
+        return body_centre_mm(sample, stored, "CT", subsampled=True)
+
+    lazily = r.from_canonical(postprocess(r.to_canonical(stored_mask), r.canonical_geometry(stored), steps, later))
+    assert np.array_equal(lazily, out) and calls == [1]
 
 
 def test_location_prior_keeps_the_largest_when_every_piece_is_left():

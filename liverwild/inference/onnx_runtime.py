@@ -252,8 +252,9 @@ class OnnxSlicePredictor(SlicewisePredictor):
         """Batches of ``batch_size`` slices through the graph (on the CPU, ``model.workers`` batches at a
         time); then the probabilities, 16 slices at a time shared by the threads (``$LW_THREADS``, else the
         cores), resized to the canonical grid (:mod:`preprocessing.lean`, torch's bilinear weights) and
-        thresholded."""
-        from preprocessing.lean import context_slices, resize_slices
+        thresholded; without ``probs``, only where a probability can reach 0.5
+        (:func:`~preprocessing.lean.upsample_threshold`)."""
+        from preprocessing.lean import context_slices, resize_slices, upsample_threshold
 
         nz, ny, nx = mask.shape
         t = time.perf_counter()
@@ -265,6 +266,10 @@ class OnnxSlicePredictor(SlicewisePredictor):
 
         thread_map(segment_batch, range(0, nz, self.batch_size), self.model.workers)
         t1 = time.perf_counter()
+        if probs is None:  # the mask alone: interpolated only where the liver can be
+            upsample_threshold(small, mask)
+            seconds.update({"model": t1 - t, "resample": time.perf_counter() - t1})
+            return
 
         def upsample(start: int, chunk: int = 16) -> None:  # full-size temporaries of one chunk per thread
             p = resize_slices(small[start : start + chunk], (ny, nx), antialias=False, workers=1)

@@ -24,12 +24,13 @@ The values are anatomical, not fitted to any scan: see documentation/prediction_
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from ..errors import ConfigurationError
 from ..io.geometry import Geometry
+from ..parallel import thread_map
 
 FULL = np.ones((3, 3, 3), bool)  # 26-connectivity (SciPy is imported where used: lw_predict starts sooner)
 PLANE = np.ones((3, 3), bool)  # 8-connectivity within a slice
@@ -189,8 +190,7 @@ def choose_piece(
 
     The largest piece is checked first and, as it usually qualifies, alone; the others' centroids are
     computed only when it does not."""
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
+    sizes = np.bincount(labels[labels > 0])  # the foreground's labels only: several times faster
     candidates = np.flatnonzero(sizes)
     largest = labels == int(candidates[np.argmax(sizes[candidates])])
     if centre is None or len(candidates) == 1:
@@ -204,36 +204,48 @@ def choose_piece(
     return labels == int(candidates[np.argmax(sizes[candidates])])
 
 
-def resting_islands(slice_mask: np.ndarray, previous: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray:
-    """The 8-connected islands of a ``(y, x)`` slice with at least ``min_overlap`` of their area on
-    ``previous`` (the liver kept on the adjacent slice, same shape)."""
+def slice_islands(slice_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, area)`` of the 8-connected islands of a boolean ``(y, x)`` slice: int32 labels (0 outside)
+    and each label's voxel count (``area[0]`` counts the background)."""
     from scipy import ndimage
 
     labels, n = ndimage.label(slice_mask, structure=PLANE)
-    if n == 0:
-        return np.zeros(slice_mask.shape, bool)
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    resting = np.bincount(labels[previous.astype(bool)], minlength=n + 1)
+    return labels, np.bincount(labels.ravel(), minlength=n + 1)
+
+
+def resting_islands(
+    islands: tuple[np.ndarray, np.ndarray], previous: np.ndarray, min_overlap: float = Z_OVERLAP
+) -> np.ndarray:
+    """The islands of a slice (:func:`slice_islands`) with at least ``min_overlap`` of their area on
+    ``previous`` (the liver kept on the adjacent slice, boolean, same shape), as a boolean ``(y, x)`` mask."""
+    labels, area = islands
+    if area.size == 1:
+        return np.zeros(labels.shape, bool)
+    resting = np.bincount(labels[previous], minlength=area.size)
     keep = resting >= min_overlap * area
     keep[0] = False
     return keep[labels]
 
 
-def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray:
+def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP, workers: int | None = None) -> np.ndarray:
     """Boolean ``(z, y, x)`` mask (z = canonical axial slices, inferior → superior) reduced to one run of
     slices: from the slice of largest area, walk towards the dome and towards the tip keeping the
     :func:`resting_islands` of each slice on the liver kept on the slice before; the first slice left
-    empty ends the walk. A tapering tip rests on the larger slice above it and is kept."""
+    empty ends the walk. A tapering tip rests on the larger slice above it and is kept. The slices' islands
+    are labelled first, in ``workers`` threads (default ``$LW_THREADS``, else the cores)."""
     out = np.zeros(mask.shape, bool)
-    area = mask.sum(axis=(1, 2))
+    area = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
     if not area.any():
         return out
+    occupied = np.flatnonzero(area)
+    first, last = int(occupied[0]), int(occupied[-1])  # the walk ends before any slice outside these
+    islands = dict(zip(range(first, last + 1), thread_map(slice_islands, mask[first : last + 1], workers)))
     start = int(np.argmax(area))
     out[start] = mask[start]
     for step in (-1, 1):
         k = start + step
-        while 0 <= k < mask.shape[0]:
-            out[k] = resting_islands(mask[k], out[k - step], min_overlap)
+        while first <= k <= last:
+            out[k] = resting_islands(islands[k], out[k - step], min_overlap)
             if not out[k].any():
                 break
             k += step
@@ -249,23 +261,24 @@ def removed_components(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     if labels is None:
         labels = ndimage.label(before, structure=FULL)[0]
     n = int(labels.max(initial=0))
-    kept = np.unique(labels[after.astype(bool) & (labels > 0)])
-    return int(n - kept.size)
+    hits = np.bincount(labels[after.astype(bool, copy=False)].ravel(), minlength=n + 1)  # voxels kept per label
+    return int(n - np.count_nonzero(hits[1:]))
 
 
 def postprocess(
     mask: np.ndarray,
     geometry: Geometry,
     steps: Iterable[str] = STEPS,
-    body_centre: np.ndarray | None = None,
+    body_centre: np.ndarray | Callable[[], np.ndarray] | None = None,
     record: dict | None = None,
 ) -> np.ndarray:
     """The ``steps`` (any of :data:`STEPS`; applied in that order) on a canonical liver mask ``(z, y, x)``
     on ``geometry`` (its canonical geometry: spacing in mm, direction cosines); uint8 0/1, same shape.
 
-    ``body_centre`` (LPS mm, from :func:`body_centre_mm`) is needed by ``location``. Computed inside the
-    mask's bounding box; an empty mask stays empty. ``record``, when given, receives
-    ``components_removed``: the :func:`removed_components` of the mask.
+    ``body_centre`` (LPS mm, from :func:`body_centre_mm`), or a function returning it, is needed by
+    ``location``; a function is called once the mask is labelled, so that a caller can compute the centre
+    in another thread meanwhile. Computed inside the mask's bounding box; an empty mask stays empty.
+    ``record``, when given, receives ``components_removed``: the :func:`removed_components` of the mask.
     """
     from scipy import ndimage
 
@@ -286,7 +299,10 @@ def postprocess(
             labels = pieces_after_bridges(region, spacing_zyx(geometry))
         else:
             labels = components = ndimage.label(region, structure=FULL)[0]
-        region = choose_piece(labels, geometry, body_centre if "location" in steps else None, offset)
+        centre = None
+        if "location" in steps:
+            centre = body_centre() if callable(body_centre) else body_centre
+        region = choose_piece(labels, geometry, centre, offset)
     if "z_continuity" in steps:
         region = z_continuity(region)
     if "fill_holes" in steps:
@@ -297,13 +313,14 @@ def postprocess(
     return out
 
 
-def body_centre_mm(image: np.ndarray, geometry: Geometry, modality: str) -> np.ndarray:
+def body_centre_mm(image: np.ndarray, geometry: Geometry, modality: str, subsampled: bool = False) -> np.ndarray:
     """Centroid (x, y, z) in LPS mm of the body outline of a stored ``(z, y, x)`` image on ``geometry``
     (:func:`planning.fingerprint.body_mask`: CT above −300 HU, MR above half the Otsu threshold, largest
-    component; on a 2× subsampled grid). Its x is the body's left-right midline."""
+    component; on a 2× subsampled grid). Its x is the body's left-right midline. ``subsampled``: ``image``
+    is already that grid, ``stored[::2, ::2, ::2]`` (a copy a caller keeps while the scan is normalised)."""
     from planning.fingerprint import body_mask
 
-    body = body_mask(image[::2, ::2, ::2], modality)
+    body = body_mask(image if subsampled else image[::2, ::2, ::2], modality)
     index_zyx = np.argwhere(body).mean(axis=0) * 2 if body.any() else (np.asarray(image.shape) - 1) / 2
     return geometry.index_to_physical(index_zyx[::-1])
 
