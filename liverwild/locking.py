@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LiverwildError
@@ -52,6 +53,14 @@ def _alive(holder: dict, host: str) -> bool:
     return isinstance(pid, int) and (holder.get("host") != host or process_alive(pid))
 
 
+def in_use(path: Path, folder, holder: dict) -> str:
+    """The one-line message of a ``folder`` whose lock file ``path`` a live ``holder`` holds."""
+    return (
+        f"{path}: {folder} is in use by process {holder.get('pid')} on {holder.get('host')} ({holder.get('command')}, "
+        f"since {holder.get('since')}); wait for it to finish, or remove the lock file if that process is gone"
+    )
+
+
 def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
     """Create ``folder/<name>`` (default ``.lw.lock``) for this process; raises :class:`LockedError` if a
     live process holds it. Jobs that share a folder by design (prediction parts) lock their own name."""
@@ -69,13 +78,9 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _holder(path)
-            pid, host = holder.get("pid"), holder.get("host")
+            pid = holder.get("pid")
             if _alive(holder, socket.gethostname()):
-                raise LockedError(
-                    f"{path}: {folder} is in use by process {pid} on {host} ({holder.get('command')}, "
-                    f"since {holder.get('since')}); wait for it to finish, or remove the lock file if "
-                    "that process is gone"
-                ) from None
+                raise LockedError(in_use(path, folder, holder)) from None
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # stale: its process is dead (or the file empty)
             logger.warning(f"{path}: took over a stale lock of process {pid} (no longer running)")
@@ -96,6 +101,17 @@ def held_by_others(folder, own: Path | None = None) -> list[Path]:
         for path, holder in holders.items()
         if _alive(holder, host) and (holder.get("pid"), holder.get("host")) != (pid, host)
     ]
+
+
+def refuse_other_writers(folder, own: Path, compatible: Callable[[str], bool] = lambda name: False) -> None:
+    """Release ``own`` (this process's lock of ``folder``) and raise :class:`LockedError`, naming the other
+    lock and its holder, when another live process holds a lock file of ``folder`` whose name
+    ``compatible`` does not accept. Jobs that share a folder by design (the parts of one prediction split)
+    accept each other's locks; anything else would write the same files."""
+    others = [path for path in held_by_others(folder, own) if not compatible(path.name)]
+    if others:
+        release(own)
+        raise LockedError(in_use(others[0], folder, _holder(others[0])))
 
 
 def release(path: Path) -> None:

@@ -188,7 +188,7 @@ def test_postprocessing_steps_are_chosen_or_refused(model_dir, scan, tmp_path, c
 def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tmp_path):
     """Temporaries of atomic writes (``.<name>.<random>.tmp<suffix>``) left by a killed run in the output
     folder and its picture folders are removed by the next run over the whole folder, never by one part
-    of several nor while a part run holds its lock (it may be writing them); the user's own files stay."""
+    of several (another part may be writing them); the user's own files stay."""
     inputs, _ = scan
     common = ["-i", str(inputs / "lps_0000.nii.gz"), "-m", model_dir, "--device", "cpu", "--no-progress"]
     out = tmp_path / "out"
@@ -202,14 +202,45 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tm
         path.write_bytes(b"half")
     assert predict_cli.main([*common, "-o", str(out), "--part", "0", "--num-parts", "2"]) == 0
     assert all(path.exists() for path in stale)
-    part_lock = out / ".lw.part1of2.lock"  # another part, alive (this test's parent process), still writing
-    part_lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}), encoding="utf-8")
-    assert predict_cli.main([*common, "-o", str(out)]) == 0
-    assert all(path.exists() for path in stale)
-    part_lock.unlink()
     assert predict_cli.main([*common, "-o", str(out)]) == 0
     assert not any(path.exists() for path in stale) and (out / "notes.tmp.txt").exists()
     assert (out / "lps.nii.gz").is_file()
+
+
+def live_lock(folder, name: str):
+    """A lock file in ``folder`` held by a live process (this test's parent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "command": f"lw_predict {name}"}
+    path.write_text(json.dumps(holder), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "held, mine, refused",
+    [
+        (".lw.part1of2.lock", [], True),  # a whole-folder run beside a part run: both would write its scans
+        (".lw.lock", ["--part", "0", "--num-parts", "2"], True),  # a part beside a whole-folder run
+        (".lw.part1of3.lock", ["--part", "0", "--num-parts", "2"], True),  # parts of two different splits
+        (".lw.part1of2.lock", ["--part", "0", "--num-parts", "2"], False),  # parts of one split: by design
+    ],
+)
+def test_runs_that_would_write_the_same_scans_into_one_folder_are_refused(
+    model_dir, scan, tmp_path, capsys, held, mine, refused
+):
+    """One folder, one writer — or the parts of one split, which write different scans. A refused run
+    names the other run's lock and command, writes nothing and leaves the other lock alone."""
+    inputs, _ = scan
+    out = tmp_path / "out"
+    other = live_lock(out, held)
+    args = ["-i", str(inputs / "lps_0000.nii.gz"), "-o", str(out), "-m", model_dir, "--device", "cpu", "--no-progress"]
+    code = predict_cli.main([*args, *mine])
+    if refused:
+        assert code == 1
+        assert f"{other}: {out} is in use by process {os.getppid()}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [held]  # nothing written, its own lock released
+    else:
+        assert code == 0 and (out / "lps.nii.gz").is_file() and other.exists()
 
 
 def test_bad_inputs_are_reported_and_the_rest_processed(model_dir, scan, tmp_path, capsys):

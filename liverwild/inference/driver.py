@@ -8,13 +8,15 @@ parts' reports merged under torchrun).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import write_json_atomic
 from ..errors import ConfigurationError, LiverwildError
-from ..locking import acquire, held_by_others, release
+from ..locking import acquire, refuse_other_writers, release
 from ..log import get_logger
 from ..shipped import DISCLAIMER
 from .base import BasePredictor
@@ -189,6 +191,12 @@ def predict_with(inputs, output, options: PredictOptions, masks: dict | None = N
     return report
 
 
+def same_split(num_parts: int, lock_name: str) -> bool:
+    """Whether ``lock_name`` is the lock of a part of a ``--num-parts num_parts`` split (parts of one split
+    write different scans of one folder; a whole-folder run or another split would write the same ones)."""
+    return num_parts > 1 and re.fullmatch(rf"\.lw\.part\d+of{num_parts}\.lock", lock_name) is not None
+
+
 def merge_reports(reports: list) -> dict:
     """One report from the reports of the parts of a folder (scans in input order, counts summed)."""
     merged = dict(reports[0])
@@ -233,13 +241,18 @@ def _predict_share(
         )
     part, num_parts = options.part, options.num_parts
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
-    try:  # one writer per output folder (or part)
+    try:  # one writer per output folder, or the parts of one split
         lock = acquire(output, "lw_predict", f".lw{tag}.lock") if output is not None else None
-    except OSError as exc:
-        raise LiverwildError(
-            f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
-        ) from exc
-    if output is not None and num_parts == 1 and not held_by_others(output, lock):  # no part run writing here
+        if lock is not None:
+            refuse_other_writers(output, lock, partial(same_split, num_parts))
+    except BaseException as exc:
+        reader.shutdown(cancel_futures=True)
+        if isinstance(exc, OSError):
+            raise LiverwildError(
+                f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
+            ) from exc
+        raise
+    if output is not None and num_parts == 1:  # alone in the folder: what a killed run left can go
         for path in remove_stale_outputs(output):
             logger.info(f"removed {path.name}, left half-written by an interrupted run")
     writer = ScanOutputs(predictor, trained, options, output, html, masks)

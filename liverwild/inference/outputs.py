@@ -137,6 +137,7 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
 
 def remove_stale_outputs(output: Path) -> list:
     """The temporaries a killed ``lw_predict`` left in ``output`` and the folders it writes into
-    (:func:`liverwild.atomic.remove_stale_temporaries`); returns them. Only for a run that holds the whole
-    folder's lock while no part run holds its own (:func:`liverwild.locking.held_by_others`)."""
+    (:func:`liverwild.atomic.remove_stale_temporaries`); returns them. Only for a run over the whole
+    folder: it holds the folder's lock and no other run writes there (the driver refuses to start
+    beside one, :func:`liverwild.locking.refuse_other_writers`)."""
     return [p for folder in (output, output / FIGURES, output / OVERLAYS) for p in remove_stale_temporaries(folder)]
