@@ -16,6 +16,9 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+TEMPORARY_MARK = ".lw.tmp"  # in the name of every temporary file of an atomic write
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ""):
     """Yield a temporary path in ``path``'s folder; on success rename it to ``path``.
@@ -26,7 +29,7 @@ def atomic_path(path, suffix: str = ""):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.name[: len(path.name) - len(suffix)] if suffix and path.name.endswith(suffix) else path.name
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp" + suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=TEMPORARY_MARK + suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -38,9 +41,10 @@ def atomic_path(path, suffix: str = ""):
 
 def remove_stale_temporaries(folder) -> list:
     """Delete the temporary files :func:`atomic_path` leaves in ``folder`` when its process is killed
-    mid-write (``.<name>.<random>.tmp<suffix>``); returns them. Call it only while holding the folder's
-    lock, so that no live writer's temporary is taken."""
-    stale = [p for p in Path(folder).glob(".*.tmp*") if p.is_file()]
+    mid-write (``.<name>.<random>.lw.tmp<suffix>``: hidden, with liverwild's mark, so that a user's own
+    ``.notes.tmp`` stays); returns them. Call it only while holding the folder's lock, so that no live
+    writer's temporary is taken."""
+    stale = [p for p in Path(folder).glob(f".*{TEMPORARY_MARK}*") if p.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

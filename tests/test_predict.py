@@ -186,24 +186,25 @@ def test_postprocessing_steps_are_chosen_or_refused(model_dir, scan, tmp_path, c
 
 
 def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tmp_path):
-    """Temporaries of atomic writes (``.<name>.<random>.tmp<suffix>``) left by a killed run in the output
+    """Temporaries of atomic writes (``.<name>.<random>.lw.tmp<suffix>``) left by a killed run in the output
     folder and its picture folders are removed by the next run over the whole folder, never by one part
     of several (another part may be writing them); the user's own files stay."""
     inputs, _ = scan
     common = ["-i", str(inputs / "lps_0000.nii.gz"), "-m", model_dir, "--device", "cpu", "--no-progress"]
     out = tmp_path / "out"
     stale = [
-        out / ".lps.k2j4.tmp.nii.gz",
-        out / ".lw_report" / ".lps.x81q.tmp.png",
-        out / "overlays" / ".lps.q.tmp.png",
+        out / ".lps.k2j4.lw.tmp.nii.gz",
+        out / ".lw_report" / ".lps.x81q.lw.tmp.png",
+        out / "overlays" / ".lps.q.lw.tmp.png",
     ]
-    for path in [*stale, out / "notes.tmp.txt"]:
+    mine = [out / "notes.tmp.txt", out / ".draft.tmp.txt"]  # the user's, hidden or not
+    for path in [*stale, *mine]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
     assert predict_cli.main([*common, "-o", str(out), "--part", "0", "--num-parts", "2"]) == 0
     assert all(path.exists() for path in stale)
     assert predict_cli.main([*common, "-o", str(out)]) == 0
-    assert not any(path.exists() for path in stale) and (out / "notes.tmp.txt").exists()
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in mine)
     assert (out / "lps.nii.gz").is_file()
 
 

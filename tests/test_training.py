@@ -314,7 +314,7 @@ def test_full_disk_while_writing_a_checkpoint_is_a_clear_error(preprocessed, tmp
 
 
 def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, trained_model, tmp_path):
-    """A run killed inside an atomic write leaves ``.<name>.<random>.tmp<suffix>``; the same command
+    """A run killed inside an atomic write leaves ``.<name>.<random>.lw.tmp<suffix>``; the same command
     again (here: the finished run, so nothing to train) removes it, and keeps every real file."""
     import shutil
 
@@ -322,7 +322,7 @@ def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, traine
     results = tmp_path / "results"
     copy = results / TRAINED_FOLD / model.name
     shutil.copytree(model, copy)
-    stale = [copy / ".progress.k3j2x.tmp.png", copy / ".checkpoint_latest.pth.a9q1.tmp.pth"]
+    stale = [copy / ".progress.k3j2x.lw.tmp.png", copy / ".checkpoint_latest.pth.a9q1.lw.tmp.pth"]
     for path in stale:
         path.write_bytes(b"half")
     kept = sorted(p.name for p in copy.iterdir() if p not in stale)
