@@ -334,6 +334,29 @@ def test_rerun_removes_what_a_killed_run_left_half_written(phantom_study, traine
     assert sorted(p.name for p in copy.iterdir()) == kept
 
 
+def test_lw_train_exports_a_finished_2d_model_for_the_lean_runtime(phantom_study, trained_model, tmp_path):
+    """lw_train ends with the model's ONNX export (here on the finished run: nothing to train), which
+    lw_predict's default runtime then takes; with --no-export nothing is written and torch predicts."""
+    import shutil
+
+    from liverwild.inference import predict
+    from liverwild.inference.onnx_runtime import export_paths, export_status
+
+    model = Path(trained_model["output"])
+    results = tmp_path / "results"
+    copy = results / TRAINED_FOLD / model.name
+    shutil.copytree(model, copy, ignore=shutil.ignore_patterns("*.onnx", "*.onnx.json"))
+    same = ["--epochs", "8", "--lr", "0.01", "--seed", "0", "--set", "val_batch_size=16", "--device", "cpu"]
+    folders = ["--preprocessed", str(phantom_study / "pre"), "--results", str(results), "--no-progress"]
+    scan = next((phantom_study / "raw" / "PhantomT2MR" / "imagesTr").glob("*.nii.gz"))
+    assert train_cli.main([TRAINED_FOLD, *same, *folders, "--no-export"]) == 0
+    assert not any(path.exists() for path in export_paths(copy))
+    assert predict(scan, tmp_path / "torch", model=str(copy), device="cpu", progress=False)["runtime"] == "torch"
+    assert train_cli.main([TRAINED_FOLD, *same, *folders]) == 0
+    assert export_status(copy)[0] is not None, export_status(copy)[1]
+    assert predict(scan, tmp_path / "onnx", model=str(copy), device="cpu", progress=False)["runtime"] == "onnx"
+
+
 # ---- every option acts or is refused (issue 25) ----------------------------------------------------
 
 

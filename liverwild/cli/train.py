@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--continue", dest="continue_training", action="store_true", help="resume from checkpoint_latest.pth"
     )
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not export a finished 2d model to ONNX (default: exported when the onnx package is installed, "
+        "so that lw_predict runs it without torch, about 3x faster on a CPU)",
+    )
     add_folder_options(p, "preprocessed", "results")
     add_logging_options(p)
     return p
@@ -60,6 +66,10 @@ def main(argv=None) -> int:
             threads=args.threads,
         )
         if process_rank() == 0:  # under torchrun: one summary per job
+            if not args.no_export:
+                from ..inference.export import export_after_training
+
+                export_after_training(summary["output"])
             print(f"done: best validation Dice {summary['best_val_dice']:.4f}; results in {summary['output']}")
 
     return run(work)

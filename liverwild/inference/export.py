@@ -18,12 +18,15 @@ from ..atomic import atomic_path, write_json_atomic
 from ..backbones import centre_slice
 from ..errors import ConfigurationError, LiverwildError
 from ..hashing import file_sha256
+from ..log import get_logger
 from ..nets import liver_logits
 from ..revision import provenance_fields
 from .model import TrainedModel
 from .model_folder import checkpoint_path, resolve_model_dir
 from .onnx_runtime import ONNX_FORMAT, export_paths
 from .postprocessing import DEFAULT_STEPS, STEPS
+
+logger = get_logger(__name__)
 
 OPSET = 17
 TOLERANCE = 1e-3  # max abs difference of probabilities, onnxruntime vs torch, for an export to be kept
@@ -122,6 +125,37 @@ def export_onnx(model="default", checkpoint: str = "best", results=None, trainer
         ) from exc
     write_json_atomic(side_path, sidecar(trained, checkpoint_path(folder, checkpoint), difference))
     return graph_path
+
+
+def export_after_training(folder) -> Path | None:
+    """What ``lw_train`` does with a finished run: the ONNX export of a 2D model's best checkpoint, so that
+    ``lw_predict`` (``--runtime auto``) runs it without torch, about 3× faster on a CPU. Returns the graph,
+    or None with a log line saying why not: a 3d model, an export already current, ``onnx`` not
+    installed, or an export that failed (the trained model itself is never touched)."""
+    import importlib.util
+
+    from .onnx_runtime import export_status
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config.get("configuration", "2d") != "2d" or not checkpoint_path(folder, "best").is_file():
+        return None
+    if export_status(folder)[0] is not None:
+        logger.info(f"{folder}: its ONNX export is current")
+        return None
+    if importlib.util.find_spec("onnx") is None:
+        logger.info(
+            f"{folder}: not exported to ONNX (pip install 'liverwild[export]', then lw_export {folder} --onnx: "
+            "lw_predict about 3× faster on a CPU)"
+        )
+        return None
+    try:
+        graph = export_onnx(folder)
+    except LiverwildError as exc:
+        logger.warning(f"WARNING: the model is trained, but its ONNX export failed ({exc}); lw_predict uses torch")
+        return None
+    logger.info(f"exported {graph.name} (lw_predict runs it without torch)")
+    return graph
 
 
 def _difference(graph: LiverGraph, path: Path, example: torch.Tensor) -> float:
