@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -39,12 +40,21 @@ def atomic_path(path, suffix: str = ""):
         Path(tmp).unlink(missing_ok=True)
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file ``name`` is an :func:`atomic_path` temporary: with liverwild's mark, or unmarked as
+    earlier versions named them (``.<name>.<8 random characters of mkstemp>.tmp<suffix>``)."""
+    return name.startswith(".") and (TEMPORARY_MARK in name or UNMARKED.fullmatch(name) is not None)
+
+
+UNMARKED = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\..+)?")
+
+
 def remove_stale_temporaries(folder) -> list:
     """Delete the temporary files :func:`atomic_path` leaves in ``folder`` when its process is killed
-    mid-write (``.<name>.<random>.lw.tmp<suffix>``: hidden, with liverwild's mark, so that a user's own
-    ``.notes.tmp`` stays); returns them. Call it only while holding the folder's lock, so that no live
+    mid-write (:func:`is_temporary`: hidden, with liverwild's mark or mkstemp's random part, so that a
+    user's own ``.notes.tmp`` stays); returns them. Call it only while holding the folder's lock, so that no live
     writer's temporary is taken."""
-    stale = [p for p in Path(folder).glob(f".*{TEMPORARY_MARK}*") if p.is_file()]
+    stale = [p for p in Path(folder).glob(".*.tmp*") if p.is_file() and is_temporary(p.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

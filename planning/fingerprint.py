@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from liverwild.atomic import write_json_atomic
 from liverwild.datasets import case_files, load_dataset_json
 from liverwild.errors import LiverwildError
 from liverwild.io import Reorientation, check_not_constant, read_aligned_label, read_image
+from liverwild.labelling import fill_holes, label
 from liverwild.parallel import bounded_imap
 
 from .content import content_digest, slice_digests
@@ -43,13 +43,11 @@ def body_mask(image: np.ndarray, modality: str) -> np.ndarray:
         from skimage.filters import threshold_otsu
 
         mask = small > 0.5 * threshold_otsu(small)
-    labels, n = ndimage.label(mask)
+    labels, n = label(mask, full=False)  # face-connected, as SciPy's default
     if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
+        mask = labels == int(np.argmax(np.bincount(labels[labels > 0])))
     if modality != "CT":
-        mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
+        mask = np.stack([fill_holes(m) for m in mask])
     full = np.repeat(np.repeat(np.repeat(mask, 2, 0), 2, 1), 2, 2)[: image.shape[0], : image.shape[1], : image.shape[2]]
     if modality == "CT":
         full &= image > CT_BODY_THRESHOLD

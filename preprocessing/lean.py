@@ -153,9 +153,11 @@ def _reach(taps: tuple[np.ndarray, np.ndarray], n_in: int) -> tuple[np.ndarray, 
 
 
 def upsample_threshold(small: np.ndarray, out: np.ndarray, threshold: float = 0.5, workers: int | None = None) -> None:
-    """``out[k] = resize_slices(small, out.shape[1:], antialias=False)[k] ≥ threshold`` for every slice of
-    ``small`` ``(Z, H, W)`` float32 into ``out`` ``(Z, h, w)`` (bool or uint8 0/1), working only where a
-    value can reach ``threshold``.
+    """Every slice of ``small`` ``(Z, H, W)`` float32 upsampled bilinearly to ``out.shape[1:]`` (the taps of
+    ``resize_slices(..., antialias=False)`` and torch's ``interpolate(mode="bilinear", align_corners=False)``)
+    and thresholded, ``≥ threshold``, into ``out`` ``(Z, h, w)`` (bool or uint8 0/1), working only where a
+    value can reach ``threshold``. The values agree with those functions' to float32 rounding (they sum
+    in another order), so a voxel within about 1e-7 of the threshold may fall the other way.
 
     Plain bilinear upsampling makes each value a convex combination of its 2 × 2 coarse neighbours, so a
     value reaches the threshold only where one of them does (within float32 rounding, covered by a margin

@@ -135,6 +135,12 @@ def test_location_prior_keeps_the_right_sided_piece_in_any_storage_orientation(d
 
     lazily = r.from_canonical(postprocess(r.to_canonical(stored_mask), r.canonical_geometry(stored), steps, later))
     assert np.array_equal(lazily, out) and calls == [1]
+    # no body at all (air): the centre of the whole grid, from the subsample too
+    air = np.full((21, 40, 41), -1000.0, np.float32)
+    grid = stored_geometry(canonical_geometry(air.shape, (3.0, 1.5, 2.0)), direction)
+    middle = grid.index_to_physical(((np.asarray(air.shape) - 1) / 2)[::-1])
+    np.testing.assert_allclose(body_centre_mm(air, grid, "CT"), middle)
+    np.testing.assert_allclose(body_centre_mm(air[::2, ::2, ::2].copy(), grid, "CT", subsampled=True), middle)
 
 
 def test_location_prior_keeps_the_largest_when_every_piece_is_left():

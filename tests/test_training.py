@@ -357,6 +357,24 @@ def test_lw_train_exports_a_finished_2d_model_for_the_lean_runtime(phantom_study
     assert predict(scan, tmp_path / "onnx", model=str(copy), device="cpu", progress=False)["runtime"] == "onnx"
 
 
+def test_a_failed_export_after_training_is_a_warning(trained_model, tmp_path, monkeypatch, caplog):
+    """Whatever breaks in the export (here a tracer error) leaves the trained model and the run alone."""
+    import shutil
+
+    from liverwild.inference import export
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model["output"], copy, ignore=shutil.ignore_patterns("*.onnx", "*.onnx.json"))
+
+    def broken(folder):
+        raise RuntimeError("tracer: unsupported operator\nsecond line")
+
+    monkeypatch.setattr(export, "export_onnx", broken)
+    assert export.export_after_training(copy) is None
+    assert "ONNX export failed (RuntimeError: tracer: unsupported operator)" in caplog.text
+    assert (copy / "checkpoint_best.pth").is_file() and not (copy / "checkpoint_best.onnx").exists()
+
+
 # ---- every option acts or is refused (issue 25) ----------------------------------------------------
 
 

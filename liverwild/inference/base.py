@@ -112,13 +112,23 @@ class BasePredictor:
         return steps_from(option)
 
     def locate_body(self, volume: Volume, modality: str) -> Callable[[], np.ndarray] | None:
-        """When a step uses the body centre (LPS mm, :func:`.postprocessing.body_centre_mm`), the function
-        that computes it, else None. The 2× subsampled copy of the image it needs is taken now (before the
-        input is normalised in place); :meth:`finish_liver` runs it while the mask is being labelled."""
-        if {"location", "plausibility"} & set(self.steps):
-            sample = np.ascontiguousarray(volume.array[::2, ::2, ::2])  # 1/8 of the scan: a copy
-            return partial(body_centre_mm, sample, volume.geometry, modality, subsampled=True)
-        return None
+        """When a step uses the body centre (LPS mm, :func:`.postprocessing.body_centre_mm`), a function that
+        returns it, else None. The 2× subsampled copy of the image it needs is taken now (before the input
+        is normalised in place). On a CT the centre is computed by :meth:`finish_liver` while it labels the
+        mask; on an MR at once, in a thread of its own, beside the model (its Otsu threshold imports
+        scikit-image, about 0.25 s, which would otherwise wait for the post-processing)."""
+        if not {"location", "plausibility"} & set(self.steps):
+            return None
+        sample = np.ascontiguousarray(volume.array[::2, ::2, ::2])  # 1/8 of the scan: a copy
+        locate = partial(body_centre_mm, sample, volume.geometry, modality, subsampled=True)
+        if modality == "CT":
+            return locate
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="lw-body")
+        pending = pool.submit(locate)
+        pool.shutdown(wait=False)  # its thread ends with this one piece of work
+        return pending.result
 
     def finish_liver(self, mask: np.ndarray, geometry: Geometry, locate: Callable[[], np.ndarray] | None) -> tuple:
         """``(mask, plausibility or None, {"liver": components removed})``: the post-processing steps on a

@@ -27,7 +27,7 @@ from .onnx_runtime import choose_runtime
 from .options import PredictOptions
 from .outputs import ScanOutputs, check_output_options, remove_stale_outputs, wants_html, write_run_files
 from .pipeline import segment_all
-from .postprocessing import preload, steps_from
+from .postprocessing import steps_from
 
 if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--runtime onnx runs without it)
     import torch
@@ -224,39 +224,33 @@ def _predict_share(
     from concurrent.futures import ThreadPoolExecutor
 
     scans, rejected = share
-    reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
-    first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
-    try:
-        trained, predictor, runtime_fields = load_runtime(dev, options)
-        preload()
-    except BaseException:
-        reader.shutdown(cancel_futures=True)
-        raise
-    if trained.config.get("default_model"):
-        logger.info(f"NOTE: {DISCLAIMER}")
-    if trained.random_backbone and under_torchrun(dev)[1]:
-        logger.warning(
-            "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its masks "
-            "are not meant for real use."
-        )
     part, num_parts = options.part, options.num_parts
     tag = f".part{part}of{num_parts}" if num_parts > 1 else ""
-    try:  # one writer per output folder, or the parts of one split
-        lock = acquire(output, "lw_predict", f".lw{tag}.lock") if output is not None else None
-        if lock is not None:
-            refuse_other_writers(output, lock, partial(same_split, num_parts))
-    except BaseException as exc:
-        reader.shutdown(cancel_futures=True)
-        if isinstance(exc, OSError):
+    reader = ThreadPoolExecutor(1, thread_name_prefix="lw-read")
+    first = reader.submit(BasePredictor.load, scans[0][1]) if scans else None  # read while the model loads
+    lock = None
+    try:
+        # the model first: options it refuses leave no output folder behind
+        trained, predictor, runtime_fields = load_runtime(dev, options)
+        if trained.config.get("default_model"):
+            logger.info(f"NOTE: {DISCLAIMER}")
+        if trained.random_backbone and under_torchrun(dev)[1]:
+            logger.warning(
+                "WARNING: this model was trained on a RANDOMLY initialised backbone (demo/test setting): its "
+                "masks are not meant for real use."
+            )
+        try:  # one writer per output folder, or the parts of one split
+            lock = acquire(output, "lw_predict", f".lw{tag}.lock") if output is not None else None
+        except OSError as exc:
             raise LiverwildError(
                 f"{output}: the output folder cannot be written ({exc.strerror or exc}); nothing was segmented"
             ) from exc
-        raise
-    if output is not None and num_parts == 1:  # alone in the folder: what a killed run left can go
-        for path in remove_stale_outputs(output):
-            logger.info(f"removed {path.name}, left half-written by an interrupted run")
-    writer = ScanOutputs(predictor, trained, options, output, html, masks)
-    try:
+        if lock is not None:
+            refuse_other_writers(output, lock, partial(same_split, num_parts))
+        if output is not None and num_parts == 1:  # alone in the folder: what a killed run left can go
+            for path in remove_stale_outputs(output):
+                logger.info(f"removed {path.name}, left half-written by an interrupted run")
+        writer = ScanOutputs(predictor, trained, options, output, html, masks)
         results_list, seconds = segment_all(
             predictor,
             scans,
@@ -290,6 +284,9 @@ def _predict_share(
         if output is not None and not under_torchrun(dev)[0]:  # under torchrun rank 0 writes the merged report
             report["outputs"] = write_run_files(output, report, tag, options.statistics, html)
             write_json_atomic(output / f"prediction_report{tag}.json", report)
+    except BaseException:
+        reader.shutdown(wait=False, cancel_futures=True)  # a read under way is left to finish; none is started
+        raise
     finally:
         if lock is not None:
             release(lock)

@@ -127,6 +127,10 @@ def export_onnx(model="default", checkpoint: str = "best", results=None, trainer
     return graph_path
 
 
+def torch_until(folder) -> str:
+    return f"lw_predict uses torch until lw_export {folder} --onnx succeeds"
+
+
 def export_after_training(folder) -> Path | None:
     """What ``lw_train`` does with a finished run: the ONNX export of a 2D model's best checkpoint, so that
     ``lw_predict`` (``--runtime auto``) runs it without torch, about 3× faster on a CPU. Returns the graph,
@@ -140,19 +144,28 @@ def export_after_training(folder) -> Path | None:
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if config.get("configuration", "2d") != "2d" or not checkpoint_path(folder, "best").is_file():
         return None
-    if export_status(folder)[0] is not None:
-        logger.info(f"{folder}: its ONNX export is current")
-        return None
-    if importlib.util.find_spec("onnx") is None:
+    missing = [package for package in ("onnx", "onnxruntime") if importlib.util.find_spec(package) is None]
+    if missing:
         logger.info(
-            f"{folder}: not exported to ONNX (pip install 'liverwild[export]', then lw_export {folder} --onnx: "
-            "lw_predict about 3× faster on a CPU)"
+            f"{folder}: not exported to ONNX ({' and '.join(missing)} missing: pip install 'liverwild[export]', "
+            f"then lw_export {folder} --onnx: lw_predict about 3× faster on a CPU)"
         )
         return None
     try:
+        if export_status(folder)[0] is not None:
+            logger.info(f"{folder}: its ONNX export is current")
+            return None
         graph = export_onnx(folder)
-    except LiverwildError as exc:
-        logger.warning(f"WARNING: the model is trained, but its ONNX export failed ({exc}); lw_predict uses torch")
+    except LiverwildError as exc:  # the model is trained and saved: the export's failure must not fail the run
+        logger.warning(f"WARNING: the model is trained, but its ONNX export failed ({exc}); {torch_until(folder)}")
+        return None
+    except Exception as exc:  # unexpected (a tracer error, a full disk): its traceback helps a bug report
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        logger.warning(
+            f"WARNING: the model is trained, but its ONNX export failed ({type(exc).__name__}: {reason}); "
+            f"{torch_until(folder)}",
+            exc_info=True,
+        )
         return None
     logger.info(f"exported {graph.name} (lw_predict runs it without torch)")
     return graph

@@ -30,10 +30,10 @@ import numpy as np
 
 from ..errors import ConfigurationError
 from ..io.geometry import Geometry
-from ..parallel import thread_map
+from ..labelling import fill_holes as fill_holes  # re-exported: one of the steps
+from ..labelling import label, label_slices
 
-FULL = np.ones((3, 3, 3), bool)  # 26-connectivity (SciPy is imported where used: lw_predict starts sooner)
-PLANE = np.ones((3, 3), bool)  # 8-connectivity within a slice
+FULL = np.ones((3, 3, 3), bool)  # 26-connectivity, for SciPy's functions (imported where used, rarely)
 
 STEPS = ("largest_component", "bridges", "location", "z_continuity", "fill_holes", "plausibility")
 DEFAULT_STEPS = tuple(s for s in STEPS if s != "bridges")
@@ -49,14 +49,6 @@ Z_OVERLAP = 0.5  # share of an island's area that must lie on the previous slice
 VOLUME_ML = (600.0, 4000.0)  # plausible volume of a fully covered adult liver
 CRANIOCAUDAL_MM = (80.0, 300.0)  # plausible dome-to-tip extent
 INPLANE_MAX_MM = 300.0  # no liver is wider (left-right or anterior-posterior) than this
-
-
-def preload() -> None:
-    """Import SciPy's ``ndimage`` now, ahead of its first use: ``lw_predict`` calls this while its reader
-    thread reads the first scan, so the import (about 0.3 s) overlaps the read instead of delaying it."""
-    import importlib
-
-    importlib.import_module("scipy.ndimage")
 
 
 def check_steps(steps: Iterable[str]) -> tuple[str, ...]:
@@ -80,32 +72,11 @@ def spacing_zyx(geometry: Geometry) -> np.ndarray:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask, structure=FULL)
+    """Boolean mask of the largest 26-connected component of ``mask`` (the first in raster order on a tie)."""
+    labels, n = label(mask, full=True)
     if n <= 1:
         return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Boolean copy of ``mask`` with its cavities filled: the 6-connected background regions that do not
-    reach the array's border (what ``scipy.ndimage.binary_fill_holes`` gives, 4–6× faster on a liver:
-    one labelling of the background instead of a dilation iterated from the border)."""
-    from scipy import ndimage
-
-    mask = np.asarray(mask, bool)
-    background, n = ndimage.label(~mask)  # 6-connected, as binary_fill_holes' default structure
-    if n == 0:
-        return mask.copy()
-    outside = np.zeros(n + 1, bool)
-    outside[0] = True  # label 0: the mask itself
-    for axis in range(mask.ndim):
-        for end in (0, -1):
-            outside[np.take(background, end, axis=axis)] = True
-    return mask | ~outside[background]
+    return labels == int(np.argmax(np.bincount(labels[labels > 0])))
 
 
 def bounding_box(mask: np.ndarray) -> tuple:
@@ -133,10 +104,10 @@ def pieces_after_bridges(mask: np.ndarray, spacing: np.ndarray, radius_mm: float
     from scipy import ndimage
     from skimage.segmentation import watershed
 
-    components, n = ndimage.label(mask, structure=FULL)
+    components, n = label(mask, full=True)
     solid = np.pad(fill_holes(mask), 1)  # a cavity (vessel, lesion) must not split the liver's core
     distance = ndimage.distance_transform_edt(solid, sampling=spacing)[1:-1, 1:-1, 1:-1]
-    cores, n_cores = ndimage.label((distance > radius_mm) & mask, structure=FULL)
+    cores, n_cores = label((distance > radius_mm) & mask, full=True)
     pairs = np.unique(components[cores > 0].astype(np.int64) * (n_cores + 1) + cores[cores > 0])
     cores_per_component = np.bincount(pairs // (n_cores + 1), minlength=n + 1)
     split = cores_per_component[components] > 1  # voxels of components holding several cores
@@ -204,48 +175,36 @@ def choose_piece(
     return labels == int(candidates[np.argmax(sizes[candidates])])
 
 
-def slice_islands(slice_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, area)`` of the 8-connected islands of a boolean ``(y, x)`` slice: int32 labels (0 outside)
-    and each label's voxel count (``area[0]`` counts the background)."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(slice_mask, structure=PLANE)
-    return labels, np.bincount(labels.ravel(), minlength=n + 1)
-
-
 def resting_islands(
-    islands: tuple[np.ndarray, np.ndarray], previous: np.ndarray, min_overlap: float = Z_OVERLAP
+    labels: np.ndarray, area: np.ndarray, previous: np.ndarray, min_overlap: float = Z_OVERLAP
 ) -> np.ndarray:
-    """The islands of a slice (:func:`slice_islands`) with at least ``min_overlap`` of their area on
-    ``previous`` (the liver kept on the adjacent slice, boolean, same shape), as a boolean ``(y, x)`` mask."""
-    labels, area = islands
-    if area.size == 1:
-        return np.zeros(labels.shape, bool)
+    """Boolean ``(y, x)`` mask of the islands of a slice (its labels from :func:`liverwild.labelling.label_slices`;
+    ``area``: every label's voxel count over the stack) with at least ``min_overlap`` of their area on
+    ``previous`` (the liver kept on the adjacent slice, boolean, same shape)."""
     resting = np.bincount(labels[previous], minlength=area.size)
     keep = resting >= min_overlap * area
     keep[0] = False
     return keep[labels]
 
 
-def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP, workers: int | None = None) -> np.ndarray:
+def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray:
     """Boolean ``(z, y, x)`` mask (z = canonical axial slices, inferior → superior) reduced to one run of
     slices: from the slice of largest area, walk towards the dome and towards the tip keeping the
-    :func:`resting_islands` of each slice on the liver kept on the slice before; the first slice left
-    empty ends the walk. A tapering tip rests on the larger slice above it and is kept. The slices' islands
-    are labelled first, in ``workers`` threads (default ``$LW_THREADS``, else the cores)."""
+    :func:`resting_islands` (8-connected, each slice on its own) of each slice on the liver kept on the slice
+    before; the first slice left empty ends the walk. A tapering tip rests on the larger slice above it
+    and is kept."""
     out = np.zeros(mask.shape, bool)
-    area = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
-    if not area.any():
+    slice_area = np.count_nonzero(mask, axis=(1, 2))
+    if not slice_area.any():
         return out
-    occupied = np.flatnonzero(area)
-    first, last = int(occupied[0]), int(occupied[-1])  # the walk ends before any slice outside these
-    islands = dict(zip(range(first, last + 1), thread_map(slice_islands, mask[first : last + 1], workers)))
-    start = int(np.argmax(area))
+    labels, n = label_slices(mask, full=True)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    start = int(np.argmax(slice_area))
     out[start] = mask[start]
     for step in (-1, 1):
         k = start + step
-        while first <= k <= last:
-            out[k] = resting_islands(islands[k], out[k - step], min_overlap)
+        while 0 <= k < mask.shape[0]:
+            out[k] = resting_islands(labels[k], area, out[k - step], min_overlap)
             if not out[k].any():
                 break
             k += step
@@ -256,10 +215,8 @@ def removed_components(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     """How many 26-connected components of the boolean mask ``before`` have no voxel left in ``after``
     (same shape): the pieces post-processing dropped whole. ``labels``: ``before``'s 26-connected
     labelling when the caller has it (it is not computed again)."""
-    from scipy import ndimage
-
     if labels is None:
-        labels = ndimage.label(before, structure=FULL)[0]
+        labels = label(before, full=True)[0]
     n = int(labels.max(initial=0))
     hits = np.bincount(labels[after.astype(bool, copy=False)].ravel(), minlength=n + 1)  # voxels kept per label
     return int(n - np.count_nonzero(hits[1:]))
@@ -280,8 +237,6 @@ def postprocess(
     in another thread meanwhile. Computed inside the mask's bounding box; an empty mask stays empty.
     ``record``, when given, receives ``components_removed``: the :func:`removed_components` of the mask.
     """
-    from scipy import ndimage
-
     steps = check_steps(steps)
     out = np.zeros(mask.shape, np.uint8)
     if record is not None:
@@ -298,7 +253,7 @@ def postprocess(
         if "bridges" in steps:
             labels = pieces_after_bridges(region, spacing_zyx(geometry))
         else:
-            labels = components = ndimage.label(region, structure=FULL)[0]
+            labels = components = label(region, full=True)[0]
         centre = None
         if "location" in steps:
             centre = body_centre() if callable(body_centre) else body_centre
@@ -321,7 +276,10 @@ def body_centre_mm(image: np.ndarray, geometry: Geometry, modality: str, subsamp
     from planning.fingerprint import body_mask
 
     body = body_mask(image if subsampled else image[::2, ::2, ::2], modality)
-    index_zyx = np.argwhere(body).mean(axis=0) * 2 if body.any() else (np.asarray(image.shape) - 1) / 2
+    if body.any():
+        index_zyx = np.argwhere(body).mean(axis=0) * 2
+    else:  # no body found: the scan's centre (of the whole grid, also from a subsample)
+        index_zyx = (np.asarray(geometry.shape) - 1) / 2
     return geometry.index_to_physical(index_zyx[::-1])
 
 
@@ -371,8 +329,6 @@ def largest_component_per_class(label_map: np.ndarray, removed: dict | None = No
     """Every label value keeps only its largest 3D (26-connected) component; smaller pieces become
     background (0). Computed inside each label's bounding box; uint8. ``removed``, when given, receives
     label value → number of components removed."""
-    from scipy import ndimage
-
     out = np.asarray(label_map, np.uint8).copy()
     for value in np.unique(out):
         if value == 0:
@@ -380,11 +336,9 @@ def largest_component_per_class(label_map: np.ndarray, removed: dict | None = No
         box = bounding_box(out == value)
         region = out[box]
         inside = region == value
-        labels, n = ndimage.label(inside, structure=FULL)
+        labels, n = label(inside, full=True)
         if n > 1:
-            sizes = np.bincount(labels.ravel())
-            sizes[0] = 0
-            region[inside & (labels != int(np.argmax(sizes)))] = 0
+            region[inside & (labels != int(np.argmax(np.bincount(labels[inside]))))] = 0
         if removed is not None:
             removed[int(value)] = max(n - 1, 0)
     return out
