@@ -198,7 +198,7 @@ def z_continuity(mask: np.ndarray, min_overlap: float = Z_OVERLAP) -> np.ndarray
     if not slice_area.any():
         return out
     labels, n = label_slices(mask, full=True)
-    area = np.bincount(labels.ravel(), minlength=n + 1)
+    area = np.bincount(labels[mask.astype(bool, copy=False)], minlength=n + 1)  # the islands' voxels only
     start = int(np.argmax(slice_area))
     out[start] = mask[start]
     for step in (-1, 1):
