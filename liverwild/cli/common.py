@@ -87,9 +87,10 @@ def freeze_objects_at_exit() -> None:
     """At the interpreter's exit, move every object to the permanent generation (:func:`gc.freeze`), so that
     the final garbage collection skips walking the hundreds of thousands that SciPy, onnxruntime or torch
     created: a command's process ends sooner (``lw_predict`` on one scan: about 0.07 s of its 3.5 s on a
-    2-core Xeon). Objects are still released by reference counting, files still closed, exit hooks still
-    run; only cyclic garbage left at exit is handed to the operating system without ``__del__`` calls (which
-    Python never promises at exit anyway). Registered once per process."""
+    2-core Xeon). Objects are still released by reference counting and exit hooks still run; only cyclic
+    garbage left at exit goes to the operating system without ``__del__`` calls (which Python never promises
+    at exit; liverwild writes every file atomically and closes it before the rename, so none is left
+    unflushed). Registered once per process."""
     global _FREEZE_REGISTERED
     if not _FREEZE_REGISTERED:
         import atexit
