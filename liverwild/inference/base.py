@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,27 @@ from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, w
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
 
 OVERLAYS = "overlays"  # the output's subfolder of --overlays pictures, one PNG per scan
+
+
+class BodyCentre:
+    """The body centre of a scan (LPS mm, :func:`.postprocessing.body_centre_mm`), computed in a thread of
+    its own from the 2× subsampled copy of the image taken when this is made (so the scan may then be
+    normalised in place). :meth:`start` begins the work (once); calling the object waits for the result."""
+
+    def __init__(self, volume: Volume, modality: str):
+        sample = np.ascontiguousarray(volume.array[::2, ::2, ::2])  # 1/8 of the scan: a copy
+        self.work = partial(body_centre_mm, sample, volume.geometry, modality, subsampled=True)
+        self.pending: Future | None = None
+
+    def start(self) -> Future:
+        if self.pending is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="lw-body")
+            self.pending = pool.submit(self.work)
+            pool.shutdown(wait=False)  # its thread ends with this one piece of work
+        return self.pending
+
+    def __call__(self) -> np.ndarray:
+        return self.start().result()
 
 
 class PredictionModel(Protocol):
@@ -111,40 +133,31 @@ class BasePredictor:
         """The post-processing steps of a ``postprocess`` option (:func:`.postprocessing.steps_from`)."""
         return steps_from(option)
 
-    def locate_body(self, volume: Volume, modality: str) -> Callable[[], np.ndarray] | None:
-        """When a step uses the body centre (LPS mm, :func:`.postprocessing.body_centre_mm`), a function that
-        returns it, else None. The 2× subsampled copy of the image it needs is taken now (before the input
-        is normalised in place). On a CT the centre is computed by :meth:`finish_liver` while it labels the
-        mask; on an MR at once, in a thread of its own, beside the model (its Otsu threshold imports
-        scikit-image, about 0.25 s, which would otherwise wait for the post-processing)."""
+    def locate_body(self, volume: Volume, modality: str) -> BodyCentre | None:
+        """The scan's :class:`BodyCentre` when a step uses it, else None; called before the input is
+        normalised in place. An MR's is started at once, beside the model (its Otsu threshold imports
+        scikit-image, about 0.25 s, which would otherwise wait for the post-processing); a CT's by
+        :meth:`finish_liver`, beside the labelling of the mask."""
         if not {"location", "plausibility"} & set(self.steps):
             return None
-        sample = np.ascontiguousarray(volume.array[::2, ::2, ::2])  # 1/8 of the scan: a copy
-        locate = partial(body_centre_mm, sample, volume.geometry, modality, subsampled=True)
-        if modality == "CT":
-            return locate
-        from concurrent.futures import ThreadPoolExecutor
+        centre = BodyCentre(volume, modality)
+        if modality != "CT":
+            centre.start()
+        return centre
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="lw-body")
-        pending = pool.submit(locate)
-        pool.shutdown(wait=False)  # its thread ends with this one piece of work
-        return pending.result
-
-    def finish_liver(self, mask: np.ndarray, geometry: Geometry, locate: Callable[[], np.ndarray] | None) -> tuple:
+    def finish_liver(self, mask: np.ndarray, geometry: Geometry, centre: BodyCentre | None) -> tuple:
         """``(mask, plausibility or None, {"liver": components removed})``: the post-processing steps on a
-        canonical liver mask ``(z, y, x)`` on its canonical ``geometry``. ``locate`` (from
-        :meth:`locate_body`) runs in a second thread while the first labels the mask (both release the GIL:
+        canonical liver mask ``(z, y, x)`` on its canonical ``geometry``. ``centre`` (from
+        :meth:`locate_body`) is computed in its thread while this one labels the mask (both release the GIL:
         on 2 cores the body centre costs nothing)."""
-        from concurrent.futures import ThreadPoolExecutor
-
         record = {"components_removed": 0}
-        with ThreadPoolExecutor(1, thread_name_prefix="lw-body") as pool:
-            centre = pool.submit(locate).result if locate is not None else None
-            if self.steps:
-                mask = postprocess(mask, geometry, self.steps, centre, record)
-            check = None
-            if "plausibility" in self.steps:
-                check = plausibility(mask, geometry, centre() if centre is not None else None)
+        if centre is not None:
+            centre.start()
+        if self.steps:
+            mask = postprocess(mask, geometry, self.steps, centre, record)
+        check = None
+        if "plausibility" in self.steps:
+            check = plausibility(mask, geometry, centre() if centre is not None else None)
         return mask, check, {"liver": record["components_removed"]}
 
     def _sync(self):

@@ -270,12 +270,12 @@ class OnnxSlicePredictor(SlicewisePredictor):
             upsample_threshold(small, mask)
             seconds.update({"model": t1 - t, "resample": time.perf_counter() - t1})
             return
+        kept = probs  # narrowed for the closure
 
         def upsample(start: int, chunk: int = 16) -> None:  # full-size temporaries of one chunk per thread
             p = resize_slices(small[start : start + chunk], (ny, nx), antialias=False, workers=1)
             np.greater_equal(p, 0.5, out=mask[start : start + chunk].view(bool))
-            if probs is not None:
-                probs[start : start + chunk] = p
+            kept[start : start + chunk] = p
 
         thread_map(upsample, range(0, nz, 16))
         seconds.update({"model": t1 - t, "resample": time.perf_counter() - t1})

@@ -54,7 +54,7 @@ class SlicewisePredictor(BasePredictor):
         plans = Plans("input", modality, normalization, slice_size=list(self.model.slice_size))
         inplace = release_input and volume.array.dtype == np.float32
         t_body = time.perf_counter()
-        locate = self.locate_body(volume, modality)  # its copy of the image: before normalising in place
+        centre = self.locate_body(volume, modality)  # its copy of the image: before normalising in place
         t_body = time.perf_counter() - t_body
         slices, _, reorient = prepare_slices(
             volume.array, volume.geometry, plans, inplace=inplace, resize=self.slice_resize()
@@ -67,7 +67,7 @@ class SlicewisePredictor(BasePredictor):
         probs = np.empty(canonical.shape, np.float32) if keep_probabilities else None
         self.segment_slices(slices, mask, probs, seconds)
         t = time.perf_counter()
-        mask, check, removed = self.finish_liver(mask, canonical, locate)
+        mask, check, removed = self.finish_liver(mask, canonical, centre)
         seconds["postprocess"] = time.perf_counter() - t + t_body
         record = {
             "modality": modality,

@@ -136,7 +136,7 @@ class VolumePredictor(BasePredictor):
         normalization = self.normalization(volume.array, modality)
         inplace = release_input and volume.array.dtype == np.float32
         t_body = time.perf_counter()
-        locate = self.locate_body(volume, modality) if self.liver_only else None  # before normalising in place
+        centre = self.locate_body(volume, modality) if self.liver_only else None  # before normalising in place
         t_body = time.perf_counter() - t_body
         data, _, reorient = prepare_volume(
             volume.array, volume.geometry, modality, self.model.volume_size, normalization, inplace=inplace
@@ -167,7 +167,7 @@ class VolumePredictor(BasePredictor):
         t = time.perf_counter()
         check, removed, names = None, {}, self.label_names()
         if self.liver_only:
-            labels, check, removed = self.finish_liver(labels, canonical, locate)
+            labels, check, removed = self.finish_liver(labels, canonical, centre)
         elif self.steps:
             by_value: dict = {}
             labels = largest_component_per_class(labels, by_value)
