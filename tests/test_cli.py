@@ -65,6 +65,59 @@ def test_every_console_script_is_installed_and_answers_help():
         assert f"usage: {command}" in result.stdout and "-v, --verbose" in result.stdout, command
 
 
+def test_no_console_script_imports_torch_for_its_help():
+    """``--help`` needs no model: each command's help, one after another in a fresh process, leaves torch,
+    torchvision and timm unimported (lw_train's used to take 2.5 s to answer)."""
+    from setup_commands import COMMANDS
+
+    code = (
+        "import importlib, sys\n"
+        f"for command, target in {COMMANDS!r}.items():\n"
+        "    module, function = target.split(':')\n"
+        "    try:\n"
+        "        getattr(importlib.import_module(module), function)(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print('imported', command, sorted({'torch', 'torchvision', 'timm'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("imported ")]
+    assert lines == [f"imported {command} []" for command in COMMANDS], done.stdout[-2000:] + done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, refusal",
+    [
+        (["lw_train", "loo_BTCV", "-tr", "NoSuchTrainer"], "unknown trainer 'NoSuchTrainer'; choose from "),
+        (["lw_adapt", "default", "-i", "in", "-o", "out", "--method", "tent"], "unknown adaptation method 'tent'"),
+    ],
+)
+def test_an_unknown_registered_name_is_refused_with_the_registered_ones(argv, refusal):
+    from liverwild.cli import adapt, train
+
+    main = {"lw_train": train.main, "lw_adapt": adapt.main}[argv[0]]
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; from {main.__module__} import main; sys.exit(main({argv[1:]!r}))"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+    assert result.returncode == 2 and refusal in result.stderr, result.stderr
+    listed = result.stderr.split("choose from ")[1].strip().split(", ")
+    expected = ["ContrastiveDistillationTrainer", "MASFTrainer"] if argv[0] == "lw_train" else ["adversarial", "bn"]
+    assert set(expected) <= set(listed)
+
+
+def test_a_registered_name_is_accepted_by_the_parser():
+    from liverwild.cli import adapt, train
+
+    args = train.build_parser().parse_args(["loo_BTCV", "-tr", "MASFTrainer"])
+    assert args.trainer == "MASFTrainer"
+    assert train.build_parser().parse_args(["loo_BTCV"]).trainer == "ContrastiveDistillationTrainer"
+    assert adapt.build_parser().parse_args(["default", "-i", "a", "-o", "b", "--method", "entropy"]).method == "entropy"
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_again_in_the_same_folder(tmp_path):
     """The README's main job (``lw_demo --quick``), as a user runs it, twice."""

@@ -28,13 +28,15 @@ Slice context (``context``), what fills the teacher's three input channels:
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from .config import TeacherConfig, TeacherInput, TeacherTap
 from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE
 from .weights import PACKAGED_WEIGHTS, weights_tag
+
+if TYPE_CHECKING:  # the names and specs are read without torch (command-line help, ONNX prediction)
+    import torch
 
 TAP_GRID_STRIDE = 16
 SLICE_CONTEXTS = ("slice", "neighbours")
@@ -114,6 +116,7 @@ MISSING_WEIGHTS = (
 def skeleton(architecture: str, model_args: dict | None = None) -> torch.nn.Module:
     """The timm model without memory (meta device): enough to read its structure."""
     import timm
+    import torch
 
     if not timm.is_model(architecture):
         raise ConfigurationError(

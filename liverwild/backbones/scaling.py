@@ -16,7 +16,10 @@ paper does — and for EfficientNet-Lite0 (mean = std = 0.5) it is ``x ≈ 0.45 
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the names above are read without it
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,6 +28,8 @@ RULE = "zscore_as_imagenet_pixels"
 
 def scale_and_shift(pixel_mean, pixel_std) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel ``(scale, shift)`` tensors of shape ``(1, 3, 1, 1)`` for :data:`RULE`."""
+    import torch
+
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32)
     pm = torch.tensor(list(pixel_mean), dtype=torch.float32)

@@ -19,11 +19,13 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from ..hashing import file_sha256
+
+if TYPE_CHECKING:  # torch is imported where weights are read: the packages' table is read without it
+    import torch
 
 RANDOM_WEIGHTS_SEED = 0
 
@@ -135,6 +137,8 @@ def load_state_dict_file(path, unwrap: bool = True) -> dict:
 
         state = load_file(str(path))
     else:
+        import torch
+
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # any unpickling failure is a bad file (re-raised below)
@@ -186,6 +190,7 @@ def fit_position_embedding(state: dict, model: torch.nn.Module) -> dict:
     timm's copy, 518² → the teacher's 224²): the mask token dropped and the position table resampled
     to the model's grid by timm (bicubic, antialiased), as timm's own loading does. Nothing else is
     changed, so weights of another architecture are still refused by the strict load."""
+    import torch
     from timm.layers import resample_abs_pos_embed
 
     out = {k: v for k, v in state.items() if k != "mask_token"}
@@ -219,6 +224,8 @@ def cached_timm_weights(name: str):
             if isinstance(found, str) and Path(found).is_file():
                 return found
     if isinstance(url, str) and url:
+        import torch
+
         candidate = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
         if candidate.is_file():
             return str(candidate)

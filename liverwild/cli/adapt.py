@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import RegisteredName, add_folder_options, add_logging_options, parse, run
 
 SETTINGS = {  # the AdaptationSettings fields a user sets: (type, help)
     "max_slices": (int, "evenly spaced slices per scan used for adaptation (default 48)"),
@@ -32,8 +32,6 @@ SETTINGS = {  # the AdaptationSettings fields a user sets: (type, help)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..adaptation import METHODS
-
     p = argparse.ArgumentParser(
         prog="lw_adapt",
         description="Adapt a trained model (the shipped default included) to a folder of unlabelled scans of one "
@@ -44,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="trained model folder, a fold name under $LW_results, or 'default'")
     p.add_argument("-i", "--input", required=True, help="a scan file, a DICOM series folder, or a folder of them")
     p.add_argument("-o", "--output", required=True, help="new folder for the adapted model")
-    p.add_argument("--method", default="bn", choices=sorted(METHODS))
+    p.add_argument(
+        "--method",
+        default="bn",
+        type=RegisteredName("liverwild.adaptation", "METHODS", "adaptation method"),
+        metavar="NAME",
+        help="bn (default), entropy or adversarial",
+    )
     p.add_argument("--modality", default="auto", choices=["auto", "CT", "MR"])
     for name, (kind, help_text) in SETTINGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=help_text)

@@ -7,6 +7,7 @@ import argparse
 import errno
 import os
 import sys
+from importlib import import_module
 
 from ..errors import LiverwildError
 
@@ -36,6 +37,22 @@ class VersionAction(argparse.Action):
 
         print(version_line())
         parser.exit()
+
+
+class RegisteredName:
+    """argparse ``type`` of an option naming an entry of a registry (``module``'s dict ``registry``): the
+    registry is imported when a value is checked, not when the parser is built or ``--help`` printed
+    (the trainers' and the adaptation methods' modules import torch, about 2.5 s); an unknown name is
+    refused with the registered ones."""
+
+    def __init__(self, module: str, registry: str, what: str):
+        self.module, self.registry, self.what = module, registry, what
+
+    def __call__(self, value: str) -> str:
+        names = sorted(getattr(import_module(self.module), self.registry))
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"unknown {self.what} {value!r}; choose from {', '.join(names)}")
+        return value
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:

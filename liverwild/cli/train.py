@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, add_settings_option, parse, run, trainer_config
+from .common import (
+    RegisteredName,
+    add_folder_options,
+    add_logging_options,
+    add_settings_option,
+    parse,
+    run,
+    trainer_config,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..training import TRAINERS
-
     p = argparse.ArgumentParser(
         prog="lw_train",
         description="Train one fold (e.g. loo_<Target>) from $LW_preprocessed/splits.json on cached backbone features.",
@@ -18,7 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
         "DistributedDataParallel (--batch-size per process; rank 0 validates and writes the model folder).",
     )
     p.add_argument("fold", help="fold name in splits.json, e.g. loo_BTCV")
-    p.add_argument("-tr", "--trainer", default="ContrastiveDistillationTrainer", choices=sorted(TRAINERS))
+    p.add_argument(
+        "-tr",
+        "--trainer",
+        default="ContrastiveDistillationTrainer",
+        type=RegisteredName("liverwild.training", "TRAINERS", "trainer"),
+        metavar="NAME",
+        help="a registered trainer (default ContrastiveDistillationTrainer; an unknown name is refused with the list)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default 150 (3D trainers: 500)")
     p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
     p.add_argument("--lr", type=float, default=None, help="default 1e-4 (3D trainers: 1e-3)")
