@@ -42,11 +42,20 @@ def atomic_path(path, suffix: str = ""):
 
 def is_temporary(name: str) -> bool:
     """Whether a file ``name`` is an :func:`atomic_path` temporary: with liverwild's mark, or unmarked as
-    earlier versions named them (``.<name>.<8 random characters of mkstemp>.tmp<suffix>``)."""
-    return name.startswith(".") and (TEMPORARY_MARK in name or UNMARKED.fullmatch(name) is not None)
+    earlier versions named them (``.<name>.<8 random characters of mkstemp>.tmp<suffix>``) for a file
+    of a kind liverwild writes (:data:`WRITTEN_EXTENSIONS`), so that a user's ``.session.20240101.tmp``
+    or ``.thesis.chapter1.tmp.docx`` is not taken for one."""
+    if not name.startswith("."):
+        return False
+    if TEMPORARY_MARK in name:
+        return True
+    unmarked = UNMARKED.fullmatch(name)
+    return unmarked is not None and (unmarked["name"] + (unmarked["suffix"] or "")).lower().endswith(WRITTEN_EXTENSIONS)
 
 
-UNMARKED = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\..+)?")
+UNMARKED = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\..+)?")
+# what atomic_path wrote before its temporaries were marked: images, reports, tables, pictures, models
+WRITTEN_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm", ".json", ".csv", ".html", ".png", ".pth", ".onnx")
 
 
 def remove_stale_temporaries(folder) -> list:

@@ -4,7 +4,9 @@
 holding the process id, host, command and start time as JSON. A second command on the same folder
 fails at once with a message naming the lock and the process holding it — never two writers
 interleaving. A lock whose process no longer runs (on this host) is stale: it is taken over, and the
-takeover is reported.
+takeover is reported. A lock file without a readable holder is one that another process has just
+created and is writing its name into: it counts as held for :data:`TAKING_SECONDS` (two commands started at
+the same moment must not both take the folder), and as stale after that.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .log import get_logger
 logger = get_logger(__name__)
 
 LOCK_NAME = ".lw.lock"
+TAKING_SECONDS = 10.0  # a lock file without its holder's name counts as being taken this long
 
 
 class LockedError(LiverwildError):
@@ -53,6 +56,22 @@ def _alive(holder: dict, host: str) -> bool:
     return isinstance(pid, int) and (holder.get("host") != host or process_alive(pid))
 
 
+def being_taken(path: Path, holder: dict) -> bool:
+    """``path`` has no holder's name yet (empty or half-written) and was created in the last
+    :data:`TAKING_SECONDS`: its creator is writing its name into it."""
+    if holder:
+        return False
+    try:
+        return time.time() - path.stat().st_mtime < TAKING_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def held(path: Path, holder: dict, host: str) -> bool:
+    """The lock file ``path`` with ``holder`` (its content) is held: by a live holder, or being taken."""
+    return _alive(holder, host) or being_taken(path, holder)
+
+
 def in_use(path: Path, folder, holder: dict) -> str:
     """The one-line message of a ``folder`` whose lock file ``path`` a live ``holder`` holds."""
     return (
@@ -79,11 +98,14 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
         except FileExistsError:
             holder = _holder(path)
             pid = holder.get("pid")
+            if being_taken(path, holder):
+                raise LockedError(f"{path}: another process is taking {folder} at this moment; try again") from None
             if _alive(holder, socket.gethostname()):
                 raise LockedError(in_use(path, folder, holder)) from None
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # stale: its process is dead (or the file empty)
-            logger.warning(f"{path}: took over a stale lock of process {pid} (no longer running)")
+            gone = f"of process {pid} (no longer running)" if pid is not None else "(left without its holder's name)"
+            logger.warning(f"{path}: took over a stale lock {gone}")
             continue
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
@@ -99,7 +121,7 @@ def held_by_others(folder, own: Path | None = None) -> list[Path]:
     return [
         path
         for path, holder in holders.items()
-        if _alive(holder, host) and (holder.get("pid"), holder.get("host")) != (pid, host)
+        if held(path, holder, host) and (holder.get("pid"), holder.get("host")) != (pid, host)
     ]
 
 
@@ -111,7 +133,10 @@ def refuse_other_writers(folder, own: Path, compatible: Callable[[str], bool] = 
     others = [path for path in held_by_others(folder, own) if not compatible(path.name)]
     if others:
         release(own)
-        raise LockedError(in_use(others[0], folder, _holder(others[0])))
+        holder = _holder(others[0])
+        if not holder:
+            raise LockedError(f"{others[0]}: another process is taking {folder} at this moment; try again")
+        raise LockedError(in_use(others[0], folder, holder))
 
 
 def release(path: Path) -> None:

@@ -67,6 +67,7 @@ def normalize_scan(
     # variance exact even where the mean is far from 0 (1000 ± 1 without rescaling)
     estimate = np.clip(x[::4, ::4, ::4].astype(np.float64), p_lo, p_hi)
     centre = float(((estimate - p_lo) / scale if normalization.rescale else estimate).mean()) if estimate.size else 0.0
+    centre = float(np.float32(centre))  # the offsets below are taken from this float32 value: the mean adds it back
 
     def clip_and_rescale(piece) -> tuple[float, float]:
         out = x[piece]
@@ -77,7 +78,7 @@ def normalize_scan(
             out /= scale
         if not normalization.zscore:
             return 0.0, 0.0
-        offsets = out - np.float32(centre)
+        offsets = out - np.float32(centre)  # exact: centre is a float32 value
         rows = offsets.reshape(-1, offsets.shape[-1]) if offsets.ndim > 1 else offsets.reshape(1, -1)
         total = rows.sum(axis=1).astype(np.float64).sum()  # float32 within a row, float64 across rows
         squares = np.einsum("ij,ij->i", rows, rows).astype(np.float64).sum()

@@ -6,7 +6,16 @@ import sys
 
 import pytest
 
-from liverwild.locking import LOCK_NAME, LockedError, acquire, folder_lock, release
+from liverwild.locking import (
+    LOCK_NAME,
+    TAKING_SECONDS,
+    LockedError,
+    acquire,
+    folder_lock,
+    held_by_others,
+    refuse_other_writers,
+    release,
+)
 
 
 @pytest.fixture
@@ -50,6 +59,30 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
         assert json.loads(path.read_text(encoding="utf-8"))["pid"] == os.getpid()
         assert f"took over a stale lock of process {pid}" in caplog.text
     assert not (tmp_path / LOCK_NAME).exists()  # released
+
+
+def test_a_lock_file_still_being_written_counts_as_held_then_as_stale(tmp_path, caplog):
+    """Two commands started at the same moment: the second reads the first's lock file between its
+    creation and the writing of its holder's name, and must not take it over (both would write)."""
+    import os
+    import time
+
+    path = tmp_path / LOCK_NAME
+    path.touch()  # created, its holder's name not written yet
+    with pytest.raises(LockedError, match="another process is taking"):
+        acquire(tmp_path, "lw_predict")
+    assert path.read_bytes() == b""  # untouched
+    own = acquire(tmp_path, "lw_predict", name=".lw.part0of2.lock")
+    assert held_by_others(tmp_path, own) == [path]
+    with pytest.raises(LockedError, match="another process is taking"):
+        refuse_other_writers(tmp_path, own)  # a whole-folder run starting beside a part
+    assert not own.exists()  # released on refusal
+    old = time.time() - TAKING_SECONDS - 5
+    os.utime(path, (old, old))  # left empty by a process that died while taking it
+    assert held_by_others(tmp_path) == []
+    with folder_lock(tmp_path, "lw_predict") as taken:
+        assert json.loads(taken.read_text(encoding="utf-8"))["pid"] == os.getpid()
+    assert "took over a stale lock" in caplog.text
 
 
 def test_lock_is_released_on_error_and_only_by_its_owner(tmp_path, live_pid):

@@ -197,8 +197,11 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tm
         out / ".lw_report" / ".lps.x81q.lw.tmp.png",
         out / "overlays" / ".lps.q.lw.tmp.png",
         out / ".lps.k2j4ab_9.tmp.nii.gz",  # unmarked, as earlier versions named them
+        out / ".prediction_report.json.x_9k2mqa.tmp",
     ]
     mine = [out / "notes.tmp.txt", out / ".draft.tmp.txt"]  # the user's, hidden or not
+    # hidden names of the unmarked pattern's shape, but not of a file liverwild writes
+    mine += [out / ".session.20240101.tmp", out / ".bashrc.settings.tmp", out / ".thesis.chapter1.tmp.docx"]
     for path in [*stale, *mine]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")

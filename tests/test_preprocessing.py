@@ -118,6 +118,7 @@ def test_normalize_scan_in_threads_matches_a_float64_reference():
     out, stats = normalize_scan(narrow, plain, workers=2)
     ref = narrow.astype(np.float64)
     assert stats["zscore_std"] == pytest.approx(ref.std(), rel=1e-6)
+    assert abs(stats["zscore_mean"] - ref.mean()) < 1e-7  # not off by the subsample mean's float32 rounding
     np.testing.assert_allclose(out, (ref - ref.mean()) / ref.std(), atol=1e-4)
 
 
