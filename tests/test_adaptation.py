@@ -218,6 +218,23 @@ def test_a_bad_scan_is_reported_and_the_others_used(trained_model, mr_scans, tmp
         adapt_model(trained_model["output"], empty, tmp_path / "b", device="cpu")
 
 
+@pytest.mark.parametrize(
+    "setting, refusal",
+    [
+        ({"batch_size": 0}, "--batch-size 0: must be at least 1"),
+        ({"max_slices": -2}, "--max-slices -2: must be at least 1"),
+        ({"held_out_share": 1.0}, "--held-out-share 1.0: must be between 0 and 1"),
+        ({"lr": -1e-3}, "--lr -0.001: must be above 0"),
+        ({"gradient_penalty": -1.0}, "--gradient-penalty -1.0: must be at least 0"),
+    ],
+)
+def test_settings_out_of_range_are_refused(setting, refusal):
+    with pytest.raises(ConfigurationError) as info:
+        AdaptationSettings(**setting)
+    assert str(info.value) == refusal
+    assert AdaptationSettings(steps=None, lr=None, held_out_share=0.5).held_out_share == 0.5
+
+
 def test_3d_models_are_refused(trained_3d, mr_scans, tmp_path):
     with pytest.raises(ConfigurationError, match="lw_adapt adapts 2D models"):
         adapt_model(trained_3d["output"], mr_scans, tmp_path / "a", device="cpu")

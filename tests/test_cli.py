@@ -162,3 +162,52 @@ def test_demo_runs_end_to_end_and_again_in_the_same_folder(tmp_path):
         [sys.executable, "-m", "liverwild.cli.convert", "--help"], capture_output=True, text=True, encoding="utf-8"
     ).stdout
     assert "verify" in help_text
+
+
+@pytest.mark.parametrize(
+    "command, argv, refusal",
+    [
+        ("predict", ["-i", "in", "-o", "out", "--batch-size", "-1"], "argument --batch-size: -1 is below 1"),
+        ("predict", ["-i", "in", "-o", "out", "--batch-size", "0"], "argument --batch-size: 0 is below 1"),
+        ("predict", ["-i", "in", "-o", "out", "--num-parts", "0"], "argument --num-parts: 0 is below 1"),
+        ("predict", ["-i", "in", "-o", "out", "--batch-size", "2.5"], "'2.5' is not a whole number"),
+        ("train", ["loo_BTCV", "--lr", "0"], "argument --lr: 0.0 is not above 0"),
+        ("train", ["loo_BTCV", "--epochs", "-3"], "argument --epochs: -3 is below 1"),
+        ("phantoms", ["--scale", "nan"], "argument --scale: nan is not above 0"),
+        ("experiment", ["multi-dg", "--concurrent", "0"], "argument --concurrent: 0 is below 1"),
+    ],
+)
+def test_counts_and_rates_out_of_range_are_refused_when_parsed(command, argv, refusal, capsys):
+    """A batch of -1 slices used to run no batch at all and write an uninitialised mask (exit 0); 0 was
+    silently the default."""
+    module = __import__(f"liverwild.cli.{command}", fromlist=["main"])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2 and refusal in capsys.readouterr().err
+
+
+def test_the_api_refuses_a_batch_size_below_one():
+    from liverwild.errors import ConfigurationError
+    from liverwild.inference.base import PredictorOptions
+
+    for size in (0, -1):
+        with pytest.raises(ConfigurationError, match=f"--batch-size {size}: must be at least 1"):
+            PredictorOptions(batch_size=size)
+    assert PredictorOptions(batch_size=1).batch_size == 1
+
+
+def test_fold_choosers_are_refused_with_a_model_folder_or_the_default(tmp_path, capsys):
+    """--trainer and --results choose among a fold's models: with -m default or a model folder they
+    would be parsed and ignored."""
+    from liverwild.cli import predict as predict_cli
+    from liverwild.shipped import default_model_dir
+
+    scan = tmp_path / "in.nii.gz"
+    scan.write_bytes(b"")
+    out = tmp_path / "out"
+    assert predict_cli.main(["-i", str(scan), "-o", str(out), "--trainer", "MASFTrainer"]) == 1
+    assert "--trainer: picks a fold's model under $LW_results, not the default model" in capsys.readouterr().err
+    folder = str(default_model_dir())
+    assert predict_cli.main(["-i", str(scan), "-o", str(out), "-m", folder, "--results", str(tmp_path)]) == 1
+    assert f"--results: picks a fold's model under $LW_results; {folder} is a model folder" in capsys.readouterr().err
+    assert not out.exists()

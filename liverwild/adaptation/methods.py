@@ -43,6 +43,21 @@ class AdaptationSettings:
     critic_steps: int = 5
     gradient_penalty: float = 10.0
 
+    def __post_init__(self):
+        """Refuse a value out of its range (one line naming the setting), before anything is read."""
+        counts = {"max_slices": 1, "batch_size": 1, "steps": 1, "eval_every": 1, "patience": 1, "critic_steps": 1}
+        for name, minimum in counts.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ConfigurationError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
+        for name, low, high in (("lr", 0, None), ("max_volume_change", 0, None), ("held_out_share", 0, 1)):
+            value = getattr(self, name)
+            if value is not None and not (low < value and (high is None or value < high)):
+                bounds = f"between {low} and {high}" if high is not None else f"above {low}"
+                raise ConfigurationError(f"--{name.replace('_', '-')} {value}: must be {bounds}")
+        if self.gradient_penalty < 0:
+            raise ConfigurationError(f"--gradient-penalty {self.gradient_penalty}: must be at least 0")
+
 
 SHARED = ("method", "max_slices", "batch_size", "seed")
 METHODS: dict = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import RegisteredName, add_folder_options, add_logging_options, parse, run
+from .common import RegisteredName, add_folder_options, add_logging_options, at_least, parse, run
 
-SETTINGS = {  # the AdaptationSettings fields a user sets: (type, help)
+SETTINGS = {  # the AdaptationSettings fields a user sets: (type
     "max_slices": (int, "evenly spaced slices per scan used for adaptation (default 48)"),
     "batch_size": (int, "slices per batch (default 16)"),
     "seed": (int, "random seed (default 0)"),
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", help="best, final, latest or a file name")
     p.add_argument("--backbone-weights", default=None, metavar="FILE", help="if the model's weights file moved")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
     add_folder_options(p, "preprocessed", "results")
     add_logging_options(p)
     return p

@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 
 from ..default_recipe import Recipe
-from .common import add_logging_options, parse, run
+from .common import add_logging_options, at_least, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-w", "--workdir", default="lw_default_model_build", help="folder for phantoms, cache and runs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--workers", type=int, default=1, help="processes for phantom generation and preprocessing")
+    p.add_argument("--workers", type=at_least(1), default=1, help="processes for phantom generation and preprocessing")
     p.add_argument("--quick", action="store_true", help="a tiny, useless model (smoke test)")
     recipe = p.add_argument_group("recipe (default: the shipped model's)")
     for field in fields(Recipe):

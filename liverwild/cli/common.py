@@ -7,6 +7,7 @@ import argparse
 import errno
 import os
 import sys
+from collections.abc import Callable
 from importlib import import_module
 
 from ..errors import LiverwildError
@@ -37,6 +38,33 @@ class VersionAction(argparse.Action):
 
         print(version_line())
         parser.exit()
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse ``type`` of a count or size: an integer ``≥ minimum``, else refused when parsed (a batch of
+    -1 slices would run no batch at all)."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return whole_number
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` of a rate or scale: a finite number above 0, else refused when parsed."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{value} is not above 0")
+    return value
 
 
 class RegisteredName:

@@ -7,7 +7,7 @@ import sys
 
 from ..datasets import find_dataset, verify_dataset
 from ..paths import raw_folder
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import add_folder_options, add_logging_options, at_least, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     v = sub.add_parser("verify", help="check a raw dataset (pairing, geometry, label values, readability)")
     v.add_argument("names", nargs="+", metavar="NAME", help="dataset name(s) under $LW_raw, or folder paths")
-    v.add_argument("--workers", type=int, default=2)
+    v.add_argument("--workers", type=at_least(1), default=2)
     add_folder_options(v, "raw")
     from ..datasets.conversion import CONVERTERS
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(kind, help=entry.layout, description=entry.layout)
         c.add_argument("source", metavar="SRC", help="the dataset as unpacked from its download")
         c.add_argument("-n", "--name", default=None, help="output dataset name (default: a standard one)")
-        c.add_argument("--workers", type=int, default=2, help="cases converted in parallel")
+        c.add_argument("--workers", type=at_least(1), default=2, help="cases converted in parallel")
         c.add_argument("--overwrite", action="store_true", help="redo cases that are already converted")
         c.add_argument("--no-progress", action="store_true")
         if "sequence" in entry.options:

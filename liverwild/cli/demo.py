@@ -7,7 +7,7 @@ import sys
 
 from ..backbones import TEACHERS
 from ..demo import DEMO_TEACHER, run_demo
-from .common import add_logging_options, parse, run
+from .common import add_logging_options, at_least, parse, positive_float, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,9 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         "leave-one-domain-out fold, predict the unseen domain, evaluate.",
     )
     p.add_argument("-o", "--workdir", default="lw_demo", help="folder for everything the demo writes")
-    p.add_argument("--cases", type=int, default=5, help="cases per phantom domain")
-    p.add_argument("--slices", type=int, default=16, help="slices per phantom case")
-    p.add_argument("--views", type=int, default=1, help="augmented views per slice")
+    p.add_argument("--cases", type=at_least(1), default=5, help="cases per phantom domain")
+    p.add_argument("--slices", type=at_least(1), default=16, help="slices per phantom case")
+    p.add_argument("--views", type=at_least(0), default=1, help="augmented views per slice")
     p.add_argument(
         "--backbone",
         default=DEMO_TEACHER,
@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-backbone", action="store_true", help="random teacher weights (tests only)")
     p.add_argument("--feature-tap", default=None, metavar="TAP", help="feature tap (see lw_plan_and_preprocess)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs (demo setting)")
+    p.add_argument("--epochs", type=at_least(1), default=12, help="training epochs (demo setting)")
     p.add_argument("--target", default="PhantomT2MR", help="the unseen domain (leave-one-domain-out)")
-    p.add_argument("--scale", type=float, default=1.0, help="in-plane matrix scale of the phantoms")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="in-plane matrix scale of the phantoms")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=at_least(1), default=1)
     p.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
     add_logging_options(p)
     return p

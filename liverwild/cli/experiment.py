@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_folder_options, add_logging_options, add_settings_option, config_changes, parse, run
+from .common import (
+    add_folder_options,
+    add_logging_options,
+    add_settings_option,
+    at_least,
+    config_changes,
+    parse,
+    positive_float,
+    run,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,15 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="paper: the paper's protocol — its in-plane grid (128², 192² for single-dg) and no post-processing; "
         "native (default), multi-dg (128²), single-dg (192²): that grid with lw_predict's post-processing",
     )
-    p.add_argument("--epochs", type=int, default=None, help="default 150 (the paper; 3D trainers 500)")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (the paper; 3D trainers 1e-3)")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
+    p.add_argument("--epochs", type=at_least(1), default=None, help="default 150 (the paper; 3D trainers 500)")
+    p.add_argument("--lr", type=positive_float, default=None, help="default 1e-4 (the paper; 3D trainers 1e-3)")
+    p.add_argument("--steps-per-epoch", type=at_least(1), default=None)
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="default 8 (3D trainers: 4 volumes)")
     add_settings_option(p, "any other trainer-configuration field for every run, e.g. unet_channels=16")
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--concurrent",
-        type=int,
+        type=at_least(1),
         default=1,
         metavar="K",
         help="K runs at once on the device, each in its own process with 1/K of its memory (CPU: of the "

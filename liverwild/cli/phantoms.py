@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..phantoms import DOMAINS, save_preview, write_phantoms
-from .common import add_logging_options, parse, run
+from .common import add_logging_options, at_least, parse, positive_float, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,11 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-d", "--domains", nargs="+", choices=sorted(DOMAINS), default=None, help="domains to write (default: all)"
     )
-    p.add_argument("-n", "--cases", type=int, default=None, help="cases per domain (default: the domain's, 10)")
+    p.add_argument("-n", "--cases", type=at_least(1), default=None, help="cases per domain (default: the domain's, 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed ⇒ same scans)")
-    p.add_argument("--scale", type=float, default=1.0, help="in-plane matrix scale (0.5 = half the voxels per row)")
-    p.add_argument("--slices", type=int, default=None, help="slices per case (default: the domain's coverage)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument(
+        "--scale", type=positive_float, default=1.0, help="in-plane matrix scale (0.5 = half the voxels per row)"
+    )
+    p.add_argument("--slices", type=at_least(1), default=None, help="slices per case (default: the domain's coverage)")
+    p.add_argument("--workers", type=at_least(1), default=min(4, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--overwrite", action="store_true", help="regenerate cases that already exist")
     p.add_argument("--list", action="store_true", help="list the domains and exit")
     p.add_argument(

@@ -9,7 +9,7 @@ import sys
 from planning.plans import NORMALIZATION_PRESETS
 
 from ..backbones.registry import DEFAULT_TEACHER, SLICE_CONTEXTS, TEACHERS
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import add_folder_options, add_logging_options, at_least, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paper's single-source CT→MR setting, as the works it follows window it); single-dg-0-125 (CT [0, 125] "
         "HU, the supplement's 'threshold at 125 HU' read literally)",
     )
-    p.add_argument("--views", type=int, default=None, help="augmented views per slice (default 2)")
+    p.add_argument("--views", type=at_least(0), default=None, help="augmented views per slice (default 2)")
     p.add_argument(
         "--volume-size",
-        type=int,
+        type=at_least(1),
         nargs=3,
         default=None,
         metavar=("Z", "Y", "X"),
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "divisible by 2**depth of the 3D U-Net, 16 by default)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, default=32, help="slices per backbone batch")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="slices per backbone batch")
     p.add_argument(
         "--transforms-on",
         default="auto",
@@ -95,12 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=at_least(0),
         default=max(1, (os.cpu_count() or 2) - 1),
         help="processes for the CPU stages (reading, normalising, augmenting); 0 = in the main process",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--val-per-source", type=int, default=5, help="held-out validation cases per source dataset")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--val-per-source", type=at_least(0), default=5, help="held-out validation cases per source dataset")
     p.add_argument(
         "--seed",
         type=int,

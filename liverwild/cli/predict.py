@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import add_folder_options, add_logging_options, parse, run
+from .common import add_folder_options, add_logging_options, at_least, parse, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=at_least(1),
         default=None,
         help="slices per batch (default 128 on GPU; on CPU 16, 4 with --runtime onnx)",
     )
@@ -84,12 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--part",
-        type=int,
+        type=at_least(0),
         default=0,
         help="with --num-parts N: segment only scans K, K+N, ... of the sorted folder (0-based), so N "
         "processes or machines share it (under torchrun the ranks are the parts)",
     )
-    p.add_argument("--num-parts", type=int, default=1, help="number of parts the folder is split into")
+    p.add_argument("--num-parts", type=at_least(1), default=1, help="number of parts the folder is split into")
     p.add_argument(
         "--int8-teacher",
         action="store_true",

@@ -10,7 +10,9 @@ from .common import (
     add_folder_options,
     add_logging_options,
     add_settings_option,
+    at_least,
     parse,
+    positive_float,
     run,
     trainer_config,
 )
@@ -32,18 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a registered trainer (default ContrastiveDistillationTrainer; an unknown name is refused with the list)",
     )
-    p.add_argument("--epochs", type=int, default=None, help="default 150 (3D trainers: 500)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 8 (3D trainers: 4 volumes)")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-4 (3D trainers: 1e-3)")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training slices")
-    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default 0)")
+    p.add_argument("--epochs", type=at_least(1), default=None, help="default 150 (3D trainers: 500)")
+    p.add_argument("--batch-size", type=at_least(1), default=None, help="default 8 (3D trainers: 4 volumes)")
+    p.add_argument("--lr", type=positive_float, default=None, help="default 1e-4 (3D trainers: 1e-3)")
+    p.add_argument(
+        "--steps-per-epoch", type=at_least(1), default=None, help="default: one pass over the training slices"
+    )
+    p.add_argument("--num-workers", type=at_least(0), default=None, help="data-loading processes (default 0)")
     p.add_argument("--seed", type=int, default=None)
     add_settings_option(
         p,
         "any other field of the trainer configuration (documentation/training.md), e.g. unet_channels=16 inner_lr=1e-3",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads")
     p.add_argument(
         "--continue", dest="continue_training", action="store_true", help="resume from checkpoint_latest.pth"
     )

@@ -17,11 +17,17 @@ CHECKPOINTS = {"best": "checkpoint_best.pth", "final": "checkpoint_final.pth", "
 def resolve_model_dir(model, results=None, trainer: str | None = None) -> Path:
     """A trained model folder, a fold name under ``$LW_results`` (one trainer folder, or ``trainer``), or
     ``None``/``'default'`` for the default model shipped with liverwild — always, even where the working
-    directory holds a folder named ``default`` (give that one as ``./default``)."""
+    directory holds a folder named ``default`` (give that one as ``./default``). ``results`` and ``trainer``
+    choose among a fold's models: with the default model or a model folder they are refused."""
+    chooser = " and ".join(name for name, value in (("--results", results), ("--trainer", trainer)) if value)
     if model is None or (isinstance(model, str) and model == "default"):
+        if chooser:
+            raise ConfigurationError(f"{chooser}: picks a fold's model under $LW_results, not the default model")
         return default_model_dir()
     path = Path(model)
     if (path / "config.json").is_file():
+        if chooser:
+            raise ConfigurationError(f"{chooser}: picks a fold's model under $LW_results; {path} is a model folder")
         return path
     from ..paths import results_folder
 
