@@ -104,7 +104,7 @@ def scan_row(scan: dict, figures: Path) -> str:
     findings += "".join(f'<br><span class="warning">{html.escape(w)}</span>' for w in scan.get("warnings") or [])
     picture = figures / f"{scan['name']}.png"
     image = ""
-    if picture.is_file():
+    if not failed and picture.is_file():  # a failed scan's picture would be an earlier run's
         encoded = base64.b64encode(picture.read_bytes()).decode("ascii")
         image = f'<img alt="{html.escape(scan["name"])} views" src="data:image/png;base64,{encoded}">'
     stages = ", ".join(f"{k} {v:.2f}" for k, v in (scan.get("seconds") or {}).items())

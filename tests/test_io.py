@@ -117,6 +117,76 @@ def test_dicom_gap_is_an_error_naming_the_slices(tmp_path):
         read_image(tmp_path / "gap")
 
 
+def edit_slices(paths, change) -> None:
+    """``change(k, dataset)`` on each slice file (in the written order), saved in place (pydicom)."""
+    import pydicom
+
+    for k, path in enumerate(paths):
+        dataset = pydicom.dcmread(path)
+        change(k, dataset)
+        dataset.save_as(path)
+
+
+def stack_at(heights, sideways=None):
+    """A change moving slice ``k`` to height ``heights[k]`` mm (and ``sideways[k]`` mm along x)."""
+
+    def change(k, dataset):
+        x, y, _ = (float(v) for v in dataset.ImagePositionPatient)
+        dataset.ImagePositionPatient = [x + (sideways[k] if sideways else 0.0), y, float(heights[k])]
+
+    return change
+
+
+def test_uneven_slice_spacing_is_refused_naming_the_slice(tmp_path):
+    """ITK would place every slice on one spacing ((last - first) / (n - 1) = 6.11 mm here), the slice
+    at 20 mm at 24.4 mm: the mask and every volume figure on a grid the scanner never used."""
+    array = asymmetric_volume((10, 8, 10))
+    paths = write_dicom_series(array, geometry_for(array.shape, spacing=(0.8, 0.8, 5.0)), tmp_path / "uneven")
+    edit_slices(paths, stack_at([0, 5, 10, 15, 20, 27, 34, 41, 48, 55]))
+    with pytest.raises(ImageReadError, match=r"uneven slice spacing \(steps from 5.00 to 7.00 mm\): slice_0004.dcm"):
+        read_image(tmp_path / "uneven")
+    jitter = np.array([0.0, 0.01, -0.01, 0.0, 0.01, 0.0, -0.01, 0.0, 0.01, 0.0])  # rounding in the headers
+    edit_slices(paths, stack_at(5.0 * np.arange(10) + jitter))
+    volume = read_image(tmp_path / "uneven", dtype=None)
+    assert volume.geometry.spacing[2] == pytest.approx(5.0, abs=1e-3) and np.array_equal(volume.array, array)
+
+
+def test_a_small_gantry_tilt_is_refused(tmp_path):
+    """0.5° over 20 slices of 5 mm moves the last slice 0.87 mm sideways, over half a 0.8 mm pixel: ITK would
+    stack the slices straight and drop it (the earlier 1 % rule let tilts under 0.57° through)."""
+    array = asymmetric_volume((20, 8, 10))
+    paths = write_dicom_series(array, geometry_for(array.shape, spacing=(0.8, 0.8, 5.0)), tmp_path / "tilt")
+    drift = np.tan(np.radians(0.5)) * 5.0 * np.arange(20)
+    edit_slices(paths, stack_at(5.0 * np.arange(20), sideways=list(drift)))
+    with pytest.raises(ImageReadError, match=r"gantry tilt of about 0.5°"):
+        read_image(tmp_path / "tilt")
+
+
+def test_a_rescale_that_differs_between_slices_is_applied_to_each(tmp_path):
+    """ITK casts every slice to the first one's pixel type: a slope of 40 on one slice of an MR series
+    overflowed (40 000 read as -25 536)."""
+    array = np.full((5, 8, 10), 1000, np.int16)
+    paths = write_dicom_series(array, geometry_for(array.shape), tmp_path / "mr", modality="MR")
+
+    def slope(k, dataset):
+        dataset.RescaleSlope, dataset.RescaleIntercept = ("40", "0") if k == 3 else ("1", "0")
+
+    edit_slices(paths, slope)
+    volume = read_image(tmp_path / "mr", dtype=None)
+    expected = np.full(array.shape, 1000.0, np.float32)
+    expected[3] = 40000.0
+    canonical = Reorientation.from_geometry(volume.geometry).to_canonical(volume.array)
+    assert np.array_equal(canonical, Reorientation.from_geometry(geometry_for(array.shape)).to_canonical(expected))
+
+
+def test_a_series_without_pixel_spacing_is_refused(tmp_path):
+    array = asymmetric_volume((4, 8, 10))
+    paths = write_dicom_series(array, geometry_for(array.shape), tmp_path / "nospacing")
+    edit_slices(paths, lambda k, dataset: delattr(dataset, "PixelSpacing"))
+    with pytest.raises(ImageReadError, match=r"no PixelSpacing \(0028,0030\): the voxel size is unknown"):
+        read_image(tmp_path / "nospacing")
+
+
 def test_several_series_in_one_folder(tmp_path):
     array = asymmetric_volume((4, 8, 10))
     g = geometry_for(array.shape)
@@ -124,7 +194,7 @@ def test_several_series_in_one_folder(tmp_path):
     write_dicom_series(array + 1, g, tmp_path / "two", file_names=[f"b{k}.dcm" for k in range(4)], series_uid="1.2.3.2")
     with pytest.raises(ImageReadError) as info:
         read_image(tmp_path / "two")
-    assert "1.2.3.1" in str(info.value) and "1.2.3.2" in str(info.value)
+    assert "1.2.3.1" in str(info.value) and "1.2.3.2" in str(info.value) and "its own folder" in str(info.value)
     assert len(str(info.value).splitlines()) == 1
     chosen = read_image(tmp_path / "two", dtype=None, series_uid="1.2.3.2")
     assert np.array_equal(chosen.array, array + 1)
@@ -244,3 +314,19 @@ def test_label_with_fractions_is_rejected(tmp_path):
     path = write_volume(np.full((2, 3, 4), 0.5, np.float32), geometry_for((2, 3, 4)), tmp_path / "l.nii.gz")
     with pytest.raises(ImageReadError, match="non-integer"):
         read_label(path)
+
+
+def test_a_dicom_series_says_its_modality_where_the_voxels_cannot(tmp_path):
+    """A CT cropped to the liver holds no air: the voxels look like an MR's, the header says CT."""
+    from liverwild.inference.base import guess_modality, modality_of
+
+    array = (np.arange(4 * 8 * 10).reshape(4, 8, 10) % 200).astype(np.int16)  # 0..199 HU: soft tissue only
+    geometry = geometry_for(array.shape)
+    write_dicom_series(array, geometry, tmp_path / "ct", modality="CT")
+    write_dicom_series(array, geometry, tmp_path / "mr", modality="MR")
+    write_volume(array, geometry, tmp_path / "ct.nii.gz")
+    ct, mr, nifti = (read_image(tmp_path / name) for name in ("ct", "mr", "ct.nii.gz"))
+    assert guess_modality(ct.array) == "MR"
+    assert (ct.modality, modality_of(ct)) == ("CT", "CT")
+    assert (mr.modality, modality_of(mr)) == ("MR", "MR")
+    assert (nifti.modality, modality_of(nifti)) == ("", "MR")  # no header to say otherwise: the voxels' guess

@@ -212,6 +212,32 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tm
     assert (out / "lps.nii.gz").is_file()
 
 
+def test_a_rerun_leaves_no_earlier_output_beside_its_own(model_dir, scan, tmp_path):
+    """A re-run with other options, or on which a scan fails, removes what the earlier run wrote for its
+    scans and did not write again (the failed scan's mask, probability maps and overlays no longer asked
+    for, the statistics table): lw_evaluate would score an old mask as this run's. The QC page shows no
+    picture for a failed scan. Inputs stay untouched."""
+    inputs, _ = scan
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("lps_0000.nii.gz", "ras.nii.gz"):
+        shutil.copy(inputs / name, folder / name)
+    out = tmp_path / "out"
+    common = ["-i", str(folder), "-o", str(out), "-m", model_dir, "--device", "cpu", "--no-progress"]
+    assert predict_cli.main([*common, "--save-probabilities", "--overlays", "--statistics"]) == 0
+    earlier = ["lps.nii.gz", "lps_prob.nii.gz", "ras.nii.gz", "ras_prob.nii.gz", "overlays/lps.png", "statistics.csv"]
+    assert all((out / name).is_file() for name in earlier)
+    (folder / "lps_0000.nii.gz").write_bytes(b"not a scan any more")
+    (out / ".lw_report").mkdir()
+    (out / ".lw_report" / "lps.png").write_bytes((out / "overlays" / "lps.png").read_bytes())  # a killed run's
+    assert predict_cli.main([*common, "--report", "html"]) == 1  # lps fails now
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert left == ["prediction_report.json", "ras.nii.gz", "report.html"], left
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'alt="ras views"' in page and 'alt="lps views"' not in page and "FAILED" in page
+    assert (folder / "lps_0000.nii.gz").read_bytes() == b"not a scan any more"
+
+
 def live_lock(folder, name: str):
     """A lock file in ``folder`` held by a live process (this test's parent)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from preprocessing.transform import prepare_slices
 
 from ..device import autocast
 from ..errors import ConfigurationError, LiverwildError
-from ..inference.base import guess_modality
+from ..inference.base import modality_of
 from ..inference.discovery import find_scans
 from ..inference.model import TrainedModel
 from ..io import check_not_constant, read_image
@@ -81,7 +81,7 @@ def slices_of_scan(model: TrainedModel, path, modality: str, max_slices: int) ->
     :class:`~liverwild.inference.slices.SlicePredictor` does, ``max_slices`` evenly spaced slices."""
     volume = read_image(path)
     check_not_constant(volume)
-    found = guess_modality(volume.array)
+    found = modality_of(volume)
     if modality != "auto" and found != modality:
         logger.info("%s: looks like %s, treated as %s (--modality)", path, found, modality)
     modality = found if modality == "auto" else modality

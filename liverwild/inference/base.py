@@ -23,6 +23,7 @@ import numpy as np
 
 from planning.sections import Normalization
 
+from ..errors import ConfigurationError
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
 
@@ -70,6 +71,12 @@ def guess_modality(image: np.ndarray) -> str:
     return "CT" if float(np.percentile(sample, 1)) < -500 else "MR"
 
 
+def modality_of(volume: Volume) -> str:
+    """'CT' or 'MR': a DICOM series' own Modality when it says one of them (a CT cropped to the abdomen
+    holds no air to guess from), else :func:`guess_modality` of the voxels."""
+    return volume.modality if volume.modality in ("CT", "MR") else guess_modality(volume.array)
+
+
 @dataclass
 class ScanResult:
     name: str
@@ -101,6 +108,10 @@ class PredictorOptions:
     liver_only: bool = False  # 3d models: write the liver's mask alone
     save_probabilities: bool = False  # also write the liver probability map
     amp: bool = True  # mixed precision on GPU
+
+    def __post_init__(self):
+        if self.batch_size is not None and self.batch_size < 1:  # 0 would mean the default, -1 no batch at all
+            raise ConfigurationError(f"--batch-size {self.batch_size}: must be at least 1")
 
 
 class BasePredictor:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import LiverwildError
 from ..io import image_suffix
 from ..io.dicom import is_dicom_folder
+from ..io.image import header_data_files
+
+PROBABILITY_SUFFIX = "_prob"  # <name>_prob.nii.gz: a scan's probability map (lw_evaluate skips these names)
 
 
 def scan_name(path) -> str:
     """Output case name: file name without ending and without nnU-Net's '_0000'; folder name for DICOM."""
     path = Path(path)
     if path.is_dir():
-        return path.name
+        return Path(os.path.abspath(path)).name  # "." is the current folder's name, never ""
     name = path.name[: -len(image_suffix(path))] if image_suffix(path) else path.stem
     return name[:-5] if name.endswith("_0000") else name
 
@@ -22,29 +26,34 @@ def find_scans(source, exclude=None) -> tuple:
     """``([(name, path), ...], [(path, reason), ...])`` for a file or folder ``source``.
 
     A folder may hold image files and DICOM series folders (one level down); a folder that itself holds
-    one DICOM series is one scan. Hidden files are ignored; other files are reported as unsupported, and
-    inputs that would write the same output name are all reported and skipped.
-    ``exclude``: a folder to skip (the output folder when it lies inside the input).
+    one DICOM series is one scan. Hidden files and the data files of ``.mhd``/``.nhdr`` headers are
+    ignored; other files are reported as unsupported, and inputs that would write the same output name,
+    or a name ending in ``_prob`` (a probability map's), are all reported and skipped.
+    ``exclude``: the output folder when it lies inside the input: it and the folders holding it are not
+    inputs (unless one is a DICOM series: the caller refuses an output inside a scan).
     """
     source = Path(source)
     if not source.exists():
         raise LiverwildError(f"{source}: input does not exist")
-    if source.is_file():
-        return (
-            ([(scan_name(source), source)], []) if image_suffix(source) else ([], [(source, "unsupported file type")])
-        )
-    if is_dicom_folder(source):
-        return [(scan_name(source), source)], []
+    if source.is_file() or is_dicom_folder(source):
+        if source.is_file() and not image_suffix(source):
+            return [], [(source, "unsupported file type")]
+        name = scan_name(source)
+        if name.endswith(PROBABILITY_SUFFIX):
+            return [], [(source, f"its output {name}.nii.gz would read as a probability map; rename it")]
+        return [(name, source)], []
     scans, rejected = [], []
     exclude = Path(exclude).resolve() if exclude else None
-    for path in sorted(source.iterdir()):
-        if path.name.startswith("."):
+    entries = sorted(source.iterdir())
+    data_files = {data.name for path in entries for data in header_data_files(path) if data.parent == source}
+    for path in entries:
+        if path.name.startswith(".") or path.name in data_files:
             continue
         if path.is_symlink() and not path.exists():
             rejected.append((path, "broken symbolic link or symlink loop"))
             continue
-        if exclude and path.resolve() == exclude:
-            continue
+        if exclude and exclude.is_relative_to(path.resolve()) and not is_dicom_folder(path):
+            continue  # the output folder, or a folder on the way to it
         if path.is_dir():
             if is_dicom_folder(path):
                 scans.append((scan_name(path), path))
@@ -54,6 +63,16 @@ def find_scans(source, exclude=None) -> tuple:
             scans.append((scan_name(path), path))
         else:
             rejected.append((path, "unsupported file type"))
+    reserved = [(n, p) for n, p in scans if n.endswith(PROBABILITY_SUFFIX)]
+    for name, path in reserved:
+        rejected.append(
+            (
+                path,
+                f"its output {name}.nii.gz would read as a probability map (names ending in "
+                f"{PROBABILITY_SUFFIX} are theirs); rename it",
+            )
+        )
+    scans = [(n, p) for n, p in scans if not n.endswith(PROBABILITY_SUFFIX)]
     names = [n for n, _ in scans]
     dupes = {n for n in names if names.count(n) > 1}
     for name in sorted(dupes):  # never let one input overwrite another's mask: skip them all

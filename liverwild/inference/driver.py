@@ -25,7 +25,14 @@ from .loading import load_runtime, under_torchrun
 from .model_folder import resolve_model_dir
 from .onnx_runtime import choose_runtime
 from .options import PredictOptions
-from .outputs import ScanOutputs, check_output_options, remove_stale_outputs, wants_html, write_run_files
+from .outputs import (
+    ScanOutputs,
+    check_output_options,
+    remove_earlier_outputs,
+    remove_stale_outputs,
+    wants_html,
+    write_run_files,
+)
 from .pipeline import segment_all
 from .postprocessing import steps_from
 
@@ -155,6 +162,9 @@ def predict_with(inputs, output, options: PredictOptions, masks: dict | None = N
             f"{output}: the output folder must differ from the input folder (inputs are never overwritten)"
         )
     scans, rejected = find_scans(inputs, exclude=output)
+    inside = [p for _, p in scans if output is not None and output.resolve().is_relative_to(Path(p).resolve())]
+    if inside:
+        raise LiverwildError(f"{output}: the output folder lies inside the input scan {inside[0]}; choose one outside")
     if not scans and not rejected:
         raise LiverwildError(f"{inputs}: no scans found (NIfTI, NRRD, MHA or DICOM series folders)")
     input_paths = {Path(p).resolve() for _, p in scans}
@@ -265,6 +275,8 @@ def _predict_share(
             finish=writer.finish,
             keep_volume=writer.keep_volume,
         )
+        if output is not None:
+            remove_earlier_outputs(output, results_list, scans, options, input_paths)
         report = {
             "inputs": str(inputs),
             "output": str(output),

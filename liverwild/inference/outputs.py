@@ -122,6 +122,11 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
     """Write ``statistics<tag>.csv`` and ``report<tag>.html`` of a finished run's ``report`` into
     ``output`` as asked; returns ``{"statistics": file name or None, "report": file name or None}``."""
     written: dict = {"statistics": None, "report": None}
+    for kind, wanted in (("statistics", statistics), ("report", html)):  # an earlier run's, not this one's
+        path = output / (f"statistics{tag}.csv" if kind == "statistics" else f"report{tag}.html")
+        if not wanted and path.is_file():
+            path.unlink()
+            logger.info(f"removed {path.name}: an earlier run's, not made by this one")
     if statistics:
         written["statistics"] = write_statistics_csv(report["scans"], output / f"statistics{tag}.csv").name
     if html:
@@ -133,6 +138,42 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
         if (output / FIGURES).is_dir() and not any((output / FIGURES).iterdir()):
             shutil.rmtree(output / FIGURES, ignore_errors=True)
     return written
+
+
+def scan_files(output: Path, name: str) -> dict[str, Path]:
+    """Every file ``lw_predict`` may write into ``output`` for the scan ``name``, by kind."""
+    return {
+        "mask": output / f"{name}.nii.gz",
+        "probabilities": output / f"{name}_prob.nii.gz",
+        "dicom-seg": output / f"{name}_seg.dcm",
+        "overlay": output / OVERLAYS / f"{name}.png",
+    }
+
+
+def remove_earlier_outputs(output: Path, results: list, scans: list, options, input_paths: set) -> list[Path]:
+    """Remove the files an earlier run wrote for this run's ``scans`` (``(name, path)``) that this run did not write:
+    a failed scan's old mask, a probability map, DICOM-SEG or overlay no longer asked for. Otherwise the
+    folder would mix two runs, and ``lw_evaluate`` would score an old mask as this run's. Inputs are never
+    touched; returns the files removed."""
+    removed = []
+    segmented = {(name, str(path)) for name, path in scans}
+    for result in results:
+        if (result.name, result.input) not in segmented:  # an input rejected before segmenting
+            continue
+        files = scan_files(output, result.name)
+        written = {
+            "mask": result.output == str(files["mask"]),
+            "probabilities": options.save_probabilities,
+            "dicom-seg": bool(result.dicom_seg),
+            "overlay": options.overlays,
+        }
+        made = {kind for kind, done in written.items() if done and not result.error}
+        for kind, path in files.items():
+            if kind not in made and path.is_file() and path.resolve() not in input_paths:
+                path.unlink()
+                removed.append(path)
+                logger.info(f"removed {path.relative_to(output)}: an earlier run's, not made by this one")
+    return removed
 
 
 def remove_stale_outputs(output: Path) -> list:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..io import Volume
-from .base import BasePredictor, guess_modality
+from .base import BasePredictor, modality_of
 from .model_folder import ModelPlans
 
 
@@ -48,7 +48,7 @@ class SlicewisePredictor(BasePredictor):
 
         seconds: dict = {}
         t = time.perf_counter()
-        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        modality = modality_of(volume) if self.modality == "auto" else self.modality
         self.model.check_modality(modality)
         normalization = self.normalization(volume.array, modality)
         plans = Plans("input", modality, normalization, slice_size=list(self.model.slice_size))

@@ -26,7 +26,7 @@ from preprocessing.volumes import prepare_volume, resample
 from ..device import autocast
 from ..errors import ConfigurationError
 from ..io import Volume
-from .base import BasePredictor, PredictorOptions, ScanResult, guess_modality, register_predictor
+from .base import BasePredictor, PredictorOptions, ScanResult, modality_of, register_predictor
 from .model import TrainedModel
 from .postprocessing import largest_component_per_class
 
@@ -132,7 +132,7 @@ class VolumePredictor(BasePredictor):
             raise ConfigurationError("a 3d model's probabilities are kept for the liver alone: use liver_only")
         seconds = {}
         t = time.perf_counter()
-        modality = guess_modality(volume.array) if self.modality == "auto" else self.modality
+        modality = modality_of(volume) if self.modality == "auto" else self.modality
         normalization = self.normalization(volume.array, modality)
         inplace = release_input and volume.array.dtype == np.float32
         t_body = time.perf_counter()

@@ -1,8 +1,10 @@
-"""DICOM series: discovery, ordering by position, and gap checks.
+"""DICOM series: discovery, ordering by position, and the checks of a regular stack.
 
 Slices are ordered by their position along the slice normal (ImagePositionPatient projected on the
 cross product of the ImageOrientationPatient row and column vectors), never by file name. A folder that
-holds several series is an error naming them unless a series UID is chosen.
+holds several series is an error naming them unless a series UID is chosen. ITK stacks the slices on
+one spacing, straight along the normal: gaps, uneven spacing and gantry tilts that would misplace a
+slice are refused, and slices with different rescales are read in float32.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ import SimpleITK as sitk
 
 from ..errors import ImageReadError
 
+MODALITY_TAG = "0008|0060"  # Modality: CT, MR, ...
 GAP_FACTOR = 1.5  # a step this many times the smallest step is a missing slice
+# a slice farther than this share of the slice step (and 0.02 mm) off the regular grid ITK assumes
+# (first to last position in equal steps): uneven spacing, refused (the DICOM-SEG check allows the same)
+GRID_TOLERANCE = 0.05
 
 
 def _series_ids(folder: str) -> tuple:
@@ -41,16 +47,30 @@ def is_dicom_folder(folder) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.iterdir()) and bool(_series_ids(str(folder)))
 
 
-def _slice_header(file_name: str):
+def _tag(reader: sitk.ImageFileReader, tag: str) -> str:
+    return reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
+
+
+def _slice_header(file_name: str) -> tuple:
+    """``(position (3,), orientation (6,), rescale "slope/intercept", pixel spacing "row\\column" or "")``
+    of one slice file."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(file_name)
     reader.ReadImageInformation()
+    frames = _tag(reader, "0028|0008")
+    if frames not in ("", "1"):
+        raise ImageReadError(
+            file_name,
+            f"an enhanced multi-frame DICOM object ({frames} frames) is not supported: convert it to NIfTI "
+            "(e.g. with dcm2niix) or to single-frame slices",
+        )
     try:
         position = [float(v) for v in reader.GetMetaData("0020|0032").split("\\")]
         orientation = [float(v) for v in reader.GetMetaData("0020|0037").split("\\")]
     except RuntimeError as exc:
         raise ImageReadError(file_name, "DICOM slice without ImagePositionPatient/ImageOrientationPatient") from exc
-    return np.asarray(position), np.asarray(orientation)
+    rescale = f"{_tag(reader, '0028|1053')}/{_tag(reader, '0028|1052')}"
+    return np.asarray(position), np.asarray(orientation), rescale, _tag(reader, "0028|0030")
 
 
 def sorted_series_files(folder, series_uid: str | None = None) -> list:
@@ -64,7 +84,9 @@ def sorted_series_files(folder, series_uid: str | None = None) -> list:
         if len(series) > 1:
             listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
             raise ImageReadError(
-                folder, f"holds {len(series)} DICOM series ({listing}); choose one with series_uid / --series-uid"
+                folder,
+                f"holds {len(series)} DICOM series ({listing}); put each series in its own folder "
+                "(lw_predict reads one series per folder; in Python, read_dicom_series(folder, series_uid))",
             )
         series_uid = next(iter(series))
     if series_uid not in series:
@@ -74,12 +96,21 @@ def sorted_series_files(folder, series_uid: str | None = None) -> list:
 
 def sort_by_position(files, where=None) -> list:
     """Order DICOM slice files by position along the slice normal; raise for mixed orientations,
-    duplicate positions or gaps (a step over 1.5× the smallest step). ``where`` names the series in errors."""
+    duplicate positions, gaps (a step over 1.5× the smallest step), uneven spacing, a gantry tilt or no
+    pixel spacing. ``where`` names the series in errors."""
+    return _ordered_series(files, where)[0]
+
+
+def _ordered_series(files, where=None) -> tuple[list, bool]:
+    """``(files ordered as by sort_by_position, whether RescaleSlope/Intercept differ between slices)``."""
     files = [str(f) for f in files]
     where = where or (Path(files[0]).parent if files else "")
     if not files:
         raise ImageReadError(where, "no DICOM slices")
     headers = [_slice_header(f) for f in files]
+    if not headers[0][3]:
+        raise ImageReadError(files[0], "no PixelSpacing (0028,0030): the voxel size is unknown")
+    pixel = min(float(v) for v in headers[0][3].split("\\"))
     orientation = headers[0][1]
     if any(not np.allclose(h[1], orientation, atol=1e-3) for h in headers):
         raise ImageReadError(where, "slices of one series have different orientations")
@@ -100,7 +131,7 @@ def sort_by_position(files, where=None) -> list:
         positions = np.array([headers[i][0] for i in order])
         along = positions[-1] - positions[0]
         sideways = float(np.linalg.norm(along - (along @ normal) * normal))
-        if sideways > 0.01 * max(float(along @ normal), 1e-6) and sideways > 0.1:
+        if sideways > 0.5 * pixel:  # the last slice half a pixel or more off the stack: a tilt ITK would drop
             angle = float(np.degrees(np.arctan2(sideways, float(along @ normal))))
             raise ImageReadError(
                 where,
@@ -116,20 +147,37 @@ def sort_by_position(files, where=None) -> list:
                 f"{Path(files[k]).name} and {Path(files[k + 1]).name} "
                 f"where {regular:.2f} mm is the slice step",
             )
-    return files
+        step = (distance[-1] - distance[0]) / (len(files) - 1)  # ITK's one spacing
+        off = np.abs(distance - distance[0] - step * np.arange(len(files)))
+        k = int(np.argmax(off))
+        if off[k] > max(GRID_TOLERANCE * step, 0.02):
+            raise ImageReadError(
+                where,
+                f"uneven slice spacing (steps from {steps.min():.2f} to {steps.max():.2f} mm): "
+                f"{Path(files[k]).name} lies {off[k]:.2f} mm off a regular {step:.2f} mm grid; "
+                "resample it to regular slices first",
+            )
+    return files, len({headers[i][2] for i in order}) > 1
 
 
 def read_dicom_files(files, where=None) -> sitk.Image:
-    """Read DICOM slice files (any order) as one 3D image, sorted by position."""
-    ordered = sort_by_position(files, where)
+    """Read DICOM slice files (any order) as one 3D image, sorted by position; in float32 where the
+    slices' RescaleSlope/Intercept differ (ITK would cast every slice to the first one's pixel type)."""
+    ordered, rescale_varies = _ordered_series(files, where)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(ordered)
+    if rescale_varies:
+        reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as exc:
         raise ImageReadError(
             where or Path(ordered[0]).parent, f"DICOM series cannot be read: {_first_line(exc)}"
         ) from exc
+    modality = dicom_tag(ordered[0], MODALITY_TAG)
+    if modality:
+        image.SetMetaData(MODALITY_TAG, modality)  # read_image's Volume.modality
+    return image
 
 
 def dicom_tag(file_name, tag: str, default=None):

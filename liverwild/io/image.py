@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_path
 from ..errors import ImageReadError
-from .dicom import _first_line, is_dicom_folder, read_dicom_series
+from .dicom import MODALITY_TAG, _first_line, is_dicom_folder, read_dicom_series
 from .geometry import Geometry
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -72,12 +72,35 @@ class Volume:
     array: np.ndarray
     geometry: Geometry
     path: str = ""
+    modality: str = ""  # a DICOM series' Modality (0008,0060), e.g. "CT" or "MR"; "" for other formats
 
 
 def image_suffix(path) -> str:
     """The recognised suffix of ``path`` ('' when unsupported)."""
     name = str(path).lower()
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
+
+
+def header_data_files(header) -> list[Path]:
+    """The data files a detached header (``.mhd``: ``ElementDataFile = X``; ``.nhdr``: ``data file: X``)
+    names beside itself; none for ``LOCAL`` data, file lists and patterns, or an unreadable header."""
+    header = Path(header)
+    if not header.name.lower().endswith((".mhd", ".nhdr")):
+        return []
+    try:
+        with open(header, "rb") as f:
+            text = f.read(65536).decode("latin-1")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        key, separator, value = line.partition("=" if header.suffix.lower() == ".mhd" else ":")
+        key = key.strip().lower().replace(" ", "")
+        if separator and key in ("elementdatafile", "datafile"):
+            value = value.strip()
+            if value and value.upper() not in ("LOCAL", "LIST") and "%" not in value and " " not in value:
+                found.append(header.parent / value)
+    return found
 
 
 def is_supported(path) -> bool:
@@ -248,6 +271,7 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
     """
     image = read_sitk(path, series_uid)
     geometry = Geometry.from_sitk(image)
+    modality = image.GetMetaData(MODALITY_TAG).strip() if image.HasMetaDataKey(MODALITY_TAG) else ""
     try:
         view = sitk.GetArrayViewFromImage(image)  # no copy yet
     except RuntimeError as exc:  # lazily read pixel data can still fail
@@ -261,7 +285,7 @@ def read_image(path, dtype=np.float32, series_uid: str | None = None, allow_nan:
             bad = nifti_nonfinite_count(path)
         if bad:
             raise ImageReadError(path, f"contains {bad} NaN or infinite voxels")
-    return Volume(array, geometry, str(path))
+    return Volume(array, geometry, str(path), modality)
 
 
 def check_not_constant(volume: Volume) -> None:
