@@ -151,6 +151,16 @@ def test_uneven_slice_spacing_is_refused_naming_the_slice(tmp_path):
     assert volume.geometry.spacing[2] == pytest.approx(5.0, abs=1e-3) and np.array_equal(volume.array, array)
 
 
+def test_thin_slices_with_positions_rounded_to_a_tenth_of_a_millimetre_read(tmp_path):
+    """0.625 mm slices from -100.02 mm, the positions written with one decimal (steps 0.6 and 0.7 mm): off
+    the regular grid by under 0.1 mm, nothing misplaced — not 'uneven spacing'."""
+    array = asymmetric_volume((24, 8, 10))
+    paths = write_dicom_series(array, geometry_for(array.shape, spacing=(0.8, 0.8, 0.625)), tmp_path / "thin")
+    edit_slices(paths, stack_at(np.round(-100.02 + 0.625 * np.arange(24), 1)))
+    volume = read_image(tmp_path / "thin", dtype=None)
+    assert volume.geometry.spacing[2] == pytest.approx(0.625, abs=0.01) and np.array_equal(volume.array, array)
+
+
 def test_a_small_gantry_tilt_is_refused(tmp_path):
     """0.5° over 20 slices of 5 mm moves the last slice 0.87 mm sideways, over half a 0.8 mm pixel: ITK would
     stack the slices straight and drop it (the earlier 1 % rule let tilts under 0.57° through)."""

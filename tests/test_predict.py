@@ -215,8 +215,9 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(model_dir, scan, tm
 def test_a_rerun_leaves_no_earlier_output_beside_its_own(model_dir, scan, tmp_path):
     """A re-run with other options, or on which a scan fails, removes what the earlier run wrote for its
     scans and did not write again (the failed scan's mask, probability maps and overlays no longer asked
-    for, the statistics table): lw_evaluate would score an old mask as this run's. The QC page shows no
-    picture for a failed scan. Inputs stay untouched."""
+    for, the statistics table): lw_evaluate would score an old mask as this run's. A file the earlier run
+    did not write, or that changed since, stays. The QC page shows no picture for a failed scan. Inputs
+    stay untouched."""
     inputs, _ = scan
     folder = tmp_path / "in"
     folder.mkdir()
@@ -230,12 +231,53 @@ def test_a_rerun_leaves_no_earlier_output_beside_its_own(model_dir, scan, tmp_pa
     (folder / "lps_0000.nii.gz").write_bytes(b"not a scan any more")
     (out / ".lw_report").mkdir()
     (out / ".lw_report" / "lps.png").write_bytes((out / "overlays" / "lps.png").read_bytes())  # a killed run's
+    corrected = (out / "ras_prob.nii.gz").read_bytes() + b""
+    (out / "ras_prob.nii.gz").write_bytes(corrected[:-1] + b"\0")  # the user changed it since: theirs now
+    (out / "notes_seg.dcm").write_bytes(b"the user's")  # a liverwild-like name liverwild never wrote
     assert predict_cli.main([*common, "--report", "html"]) == 1  # lps fails now
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert left == ["prediction_report.json", "ras.nii.gz", "report.html"], left
+    expected = [".lw_predict_state.json", "notes_seg.dcm", "prediction_report.json", "ras.nii.gz", "ras_prob.nii.gz"]
+    assert left == [*expected, "report.html"], left
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'alt="ras views"' in page and 'alt="lps views"' not in page and "FAILED" in page
     assert (folder / "lps_0000.nii.gz").read_bytes() == b"not a scan any more"
+
+
+def test_continue_skips_what_an_interrupted_run_finished_with_the_same_model_and_options(model_dir, scan, tmp_path):
+    """--continue skips a scan only with the same model and options, the same input and its outputs
+    still there; anything else is segmented again, and without --continue everything is."""
+    inputs, _ = scan
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("lps_0000.nii.gz", "ras.nii.gz", "as_nrrd.nrrd"):
+        shutil.copy(inputs / name, folder / name)
+    out = tmp_path / "out"
+    common = ["-i", str(folder), "-o", str(out), "-m", model_dir, "--device", "cpu", "--no-progress", "--overlays"]
+
+    def run(*extra):
+        assert predict_cli.main([*common, *extra]) == 0
+        report = json.loads((out / "prediction_report.json").read_text(encoding="utf-8"))
+        return {s["name"]: s["resumed"] for s in report["scans"]}, report
+
+    def stamps():
+        return {p.name: p.stat().st_mtime_ns for p in out.glob("*.nii.gz")}
+
+    assert run()[0] == {"as_nrrd": False, "lps": False, "ras": False}
+    first = stamps()
+    (out / "ras.nii.gz").unlink()  # as if killed before ras's mask was written
+    resumed, report = run("--continue")
+    assert resumed == {"as_nrrd": True, "lps": True, "ras": False} and report["n_ok"] == 3
+    after = stamps()
+    assert after["lps.nii.gz"] == first["lps.nii.gz"] and after["as_nrrd.nii.gz"] == first["as_nrrd.nii.gz"]
+    assert report["scans"][1]["liver_ml"] > 0  # a resumed scan keeps its recorded figures
+    os.utime(folder / "lps_0000.nii.gz", ns=(1, 1))  # the input changed since
+    assert run("--continue")[0] == {"as_nrrd": True, "lps": False, "ras": True}
+    assert run("--continue", "--no-postprocess")[0] == {"as_nrrd": False, "lps": False, "ras": False}  # other options
+    assert run()[0] == {"as_nrrd": False, "lps": False, "ras": False}  # no --continue: everything again
+    (out / "overlays" / "as_nrrd.png").unlink()  # an output gone
+    assert run("--continue")[0] == {"as_nrrd": False, "lps": True, "ras": True}
+    os.utime(out / "ras.nii.gz", ns=(5, 5))  # rewritten since (another run, a part run with other options)
+    assert run("--continue")[0] == {"as_nrrd": True, "lps": True, "ras": False}
 
 
 def live_lock(folder, name: str):

@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "honours (--int8-teacher, --backbone-weights, torchrun, mps). auto (default): onnx when it would be "
         "accepted (and no GPU is left unused), else torch. torch: always torch",
     )
+    p.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="resume an interrupted run into OUT: skip the scans it finished with the same model, runtime, "
+        "device type, liverwild revision and output options whose inputs are unchanged and outputs still there",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_folder_options(p, "results")
     add_logging_options(p)
@@ -139,6 +146,7 @@ def main(argv=None) -> int:
             statistics=args.statistics,
             report=args.report,
             runtime=args.runtime,
+            resume=args.resume,
         )
         if int(os.environ.get("RANK", "0")) != 0:  # torchrun (process_rank without torch): rank 0 reports
             return 1 if report["n_failed"] else 0

@@ -95,6 +95,7 @@ class ScanResult:
     components_removed: dict = field(default_factory=dict)  # organ → 26-connected pieces post-processing dropped
     statistics: list = field(default_factory=list)  # per organ (:mod:`.statistics`), with --statistics
     warnings: list = field(default_factory=list)  # one line each, also logged
+    resumed: bool = False  # --continue: segmented by an interrupted run with the same model and options
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from .outputs import (
 )
 from .pipeline import segment_all
 from .postprocessing import steps_from
+from .resume import PredictionState, configuration
 
 if TYPE_CHECKING:  # torch is imported by the torch runtime's branch only (--runtime onnx runs without it)
     import torch
@@ -66,6 +67,7 @@ def predict(
     statistics: bool = False,
     report: str = "auto",
     runtime: str = "auto",
+    resume: bool = False,
 ) -> dict:
     """Segment every scan in ``inputs`` into ``output`` — what ``lw_predict`` runs.
 
@@ -110,6 +112,9 @@ def predict(
             without writing a scan twice; each part writes ``prediction_report.part<K>of<N>.json``.
             Under ``torchrun`` the ranks are the parts (leave these at 0 and 1): each rank uses its own
             GPU and rank 0 writes one merged ``prediction_report.json``.
+        resume: skip the scans an interrupted run into ``output`` finished with the same model, runtime,
+            device type, liverwild revision and output options, whose inputs are unchanged and outputs
+            still there (:mod:`.resume`); their results go into the report with ``resumed`` true.
 
     Returns:
         The report written to ``prediction_report.json``: model, device, git revision and versions, the
@@ -147,6 +152,7 @@ def predict(
         statistics=statistics,
         report=report,
         runtime=runtime,
+        resume=resume,
     )
     return predict_with(inputs, output, options)
 
@@ -261,6 +267,19 @@ def _predict_share(
             for path in remove_stale_outputs(output):
                 logger.info(f"removed {path.name}, left half-written by an interrupted run")
         writer = ScanOutputs(predictor, trained, options, output, html, masks)
+        finish, finished, state = writer.finish, {}, None
+        if output is not None:
+            runtime_name = runtime_fields.get("runtime", "torch")
+            config = configuration(options, trained.folder, runtime_name, predictor.device.type)
+            state = PredictionState(output, tag, config, options, scans)
+            finished = {name: done for name, path in scans if (done := state.finished(name, path)) is not None}
+            state.start(set(finished))
+            if finished:
+                logger.info(f"--continue: {len(finished)} of {len(scans)} scan(s) already segmented; not again")
+
+            def finish(result, volume, mask, probs, state=state):
+                return state.record(writer.finish(result, volume, mask, probs))
+
         results_list, seconds = segment_all(
             predictor,
             scans,
@@ -272,11 +291,12 @@ def _predict_share(
             options.progress,
             reader,
             first,
-            finish=writer.finish,
+            finish=finish,
             keep_volume=writer.keep_volume,
+            finished=finished,
         )
-        if output is not None:
-            remove_earlier_outputs(output, results_list, scans, options, input_paths)
+        if output is not None and state is not None:
+            remove_earlier_outputs(output, results_list, scans, options, state)
         report = {
             "inputs": str(inputs),
             "output": str(output),
@@ -294,8 +314,11 @@ def _predict_share(
             "output_types": list(options.output_types),
         }
         if output is not None and not under_torchrun(dev)[0]:  # under torchrun rank 0 writes the merged report
-            report["outputs"] = write_run_files(output, report, tag, options.statistics, html)
+            earlier = state.unchanged_earlier_files() if state is not None else []
+            report["outputs"] = write_run_files(output, report, tag, options.statistics, html, earlier)
             write_json_atomic(output / f"prediction_report{tag}.json", report)
+            if state is not None:
+                state.record_run_files(report["outputs"].values())
     except BaseException:
         reader.shutdown(wait=False, cancel_futures=True)  # a read under way is left to finish; none is started
         raise

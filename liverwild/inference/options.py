@@ -40,6 +40,7 @@ class PredictOptions:
     statistics: bool = False
     report: str = "auto"
     runtime: str = "auto"  # "torch", "onnx" (the exported graph, no torch) or "auto" (.onnx_runtime.choose_runtime)
+    resume: bool = False  # --continue: skip the scans an interrupted run finished with this model and options
 
     def predictor_options(self) -> PredictorOptions:
         """The options the predictor itself takes."""

@@ -19,6 +19,7 @@ from ..atomic import remove_stale_temporaries
 from ..errors import ConfigurationError
 from ..log import get_logger
 from .base import OVERLAYS, BasePredictor, ScanResult
+from .resume import written_files
 from .statistics import organ_statistics, write_statistics_csv
 
 logger = get_logger(__name__)
@@ -49,6 +50,7 @@ def check_output_options(options, output) -> None:
             "overlays": options.overlays,
             "save_probabilities": options.save_probabilities,
             "report html": options.report == "html",
+            "resume (--continue)": options.resume,
         }
         refused = [name for name, on in writes.items() if on]
         if refused:
@@ -118,14 +120,15 @@ class ScanOutputs:
         return result
 
 
-def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html: bool) -> dict:
+def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html: bool, earlier=()) -> dict:
     """Write ``statistics<tag>.csv`` and ``report<tag>.html`` of a finished run's ``report`` into
-    ``output`` as asked; returns ``{"statistics": file name or None, "report": file name or None}``."""
+    ``output`` as asked, and remove the ``earlier`` run files (an earlier run's, unchanged since:
+    :meth:`.resume.PredictionState.unchanged_earlier_files`) this run did not write; returns
+    ``{"statistics": file name or None, "report": file name or None}``."""
     written: dict = {"statistics": None, "report": None}
-    for kind, wanted in (("statistics", statistics), ("report", html)):  # an earlier run's, not this one's
-        path = output / (f"statistics{tag}.csv" if kind == "statistics" else f"report{tag}.html")
-        if not wanted and path.is_file():
-            path.unlink()
+    for path in earlier:
+        if path.name not in (f"statistics{tag}.csv" if statistics else "", f"report{tag}.html" if html else ""):
+            path.unlink(missing_ok=True)
             logger.info(f"removed {path.name}: an earlier run's, not made by this one")
     if statistics:
         written["statistics"] = write_statistics_csv(report["scans"], output / f"statistics{tag}.csv").name
@@ -140,37 +143,23 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
     return written
 
 
-def scan_files(output: Path, name: str) -> dict[str, Path]:
-    """Every file ``lw_predict`` may write into ``output`` for the scan ``name``, by kind."""
-    return {
-        "mask": output / f"{name}.nii.gz",
-        "probabilities": output / f"{name}_prob.nii.gz",
-        "dicom-seg": output / f"{name}_seg.dcm",
-        "overlay": output / OVERLAYS / f"{name}.png",
-    }
-
-
-def remove_earlier_outputs(output: Path, results: list, scans: list, options, input_paths: set) -> list[Path]:
-    """Remove the files an earlier run wrote for this run's ``scans`` (``(name, path)``) that this run did not write:
-    a failed scan's old mask, a probability map, DICOM-SEG or overlay no longer asked for. Otherwise the
-    folder would mix two runs, and ``lw_evaluate`` would score an old mask as this run's. Inputs are never
-    touched; returns the files removed."""
+def remove_earlier_outputs(output: Path, results: list, scans: list, options, state) -> list[Path]:
+    """Remove what an earlier run wrote for this run's ``scans`` (``(name, path)``), recorded in the
+    :class:`~.resume.PredictionState` ``state`` and unchanged since, that this run did not write: a failed
+    scan's old mask, a probability map, DICOM-SEG or overlay no longer asked for. Otherwise the folder
+    would mix two runs, and ``lw_evaluate`` would score an old mask as this run's. A file nobody recorded
+    (the user's own, a corrected mask) or changed since is kept, an input never touched; returns the files
+    removed."""
     removed = []
     segmented = {(name, str(path)) for name, path in scans}
+    inputs = {Path(path).resolve() for _, path in scans}
     for result in results:
         if (result.name, result.input) not in segmented:  # an input rejected before segmenting
             continue
-        files = scan_files(output, result.name)
-        written = {
-            "mask": result.output == str(files["mask"]),
-            "probabilities": options.save_probabilities,
-            "dicom-seg": bool(result.dicom_seg),
-            "overlay": options.overlays,
-        }
-        made = {kind for kind, done in written.items() if done and not result.error}
-        for kind, path in files.items():
-            if kind not in made and path.is_file() and path.resolve() not in input_paths:
-                path.unlink()
+        made = set() if result.error else {output / file for file in written_files(result, options)}
+        for path in state.unchanged_earlier_files(result.name):
+            if path not in made and path.resolve() not in inputs:
+                path.unlink(missing_ok=True)
                 removed.append(path)
                 logger.info(f"removed {path.relative_to(output)}: an earlier run's, not made by this one")
     return removed

@@ -40,6 +40,7 @@ def segment_all(
     first=None,
     finish=None,
     keep_volume: bool | None = None,
+    finished: dict | None = None,
 ) -> tuple:
     """Every scan into ``output``, one failure never stopping the others; ``(results, seconds)``.
 
@@ -50,7 +51,8 @@ def segment_all(
     ``first`` (its read of the first scan) let the caller start reading before the model is loaded.
     ``finish(result, volume, mask, probs)``, when given, writes a scan in the writer thread instead of
     ``predictor.write_outputs`` (:class:`.outputs.ScanOutputs`); ``output`` may then be None.
-    ``keep_volume`` (default: ``overlays``) keeps each scan's image for the writer.
+    ``keep_volume`` (default: ``overlays``) keeps each scan's image for the writer. ``finished``: name →
+    the recorded :class:`ScanResult` of a scan not to segment again (``lw_predict --continue``).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,8 @@ def segment_all(
         if output is not None and (output / f"{name}.nii.gz").resolve() in input_paths:
             results[position] = ScanResult(name, str(path), error=f"{path}: output would overwrite an input")
             logger.warning(f"FAILED {results[position].error}")
+        elif finished and name in finished:
+            results[position] = finished[name]
         else:
             todo.append((position, name, path))
     start = time.perf_counter()

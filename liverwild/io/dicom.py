@@ -18,9 +18,11 @@ from ..errors import ImageReadError
 
 MODALITY_TAG = "0008|0060"  # Modality: CT, MR, ...
 GAP_FACTOR = 1.5  # a step this many times the smallest step is a missing slice
-# a slice farther than this share of the slice step (and 0.02 mm) off the regular grid ITK assumes
-# (first to last position in equal steps): uneven spacing, refused (the DICOM-SEG check allows the same)
+# a slice farther than this share of the slice step, and than GRID_FLOOR_MM, off the regular grid ITK
+# assumes (first to last position in equal steps): uneven spacing, refused. The floor covers positions
+# rounded to 0.1 mm in the headers (each off by up to 0.05 mm, the ends too), which misplace nothing
 GRID_TOLERANCE = 0.05
+GRID_FLOOR_MM = 0.2
 
 
 def _series_ids(folder: str) -> tuple:
@@ -115,6 +117,7 @@ def _ordered_series(files, where=None) -> tuple[list, bool]:
     if any(not np.allclose(h[1], orientation, atol=1e-3) for h in headers):
         raise ImageReadError(where, "slices of one series have different orientations")
     normal = np.cross(orientation[:3], orientation[3:])
+    normal /= max(float(np.linalg.norm(normal)), 1e-12)  # cosines rounded in the header: not quite unit
     distance = np.array([h[0] @ normal for h in headers])
     order = np.argsort(distance, kind="stable")
     files = [files[i] for i in order]
@@ -150,7 +153,7 @@ def _ordered_series(files, where=None) -> tuple[list, bool]:
         step = (distance[-1] - distance[0]) / (len(files) - 1)  # ITK's one spacing
         off = np.abs(distance - distance[0] - step * np.arange(len(files)))
         k = int(np.argmax(off))
-        if off[k] > max(GRID_TOLERANCE * step, 0.02):
+        if off[k] > max(GRID_TOLERANCE * step, GRID_FLOOR_MM):
             raise ImageReadError(
                 where,
                 f"uneven slice spacing (steps from {steps.min():.2f} to {steps.max():.2f} mm): "
