@@ -245,6 +245,30 @@ def test_oblique_direction_uses_closest_axes():
     assert r.is_identity
 
 
+@pytest.mark.parametrize("euler_zx", [(45.0, 45.0), (40.0, 50.0), (50.0, 40.0)])
+def test_a_doubly_oblique_grid_gets_one_patient_axis_per_index_axis(euler_zx):
+    """Rotated 45° about z, then 45° about x (an oblique MR), two index axes lie nearest the same patient
+    axis; the reorientation takes one each (it used to raise a bare ValueError, reported as an unexpected
+    failure with a traceback), round-trips exactly and keeps every voxel where it lies."""
+    from scipy.spatial.transform import Rotation
+
+    direction = tuple(Rotation.from_euler("zx", euler_zx, degrees=True).as_matrix().ravel())
+    array = asymmetric_volume((4, 5, 6))
+    geometry = geometry_for(array.shape, direction=direction)
+    r = Reorientation.from_geometry(geometry)
+    canonical = r.to_canonical(array)
+    assert sorted(canonical.shape) == sorted(array.shape) and np.array_equal(r.from_canonical(canonical), array)
+    # every canonical voxel lies where its stored voxel lies: the stored (z, y, x) indices carried along
+    index = np.stack(np.meshgrid(*map(np.arange, array.shape), indexing="ij"), -1)
+    carried = np.stack([r.to_canonical(index[..., k]) for k in range(3)], -1)
+    canonical_geometry = r.canonical_geometry(geometry)
+    for voxel in [(0, 0, 0), (1, 2, 3), tuple(n - 1 for n in canonical.shape)]:
+        z, y, x = (int(v) for v in carried[voxel])
+        stored_at = geometry.index_to_physical((x, y, z))
+        canonical_at = canonical_geometry.index_to_physical(voxel[::-1])
+        assert np.allclose(stored_at, canonical_at, atol=1e-6), voxel
+
+
 # ---- bad input: one line naming the file -------------------------------------------------------
 
 

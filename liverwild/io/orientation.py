@@ -5,12 +5,14 @@ patient-left. An axial slice ``canonical[k]`` therefore shows the patient in the
 convention (anterior at the top row, patient's right on the left of the image), whatever order and
 sign the scanner stored the axes in. Only axis permutations and flips are applied, so the mapping is
 lossless and :meth:`Reorientation.from_canonical` undoes :meth:`Reorientation.to_canonical` exactly.
-For oblique scans each index axis is assigned to the physical axis it is closest to.
+For oblique scans each index axis is assigned to the physical axis it is closest to, one each (the assignment
+with the largest cosines, also for doubly oblique grids where two axes are nearest the same one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import permutations
 
 import numpy as np
 
@@ -31,11 +33,9 @@ class Reorientation:
     @classmethod
     def from_geometry(cls, geometry: Geometry) -> Reorientation:
         d = geometry.direction_matrix
-        physical_of_index = [int(np.argmax(np.abs(d[:, a]))) for a in range(3)]
-        if sorted(physical_of_index) != [0, 1, 2]:
-            raise ValueError(
-                f"direction {geometry.direction} is too oblique to assign each index axis to a distinct patient axis"
-            )
+        # each index axis to the patient axis nearest it, one each: the assignment with the largest cosines
+        # (for a grid near the axes, each column's largest; also at 45°, where two columns tie on one axis)
+        physical_of_index = max(permutations(range(3)), key=lambda p: sum(abs(d[p[a], a]) for a in range(3)))
         order = [0, 0, 0]
         flip = [False, False, False]
         for a, p in enumerate(physical_of_index):
