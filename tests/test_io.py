@@ -297,6 +297,24 @@ def test_truncated_file(tmp_path, suffix, match):
     _assert_one_line_error(cut, match)
 
 
+def test_a_sheared_sform_is_refused_naming_it(tmp_path):
+    """ITK reads a sheared sform's scan by its qform (three warnings on stderr), nibabel and FSL by the
+    sform: the mask would sit elsewhere in those tools. An orthogonal sform (ITK's own) reads."""
+    array = asymmetric_volume((4, 5, 6))
+    write_volume(array, geometry_for(array.shape), tmp_path / "plain.nii")
+    header = bytearray((tmp_path / "plain.nii").read_bytes())
+    assert struct.unpack("<h", header[254:256])[0] > 0  # ITK writes an sform: it must keep reading
+    read_image(tmp_path / "plain.nii")
+    rows = np.array(struct.unpack("<12f", header[280:328]), np.float32).reshape(3, 4)
+    rows[0, 1] += 0.3  # x now depends on j as well: a shear
+    header[280:328] = rows.astype("<f4").tobytes()
+    (tmp_path / "sheared.nii").write_bytes(bytes(header))
+    with gzip.open(tmp_path / "sheared.nii.gz", "wb") as f:
+        f.write(bytes(header))
+    for name in ("sheared.nii", "sheared.nii.gz"):
+        _assert_one_line_error(tmp_path / name, "its sform is sheared (not a rotation with voxel sizes)")
+
+
 def test_two_dimensional_image(tmp_path):
     path = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 9), np.int16)), str(path))

@@ -113,6 +113,7 @@ def checked_reader(path: Path) -> sitk.ImageFileReader:
     also for completeness, which ITK would zero-fill silently) — no voxel is allocated yet."""
     if image_suffix(path) in (".nii", ".nii.gz"):
         check_nifti_complete(path)
+        check_nifti_sform(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -195,6 +196,32 @@ def check_nifti_complete(path) -> None:
         raise ImageReadError(path, f"truncated: {actual} bytes of {expected} expected from its header")
 
 
+def check_nifti_sform(path) -> None:
+    """Raise :class:`ImageReadError` for a NIfTI whose sform (``sform_code`` > 0) is sheared: no rotation
+    and voxel sizes describe it, so ITK falls back to the qform (or fails) while nibabel and FSL place the
+    scan by the sform — a mask in ITK's geometry would sit elsewhere in those tools."""
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            info = _nifti_header_info(f.read(540))
+    except (OSError, EOFError):
+        return  # unreadable: check_nifti_complete and ITK report it
+    if info is None or info["sform_code"] <= 0:
+        return
+    affine = np.asarray(info["srow"], float).reshape(3, 4)[:, :3]
+    sizes = np.linalg.norm(affine, axis=0)
+    if not np.all(np.isfinite(affine)) or np.any(sizes <= 0):
+        raise ImageReadError(path, "its sform (sform_code > 0) has a zero or non-finite voxel axis")
+    cosines = affine / sizes
+    if not np.allclose(cosines.T @ cosines, np.eye(3), atol=1e-3):
+        raise ImageReadError(
+            path,
+            "its sform is sheared (not a rotation with voxel sizes): ITK would place the scan by its qform, "
+            "other tools by the sform; resample it to an orthogonal grid or fix the header",
+        )
+
+
 def nifti_nonfinite_count(path) -> int:
     """Number of NaN/inf voxels in a floating-point NIfTI file (0 for integer data).
 
@@ -233,11 +260,21 @@ def _nifti_header_info(header: bytes):
         offset = struct.unpack(endian + "q", header[168:176])[0]
     datatype = struct.unpack(endian + "h", header[70:72] if sizeof_header == 348 else header[12:14])[0]
     n = int(np.prod([max(1, d) for d in dims[1 : 1 + max(0, min(int(dims[0]), 7))]]))
+    if sizeof_header == 348:
+        sform_code = struct.unpack(endian + "h", header[254:256])[0]
+        srow = struct.unpack(endian + "12f", header[280:328])
+    elif len(header) >= 496:
+        sform_code = struct.unpack(endian + "i", header[348:352])[0]
+        srow = struct.unpack(endian + "12d", header[400:496])
+    else:
+        sform_code, srow = 0, (0.0,) * 12
     return {
         "offset": int(offset),
         "datatype": int(datatype),
         "endian": endian,
         "expected_bytes": int(offset) + n * bitpix // 8,
+        "sform_code": int(sform_code),
+        "srow": srow,
     }
 
 
