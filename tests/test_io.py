@@ -309,10 +309,20 @@ def test_a_sheared_sform_is_refused_naming_it(tmp_path):
     rows[0, 1] += 0.3  # x now depends on j as well: a shear
     header[280:328] = rows.astype("<f4").tobytes()
     (tmp_path / "sheared.nii").write_bytes(bytes(header))
-    with gzip.open(tmp_path / "sheared.nii.gz", "wb") as f:
+    with gzip.open(tmp_path / "sheared_gz.nii.gz", "wb") as f:
         f.write(bytes(header))
-    for name in ("sheared.nii", "sheared.nii.gz"):
+    for name in ("sheared.nii", "sheared_gz.nii.gz"):
         _assert_one_line_error(tmp_path / name, "its sform is sheared (not a rotation with voxel sizes)")
+
+
+def test_a_gzipped_nifti_beside_its_plain_twin_is_refused(tmp_path):
+    """ITK reads ``x.nii.gz`` with ``x.nii`` beside it as ``x.nii.gz``'s header over ``x.nii``'s voxels
+    (ITK issue 2243): a prediction scored Dice 0, a scan segmented from another file's data."""
+    array = asymmetric_volume((4, 5, 6))
+    write_volume(array, geometry_for(array.shape), tmp_path / "x.nii.gz")
+    write_volume(np.zeros_like(array), geometry_for(array.shape), tmp_path / "x.nii")
+    _assert_one_line_error(tmp_path / "x.nii.gz", "x.nii lies beside it: ITK would read that file's voxels")
+    assert np.array_equal(read_image(tmp_path / "x.nii").array, np.zeros(array.shape))  # the plain one reads right
 
 
 def test_two_dimensional_image(tmp_path):

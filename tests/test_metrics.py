@@ -5,6 +5,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from liverwild.cli import evaluate as evaluate_cli
+from liverwild.errors import LiverwildError
 from liverwild.evaluation import all_metrics, compare_evaluations, dice, evaluate_folders, iou, ravd, surface_metrics
 from liverwild.io import Geometry, write_mask
 
@@ -142,6 +143,41 @@ def test_evaluate_folders_csv_summary_and_geometry_errors(tmp_path):
     saved = json.loads((tmp_path / "res.summary.json").read_text(encoding="utf-8"))
     assert saved["dice"]["mean"] == pytest.approx(0.9) and saved["dice"]["std"] == pytest.approx(0.1)
     assert evaluate_cli.main(["-p", str(pred), "-r", str(ref), "-o", str(tmp_path / "cli.csv")]) == 1
+
+
+def test_a_case_with_two_files_is_reported_not_scored_against_one(tmp_path, capsys):
+    """``e.nii.gz`` and a stale empty ``e_0000.nii``: both are case ``e``; one used to be scored silently.
+    The printed n counts the values averaged (an infinite RAVD is left out and said)."""
+    g = Geometry((20, 20, 10), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    truth = cube((10, 20, 20), (2, 5, 5), 6)
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    for case in ("e", "f", "g"):
+        _write_case(ref, case, truth, g)
+        _write_case(pred, case, truth, g)
+    write_mask(np.zeros_like(truth), g, pred / "e_0000.nii")
+    _write_case(ref, "h", np.zeros_like(truth), g)  # empty reference, a prediction: RAVD +inf
+    _write_case(pred, "h", truth, g)
+    table, summary, failures = evaluate_folders(pred, ref)
+    assert sorted(table["case"]) == ["f", "g", "h"]
+    assert list(failures) == ["e"] and "case e has 2 files (e.nii.gz, e_0000.nii); keep one" in failures["e"]
+    assert evaluate_cli.main(["-p", str(pred), "-r", str(ref), "-o", str(tmp_path / "cli.csv")]) == 1
+    out = capsys.readouterr().out
+    assert "n=3)" in out and "n=2; 1 non-finite left out)" in out and "population s.d." in out
+
+
+def test_compare_refuses_rows_that_do_not_pair(tmp_path):
+    import pandas as pd
+
+    metrics = {m: [0.9, 0.8] for m in ("dice", "iou", "ravd", "assd_mm", "mssd_mm", "hd95_mm")}
+    pd.DataFrame({"case": ["a", "b"], **metrics}).to_csv(tmp_path / "liver.csv", index=False)
+    organs = {m: [0.9, 0.8, 0.7, 0.6] for m in metrics}
+    frame = {"case": ["a", "a", "b", "b"], "organ": ["liver", "spleen"] * 2, **organs}
+    pd.DataFrame(frame).to_csv(tmp_path / "organs.csv", index=False)
+    with pytest.raises(LiverwildError, match="scores organs, .*liver.csv one mask per case"):
+        compare_evaluations(tmp_path / "organs.csv", tmp_path / "liver.csv")
+    pd.DataFrame({"case": ["a", "a", "b"], **{m: [0.9, 0.8, 0.7] for m in metrics}}).to_csv(tmp_path / "twice.csv")
+    with pytest.raises(LiverwildError, match="several rows for one case"):
+        compare_evaluations(tmp_path / "twice.csv", tmp_path / "liver.csv")
 
 
 def test_labels_option_counts_tumour_as_liver(tmp_path):

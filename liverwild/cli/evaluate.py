@@ -126,10 +126,12 @@ def main(argv=None) -> int:
             s = summary[metric]
             if s["mean"] is not None:
                 unit = "%" if metric == "ravd" else ""
+                left_out = f"; {s['n_nonfinite']} non-finite left out" if s["n_nonfinite"] else ""
                 print(
                     f"{metric:8s} {s['mean']:.4f}{unit} ± {s['std']:.4f}{unit}  (median {s['median']:.4f}, "
-                    f"n={summary['n_cases']})"
+                    f"n={summary['n_cases'] - s['n_nonfinite']}{left_out})"
                 )
+        print("mean ± population s.d. across scans")
         print(f"protocol: {args.protocol}")
         print(f"per case: {out}; summary: {Path(out).with_suffix('.summary.json')}")
         return 1 if failures else 0

@@ -23,16 +23,31 @@ def case_name(path) -> str:
     return name[:-5] if name.endswith("_0000") else name
 
 
-def match_cases(pred_dir, ref_dir) -> tuple:
-    """({case: (pred path, ref path)}, missing predictions, predictions without reference)."""
-    preds = {
-        case_name(p): p
-        for p in sorted(Path(pred_dir).iterdir())
-        if image_suffix(p) and not p.name.startswith(".") and not case_name(p).endswith("_prob")
+def _files_by_case(folder, skip_probabilities: bool) -> tuple[dict, dict]:
+    """``({case: file}, {case: reason})`` of a folder's image files; a case with two files (``e.nii`` and
+    ``e_0000.nii.gz``, ``x.nii`` and ``x.nii.gz``) is a clash, not silently one of them."""
+    found: dict = {}
+    for p in sorted(Path(folder).iterdir()):
+        if image_suffix(p) and not p.name.startswith("."):
+            if not (skip_probabilities and case_name(p).endswith("_prob")):
+                found.setdefault(case_name(p), []).append(p)
+    clashes = {
+        case: f"{folder}: case {case} has {len(files)} files ({', '.join(f.name for f in files)}); keep one"
+        for case, files in found.items()
+        if len(files) > 1
     }
-    refs = {case_name(p): p for p in sorted(Path(ref_dir).iterdir()) if image_suffix(p) and not p.name.startswith(".")}
-    common = {c: (preds[c], refs[c]) for c in sorted(set(preds) & set(refs))}
-    return common, sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
+    return {case: files[0] for case, files in found.items() if case not in clashes}, clashes
+
+
+def match_cases(pred_dir, ref_dir) -> tuple:
+    """``({case: (pred path, ref path)}, missing predictions, predictions without reference, {case: reason}
+    for cases with two files on either side)``."""
+    preds, pred_clashes = _files_by_case(pred_dir, skip_probabilities=True)
+    refs, ref_clashes = _files_by_case(ref_dir, skip_probabilities=False)
+    clashes = {**ref_clashes, **pred_clashes}
+    common = {c: (preds[c], refs[c]) for c in sorted(set(preds) & set(refs)) if c not in clashes}
+    missing = sorted(set(refs) - set(preds) - set(clashes))
+    return common, missing, sorted(set(preds) - set(refs) - set(clashes)), clashes
 
 
 PROTOCOLS = {"native": None, "multi-dg": 128, "single-dg": 192}
@@ -140,8 +155,8 @@ def evaluate_folders(
     import pandas as pd
     from tqdm import tqdm
 
-    pairs, missing, extra = match_cases(pred_dir, ref_dir)
-    if not pairs:
+    pairs, missing, extra, clashes = match_cases(pred_dir, ref_dir)
+    if not pairs and not clashes:
         raise LiverwildError(
             f"no case of {pred_dir} has a reference in {ref_dir} (names are matched without "
             "the _0000 channel suffix and the file ending)"
@@ -159,6 +174,9 @@ def evaluate_folders(
     for case in missing:
         failures[case] = f"{case}: no prediction in {pred_dir}"
         logger.warning(f"FAILED {failures[case]}")
+    for case, reason in clashes.items():
+        failures[case] = reason
+        logger.warning(f"FAILED {reason}")
     columns = ["case", *(["organ"] if classes else []), *METRICS, "volume_pred_ml", "volume_ref_ml"]
     table = pd.DataFrame(rows, columns=columns)
     per_organ = {}
@@ -195,8 +213,17 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
 
     a, b = pd.read_csv(csv_a), pd.read_csv(csv_b)
     names = names or (Path(csv_a).stem, Path(csv_b).stem)
-    key = ["case", "organ"] if "organ" in a.columns and "organ" in b.columns else ["case"]
-    merged = a.merge(b, on=key, suffixes=("_a", "_b"))
+    if ("organ" in a.columns) != ("organ" in b.columns):
+        organs, liver = (csv_a, csv_b) if "organ" in a.columns else (csv_b, csv_a)
+        raise LiverwildError(
+            f"{organs} scores organs, {liver} one mask per case: their rows do not pair (compare organ "
+            "evaluations with organ evaluations)"
+        )
+    key = ["case", "organ"] if "organ" in a.columns else ["case"]
+    for table, name in ((a, csv_a), (b, csv_b)):
+        if table.duplicated(subset=key).any():
+            raise LiverwildError(f"{name}: several rows for one {' and '.join(key)}; rows would pair wrongly")
+    merged = a.merge(b, on=key, suffixes=("_a", "_b"), validate="one_to_one")
     if len(merged) < 2:
         raise LiverwildError(f"{csv_a} and {csv_b} share {len(merged)} case(s); a paired test needs at least 2")
     tests = [(metric, merged) for metric in METRICS]
@@ -231,5 +258,5 @@ def compare_evaluations(csv_a, csv_b, names=None) -> tuple:
                 f"{r['std_b'] / 10:.3f} | {r['p_value']:.3g} |"
             )
     pairs = "(case, organ) pairs" if "organ" in key else "cases"
-    lines.append(f"\n{rows[0]['n']} paired {pairs}; mean ± s.d. across scans.")
+    lines.append(f"\n{rows[0]['n']} paired {pairs}; mean ± population s.d. across scans.")
     return rows, "\n".join(lines)

@@ -111,6 +111,12 @@ def is_supported(path) -> bool:
 def checked_reader(path: Path) -> sitk.ImageFileReader:
     """A reader of ``path`` whose header has been read and checked (:func:`check_header`; NIfTI files
     also for completeness, which ITK would zero-fill silently) — no voxel is allocated yet."""
+    if image_suffix(path) == ".nii.gz" and path.with_name(path.name[:-3]).exists():
+        raise ImageReadError(
+            path,
+            f"{path.name[:-3]} lies beside it: ITK would read that file's voxels under this file's header "
+            "(ITK issue 2243); move or rename one of them",
+        )
     if image_suffix(path) in (".nii", ".nii.gz"):
         check_nifti_complete(path)
         check_nifti_sform(path)
