@@ -61,7 +61,7 @@ def plan_and_preprocess(
     plan_only=False,
     preprocess_only=False,
     replan=False,
-    val_per_source: int = 5,
+    val_per_source: int | None = None,
     seed: int | None = None,
     threads: int | None = None,
     progress: bool = True,
@@ -86,10 +86,12 @@ def plan_and_preprocess(
         workers: processes for the per-case CPU stage.
         plan_only, preprocess_only, replan: stop after planning; cache with the stored plans; plan
             from the defaults again.
-        val_per_source: held-out validation cases per source in the folds.
+        val_per_source: held-out validation cases per source in the folds (None: the existing
+            ``splits.json``'s, 5 for new splits).
         seed: the augmentation's seed — which augmented views are cached; recorded in the plans
             (``augmentation.seed``, part of the data identifier; None: the stored plans' seed, 0 for new
-            plans) — and the seed of the folds' held-out validation cases (None: 0).
+            plans) — and the seed of the folds' held-out validation cases (None: the existing
+            ``splits.json``'s, 0 for new splits).
         threads: torch CPU threads.
         progress: show progress bars.
         tap: the teacher's feature tap (default per teacher).
@@ -160,7 +162,7 @@ def plan_and_preprocess(
         if context.is_main:
             for report in reports:
                 logger.info(report.summary())
-            splits = refresh_splits(pre_root, raw_root, val_per_source, 0 if seed is None else seed)
+            splits = refresh_splits(pre_root, raw_root, val_per_source, seed)
             logger.info(
                 f"splits: {len(splits['folds'])} folds in {pre_root / 'splits.json'}: "
                 + ", ".join(sorted(splits["folds"]))

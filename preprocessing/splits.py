@@ -174,16 +174,29 @@ def get_fold(path, name: str) -> dict:
     return folds[name]
 
 
-def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_source: int = 5, seed: int = 0) -> dict:
+def refresh_splits(
+    preprocessed_root: Path, raw_root: Path | None, val_per_source: int | None = None, seed: int | None = None
+) -> dict:
     """Leave-one-dataset-out folds over every dataset with plans and a cache in ``preprocessed_root``,
     free of target scans (content digests from the fingerprints, declared containment from dataset.json).
-    A dataset's cases are those of its 2D cache, or of its ``3d`` cache when it has no 2D one."""
+    A dataset's cases are those of its 2D cache, or of its ``3d`` cache when it has no 2D one, that its
+    raw ``dataset.json`` still lists (when the raw dataset is there). ``val_per_source`` and ``seed`` None:
+    the existing ``splits.json``'s (5 and 0 for new splits), so that re-planning one dataset never moves
+    another fold's validation cases."""
+    path = Path(preprocessed_root) / "splits.json"
+    stored = load_splits(path) if path.is_file() else {}
+    val_per_source = int(stored.get("val_per_source", 5)) if val_per_source is None else val_per_source
+    seed = int(stored.get("seed", 0)) if seed is None else seed
     datasets, contained, digests, slices = {}, {}, {}, {}
     for plans_path in sorted(Path(preprocessed_root).glob("*/plans.json")):
         plans = load_plans(plans_path)
         cases = list_cases(plans_path.parent / plans.data_identifier())
         if not cases and plans.config_3d is not None:  # a dataset cached for the 3d configuration only
             cases = list_cases(plans_path.parent / plans.data_identifier_3d())
+        raw = Path(raw_root) / plans.dataset if raw_root is not None else None
+        if raw is not None and (raw / "dataset.json").is_file():  # a case removed from the raw data is gone
+            listed = set(load_dataset_json(raw).cases)
+            cases = [case for case in cases if case in listed]
         if cases:
             datasets[plans.dataset] = cases
         if (plans_path.parent / "dataset_fingerprint.json").is_file():
@@ -194,5 +207,4 @@ def refresh_splits(preprocessed_root: Path, raw_root: Path | None, val_per_sourc
         if raw_root is not None and (Path(raw_root) / plans.dataset / "dataset.json").is_file():
             extra = load_dataset_json(Path(raw_root) / plans.dataset).extra
             contained[plans.dataset] = extra.get("contained_in", [])
-    path = Path(preprocessed_root) / "splits.json"
     return update_splits(path, datasets, val_per_source, seed, contained, digests, slices)

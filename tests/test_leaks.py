@@ -21,9 +21,10 @@ def scans(tmp_path_factory):
     image, _, _ = generate_case("PhantomPortalCT", seed=3, case=0, n_slices=20)
     other, _, _ = generate_case("PhantomPortalCT", seed=3, case=1, n_slices=20)
     paths = {"nii.gz": write_volume(image.array, image.geometry, root / "scan.nii.gz")}
-    with gzip.open(paths["nii.gz"], "rb") as src, open(root / "scan.nii", "wb") as dst:
+    # another stem: beside scan.nii.gz, ITK would read scan.nii.gz with scan.nii's voxels (ITK issue 2243)
+    with gzip.open(paths["nii.gz"], "rb") as src, open(root / "scan_gunzipped.nii", "wb") as dst:
         shutil.copyfileobj(src, dst)
-    paths["nii"] = root / "scan.nii"
+    paths["nii"] = root / "scan_gunzipped.nii"
     paths["nrrd"] = write_volume(image.array, image.geometry, root / "scan.nrrd")
     write_dicom_series(image.array, image.geometry, root / "dicom")
     paths["dicom"] = root / "dicom"

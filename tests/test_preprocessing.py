@@ -512,3 +512,29 @@ def test_full_disk_while_writing_the_cache_leaves_no_case(raw_root, tmp_path):
     assert result.returncode == 1 and "cannot be written" in result.stderr, result.stderr[-2000:]
     assert list_cases(next((tmp_path / "pre" / "PhantomT2MR").glob("lwdata_*"))) == []
     assert not list((tmp_path / "pre").rglob(".*tmp*"))
+
+
+def test_splits_keep_their_seed_and_drop_cases_gone_from_the_raw_data(phantom_study, tmp_path):
+    """Re-planning one dataset with another --seed used to move every fold's validation cases, and a
+    later run without --seed moved them back; a case removed from the raw dataset stayed a validation case."""
+    from preprocessing.splits import refresh_splits
+
+    pre, raw = tmp_path / "pre", tmp_path / "raw"
+    pre.mkdir()
+    for dataset in (phantom_study / "pre").iterdir():
+        if dataset.is_dir():
+            (pre / dataset.name).symlink_to(dataset)  # read-only use: only splits.json is written here
+    shutil.copytree(phantom_study / "raw", raw)
+    first = refresh_splits(pre, raw)
+    assert (first["seed"], first["val_per_source"]) == (0, 5)
+    other = refresh_splits(pre, raw, seed=7)
+    val = {name: fold["val"] for name, fold in other["folds"].items()}
+    assert val != {name: fold["val"] for name, fold in first["folds"].items()}  # seed 7 holds out others
+    again = refresh_splits(pre, raw)  # no --seed: the stored one, not 0
+    assert again["seed"] == 7 and {name: fold["val"] for name, fold in again["folds"].items()} == val
+    info = json.loads((raw / "PhantomNativeCT" / "dataset.json").read_text(encoding="utf-8"))
+    gone = info["cases"].pop(3)
+    (raw / "PhantomNativeCT" / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
+    pruned = refresh_splits(pre, raw)
+    listed = json.dumps(pruned["folds"])
+    assert gone not in listed and info["cases"][0] in listed

@@ -131,6 +131,24 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_does(preprocessed, tm
     assert "nothing to do" in caplog.records[-1].getMessage() and again["epochs"] == 3  # once more does nothing
     with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):
         train("b", config.updated(lr=0.5))
+    with pytest.raises(LiverwildError, match="another configuration \\(lr differ\\)"):  # --continue as well
+        train_fold(
+            FOLD,
+            preprocessed=str(preprocessed),
+            results=str(tmp_path / "b"),
+            device="cpu",
+            config=config.updated(lr=0.5),
+            progress=False,
+            continue_training=True,
+        )
+    fold = load_splits(preprocessed / "splits.json")["folds"][FOLD]
+    source = next(iter(fold["val"]))
+    moved = {**fold, "val": {**fold["val"], source: fold["val"][source][:-1]}}  # splits.json changed since
+    for continuing in (False, True):
+        with pytest.raises(LiverwildError, match="trained on other data \\(the fold's cases \\(splits.json\\) changed"):
+            TRAINERS["ContrastiveDistillationTrainer"](FOLD, moved, preprocessed, tmp_path / "b", config, "cpu").fit(
+                continue_training=continuing, progress=False
+            )
     name = next((tmp_path / "a" / FOLD).iterdir()).name
     a = torch.load(tmp_path / "a" / FOLD / name / "checkpoint_final.pth", weights_only=False)
     b = torch.load(tmp_path / "b" / FOLD / name / "checkpoint_final.pth", weights_only=False)

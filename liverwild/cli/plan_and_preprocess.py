@@ -100,13 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes for the CPU stages (reading, normalising, augmenting); 0 = in the main process",
     )
     p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--val-per-source", type=at_least(0), default=5, help="held-out validation cases per source dataset")
+    p.add_argument(
+        "--val-per-source",
+        type=at_least(0),
+        default=None,
+        help="held-out validation cases per source dataset (default: the existing splits.json's, 5 for new splits)",
+    )
     p.add_argument(
         "--seed",
         type=int,
         default=None,
         help="seed of the cached augmented views (plans.json augmentation.seed, part of the data identifier; "
-        "default: the stored plans', 0 for new plans) and of the folds' held-out validation cases (default 0)",
+        "default: the stored plans', 0 for new plans) and of the folds' held-out validation cases (default: the "
+        "existing splits.json's, 0 for new splits)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--plan-only", action="store_true", help="stop after fingerprint and plans")

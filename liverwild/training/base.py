@@ -303,10 +303,11 @@ class TrainerBase(abc.ABC, Generic[ConfigT]):
         if continue_training:
             if not latest.is_file():
                 raise LiverwildError(f"--continue: no {latest} to continue from; start without --continue")
+            self.folder.check_same_run(self.config.to_json(), self.config_fields(), self.data_record())
             self.load_checkpoint(latest)
             logger.info(f"continuing {self.output} after epoch {self.start_epoch - 1}")
         elif latest.is_file():  # the same command again: reuse or resume
-            self.folder.check_same_configuration(self.config.to_json(), self.config_fields())
+            self.folder.check_same_run(self.config.to_json(), self.config_fields(), self.data_record())
             self.load_checkpoint(latest)
             if self.start_epoch >= self.config.epochs and self.folder.final.is_file():
                 logger.info(f"{self.output} already holds this finished run: nothing to do")
@@ -353,6 +354,11 @@ class TrainerBase(abc.ABC, Generic[ConfigT]):
 
     def describe_run(self) -> dict:
         return run_state.run_description(self)
+
+    def data_record(self) -> dict:
+        """What the run trains on: each source's cache (its data identifier: plans, normalisation, slice
+        size, augmentation, teacher) and the fold's cases — a checkpoint is continued only on the same."""
+        return {"caches": {source: self.data_identifier(source) for source in self.fold["sources"]}, "fold": self.fold}
 
     def checkpoint_state(self) -> dict:
         return run_state.checkpoint_state(self)

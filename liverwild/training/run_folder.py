@@ -66,15 +66,30 @@ class RunFolder:
                 "limit?); the previous checkpoint is kept"
             ) from exc
 
-    def check_same_configuration(self, config: dict, read: frozenset[str]) -> None:
-        """Refuse to continue the latest checkpoint with ``config`` (a configuration's JSON) when a field of
-        ``read`` (the trainer's fields) differs: a re-run may extend ``epochs`` or change how it runs
-        (:data:`~.config.EXECUTION_FIELDS`); any other change needs a new folder."""
-        previous = flat_settings(load_checkpoint(self.latest).get("config", {}))
+    def check_same_run(self, config: dict, read: frozenset[str], data: dict) -> None:
+        """Refuse to continue the latest checkpoint (a re-run or ``--continue``) with ``config`` (a
+        configuration's JSON) when a field of ``read`` (the trainer's fields) differs — a run may extend
+        ``epochs`` or change how it runs (:data:`~.config.EXECUTION_FIELDS`), any other change needs a new
+        folder — or on other ``data`` (:meth:`~.base.TrainerBase.data_record`: a source's cache or the
+        fold's cases changed since, e.g. re-planned with another seed)."""
+        checkpoint = load_checkpoint(self.latest)
+        previous = flat_settings(checkpoint.get("config", {}))
         compared = read - {"epochs", *EXECUTION_FIELDS}
         changed = sorted(k for k, v in flat_settings(config).items() if k in compared and previous.get(k, v) != v)
         if changed:
             raise LiverwildError(
                 f"{self.path} holds a run trained with another configuration ({', '.join(changed)} "
                 "differ): remove the folder, or change the seed, to train this one"
+            )
+        before = checkpoint.get("data")
+        if before is None:  # written before runs recorded their data: nothing to compare
+            return
+        caches = before.get("caches", {})
+        moved = [f"the cache of {s}" for s in sorted(data["caches"]) if caches.get(s) != data["caches"][s]]
+        if before.get("fold") != data["fold"]:
+            moved.append("the fold's cases (splits.json)")
+        if moved:
+            raise LiverwildError(
+                f"{self.path} holds a run trained on other data ({', '.join(moved)} changed since): remove the "
+                "folder, or change the seed, to train on the new data"
             )

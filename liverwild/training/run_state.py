@@ -45,6 +45,8 @@ class TrainerState(Protocol):
 
     def model_description(self) -> dict: ...
 
+    def data_record(self) -> dict: ...
+
 
 def run_description(trainer: TrainerState) -> dict:
     """``config.json``: trainer, fold, resolved configuration, network, plans, device, job (world size,
@@ -84,6 +86,7 @@ def checkpoint_state(trainer: TrainerState) -> dict:
         "config": trainer.config.to_json(),
         "plans": trainer.plans_json(),
         "fold_name": trainer.fold_name,
+        "data": trainer.data_record(),
         **trainer.software,
     }
 
