@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, slice_context
+from liverwild.backbones import MISSING_WEIGHTS, FrozenBackbone, slice_context, unchanged_weights
 from liverwild.device import autocast, resolve_device
 from liverwild.errors import ConfigurationError
 from planning.plans import FEATURE_DTYPES, Plans
@@ -58,8 +58,9 @@ class FeatureExtractor:
 
 
 def build_backbone(plans: Plans) -> FrozenBackbone:
-    """The frozen teacher that ``plans`` name (refused when they name none or its weights are undecided)."""
+    """The frozen teacher that ``plans`` name (refused when they name none, its weights are undecided, or
+    its weights file changed since the plans were made)."""
     teacher = plans.teacher()
     if teacher.weights is None:
         raise ConfigurationError(MISSING_WEIGHTS.format(name=teacher.teacher or teacher.name))
-    return FrozenBackbone.from_config(teacher, plans.slice_size[0])
+    return FrozenBackbone.from_config(unchanged_weights(teacher), plans.slice_size[0])

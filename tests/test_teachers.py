@@ -233,3 +233,29 @@ def test_model_trained_with_old_scaling_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigurationError, match="wrong teacher input scaling"):
         TrainedModel(tmp_path)
+
+
+def test_a_weights_file_replaced_in_place_is_refused_before_caching(tmp_path):
+    """Plans name a weights file by its content hash; a file replaced under the same name would put another
+    teacher's features under the plans' data identifier (prediction already refused it)."""
+    import timm
+
+    from liverwild.backbones import unchanged_weights, with_weights
+    from planning.plans import Plans
+    from planning.sections import Normalization
+    from preprocessing.features import build_backbone
+
+    weights = tmp_path / "teacher.pth"
+    tiny = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    torch.save(tiny.state_dict(), weights)
+    config = with_weights(teacher_config("vit_tiny_patch16_224"), str(weights))
+    assert unchanged_weights(config) is config
+    plans = Plans("X", "CT", Normalization([-100.0, 400.0]), slice_size=[224, 224], backbone=config)
+    assert build_backbone(plans).feature_channels == 192
+    torch.nn.init.normal_(tiny.patch_embed.proj.weight)
+    torch.save(tiny.state_dict(), weights)  # the same name, other weights
+    with pytest.raises(ConfigurationError, match="the teacher's weights changed since the plans were made"):
+        unchanged_weights(config)
+    with pytest.raises(ConfigurationError, match="teacher.pth: the teacher's weights changed"):
+        build_backbone(plans)
+    assert unchanged_weights(with_weights(teacher_config("vit_tiny_patch16_224"), "random")).weights == "random"

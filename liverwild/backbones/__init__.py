@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         resolve_tap,
         slice_context,
         teacher_config,
+        unchanged_weights,
         with_weights,
     )
     from .scaling import IMAGENET_MEAN, IMAGENET_STD, RULE, centre_slice, scale_and_shift, teacher_input
@@ -50,6 +51,7 @@ _HOMES = {
     "slice_context": "registry",
     "teacher_config": "registry",
     "with_weights": "registry",
+    "unchanged_weights": "registry",
     "IMAGENET_MEAN": "scaling",
     "IMAGENET_STD": "scaling",
     "RULE": "scaling",
@@ -98,6 +100,7 @@ __all__ = [
     "teacher_input",
     "weights_tag",
     "with_weights",
+    "unchanged_weights",
 ]
 
 

@@ -28,6 +28,7 @@ Slice context (``context``), what fills the teacher's three input channels:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
@@ -232,6 +233,25 @@ def _key_mapping(weights: str | None) -> str | None:
 def with_weights(config: TeacherConfig, weights: str) -> TeacherConfig:
     """The same teacher with another (or re-checked) weights source: a moved file, 'random' for tests."""
     return config.with_weights(weights, weights_tag(weights), _key_mapping(weights))
+
+
+def unchanged_weights(config: TeacherConfig) -> TeacherConfig:
+    """``config`` when its weights file still holds the weights its tag names, else a
+    :class:`ConfigurationError`: a file replaced in place under the same name would mix two teachers'
+    features under one data identifier. Named sources (``random``, ``timm-cache``) and a missing file
+    (the loader names it) pass."""
+    weights = config.weights
+    if weights is None or weights in ("random", "timm-cache"):
+        return config
+    if not str(weights).startswith("package:") and not Path(weights).is_file():
+        return config
+    now = weights_tag(weights)
+    if now != config.weights_tag:
+        raise ConfigurationError(
+            f"{weights}: the teacher's weights changed since the plans were made ({config.weights_tag} then, "
+            f"{now} now): restore the file, or re-plan (lw_plan_and_preprocess --replan) and cache again"
+        )
+    return config
 
 
 def describe_teacher(config: TeacherConfig) -> str:

@@ -19,7 +19,7 @@ from torch import nn
 
 from planning.plans import Plans
 
-from ..backbones import describe_teacher, slice_context
+from ..backbones import describe_teacher, slice_context, unchanged_weights
 from ..device import autocast
 from ..errors import ConfigurationError, LiverwildError
 from ..evaluation.metrics import dice_from_counts
@@ -172,7 +172,8 @@ class SliceTrainer(TrainerBase[SliceTrainerConfig]):
             from ..backbones import FrozenBackbone
 
             plans = self.teacher_plans
-            self.teacher = FrozenBackbone.from_config(plans.teacher(), plans.slice_size[0]).to(self.device)
+            teacher = unchanged_weights(plans.teacher())  # the weights the cached features came from
+            self.teacher = FrozenBackbone.from_config(teacher, plans.slice_size[0]).to(self.device)
         positives, negatives = batch["positive_slices"], batch["negative_slices"]
         b, p, n = positives.shape[0], positives.shape[1], negatives.shape[1]
         stack = torch.cat([batch["slice"], positives.flatten(0, 1), negatives.flatten(0, 1)])
