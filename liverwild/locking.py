@@ -73,7 +73,10 @@ def held(path: Path, holder: dict, host: str) -> bool:
 
 
 def in_use(path: Path, folder, holder: dict) -> str:
-    """The one-line message of a ``folder`` whose lock file ``path`` a live ``holder`` holds."""
+    """The one-line message of a ``folder`` whose lock file ``path`` a live ``holder`` holds (or, holder
+    still unnamed, another process is taking)."""
+    if not holder:
+        return f"{path}: another process is taking {folder} at this moment; try again"
     return (
         f"{path}: {folder} is in use by process {holder.get('pid')} on {holder.get('host')} ({holder.get('command')}, "
         f"since {holder.get('since')}); wait for it to finish, or remove the lock file if that process is gone"
@@ -98,9 +101,7 @@ def acquire(folder, command: str | None = None, name: str = LOCK_NAME) -> Path:
         except FileExistsError:
             holder = _holder(path)
             pid = holder.get("pid")
-            if being_taken(path, holder):
-                raise LockedError(f"{path}: another process is taking {folder} at this moment; try again") from None
-            if _alive(holder, socket.gethostname()):
+            if held(path, holder, socket.gethostname()):
                 raise LockedError(in_use(path, folder, holder)) from None
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()  # stale: its process is dead (or the file empty)
@@ -133,10 +134,7 @@ def refuse_other_writers(folder, own: Path, compatible: Callable[[str], bool] = 
     others = [path for path in held_by_others(folder, own) if not compatible(path.name)]
     if others:
         release(own)
-        holder = _holder(others[0])
-        if not holder:
-            raise LockedError(f"{others[0]}: another process is taking {folder} at this moment; try again")
-        raise LockedError(in_use(others[0], folder, holder))
+        raise LockedError(in_use(others[0], folder, _holder(others[0])))
 
 
 def release(path: Path) -> None:

@@ -25,6 +25,7 @@ from planning.sections import Normalization
 
 from ..errors import ConfigurationError
 from ..io import Geometry, Volume, check_not_constant, read_image, write_mask, write_volume
+from .discovery import PROBABILITY_SUFFIX
 from .postprocessing import body_centre_mm, plausibility, postprocess, steps_from
 
 OVERLAYS = "overlays"  # the output's subfolder of --overlays pictures, one PNG per scan
@@ -237,7 +238,9 @@ class BasePredictor:
         if nifti:
             write_mask(mask, volume.geometry, out)
         if probs is not None:
-            write_volume(probs, volume.geometry, Path(output_dir) / f"{name}_prob.nii.gz", dtype=np.float32)
+            write_volume(
+                probs, volume.geometry, Path(output_dir) / f"{name}{PROBABILITY_SUFFIX}.nii.gz", dtype=np.float32
+            )
         result.seconds["write"] = time.perf_counter() - t
         if overlay:
             from ..visualization import canonical_views, overlay_grid

@@ -38,10 +38,7 @@ def find_scans(source, exclude=None) -> tuple:
     if source.is_file() or is_dicom_folder(source):
         if source.is_file() and not image_suffix(source):
             return [], [(source, "unsupported file type")]
-        name = scan_name(source)
-        if name.endswith(PROBABILITY_SUFFIX):
-            return [], [(source, f"its output {name}.nii.gz would read as a probability map; rename it")]
-        return [(name, source)], []
+        return _without_reserved_names([(scan_name(source), source)], [])
     scans, rejected = [], []
     exclude = Path(exclude).resolve() if exclude else None
     entries = sorted(source.iterdir())
@@ -63,16 +60,7 @@ def find_scans(source, exclude=None) -> tuple:
             scans.append((scan_name(path), path))
         else:
             rejected.append((path, "unsupported file type"))
-    reserved = [(n, p) for n, p in scans if n.endswith(PROBABILITY_SUFFIX)]
-    for name, path in reserved:
-        rejected.append(
-            (
-                path,
-                f"its output {name}.nii.gz would read as a probability map (names ending in "
-                f"{PROBABILITY_SUFFIX} are theirs); rename it",
-            )
-        )
-    scans = [(n, p) for n, p in scans if not n.endswith(PROBABILITY_SUFFIX)]
+    scans, rejected = _without_reserved_names(scans, rejected)
     names = [n for n, _ in scans]
     dupes = {n for n in names if names.count(n) > 1}
     for name in sorted(dupes):  # never let one input overwrite another's mask: skip them all
@@ -81,3 +69,14 @@ def find_scans(source, exclude=None) -> tuple:
             others = ", ".join(q.name for q in clash if q != path)
             rejected.append((path, f"would write the same output {name}.nii.gz as {others}; rename one of them"))
     return [(n, p) for n, p in scans if n not in dupes], rejected
+
+
+def _without_reserved_names(scans: list, rejected: list) -> tuple:
+    """``(scans, rejected)`` with the scans whose output name ends in ``_prob`` moved to ``rejected``: their
+    mask would be named like another scan's probability map (and ``lw_evaluate`` skips such names)."""
+    reserved = [(name, path) for name, path in scans if name.endswith(PROBABILITY_SUFFIX)]
+    message = "its output {}.nii.gz would read as a probability map (names ending in {} are theirs); rename it"
+    return (
+        [(name, path) for name, path in scans if not name.endswith(PROBABILITY_SUFFIX)],
+        [*rejected, *((path, message.format(name, PROBABILITY_SUFFIX)) for name, path in reserved)],
+    )

@@ -269,8 +269,7 @@ def _predict_share(
         writer = ScanOutputs(predictor, trained, options, output, html, masks)
         finish, finished, state = writer.finish, {}, None
         if output is not None:
-            runtime_name = runtime_fields.get("runtime", "torch")
-            config = configuration(options, trained.folder, runtime_name, predictor.device.type)
+            config = configuration(options, trained.folder, runtime_fields, predictor.device.type)
             state = PredictionState(output, tag, config, options, scans)
             finished = {name: done for name, path in scans if (done := state.finished(name, path)) is not None}
             state.start(set(finished))
@@ -296,7 +295,7 @@ def _predict_share(
             finished=finished,
         )
         if output is not None and state is not None:
-            remove_earlier_outputs(output, results_list, scans, options, state)
+            remove_earlier_outputs(output, results_list, scans, options, state, input_paths)
         report = {
             "inputs": str(inputs),
             "output": str(output),

@@ -143,22 +143,21 @@ def write_run_files(output: Path, report: dict, tag: str, statistics: bool, html
     return written
 
 
-def remove_earlier_outputs(output: Path, results: list, scans: list, options, state) -> list[Path]:
+def remove_earlier_outputs(output: Path, results: list, scans: list, options, state, input_paths: set) -> list[Path]:
     """Remove what an earlier run wrote for this run's ``scans`` (``(name, path)``), recorded in the
     :class:`~.resume.PredictionState` ``state`` and unchanged since, that this run did not write: a failed
     scan's old mask, a probability map, DICOM-SEG or overlay no longer asked for. Otherwise the folder
     would mix two runs, and ``lw_evaluate`` would score an old mask as this run's. A file nobody recorded
-    (the user's own, a corrected mask) or changed since is kept, an input never touched; returns the files
-    removed."""
+    (the user's own, a corrected mask) or changed since is kept, an input (``input_paths``, resolved) never
+    touched; returns the files removed."""
     removed = []
     segmented = {(name, str(path)) for name, path in scans}
-    inputs = {Path(path).resolve() for _, path in scans}
     for result in results:
         if (result.name, result.input) not in segmented:  # an input rejected before segmenting
             continue
         made = set() if result.error else {output / file for file in written_files(result, options)}
         for path in state.unchanged_earlier_files(result.name):
-            if path not in made and path.resolve() not in inputs:
+            if path not in made and path.resolve() not in input_paths:
                 path.unlink(missing_ok=True)
                 removed.append(path)
                 logger.info(f"removed {path.relative_to(output)}: an earlier run's, not made by this one")

@@ -26,8 +26,8 @@ from .. import __version__
 from ..atomic import write_json_atomic
 from ..hashing import file_sha256
 from ..log import get_logger
-from ..revision import git_revision
 from .base import ScanResult
+from .discovery import PROBABILITY_SUFFIX
 from .model_folder import checkpoint_path
 from .options import PredictOptions
 
@@ -42,18 +42,19 @@ def state_path(output, tag: str = "") -> Path:
     return Path(output) / f".lw_predict_state{tag}.json"
 
 
-def configuration(options: PredictOptions, model_dir: Path, runtime: str, device_type: str) -> dict:
-    """What decides a scan's outputs (plain JSON): the checkpoint's SHA-256, runtime, device type,
-    liverwild version and git revision, and the options that change what is written."""
+def configuration(options: PredictOptions, model_dir: Path, runtime_fields: dict, device_type: str) -> dict:
+    """What decides a scan's outputs (plain JSON): the checkpoint's SHA-256, the runtime and the git
+    revision (from the report's ``runtime_fields``), device type, liverwild version, and the options that
+    change what is written."""
     chosen = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in UNRELATED}
     chosen = {k: sorted(v) if isinstance(v, (tuple, list, set)) else v for k, v in chosen.items()}
     return {
         "format": STATE_FORMAT,
         "checkpoint_sha256": file_sha256(checkpoint_path(model_dir, options.checkpoint)),
-        "runtime": runtime,
+        "runtime": runtime_fields["runtime"],
         "device_type": device_type,
         "liverwild": __version__,
-        "git_revision": git_revision(),
+        "git_revision": runtime_fields["git_revision"],
         "options": json.loads(json.dumps(chosen, default=str)),
     }
 
@@ -83,7 +84,7 @@ def written_files(result: ScanResult, options: PredictOptions) -> list[str]:
     """The files (relative to the output folder) a run with ``options`` wrote for a finished scan."""
     names = [Path(p).name for p in (result.output, result.dicom_seg) if p]
     if options.save_probabilities:
-        names.append(f"{result.name}_prob.nii.gz")
+        names.append(f"{result.name}{PROBABILITY_SUFFIX}.nii.gz")
     if options.overlays:
         names.append(f"overlays/{result.name}.png")
     return sorted(set(names))

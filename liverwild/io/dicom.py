@@ -188,7 +188,7 @@ def dicom_tag(file_name, tag: str, default=None):
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(file_name))
     reader.ReadImageInformation()
-    return reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else default
+    return _tag(reader, tag) if reader.HasMetaDataKey(tag) else default
 
 
 def read_dicom_series(folder, series_uid: str | None = None) -> sitk.Image:

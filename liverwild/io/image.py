@@ -118,8 +118,9 @@ def checked_reader(path: Path) -> sitk.ImageFileReader:
             "(ITK issue 2243); move or rename one of them",
         )
     if image_suffix(path) in (".nii", ".nii.gz"):
-        check_nifti_complete(path)
-        check_nifti_sform(path)
+        header = nifti_header(path)
+        check_nifti_complete(path, header)
+        check_nifti_sform(path, header)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -165,21 +166,27 @@ def read_sitk(path, series_uid: str | None = None) -> sitk.Image:
     return image
 
 
-def check_nifti_complete(path) -> None:
-    """Raise :class:`ImageReadError` when a NIfTI-1/2 file holds less voxel data than its header says.
+def nifti_header(path) -> dict | None:
+    """:func:`_nifti_header_info` of a NIfTI file (None when its first bytes are no NIfTI header);
+    :class:`ImageReadError` when it cannot be read."""
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            return _nifti_header_info(f.read(540))
+    except (OSError, EOFError) as exc:
+        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({exc})") from exc
+
+
+def check_nifti_complete(path, info: dict | None) -> None:
+    """Raise :class:`ImageReadError` when a NIfTI-1/2 file holds less voxel data than its header ``info``
+    (:func:`nifti_header`) says.
 
     Uncompressed files are checked by size; gzipped ones by the gzip trailer (uncompressed size mod
     2³²), falling back to a full decompression only when the trailer disagrees.
     """
     path = Path(path)
     gz = path.name.lower().endswith(".gz")
-    opener = gzip.open if gz else open
-    try:
-        with opener(path, "rb") as f:
-            header = f.read(540)
-    except (OSError, EOFError) as exc:
-        raise ImageReadError(path, f"cannot be read, corrupt or truncated ({exc})") from exc
-    info = _nifti_header_info(header)
     if info is None:
         return  # not a NIfTI header: let ITK report it
     expected = info["expected_bytes"]
@@ -202,17 +209,11 @@ def check_nifti_complete(path) -> None:
         raise ImageReadError(path, f"truncated: {actual} bytes of {expected} expected from its header")
 
 
-def check_nifti_sform(path) -> None:
-    """Raise :class:`ImageReadError` for a NIfTI whose sform (``sform_code`` > 0) is sheared: no rotation
-    and voxel sizes describe it, so ITK falls back to the qform (or fails) while nibabel and FSL place the
-    scan by the sform — a mask in ITK's geometry would sit elsewhere in those tools."""
-    path = Path(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            info = _nifti_header_info(f.read(540))
-    except (OSError, EOFError):
-        return  # unreadable: check_nifti_complete and ITK report it
+def check_nifti_sform(path, info: dict | None) -> None:
+    """Raise :class:`ImageReadError` for a NIfTI whose sform (``sform_code`` > 0 in its header ``info``,
+    :func:`nifti_header`) is sheared: no rotation and voxel sizes describe it, so ITK falls back to the
+    qform (or fails) while nibabel and FSL place the scan by the sform — a mask in ITK's geometry would sit
+    elsewhere in those tools."""
     if info is None or info["sform_code"] <= 0:
         return
     affine = np.asarray(info["srow"], float).reshape(3, 4)[:, :3]
@@ -391,7 +392,7 @@ def verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
     problem = None
     try:
         if image_suffix(tmp) in (".nii", ".nii.gz"):
-            check_nifti_complete(tmp)
+            check_nifti_complete(tmp, nifti_header(tmp))
         elif sitk.ReadImage(str(tmp)).GetSize() != image.GetSize():
             problem = "the written file does not hold the whole image"
     except (ImageReadError, RuntimeError) as exc:
